@@ -1,0 +1,1 @@
+"""Preprocessing as pure functions shared by offline preprocessing and inference."""

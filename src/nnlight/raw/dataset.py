@@ -1,0 +1,174 @@
+"""Find the cases of a raw nnU-Net v2 dataset folder and check them before anything is written.
+
+Layout: ``imagesTr/<case>_<XXXX><ending>`` (one file per channel, or one RGB(A) file for 2D colour
+images), ``labelsTr/<case><ending>``, optional ``imagesTs/``, and ``dataset.json``. Every problem is
+collected — layout, dataset.json and per-case content — so a user can fix them in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnlight.raw.dataset_json import DatasetJson, dataset_name_problem, read_dataset_json_problems
+from nnlight.raw.io import (
+    SUPPORTED_ENDINGS,
+    Geometry,
+    ImageReadError,
+    geometries_match,
+    read_images,
+    read_seg,
+    reader_kind,
+)
+from nnlight.utils.errors import DatasetProblems
+
+CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
+@dataclass(frozen=True)
+class RawCase:
+    case_id: str
+    image_files: tuple[Path, ...]
+    label_file: Path
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    name: str
+    folder: Path
+    dataset_json: DatasetJson
+    cases: tuple[RawCase, ...]
+    reader: str  # "sitk" or "natural2d"
+
+
+def _ending_of(name: str) -> str:
+    for ending in sorted(SUPPORTED_ENDINGS, key=len, reverse=True):
+        if name.lower().endswith(ending):
+            return name[-len(ending):]
+    return Path(name).suffix
+
+
+def discover_cases(folder: Path, dataset_json: DatasetJson) -> tuple[list[RawCase], list[str]]:
+    """Group imagesTr files into cases and pair them with labelsTr files."""
+    problems: list[str] = []
+    ending = dataset_json.file_ending
+    images_dir, labels_dir = folder / "imagesTr", folder / "labelsTr"
+    for d in (images_dir, labels_dir):
+        if not d.is_dir():
+            problems.append(f"{d}: folder missing; a raw dataset needs imagesTr/ and labelsTr/")
+    if problems:
+        return [], problems
+
+    channels: dict[str, dict[int, Path]] = defaultdict(dict)
+    for f in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".")):
+        if not f.name.endswith(ending):
+            problems.append(f"{f}: file ending {_ending_of(f.name)!r} differs from dataset.json's file_ending "
+                            f"{ending!r}; convert the file or fix file_ending")
+            continue
+        match = CHANNEL_SUFFIX.match(f.name[: -len(ending)])
+        if match is None:
+            problems.append(f"{f}: name must be <case>_<XXXX>{ending} with a 4-digit channel index, "
+                            f"e.g. case001_0000{ending}")
+            continue
+        channels[match["case"]][int(match["channel"])] = f
+
+    label_files = {}
+    for f in sorted(p for p in labels_dir.iterdir() if not p.name.startswith(".")):
+        if not f.name.endswith(ending):
+            problems.append(f"{f}: file ending {_ending_of(f.name)!r} differs from dataset.json's file_ending "
+                            f"{ending!r}; convert the file or fix file_ending")
+            continue
+        label_files[f.name[: -len(ending)]] = f
+
+    cases = []
+    for case_id in sorted(channels):
+        indices = sorted(channels[case_id])
+        if indices != list(range(len(indices))):
+            missing = sorted(set(range(max(indices) + 1)) - set(indices))
+            problems.append(f"{images_dir}: case {case_id!r} is missing channel file(s) "
+                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in missing))
+            continue
+        if case_id not in label_files:
+            problems.append(f"{labels_dir / (case_id + ending)}: label file missing for case {case_id!r}; "
+                            "add it or remove the case's images")
+            continue
+        cases.append(RawCase(case_id, tuple(channels[case_id][i] for i in indices), label_files[case_id]))
+    for orphan in sorted(set(label_files) - set(channels)):
+        problems.append(f"{label_files[orphan]}: label without images in imagesTr; add "
+                        f"{orphan}_0000{ending} or remove the label")
+    if not channels and not label_files:
+        problems.append(f"{images_dir}: no training images found; put <case>_0000{ending} files here")
+    found = len(channels)
+    if dataset_json.num_training != found:
+        problems.append(f"{folder / 'dataset.json'}: numTraining is {dataset_json.num_training} but imagesTr "
+                        f"holds {found} case(s); set numTraining to {found}")
+    return cases, problems
+
+
+def open_raw_dataset(folder: str | Path) -> tuple[RawDataset | None, list[str]]:
+    """Check the name, dataset.json and file layout (no image is read). Returns all problems found."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None, [f"{folder}: dataset folder not found"]
+    problems = []
+    if (p := dataset_name_problem(folder.name, str(folder))) is not None:
+        problems.append(p)
+    dataset_json, json_problems = read_dataset_json_problems(folder / "dataset.json")
+    problems += json_problems
+    if dataset_json is None:
+        return None, problems
+    try:
+        kind = reader_kind(dataset_json.file_ending, dataset_json.overwrite_image_reader_writer)
+    except ImageReadError as e:
+        return None, [*problems, f"{folder / 'dataset.json'}: {e}"]
+    cases, layout_problems = discover_cases(folder, dataset_json)
+    problems += layout_problems
+    return RawDataset(folder.name, folder, dataset_json, tuple(cases), kind), problems
+
+
+def read_case(case: RawCase, dataset_json: DatasetJson, kind: str
+              ) -> tuple[list[str], np.ndarray | None, np.ndarray | None, Geometry | None]:
+    """Read a case and check its content. Returns (problems, images, seg, geometry); arrays are None on failure."""
+    try:
+        images, geometry = read_images(case.image_files, kind)
+        seg, seg_geometry = read_seg(case.label_file, kind)
+    except ImageReadError as e:
+        return [str(e)], None, None, None
+    problems = []
+    if images.shape[0] != dataset_json.num_channels:
+        problems.append(f"{case.image_files[0].parent}: case {case.case_id!r} has {images.shape[0]} channel(s) "
+                        f"but dataset.json declares {dataset_json.num_channels} ({dataset_json.channel_name_list})")
+    if images.shape[1:] != seg.shape[1:]:
+        problems.append(f"{case.label_file}: shape {seg.shape[1:]} differs from its image's {images.shape[1:]}; "
+                        "the label must be on the image's voxel grid")
+    elif not geometries_match(geometry, seg_geometry):
+        problems.append(f"{case.label_file}: geometry (spacing/origin/direction) differs from its image "
+                        f"(image spacing {geometry.sitk_spacing}, label {seg_geometry.sitk_spacing}); copy the "
+                        "image's geometry into the label")
+    if not np.all(np.isfinite(images)):
+        problems.append(f"{case.image_files[0]}: case {case.case_id!r} contains NaN or Inf values; replace them "
+                        "(e.g. with the image minimum)")
+    if np.issubdtype(seg.dtype, np.floating) and not np.all(np.isfinite(seg)):
+        problems.append(f"{case.label_file}: contains NaN or Inf values; a label file holds integers only")
+    else:
+        values = np.unique(seg)
+        allowed = dataset_json.allowed_label_values
+        unexpected = [v.item() for v in values if v not in allowed]
+        if unexpected:
+            problems.append(f"{case.label_file}: contains label value(s) {unexpected} not declared in "
+                            f"dataset.json (declared {allowed}); fix the file or declare them")
+    if problems:
+        return problems, None, None, None
+    return [], images, seg, geometry
+
+
+def require_raw_dataset(folder: str | Path) -> RawDataset:
+    """Open a raw dataset or raise one error that lists every layout problem."""
+    dataset, problems = open_raw_dataset(folder)
+    if problems or dataset is None:
+        raise DatasetProblems(Path(folder).name, problems)
+    return dataset

@@ -1,0 +1,156 @@
+"""Image readers and writers chosen by file ending, keeping each case's full geometry.
+
+Arrays follow nnU-Net's convention: ``(channels, z, y, x)`` in numpy order, float32, with the
+spacing in the same (z, y, x) order. 2D images become ``(channels, 1, y, x)`` with spacing
+``(999, sy, sx)`` exactly as nnU-Net does, so that 2D and 3D datasets share one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnlight.utils.errors import UserError
+
+SITK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".gipl", ".gipl.gz")
+NATURAL_2D_ENDINGS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+SUPPORTED_ENDINGS = SITK_ENDINGS + NATURAL_2D_ENDINGS
+SPACING_2D_DUMMY = 999.0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a case sits in the world. ``spacing`` is numpy order (z, y, x); the sitk_* fields are ITK order."""
+
+    spacing: tuple[float, ...]
+    sitk_spacing: tuple[float, ...]
+    sitk_origin: tuple[float, ...]
+    sitk_direction: tuple[float, ...]
+    is_2d: bool
+
+    def to_dict(self) -> dict:
+        return {"spacing": list(self.spacing), "sitk_spacing": list(self.sitk_spacing),
+                "sitk_origin": list(self.sitk_origin), "sitk_direction": list(self.sitk_direction),
+                "is_2d": self.is_2d}
+
+
+class ImageReadError(UserError):
+    """A file that cannot be read or has an unsupported layout; the message names the file."""
+
+
+def reader_kind(file_ending: str, overwrite_reader: str | None = None) -> str:
+    """'sitk' or 'natural2d' — nnU-Net picks its reader/writer the same way (ending, or an explicit override)."""
+    if overwrite_reader == "NaturalImage2DIO":
+        return "natural2d"
+    if overwrite_reader == "SimpleITKIO":
+        return "sitk"
+    ending = file_ending.lower()
+    if ending in NATURAL_2D_ENDINGS:
+        return "natural2d"
+    if ending in SITK_ENDINGS:
+        return "sitk"
+    raise ImageReadError(f"file ending {file_ending!r} is not supported; use one of {', '.join(SUPPORTED_ENDINGS)}")
+
+
+def _read_sitk(path: Path) -> sitk.Image:
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
+        raise ImageReadError(f"{path}: cannot be read ({reason}); the file is corrupt or not an image — "
+                             "re-export or replace it") from None
+
+
+def _read_one_sitk(path: Path) -> tuple[np.ndarray, Geometry]:
+    image = _read_sitk(path)
+    array = sitk.GetArrayFromImage(image)
+    spacing = tuple(float(s) for s in image.GetSpacing())
+    geometry_kwargs = {"sitk_spacing": spacing, "sitk_origin": tuple(float(o) for o in image.GetOrigin()),
+                       "sitk_direction": tuple(float(d) for d in image.GetDirection())}
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                             "store one channel per file (<case>_0000, <case>_0001, ...)")
+    if array.ndim == 2:
+        return array[None, None], Geometry(spacing=(SPACING_2D_DUMMY, *spacing[::-1]), is_2d=True,
+                                           **geometry_kwargs)
+    if array.ndim == 3:
+        return array[None], Geometry(spacing=spacing[::-1], is_2d=False, **geometry_kwargs)
+    raise ImageReadError(f"{path}: is {array.ndim}D (shape {array.shape}) but a 2D or 3D image is expected; "
+                         "split 4D files into one 3D file per channel (nnlight-convert-msd does this for "
+                         "Medical Segmentation Decathlon data)")
+
+
+def _read_one_natural(path: Path) -> tuple[np.ndarray, Geometry]:
+    image = _read_sitk(path)
+    array = sitk.GetArrayFromImage(image)
+    components = image.GetNumberOfComponentsPerPixel()
+    if components in (3, 4) and array.ndim == 3:
+        array = np.moveaxis(array, -1, 0)[:, None]  # RGB(A): one channel per colour, as nnU-Net does
+    elif components == 1 and array.ndim == 2:
+        array = array[None, None]
+    else:
+        raise ImageReadError(f"{path}: expected a 2D grayscale or RGB(A) image, got shape {array.shape} with "
+                             f"{components} component(s)")
+    ones = (1.0, 1.0)
+    geometry = Geometry(spacing=(SPACING_2D_DUMMY, *ones), sitk_spacing=ones, sitk_origin=(0.0, 0.0),
+                        sitk_direction=(1.0, 0.0, 0.0, 1.0), is_2d=True)
+    return array, geometry
+
+
+def read_image_file(path: str | Path, kind: str) -> tuple[np.ndarray, Geometry]:
+    """Read one file as ``(c, z, y, x)`` in its stored dtype plus its geometry."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: file not found")
+    return _read_one_natural(path) if kind == "natural2d" else _read_one_sitk(path)
+
+
+def geometries_match(a: Geometry, b: Geometry) -> bool:
+    """Same tolerance as nnU-Net's integrity check (``np.allclose`` on spacing, origin and direction)."""
+    return (np.allclose(a.spacing, b.spacing) and np.allclose(a.sitk_origin, b.sitk_origin)
+            and np.allclose(a.sitk_direction, b.sitk_direction))
+
+
+def read_images(files: Sequence[str | Path], kind: str) -> tuple[np.ndarray, Geometry]:
+    """Read all channel files of a case into one float32 ``(c, z, y, x)`` array."""
+    arrays, geometries = zip(*(read_image_file(f, kind) for f in files), strict=True)
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) != 1:
+        raise ImageReadError(f"{Path(files[0]).parent}: channel files {[Path(f).name for f in files]} have "
+                             f"different shapes {[a.shape[1:] for a in arrays]}; all channels of a case must "
+                             "share one voxel grid")
+    for f, g in zip(files[1:], geometries[1:], strict=True):
+        if not geometries_match(geometries[0], g):
+            raise ImageReadError(f"{f}: geometry (spacing/origin/direction) differs from {Path(files[0]).name}; "
+                                 "all channels of a case must share one voxel grid — resample it")
+    return np.concatenate(arrays, axis=0).astype(np.float32, copy=False), geometries[0]
+
+
+def read_seg(path: str | Path, kind: str) -> tuple[np.ndarray, Geometry]:
+    """Read a label file as ``(1, z, y, x)`` in its stored dtype."""
+    array, geometry = read_image_file(path, kind)
+    if array.shape[0] != 1:
+        raise ImageReadError(f"{path}: a label file must have one channel, found {array.shape[0]}")
+    return array, geometry
+
+
+def write_image(data: np.ndarray, path: str | Path, geometry: Geometry) -> None:
+    """Write a single-channel ``(z, y, x)`` (or ``(1, y, x)`` for 2D) array with the geometry it was read with."""
+    array = np.asarray(data)
+    if geometry.is_2d:
+        array = array.reshape(array.shape[-2:])
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(geometry.sitk_spacing)
+    image.SetOrigin(geometry.sitk_origin)
+    image.SetDirection(geometry.sitk_direction)
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def write_seg(seg: np.ndarray, path: str | Path, geometry: Geometry) -> None:
+    """Write a label map as the smallest unsigned integer type that holds it."""
+    seg = np.asarray(seg)
+    write_image(seg.astype(np.uint8 if seg.max(initial=0) < 256 else np.uint16), path, geometry)

@@ -1,0 +1,41 @@
+"""Run a function over many items in worker processes with a progress bar."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from tqdm import tqdm
+
+from nnlight.utils.errors import UserError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_with_progress(fn: Callable[[T], R], items: Iterable[T], num_workers: int, desc: str) -> Iterator[R]:
+    """Yield ``fn(item)`` for every item, in completion order.
+
+    ``num_workers=0`` runs in this process (easy debugging). Workers are spawned, not forked, so a
+    parent that already started torch threads is safe.
+    """
+    items = list(items)
+    with tqdm(total=len(items), desc=desc, unit="case", dynamic_ncols=True) as bar:
+        if num_workers <= 0:
+            for item in items:
+                yield fn(item)
+                bar.update()
+            return
+        context = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(max_workers=min(num_workers, len(items)), mp_context=context) as pool:
+                futures = [pool.submit(fn, item) for item in items]
+                for future in as_completed(futures):
+                    yield future.result()
+                    bar.update()
+        except BrokenProcessPool:
+            raise UserError(f"{desc}: a worker process died, most likely out of memory. Rerun with fewer workers "
+                            "(num_workers=1) or on a machine with more RAM") from None
