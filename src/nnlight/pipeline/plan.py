@@ -1,0 +1,164 @@
+"""Stage `plan`: verify → fingerprint → plan → generated Hydra configs (+ nnU-Net plans JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from nnlight.fingerprint import Fingerprint, compute_fingerprint, load_fingerprint
+from nnlight.fingerprint.fingerprint import save_fingerprint
+from nnlight.planning import PlannerSettings, Plans, plan_experiment, plans_from_nnunet, plans_to_nnunet
+from nnlight.planning.export import write_plan_configs
+from nnlight.planning.summary import format_summary
+from nnlight.raw.dataset import open_raw_dataset
+from nnlight.raw.dataset_json import DATASET_NAME_PATTERN, DatasetJson, dataset_name_problem, load_dataset_json
+from nnlight.utils.errors import DatasetProblems, UserError
+from nnlight.utils.files import atomic_write_json, load_json
+
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanResult:
+    plans: Plans
+    dataset_folder: Path  # <preprocessed>/<Dataset>
+    config_files: list[Path]
+
+
+def planner_settings(cfg: DictConfig) -> PlannerSettings:
+    """Typed planner settings from ``cfg.planner``; a misspelt key or a wrong type is a clear error."""
+    values: dict[str, Any] = OmegaConf.to_container(cfg.planner, resolve=True)  # type: ignore[assignment]
+    fields = {f.name: f for f in dataclasses.fields(PlannerSettings)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"unknown planner setting(s) {', '.join('planner.' + k for k in unknown)}; "
+                        f"valid: {', '.join(sorted(fields))}")
+    defaults = PlannerSettings()
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = True
+        if not ok:
+            raise UserError(f"planner.{key}={value!r}: expected a {type(default).__name__} like {default!r}")
+    if values.get("overwrite_target_spacing") is not None and len(values["overwrite_target_spacing"]) != 3:
+        raise UserError("planner.overwrite_target_spacing needs three numbers, e.g. [3.0,1.0,1.0]")
+    return PlannerSettings(**values)
+
+
+def resolve_raw_folder(dataset: str, raw_root: Path) -> Path:
+    """A folder path, a ``DatasetXXX_Name`` under the raw root, or a dataset number."""
+    candidate = Path(dataset).expanduser()
+    if candidate.is_dir():
+        return candidate.resolve()
+    if DATASET_NAME_PATTERN.match(dataset):
+        return raw_root / dataset
+    if re.fullmatch(r"\d{1,3}", dataset):
+        matches = sorted(raw_root.glob(f"Dataset{int(dataset):03d}_*")) if raw_root.is_dir() else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UserError(f"dataset={dataset}: several folders match in {raw_root}: "
+                            f"{', '.join(m.name for m in matches)}; pass the full name")
+    raise UserError(f"dataset={dataset}: no such folder, and no DatasetXXX_Name of that name in {raw_root} "
+                    "(set NNLIGHT_RAW or paths.raw to where your raw datasets are)")
+
+
+def _required(cfg: DictConfig, key: str) -> Any:
+    try:
+        return cfg[key]
+    except MissingMandatoryValue:
+        raise UserError(f"{key}=... is required, e.g. python plan.py {key}=Dataset101_BraTS2015Mini") from None
+
+
+def _dataset_json_for(cfg: DictConfig, dataset_name: str, raw_root: Path) -> DatasetJson:
+    path = Path(cfg.dataset_json) if cfg.dataset_json else raw_root / dataset_name / "dataset.json"
+    if not path.is_file():
+        raise UserError(f"{path}: dataset.json not found; pass dataset_json=<path to the dataset's dataset.json>")
+    return load_dataset_json(path)
+
+
+def _name_only(dataset: str, raw_root: Path) -> str:
+    """The dataset name for modes that read no image: a name, an id with a raw folder, or a folder."""
+    if DATASET_NAME_PATTERN.match(dataset):
+        return dataset
+    name = resolve_raw_folder(dataset, raw_root).name
+    if (problem := dataset_name_problem(name, f"dataset={dataset}")) is not None:
+        raise UserError(problem)
+    return name
+
+
+def run(cfg: DictConfig) -> PlanResult:
+    dataset = str(_required(cfg, "dataset"))
+    raw_root = Path(cfg.paths.raw)
+    preprocessed_root = Path(cfg.paths.preprocessed)
+    settings = planner_settings(cfg)
+
+    if cfg.nnunet_plans:
+        name = _name_only(dataset, raw_root)
+        dataset_json = _dataset_json_for(cfg, name, raw_root)
+        plans_path = Path(cfg.nnunet_plans)
+        if not plans_path.is_file():
+            raise UserError(f"nnunet_plans={plans_path}: file not found")
+        plans = plans_from_nnunet(load_json(plans_path), str(plans_path))
+        if plans.dataset_name != name:
+            plans = dataclasses.replace(plans, dataset_name=name)
+        suffix = "" if plans.plans_name == "nnUNetPlans" else f"_{plans.plans_name}"
+        return _write_outputs(plans, dataset_json, None, preprocessed_root, suffix,
+                              f"imported from {plans_path.name}", cfg.overwrite_configs)
+
+    if cfg.fingerprint:
+        name = _name_only(dataset, raw_root)
+        dataset_json = _dataset_json_for(cfg, name, raw_root)
+        fingerprint = load_fingerprint(cfg.fingerprint)
+        if len(fingerprint.spacings) != dataset_json.num_training:
+            raise UserError(f"fingerprint={cfg.fingerprint} describes {len(fingerprint.spacings)} cases but "
+                            f"dataset.json says numTraining={dataset_json.num_training}; use the matching pair")
+    else:
+        folder = resolve_raw_folder(dataset, raw_root)
+        raw, problems = open_raw_dataset(folder)
+        if problems or raw is None:
+            raise DatasetProblems(folder.name, problems)
+        name, dataset_json = raw.name, raw.dataset_json
+        fingerprint_path = preprocessed_root / name / FINGERPRINT_FILE
+        if fingerprint_path.is_file() and not cfg.overwrite_fingerprint:
+            print(f"Reusing fingerprint {fingerprint_path} (overwrite_fingerprint=true recomputes it)")
+            fingerprint = load_fingerprint(fingerprint_path)
+        else:
+            fingerprint = compute_fingerprint(raw, num_workers=int(cfg.num_workers))
+            save_fingerprint(fingerprint, fingerprint_path)
+        atomic_write_json(preprocessed_root / name / "dataset.json", dataset_json.raw)
+        raw_splits = folder / "splits_final.json"
+        if raw_splits.is_file() and not (preprocessed_root / name / "splits_final.json").exists():
+            shutil.copyfile(raw_splits, preprocessed_root / name / "splits_final.json")
+
+    plans = plan_experiment(fingerprint, dataset_json, settings, name)
+    return _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, settings.config_suffix,
+                          f"fingerprint sha256:{fingerprint.sha256()[:16]}", cfg.overwrite_configs)
+
+
+def _write_outputs(plans: Plans, dataset_json: DatasetJson, fingerprint: Fingerprint | None,
+                   preprocessed_root: Path, suffix: str, provenance: str, overwrite_configs: bool) -> PlanResult:
+    dataset_folder = preprocessed_root / plans.dataset_name
+    if fingerprint is not None and not (dataset_folder / FINGERPRINT_FILE).is_file():
+        save_fingerprint(fingerprint, dataset_folder / FINGERPRINT_FILE)
+    atomic_write_json(dataset_folder / f"{plans.plans_name}.json", plans_to_nnunet(plans))
+    files = write_plan_configs(plans, dataset_json, preprocessed_root / "configs", suffix, provenance,
+                               overwrite_edited=bool(overwrite_configs))
+    print(format_summary(plans, files))
+    print(f"\nnnU-Net plans: {dataset_folder / (plans.plans_name + '.json')}")
+    print(f"Configs:       {preprocessed_root / 'configs' / 'plan' / plans.dataset_name}/")
+    kept = [f for f in files if f.status == "kept (edited)"]
+    if kept:
+        print(f"Kept {len(kept)} config(s) you edited: {', '.join(f.path.name for f in kept)} "
+              "(overwrite_configs=true replaces them)")
+    return PlanResult(plans, dataset_folder, [f.path for f in files])

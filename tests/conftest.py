@@ -1,0 +1,62 @@
+"""Shared fixtures: synthetic raw datasets, isolated output roots, and a runner for the real entry points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nnlight.raw.synthetic import make_synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@dataclass(frozen=True)
+class Roots:
+    raw: Path
+    preprocessed: Path
+    results: Path
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "NNLIGHT_RAW": str(self.raw), "NNLIGHT_PREPROCESSED": str(self.preprocessed),
+                "NNLIGHT_RESULTS": str(self.results)}
+
+    def files_under_outputs(self) -> list[Path]:
+        return [p for root in (self.preprocessed, self.results) if root.exists() for p in root.rglob("*")]
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> Roots:
+    r = Roots(tmp_path / "raw", tmp_path / "preprocessed", tmp_path / "results")
+    r.raw.mkdir()
+    return r
+
+
+@pytest.fixture(scope="session")
+def demo_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small 3D, 2-channel, anisotropic synthetic dataset (read-only for tests: copy before changing)."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("raw3d"), 900, "Demo", num_cases=5, shape=(16, 32, 28))
+
+
+@pytest.fixture(scope="session")
+def demo_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_dataset(tmp_path_factory.mktemp("raw2d"), 901, "Demo2D", num_cases=4, shape=(40, 48),
+                                  num_channels=1)
+
+
+def run_script(script: str, *overrides: str, roots: Roots) -> subprocess.CompletedProcess:
+    """Run a top-level entry point (plan.py, ...) as a user would, with isolated output roots."""
+    return subprocess.run([sys.executable, str(REPO / script), *overrides], cwd=REPO, env=roots.env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED_DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is not available (the shared real datasets exist only on the team's machines and CI)")
+    return path
