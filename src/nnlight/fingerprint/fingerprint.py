@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -113,14 +114,20 @@ def analyze_case(case: RawCase, dataset_json: DatasetJson, kind: str, num_sample
     )
 
 
-def compute_fingerprint(dataset: RawDataset, num_workers: int = 2) -> Fingerprint:
-    """Check every case and compute the fingerprint; raises one error listing all problems found."""
+def compute_fingerprint(dataset: RawDataset, num_workers: int = 2, known_problems: Sequence[str] = ()
+                        ) -> Fingerprint:
+    """Check every case and compute the fingerprint; raises one error listing all problems found.
+
+    ``known_problems`` (from the layout check) are reported together with the per-case ones.
+    """
+    if not dataset.cases:
+        raise DatasetProblems(dataset.name, [*known_problems] or [f"{dataset.folder}: no usable training case"])
     num_samples = int(FOREGROUND_SAMPLE_BUDGET // len(dataset.cases))
     worker = partial(analyze_case, dataset_json=dataset.dataset_json, kind=dataset.reader, num_samples=num_samples)
     results = {r.case_id: r for r in map_with_progress(worker, dataset.cases, num_workers,
                                                        f"Checking + fingerprinting {dataset.name}")}
     ordered = [results[c.case_id] for c in dataset.cases]
-    problems = [p for r in ordered for p in r.problems]
+    problems = [*known_problems, *(p for r in ordered for p in r.problems)]
     if problems:
         raise DatasetProblems(dataset.name, problems)
     properties = {}

@@ -126,15 +126,15 @@ def run(cfg: DictConfig) -> PlanResult:
     else:
         folder = resolve_raw_folder(dataset, raw_root)
         raw, problems = open_raw_dataset(folder)
-        if problems or raw is None:
+        if raw is None:
             raise DatasetProblems(folder.name, problems)
         name, dataset_json = raw.name, raw.dataset_json
         fingerprint_path = preprocessed_root / name / FINGERPRINT_FILE
-        if fingerprint_path.is_file() and not cfg.overwrite_fingerprint:
+        if fingerprint_path.is_file() and not cfg.overwrite_fingerprint and not problems:
             print(f"Reusing fingerprint {fingerprint_path} (overwrite_fingerprint=true recomputes it)")
             fingerprint = load_fingerprint(fingerprint_path)
         else:
-            fingerprint = compute_fingerprint(raw, num_workers=int(cfg.num_workers))
+            fingerprint = compute_fingerprint(raw, int(cfg.num_workers), known_problems=problems)
             save_fingerprint(fingerprint, fingerprint_path)
         atomic_write_json(preprocessed_root / name / "dataset.json", dataset_json.raw)
         raw_splits = folder / "splits_final.json"

@@ -52,8 +52,13 @@ def _ending_of(name: str) -> str:
     return Path(name).suffix
 
 
-def discover_cases(folder: Path, dataset_json: DatasetJson) -> tuple[list[RawCase], list[str]]:
-    """Group imagesTr files into cases and pair them with labelsTr files."""
+def discover_cases(folder: Path, dataset_json: DatasetJson, files_per_case: int | None
+                   ) -> tuple[list[RawCase], list[str]]:
+    """Group imagesTr files into cases and pair them with labelsTr files.
+
+    ``files_per_case`` is the channel count for one-channel-per-file formats; None for 2D natural images,
+    where one RGB file holds three channels (checked when the case is read).
+    """
     problems: list[str] = []
     ending = dataset_json.file_ending
     images_dir, labels_dir = folder / "imagesTr", folder / "labelsTr"
@@ -87,10 +92,16 @@ def discover_cases(folder: Path, dataset_json: DatasetJson) -> tuple[list[RawCas
     cases = []
     for case_id in sorted(channels):
         indices = sorted(channels[case_id])
-        if indices != list(range(len(indices))):
-            missing = sorted(set(range(max(indices) + 1)) - set(indices))
+        expected = set(range(files_per_case if files_per_case is not None else max(indices) + 1))
+        missing, extra = sorted(expected - set(indices)), sorted(set(indices) - expected)
+        if missing:
             problems.append(f"{images_dir}: case {case_id!r} is missing channel file(s) "
                             + ", ".join(f"{case_id}_{i:04d}{ending}" for i in missing))
+        if extra:
+            problems.append(f"{images_dir}: case {case_id!r} has channel file(s) beyond the "
+                            f"{files_per_case} declared in dataset.json: "
+                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in extra))
+        if missing or extra:
             continue
         if case_id not in label_files:
             problems.append(f"{labels_dir / (case_id + ending)}: label file missing for case {case_id!r}; "
@@ -125,7 +136,8 @@ def open_raw_dataset(folder: str | Path) -> tuple[RawDataset | None, list[str]]:
         kind = reader_kind(dataset_json.file_ending, dataset_json.overwrite_image_reader_writer)
     except ImageReadError as e:
         return None, [*problems, f"{folder / 'dataset.json'}: {e}"]
-    cases, layout_problems = discover_cases(folder, dataset_json)
+    cases, layout_problems = discover_cases(folder, dataset_json,
+                                            None if kind == "natural2d" else dataset_json.num_channels)
     problems += layout_problems
     return RawDataset(folder.name, folder, dataset_json, tuple(cases), kind), problems
 

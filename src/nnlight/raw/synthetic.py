@@ -44,12 +44,14 @@ def synthetic_case(shape: tuple[int, ...], num_channels: int, rng: np.random.Gen
 
 def make_synthetic_dataset(raw_root: str | Path, dataset_id: int = 900, name: str = "Demo", num_cases: int = 8,
                            shape: tuple[int, ...] = (24, 48, 40), spacing: tuple[float, ...] = (2.5, 1.0, 1.0),
-                           num_channels: int = 2, seed: int = 0, num_test_cases: int = 2) -> Path:
-    """Write ``Dataset<id>_<name>`` under ``raw_root`` (3D NIfTI, or 2D PNG when ``shape`` has 2 axes)."""
+                           num_channels: int = 2, seed: int = 0, num_test_cases: int = 2,
+                           file_ending: str | None = None) -> Path:
+    """Write ``Dataset<id>_<name>`` under ``raw_root``: 3D (NIfTI by default, or any SimpleITK ending such as
+    .nrrd/.mha) or 2D PNG when ``shape`` has 2 axes."""
     rng = np.random.default_rng(seed)
     folder = Path(raw_root) / f"Dataset{dataset_id:03d}_{name}"
     is_2d = len(shape) == 2
-    ending = ".png" if is_2d else ".nii.gz"
+    ending = file_ending or (".png" if is_2d else ".nii.gz")
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     if is_2d:

@@ -1,0 +1,183 @@
+"""Bad input ends with one readable message naming the file, exit code 2, and nothing written."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnlight.raw.synthetic import make_synthetic_dataset
+from tests.conftest import Roots, run_script
+
+CASE = "demo_000"
+
+
+def _edit_json(folder: Path, change: Callable[[dict], None]) -> None:
+    path = folder / "dataset.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _rewrite_image(path: Path, change: Callable[[np.ndarray], np.ndarray], spacing: tuple | None = None) -> None:
+    image = sitk.ReadImage(str(path))
+    new = sitk.GetImageFromArray(change(sitk.GetArrayFromImage(image)))
+    new.CopyInformation(image) if new.GetSize() == image.GetSize() else new.SetSpacing(image.GetSpacing())
+    if spacing is not None:
+        new.SetSpacing(spacing)
+    sitk.WriteImage(new, str(path))
+
+
+def _missing_channel(f: Path) -> str:
+    (f / "imagesTr" / f"{CASE}_0001.nii.gz").unlink()
+    return f"{CASE}_0001.nii.gz"
+
+
+def _missing_label(f: Path) -> str:
+    (f / "labelsTr" / f"{CASE}.nii.gz").unlink()
+    return f"labelsTr/{CASE}.nii.gz"
+
+
+def _shape_mismatch(f: Path) -> str:
+    _rewrite_image(f / "labelsTr" / f"{CASE}.nii.gz", lambda a: a[:, :-2])
+    return f"labelsTr/{CASE}.nii.gz"
+
+
+def _geometry_mismatch(f: Path) -> str:
+    _rewrite_image(f / "labelsTr" / f"{CASE}.nii.gz", lambda a: a, spacing=(1.0, 1.0, 3.0))
+    return f"labelsTr/{CASE}.nii.gz"
+
+
+def _undeclared_label(f: Path) -> str:
+    def add_label(a: np.ndarray) -> np.ndarray:
+        a = a.copy()
+        a[a.shape[0] // 2, a.shape[1] // 2, a.shape[2] // 2] = 7
+        return a
+    _rewrite_image(f / "labelsTr" / f"{CASE}.nii.gz", add_label)
+    return f"labelsTr/{CASE}.nii.gz"
+
+
+def _labels_not_consecutive(f: Path) -> str:
+    _edit_json(f, lambda d: d["labels"].update({"dark_blob": 3}))
+    return "dataset.json"
+
+
+def _nan_in_image(f: Path, case: str = CASE) -> str:
+    """NIfTI through ITK reads NaN as 0, so the NaN check is exercised with NRRD files."""
+    def add_nan(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float32)
+        a[a.shape[0] // 2, a.shape[1] // 2, 3] = np.nan
+        return a
+    _rewrite_image(f / "imagesTr" / f"{case}_0000.nrrd", add_nan)
+    return f"{case}_0000.nrrd"
+
+
+def _num_training_wrong(f: Path) -> str:
+    _edit_json(f, lambda d: d.update({"numTraining": 99}))
+    return "numTraining"
+
+
+def _file_ending_wrong(f: Path) -> str:
+    (f / "imagesTr" / f"{CASE}_0000.nii.gz").rename(f / "imagesTr" / f"{CASE}_0000.nrrd")
+    return f"{CASE}_0000.nrrd"
+
+
+def _missing_json_key(f: Path) -> str:
+    _edit_json(f, lambda d: d.pop("file_ending"))
+    return "file_ending"
+
+
+def _wrong_json_type(f: Path) -> str:
+    _edit_json(f, lambda d: d.update({"numTraining": "five"}))
+    return "numTraining"
+
+
+def _corrupt_gzip(f: Path) -> str:
+    path = f / "imagesTr" / f"{CASE}_0001.nii.gz"
+    path.write_bytes(gzip.compress(b"not a nifti at all")[:12])
+    return f"{CASE}_0001.nii.gz"
+
+
+def _image_4d(f: Path) -> str:
+    path = f / "imagesTr" / f"{CASE}_0000.nii.gz"
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    sitk.WriteImage(sitk.GetImageFromArray(np.stack([array, array])), str(path))
+    return f"{CASE}_0000.nii.gz"
+
+
+def _empty_labels_tr(f: Path) -> str:
+    for p in (f / "labelsTr").iterdir():
+        p.unlink()
+    return "labelsTr"
+
+
+FAILURES = [_missing_channel, _missing_label, _shape_mismatch, _geometry_mismatch, _undeclared_label,
+            _labels_not_consecutive, _num_training_wrong, _file_ending_wrong, _missing_json_key,
+            _wrong_json_type, _corrupt_gzip, _image_4d, _empty_labels_tr]
+
+
+@pytest.mark.parametrize("break_dataset", FAILURES, ids=lambda f: f.__name__.strip("_"))
+def test_broken_dataset_is_reported(break_dataset: Callable[[Path], str], demo_3d: Path, roots: Roots) -> None:
+    folder = shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    expected_in_message = break_dataset(folder)
+    result = run_script("plan.py", f"dataset={folder.name}", "num_workers=0", roots=roots)
+    assert result.returncode == 2, result.stderr
+    assert expected_in_message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert roots.files_under_outputs() == []
+
+
+@pytest.fixture(scope="module")
+def demo_nrrd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_dataset(tmp_path_factory.mktemp("rawnrrd"), 902, "Nrrd", num_cases=3, shape=(12, 20, 16),
+                                  file_ending=".nrrd")
+
+
+def test_nan_in_image_is_reported(demo_nrrd: Path, roots: Roots) -> None:
+    folder = shutil.copytree(demo_nrrd, roots.raw / demo_nrrd.name)
+    name = _nan_in_image(folder, "nrrd_001")
+    result = run_script("plan.py", f"dataset={folder.name}", "num_workers=0", roots=roots)
+    assert result.returncode == 2
+    assert name in result.stderr and "NaN" in result.stderr
+    assert roots.files_under_outputs() == []
+
+
+def test_every_problem_is_listed_at_once(demo_nrrd: Path, roots: Roots) -> None:
+    """A layout problem in one case does not hide a content problem in another."""
+    folder = shutil.copytree(demo_nrrd, roots.raw / demo_nrrd.name)
+    (folder / "labelsTr" / "nrrd_000.nrrd").unlink()
+    second = _nan_in_image(folder, "nrrd_001")
+    result = run_script("plan.py", f"dataset={folder.name}", "num_workers=0", roots=roots)
+    assert result.returncode == 2
+    assert "labelsTr/nrrd_000.nrrd" in result.stderr and second in result.stderr
+    assert "2 problem(s)" in result.stderr
+
+
+def test_dataset_name_must_follow_convention(demo_3d: Path, roots: Roots) -> None:
+    folder = shutil.copytree(demo_3d, roots.raw / "my_scans")
+    result = run_script("plan.py", f"dataset={folder}", roots=roots)
+    assert result.returncode == 2
+    assert "my_scans" in result.stderr and "DatasetXXX_Name" in result.stderr
+    assert roots.files_under_outputs() == []
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["dataset=Dataset999_Nope"], "Dataset999_Nope"),
+    ([], "dataset=... is required"),
+    (["dataset=Dataset900_Demo", "+planner.gpu_memmory_target_gb=24"], "planner.gpu_memmory_target_gb"),
+    (["dataset=Dataset900_Demo", "planner.gpu_memory_target_gb=lots"], "planner.gpu_memory_target_gb"),
+    (["dataset=Dataset900_Demo", "fingerprint=/nonexistent/fingerprint.json"], "/nonexistent/fingerprint.json"),
+])
+def test_wrong_overrides_are_clear_errors(overrides: list[str], message: str, demo_3d: Path, roots: Roots) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    result = run_script("plan.py", *overrides, roots=roots)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert roots.files_under_outputs() == []
