@@ -86,7 +86,7 @@ def plan_configuration(name: str, spacing: Sequence[float], median_shape: Sequen
     notes = []
 
     unclipped = _initial_patch_size(spacing)
-    initial = [int(min(p, m)) for p, m in zip(unclipped, median_shape[:dim], strict=True)]
+    initial = [min(p, m) for p, m in zip(unclipped, median_shape[:dim], strict=True)]  # may stay fractional
     topology = get_pool_and_conv_props(spacing, initial, min_edge)
     architecture = estimator.architecture(topology, max_features)
     estimate = estimator(topology, architecture)

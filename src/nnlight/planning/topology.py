@@ -12,7 +12,7 @@ class Topology:
     pool_per_axis: list[int]
     strides: list[list[int]]  # per stage; the first stage is [1, ...]
     kernel_sizes: list[list[int]]  # per stage, bottleneck included
-    patch_size: list[int]  # padded to a multiple of ``divisible_by``
+    patch_size: list[int]  # rounded up to a multiple of ``divisible_by``
     divisible_by: list[int]
 
     @property
@@ -34,7 +34,7 @@ def get_pool_and_conv_props(spacing: Sequence[float], patch_size: Sequence[int],
     """
     dim = len(spacing)
     current_spacing = [float(s) for s in spacing]
-    current_size = [int(s) for s in patch_size]
+    current_size = [float(s) for s in patch_size]  # a median shape can be fractional (e.g. 16.5)
     strides = [[1] * dim]
     kernels: list[list[int]] = []
     pool_per_axis = [0] * dim

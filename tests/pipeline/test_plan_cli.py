@@ -1,0 +1,140 @@
+"""plan.py end to end: synthetic datasets, generated configs that compose in Hydra, re-runs, other modes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from nnlight.nets import build_network
+from tests.conftest import Roots, run_script, shared_dataset
+
+
+def _compose_plan(configs_root: Path, dataset: str, config_name: str) -> dict:
+    """Select a generated config the way train.py will: ``plan=<Dataset>/<configuration>``."""
+    with initialize_config_dir(config_dir=str(configs_root.resolve()), version_base="1.3"):
+        cfg = compose(overrides=[f"+plan={dataset}/{config_name}"])
+    return OmegaConf.to_container(cfg.plan, resolve=True)
+
+
+def _generated(roots: Roots, dataset: str) -> dict[str, Path]:
+    folder = roots.preprocessed / "configs" / "plan" / dataset
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def test_plan_3d_demo_end_to_end(demo_3d: Path, roots: Roots) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    result = run_script("plan.py", "dataset=900", roots=roots)  # by number, with 2 worker processes
+    assert result.returncode == 0, result.stderr
+    assert "Plans for Dataset900_Demo" in result.stdout and "Why:" in result.stdout
+
+    dataset_dir = roots.preprocessed / "Dataset900_Demo"
+    fingerprint = json.loads((dataset_dir / "fingerprint.json").read_text())
+    assert len(fingerprint["spacings"]) == 5
+    assert set(fingerprint["foreground_intensity_properties_per_channel"]) == {"0", "1"}
+    assert json.loads((dataset_dir / "nnUNetPlans.json").read_text())["plans_name"] == "nnUNetPlans"
+
+    configs = _generated(roots, "Dataset900_Demo")
+    assert set(configs) == {"2d", "3d_fullres"}
+    for name in configs:
+        plan = _compose_plan(roots.preprocessed / "configs", "Dataset900_Demo", name)
+        assert plan["configuration"] == name
+        arch = plan["architecture"]
+        net_kwargs = {k: v for k, v in arch.items() if k not in ("network", "blocks_per_stage")}
+        net = build_network(arch["network"], input_channels=len(plan["channel_names"]),
+                            num_classes=len(plan["labels"]), n_conv_per_stage=arch["blocks_per_stage"], **net_kwargs)
+        assert net.compute_conv_feature_map_size(plan["patch_size"]) > 0
+    header = configs["3d_fullres"].read_text().splitlines()[:6]
+    assert any("nnlight 0.1.0" in line and "planner preset 'default'" in line and "fingerprint sha256:" in line
+               for line in header)
+
+
+def test_rerun_reuses_fingerprint_and_keeps_edited_configs(demo_3d: Path, roots: Roots) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    configs = _generated(roots, "Dataset900_Demo")
+    edited = configs["3d_fullres"].read_text().replace("batch_size: 2", "batch_size: 5")
+    configs["3d_fullres"].write_text(edited)
+
+    again = run_script("plan.py", "dataset=Dataset900_Demo", roots=roots)
+    assert again.returncode == 0, again.stderr
+    assert "Reusing fingerprint" in again.stdout
+    assert "kept (edited)" in again.stdout
+    assert configs["3d_fullres"].read_text() == edited
+    assert "unchanged" in again.stdout  # the 2d config was not rewritten
+
+    forced = run_script("plan.py", "dataset=Dataset900_Demo", "overwrite_configs=true", roots=roots)
+    assert forced.returncode == 0
+    assert "batch_size: 2" in configs["3d_fullres"].read_text()
+
+
+def test_plan_2d_png_demo(demo_2d: Path, roots: Roots) -> None:
+    shutil.copytree(demo_2d, roots.raw / demo_2d.name)
+    result = run_script("plan.py", f"dataset={demo_2d.name}", roots=roots)
+    assert result.returncode == 0, result.stderr
+    assert set(_generated(roots, demo_2d.name)) == {"2d"}
+    fingerprint = json.loads((roots.preprocessed / demo_2d.name / "fingerprint.json").read_text())
+    assert fingerprint["spacings"][0] == [999.0, 1.0, 1.0] and fingerprint["shapes_after_crop"][0][0] == 1
+
+
+def test_planner_presets_and_memory_target(demo_3d: Path, roots: Roots) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    result = run_script("plan.py", "dataset=Dataset900_Demo", "planner=resenc_l", "planner.gpu_memory_target_gb=12",
+                        roots=roots)
+    assert result.returncode == 0, result.stderr
+    configs = _generated(roots, "Dataset900_Demo")
+    assert set(configs) == {"2d_resenc_l", "3d_fullres_resenc_l"}
+    plan = _compose_plan(roots.preprocessed / "configs", "Dataset900_Demo", "3d_fullres_resenc_l")
+    assert plan["architecture"]["network"] == "ResidualEncoderUNet"
+    assert plan["data_identifier"] == "nnUNetPlans_3d_fullres"  # ResEnc reuses the default preprocessed data
+    assert (roots.preprocessed / "Dataset900_Demo" / "nnUNetResEncUNetLPlans.json").is_file()
+
+
+def test_plan_from_fingerprint_alone_matches_full_planning(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    full = _generated(roots, "Dataset900_Demo")
+    fingerprint = tmp_path / "dataset_fingerprint.json"
+    shutil.copy(roots.preprocessed / "Dataset900_Demo" / "fingerprint.json", fingerprint)
+    dataset_json = tmp_path / "dataset.json"
+    shutil.copy(demo_3d / "dataset.json", dataset_json)
+
+    other = Roots(tmp_path / "r2", tmp_path / "p2", tmp_path / "res2")  # no raw images anywhere
+    result = run_script("plan.py", "dataset=Dataset900_Demo", f"fingerprint={fingerprint}",
+                        f"dataset_json={dataset_json}", roots=other)
+    assert result.returncode == 0, result.stderr
+    alone = _generated(other, "Dataset900_Demo")
+    assert {k: _body(v) for k, v in alone.items()} == {k: _body(v) for k, v in full.items()}
+
+
+def test_import_nnunet_plans(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    exported = roots.preprocessed / "Dataset900_Demo" / "nnUNetPlans.json"
+    other = Roots(roots.raw, tmp_path / "p2", tmp_path / "res2")
+    result = run_script("plan.py", "dataset=Dataset900_Demo", f"nnunet_plans={exported}", roots=other)
+    assert result.returncode == 0, result.stderr
+    assert {k: _body(v) for k, v in _generated(other, "Dataset900_Demo").items()} == \
+        {k: _body(v) for k, v in _generated(roots, "Dataset900_Demo").items()}
+    assert json.loads((other.preprocessed / "Dataset900_Demo" / "nnUNetPlans.json").read_text()) == \
+        json.loads(exported.read_text())
+
+
+def _body(path: Path) -> str:
+    """A generated config without its header (which holds the date and provenance)."""
+    return "\n".join(line for line in path.read_text().splitlines() if not line.startswith("#"))
+
+
+@pytest.mark.parametrize("name", ["Dataset101_BraTS2015Mini", "Dataset102_TotalSegCTExample",
+                                  "Dataset103_ISBI2012EM", "Dataset104_DRIVE"])
+def test_plan_shared_datasets(name: str, roots: Roots) -> None:
+    folder = shared_dataset(name)
+    result = run_script("plan.py", f"dataset={folder}", roots=roots)
+    assert result.returncode == 0, result.stderr
+    for config in _generated(roots, name):
+        plan = _compose_plan(roots.preprocessed / "configs", name, config)
+        assert plan["dataset"] == name and plan["batch_size"] >= 2
