@@ -114,15 +114,16 @@ def analyze_case(case: RawCase, dataset_json: DatasetJson, kind: str, num_sample
     )
 
 
-def compute_fingerprint(dataset: RawDataset, num_workers: int = 2, known_problems: Sequence[str] = ()
-                        ) -> Fingerprint:
+def compute_fingerprint(dataset: RawDataset, num_workers: int = 2, known_problems: Sequence[str] = (),
+                        sample_budget: float = FOREGROUND_SAMPLE_BUDGET) -> Fingerprint:
     """Check every case and compute the fingerprint; raises one error listing all problems found.
 
     ``known_problems`` (from the layout check) are reported together with the per-case ones.
+    ``sample_budget`` is the total number of sampled foreground voxels (nnU-Net: 1e8).
     """
     if not dataset.cases:
         raise DatasetProblems(dataset.name, [*known_problems] or [f"{dataset.folder}: no usable training case"])
-    num_samples = int(FOREGROUND_SAMPLE_BUDGET // len(dataset.cases))
+    num_samples = int(sample_budget // len(dataset.cases))
     worker = partial(analyze_case, dataset_json=dataset.dataset_json, kind=dataset.reader, num_samples=num_samples)
     results = {r.case_id: r for r in map_with_progress(worker, dataset.cases, num_workers,
                                                        f"Checking + fingerprinting {dataset.name}")}

@@ -82,7 +82,7 @@ def _parse_labels(labels: Any, problems: list[str], where: str) -> dict[str, int
         else:
             problems.append(f'{where}: label "{name}" has value {value!r}; use an integer '
                             '(or a list of integers for a region)')
-    if parsed and parsed.get("background") != 0:
+    if labels.get("background") != 0:
         problems.append(f'{where}: "labels" must contain "background": 0')
     values = sorted({v for k, val in parsed.items() if k != "ignore"
                      for v in (val if isinstance(val, tuple) else (val,))})

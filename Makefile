@@ -1,0 +1,34 @@
+# nnlight developer commands. `make demo` and `make test` are the README's first commands.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch is installed first: a plain `torch` requirement would pull a multi-GB CUDA build.
+# On a GPU machine: make install TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test test-all lint bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/nnlight-demo-data --raw data/raw
+	$(BIN)/python plan.py dataset=Dataset900_Demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks plan.py
+
+bench: install
+	$(BIN)/python benchmarks/plan_speed.py ../shared/datasets/Dataset101_BraTS2015Mini
