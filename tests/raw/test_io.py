@@ -60,10 +60,10 @@ def test_channels_on_different_grids_are_rejected(tmp_path: Path) -> None:
         image = sitk.GetImageFromArray(np.zeros((3, 4, 5), np.float32))
         image.SetSpacing(spacing)
         sitk.WriteImage(image, str(tmp_path / f"c_{i:04d}.nii.gz"))
-    with pytest.raises(ImageReadError, match="c_0001.nii.gz"):
+    with pytest.raises(ImageReadError, match=r"c_0001\.nii\.gz"):
         read_images([tmp_path / "c_0000.nii.gz", tmp_path / "c_0001.nii.gz"], "sitk")
 
 
 def test_unknown_ending_is_rejected() -> None:
-    with pytest.raises(ImageReadError, match=".dcm"):
+    with pytest.raises(ImageReadError, match=r"\.dcm"):
         reader_kind(".dcm")
