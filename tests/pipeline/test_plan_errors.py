@@ -181,3 +181,12 @@ def test_wrong_overrides_are_clear_errors(overrides: list[str], message: str, de
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert roots.files_under_outputs() == []
+
+
+def test_unknown_config_option_is_named(roots: Roots) -> None:
+    """Hydra itself rejects an unknown group option, listing the valid ones (exit 1, no traceback)."""
+    result = run_script("plan.py", "dataset=Dataset900_Demo", "planner=resenc_xxl", roots=roots)
+    assert result.returncode != 0
+    assert "planner/resenc_xxl" in result.stderr and "resenc_l" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert roots.files_under_outputs() == []

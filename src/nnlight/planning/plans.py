@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nnlight.utils.errors import UserError
@@ -232,9 +232,3 @@ def plans_from_nnunet(data: dict[str, Any], where: str = "nnUNetPlans.json") -> 
     except KeyError as e:
         raise UserError(f"{where}: not an nnU-Net plans file (missing key {e})") from None
 
-
-def configuration_values(plan: ConfigurationPlan) -> dict[str, Any]:
-    """The plain values of a configuration (what the generated Hydra config holds)."""
-    values = asdict(plan)
-    values.pop("notes")
-    return to_jsonable(values)

@@ -32,11 +32,6 @@ class Geometry:
     sitk_direction: tuple[float, ...]
     is_2d: bool
 
-    def to_dict(self) -> dict:
-        return {"spacing": list(self.spacing), "sitk_spacing": list(self.sitk_spacing),
-                "sitk_origin": list(self.sitk_origin), "sitk_direction": list(self.sitk_direction),
-                "is_2d": self.is_2d}
-
 
 class ImageReadError(UserError):
     """A file that cannot be read or has an unsupported layout; the message names the file."""
