@@ -16,6 +16,7 @@ from nnlight.fingerprint.fingerprint import save_fingerprint
 from nnlight.planning import PlannerSettings, Plans, plan_experiment, plans_from_nnunet, plans_to_nnunet
 from nnlight.planning.export import write_plan_configs
 from nnlight.planning.summary import format_summary
+from nnlight.preprocessing.dataset import preprocess_dataset
 from nnlight.raw.dataset import open_raw_dataset
 from nnlight.raw.dataset_json import DATASET_NAME_PATTERN, DatasetJson, dataset_name_problem, load_dataset_json
 from nnlight.utils.errors import DatasetProblems, UserError
@@ -142,8 +143,15 @@ def run(cfg: DictConfig) -> PlanResult:
             shutil.copyfile(raw_splits, preprocessed_root / name / "splits_final.json")
 
     plans = plan_experiment(fingerprint, dataset_json, settings, name)
-    return _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, settings.config_suffix,
-                          f"fingerprint sha256:{fingerprint.sha256()[:16]}", cfg.overwrite_configs)
+    result = _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, settings.config_suffix,
+                            f"fingerprint sha256:{fingerprint.sha256()[:16]}", cfg.overwrite_configs)
+    if cfg.preprocess:
+        reports = preprocess_dataset(raw, plans, preprocessed_root, int(cfg.num_workers))
+        for r in reports:
+            print(f"Preprocessed {r.data_identifier}: {r.done} case(s) written, {r.skipped} already done -> {r.folder}")
+    else:
+        print("Preprocessing skipped (preprocess=false)")
+    return result
 
 
 def _write_outputs(plans: Plans, dataset_json: DatasetJson, fingerprint: Fingerprint | None,

@@ -25,11 +25,6 @@ RESAMPLING_SEG = {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": 
 RESAMPLING_PROBABILITIES = {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None}
 
 
-def compute_new_shape(old_shape: Sequence[int], old_spacing: Sequence[float],
-                      new_spacing: Sequence[float]) -> list[int]:
-    return [round(s * o / n) for s, o, n in zip(old_shape, old_spacing, new_spacing, strict=True)]
-
-
 def fullres_target_spacing(fingerprint: Fingerprint, anisotropy_threshold: float = 3.0
                            ) -> tuple[np.ndarray, str | None]:
     """Median spacing, except the 10th percentile on a much coarser axis that also has far fewer voxels.

@@ -1,0 +1,82 @@
+"""The case store: complete cases only, resumable after an interruption, identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnlight.fingerprint import compute_fingerprint
+from nnlight.planning import PlannerSettings, plan_experiment
+from nnlight.preprocessing.dataset import preprocess_dataset
+from nnlight.preprocessing.store import completed_cases, load_case, load_class_locations
+from nnlight.raw.dataset import require_raw_dataset
+from nnlight.utils.files import load_json
+
+
+@pytest.fixture(scope="module")
+def planned(demo_3d: Path):
+    dataset = require_raw_dataset(demo_3d)
+    fingerprint = compute_fingerprint(dataset, num_workers=0, sample_budget=1e5)
+    return dataset, plan_experiment(fingerprint, dataset.dataset_json, PlannerSettings(), dataset.name)
+
+
+def _store(folder: Path) -> dict[str, object]:
+    """Everything a reader sees, file by file (JSON parsed, arrays loaded)."""
+    content: dict[str, object] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".json":
+            content[path.name] = load_json(path)
+        elif path.suffix == ".npy":
+            content[path.name] = np.load(path).tolist()
+        elif path.suffix == ".npz":
+            with np.load(path) as f:
+                content[path.name] = {k: f[k].tolist() for k in f.files}
+    return content
+
+
+def test_store_holds_every_case_with_properties(planned, tmp_path: Path) -> None:
+    dataset, plans = planned
+    reports = preprocess_dataset(dataset, plans, tmp_path, num_workers=0)
+    assert {r.data_identifier for r in reports} == {"nnUNetPlans_2d", "nnUNetPlans_3d_fullres"}
+    folder = tmp_path / dataset.name / "nnUNetPlans_3d_fullres"
+    assert completed_cases(folder) == [c.case_id for c in dataset.cases]
+    data, seg, props = load_case(folder, dataset.cases[0].case_id)
+    assert isinstance(data, np.memmap) and data.dtype == np.float32
+    assert data.shape[1:] == seg.shape[1:] == tuple(props["shape_after_resampling"])
+    assert data.shape[0] == 2 and props["sitk_origin"] == [-12.5, 30.0, 4.0]
+    locations = load_class_locations(folder, dataset.cases[0].case_id)
+    assert set(locations) == {"1", "2"}
+    for label, coords in locations.items():
+        assert np.all(seg[tuple(coords.T)] == int(label))
+
+
+def test_interrupted_preprocessing_resumes_to_the_same_store(planned, tmp_path: Path) -> None:
+    dataset, plans = planned
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    preprocess_dataset(dataset, plans, reference, num_workers=0, configurations=["3d_fullres"])
+    preprocess_dataset(dataset, plans, resumed, num_workers=0, configurations=["3d_fullres"])
+    folder = resumed / dataset.name / "nnUNetPlans_3d_fullres"
+    # What a kill leaves behind: one case whose arrays were being rewritten (JSON not yet back), a stray
+    # temporary file, and one case not started.
+    victim, missing = dataset.cases[1].case_id, dataset.cases[3].case_id
+    (folder / f"{victim}.json").unlink()
+    (folder / f"{victim}.npy").write_bytes(b"\x93NUMPY half-written")
+    (folder / f".{victim}_seg.npy.abc.tmp").write_bytes(b"partial")
+    for path in folder.glob(f"{missing}*"):
+        path.unlink()
+    assert victim not in completed_cases(folder) and missing not in completed_cases(folder)
+
+    report = preprocess_dataset(dataset, plans, resumed, num_workers=0, configurations=["3d_fullres"])[0]
+    assert (report.done, report.skipped) == (2, len(dataset.cases) - 2)
+    assert not list(folder.glob(".*.tmp"))  # leftovers of the killed run are cleaned up
+    assert _store(folder) == _store(reference / dataset.name / "nnUNetPlans_3d_fullres")
+
+
+def test_readers_ignore_temporary_files(planned, tmp_path: Path) -> None:
+    dataset, plans = planned
+    preprocess_dataset(dataset, plans, tmp_path, num_workers=0, configurations=["2d"])
+    folder = tmp_path / dataset.name / "nnUNetPlans_2d"
+    (folder / ".demo_000.json.x.tmp").write_text("{")
+    assert completed_cases(folder) == [c.case_id for c in dataset.cases]
