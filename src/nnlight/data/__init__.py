@@ -1,0 +1,1 @@
+"""Training data: splits, case store reading, patch sampling, augmentation, the DataModule."""
