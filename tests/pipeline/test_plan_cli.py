@@ -38,6 +38,8 @@ def test_plan_3d_demo_end_to_end(demo_3d: Path, roots: Roots) -> None:
     assert len(fingerprint["spacings"]) == 5
     assert set(fingerprint["foreground_intensity_properties_per_channel"]) == {"0", "1"}
     assert json.loads((dataset_dir / "nnUNetPlans.json").read_text())["plans_name"] == "nnUNetPlans"
+    for identifier in ("nnUNetPlans_2d", "nnUNetPlans_3d_fullres"):
+        assert len(list((dataset_dir / identifier).glob("*.json"))) == 5  # every case preprocessed
 
     configs = _generated(roots, "Dataset900_Demo")
     assert set(configs) == {"2d", "3d_fullres"}
@@ -64,6 +66,7 @@ def test_rerun_reuses_fingerprint_and_keeps_edited_configs(demo_3d: Path, roots:
     again = run_script("plan.py", "dataset=Dataset900_Demo", roots=roots)
     assert again.returncode == 0, again.stderr
     assert "Reusing fingerprint" in again.stdout
+    assert "Preprocessed nnUNetPlans_3d_fullres: 0 case(s) written, 5 already done" in again.stdout
     assert "kept (edited)" in again.stdout
     assert configs["3d_fullres"].read_text() == edited
     assert "unchanged" in again.stdout  # the 2d config was not rewritten

@@ -117,6 +117,7 @@ def run(cfg: DictConfig) -> PlanResult:
         return _write_outputs(plans, dataset_json, None, preprocessed_root, suffix,
                               f"imported from {plans_path.name}", cfg.overwrite_configs)
 
+    raw = None
     if cfg.fingerprint:
         name = _name_only(dataset, raw_root)
         dataset_json = _dataset_json_for(cfg, name, raw_root)
@@ -145,12 +146,15 @@ def run(cfg: DictConfig) -> PlanResult:
     plans = plan_experiment(fingerprint, dataset_json, settings, name)
     result = _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, settings.config_suffix,
                             f"fingerprint sha256:{fingerprint.sha256()[:16]}", cfg.overwrite_configs)
-    if cfg.preprocess:
-        reports = preprocess_dataset(raw, plans, preprocessed_root, int(cfg.num_workers))
-        for r in reports:
-            print(f"Preprocessed {r.data_identifier}: {r.done} case(s) written, {r.skipped} already done -> {r.folder}")
-    else:
+    if not cfg.preprocess:
         print("Preprocessing skipped (preprocess=false)")
+    elif raw is None:
+        print("Preprocessing skipped: planning from a fingerprint reads no image; run plan.py on the raw dataset "
+              "folder to preprocess")
+    else:
+        for r in preprocess_dataset(raw, plans, preprocessed_root, int(cfg.num_workers)):
+            print(f"Preprocessed {r.data_identifier}: {r.done} case(s) written, {r.skipped} already done "
+                  f"-> {r.folder}")
     return result
 
 

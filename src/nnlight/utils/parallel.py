@@ -23,6 +23,8 @@ def map_with_progress(fn: Callable[[T], R], items: Iterable[T], num_workers: int
     parent that already started torch threads is safe.
     """
     items = list(items)
+    if not items:
+        return
     with tqdm(total=len(items), desc=desc, unit="case", dynamic_ncols=True) as bar:
         if num_workers <= 0:
             for item in items:
