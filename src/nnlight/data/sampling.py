@@ -1,0 +1,149 @@
+"""Patch sampling from the case store with nnU-Net's foreground oversampling.
+
+Workers only read and crop here (a memory-mapped slice per patch); all augmentation runs batched on the
+training device afterwards. Patches are drawn at the *initial* patch size, larger than the network's
+patch so that rotation and scaling on the device never sample outside real data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnlight.preprocessing.store import load_case, load_class_locations
+
+ANISOTROPY_THRESHOLD = 3.0
+
+
+@dataclass(frozen=True)
+class SpatialAugmentationGeometry:
+    rotation: tuple[float, float]  # radians
+    dummy_2d: bool  # 3D patch too anisotropic: rotate/scale in-plane only
+    initial_patch_size: list[int]
+    mirror_axes: tuple[int, ...]
+
+
+def _rotation_matrix(axis: int, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    matrices = {0: [[1, 0, 0], [0, c, -s], [0, s, c]], 1: [[c, 0, s], [0, 1, 0], [-s, 0, c]],
+                2: [[c, -s, 0], [s, c, 0], [0, 0, 1]]}
+    return np.array(matrices[axis])
+
+
+def initial_patch_size(patch_size: Sequence[int], rotation: float, scale_min: float = 0.85) -> list[int]:
+    """The patch that still covers ``patch_size`` after any rotation up to ``rotation`` (capped at 90°) about
+    each axis and zoom-out down to ``scale_min`` (nnU-Net's ``get_patch_size``)."""
+    angle = min(abs(rotation), math.pi / 2)
+    coords = np.array(patch_size, dtype=float)
+    extent = coords.copy()
+    if len(coords) == 3:
+        for axis in range(3):
+            extent = np.maximum(extent, np.abs(coords @ _rotation_matrix(axis, angle)))
+    else:
+        c, s = math.cos(angle), math.sin(angle)
+        extent = np.maximum(extent, np.abs(coords @ np.array([[c, -s], [s, c]])))
+    return [int(e) for e in extent / scale_min]
+
+
+def spatial_augmentation_geometry(patch_size: Sequence[int]) -> SpatialAugmentationGeometry:
+    """Rotation range, dummy-2D flag, initial patch and mirror axes from the patch shape (nnU-Net's rules)."""
+    dim = len(patch_size)
+    if dim == 2:
+        degrees = 15.0 if max(patch_size) / min(patch_size) > 1.5 else 180.0
+        dummy_2d = False
+    else:
+        dummy_2d = max(patch_size) / patch_size[0] > ANISOTROPY_THRESHOLD
+        degrees = 180.0 if dummy_2d else 30.0
+    rotation = math.radians(degrees)
+    initial = initial_patch_size(patch_size, rotation)
+    if dummy_2d:
+        initial[0] = int(patch_size[0])
+    return SpatialAugmentationGeometry((-rotation, rotation), dummy_2d, initial, tuple(range(dim)))
+
+
+def forced_foreground(sample_index: int, batch_size: int, oversample_foreground: float) -> bool:
+    """The last ``1 - round(bs * (1 - p))`` samples of every batch are forced to contain foreground."""
+    return not sample_index < round(batch_size * (1 - oversample_foreground))
+
+
+def rank_batch_and_oversampling(global_batch_size: int, world_size: int, rank: int,
+                                oversample_foreground: float) -> tuple[int, float]:
+    """Split a global batch over DDP ranks so the forced-foreground samples stay the same as one process's."""
+    if global_batch_size < world_size:
+        raise ValueError(f"batch size {global_batch_size} is smaller than the {world_size} processes")
+    sizes = [global_batch_size // world_size + (1 if (global_batch_size // world_size) * world_size + i
+                                                  < global_batch_size else 0) for i in range(world_size)]
+    low, high = sum(sizes[:rank]), sum(sizes[: rank + 1])
+    forced = [forced_foreground(i, global_batch_size, oversample_foreground) for i in range(global_batch_size)]
+    if high / global_batch_size < 1 - oversample_foreground:
+        return sizes[rank], 0.0
+    if low / global_batch_size > 1 - oversample_foreground:
+        return sizes[rank], 1.0
+    return sizes[rank], sum(forced[low:high]) / sizes[rank]
+
+
+def crop_and_pad(array: np.ndarray, lower: Sequence[int], size: Sequence[int], pad_value: float) -> np.ndarray:
+    """``array[:, lower:lower+size]`` per spatial axis, padding with ``pad_value`` where the box leaves the array."""
+    out = np.full((array.shape[0], *size), pad_value, dtype=array.dtype)
+    src, dst = [slice(None)], [slice(None)]
+    for lo, n, extent in zip(lower, size, array.shape[1:], strict=True):
+        a, b = max(lo, 0), min(lo + n, extent)
+        src.append(slice(a, max(a, b)))
+        dst.append(slice(a - lo, a - lo + max(b - a, 0)))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+class PatchSampler:
+    """Draws training batches of (image, label) patches from a case store folder.
+
+    For a 2d plan on 3D data, patches are ``(1, x, y)`` slabs (a random slice, or the slice of a chosen
+    foreground voxel), returned without the slice axis.
+    """
+
+    def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
+                 oversample_foreground: float = 0.33, seed: int | None = None) -> None:
+        self.folder = folder
+        self.case_ids = list(case_ids)
+        self.is_2d = len(patch_size) == 2
+        self.patch_size = [1, *patch_size] if self.is_2d else list(patch_size)
+        self.batch_size = batch_size
+        self.oversample_foreground = oversample_foreground
+        self.rng = np.random.default_rng(seed)
+        self._locations: dict[str, dict[str, np.ndarray]] = {}
+
+    def class_locations(self, case_id: str) -> dict[str, np.ndarray]:
+        if case_id not in self._locations:
+            self._locations[case_id] = load_class_locations(self.folder, case_id)
+        return self._locations[case_id]
+
+    def patch_origin(self, shape: Sequence[int], force_fg: bool, locations: dict[str, np.ndarray]) -> list[int]:
+        """Lower corner of the patch: random within the padded range, or centred on a foreground voxel."""
+        need_to_pad = [max(p - s, 0) for p, s in zip(self.patch_size, shape, strict=True)]
+        lower = [-n // 2 for n in need_to_pad]
+        upper = [s + n // 2 + n % 2 - p for s, n, p in zip(shape, need_to_pad, self.patch_size, strict=True)]
+        present = [k for k, v in locations.items() if len(v)] if force_fg else []
+        if not present:
+            return [int(self.rng.integers(lo, up + 1)) for lo, up in zip(lower, upper, strict=True)]
+        voxels = locations[present[self.rng.integers(len(present))]]
+        voxel = voxels[self.rng.integers(len(voxels))]
+        return [max(lo, int(v) - p // 2) for lo, v, p in zip(lower, voxel[1:], self.patch_size, strict=True)]
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """A batch: float32 images ``(b, c, *patch)``, int16 labels ``(b, 1, *patch)`` (-1 = padding/outside)."""
+        keys = [self.case_ids[i] for i in self.rng.integers(len(self.case_ids), size=self.batch_size)]
+        images, labels = [], []
+        for j, case_id in enumerate(keys):
+            data, seg, _ = load_case(self.folder, case_id)
+            force = forced_foreground(j, self.batch_size, self.oversample_foreground)
+            origin = self.patch_origin(data.shape[1:], force, self.class_locations(case_id) if force else {})
+            images.append(crop_and_pad(data, origin, self.patch_size, 0.0))
+            labels.append(crop_and_pad(seg, origin, self.patch_size, -1).astype(np.int16))
+        image_batch, label_batch = np.stack(images), np.stack(labels)
+        if self.is_2d:
+            image_batch, label_batch = image_batch[:, :, 0], label_batch[:, :, 0]
+        return image_batch, label_batch, keys
