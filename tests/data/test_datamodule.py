@@ -1,0 +1,72 @@
+"""The DataModule end to end on a preprocessed synthetic dataset (workers read, the device augments)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nnlight.data.augmentation import AugmentationSettings
+from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
+from nnlight.fingerprint import compute_fingerprint
+from nnlight.planning import PlannerSettings, plan_experiment
+from nnlight.preprocessing.dataset import preprocess_dataset
+from nnlight.raw.dataset import require_raw_dataset
+from nnlight.utils.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
+    dataset = require_raw_dataset(demo_3d)
+    plans = plan_experiment(compute_fingerprint(dataset, 0, sample_budget=1e5), dataset.dataset_json,
+                            PlannerSettings(), dataset.name)
+    root = tmp_path_factory.mktemp("preprocessed")
+    preprocess_dataset(dataset, plans, root, num_workers=0)
+    return root / dataset.name, plans
+
+
+def _module(preprocessed, configuration: str, num_workers: int, fold: int | str = 0) -> SegmentationDataModule:
+    folder, plans = preprocessed
+    plan = plans.configurations[configuration]
+    settings = DataSettings(preprocessed_dataset=folder, data_identifier=plan.data_identifier,
+                            patch_size=plan.patch_size, batch_size=plan.batch_size,
+                            deep_supervision_scales=deep_supervision_scales(plan.architecture.strides), fold=fold,
+                            iterations_per_epoch=3, val_iterations_per_epoch=2, num_workers=num_workers)
+    module = SegmentationDataModule(settings, AugmentationSettings())
+    module.setup("fit")
+    return module
+
+
+@pytest.mark.parametrize(("configuration", "num_workers"), [("3d_fullres", 0), ("3d_fullres", 2), ("2d", 0)])
+def test_training_batches_are_augmented_to_the_patch_size(preprocessed, configuration: str,
+                                                          num_workers: int) -> None:
+    module = _module(preprocessed, configuration, num_workers)
+    plan = preprocessed[1].configurations[configuration]
+    batches = list(module.train_dataloader())
+    assert len(batches) == 3
+    images, labels = batches[0]
+    assert list(images.shape[2:]) == list(labels.shape[2:]) == module.initial_patch_size  # the larger initial patch
+    images, targets = module.on_after_batch_transfer(batches[0], 0)
+    assert tuple(images.shape) == (plan.batch_size, 2, *plan.patch_size)
+    assert len(targets) == plan.architecture.n_stages - 1
+    assert tuple(targets[0].shape) == (plan.batch_size, 1, *plan.patch_size)
+    assert targets[0].min() >= 0 and targets[0].max() <= 2
+
+
+def test_validation_uses_the_fold_and_final_patch(preprocessed) -> None:
+    module = _module(preprocessed, "3d_fullres", 0, fold=1)
+    assert not set(module.train_cases) & set(module.val_cases)
+    batches = list(module.val_dataloader())
+    assert len(batches) == 2
+    assert list(batches[0][0].shape[2:]) == preprocessed[1].configurations["3d_fullres"].patch_size
+    assert (preprocessed[0] / "splits_final.json").is_file()
+
+
+def test_fold_out_of_range_is_a_clear_error(preprocessed) -> None:
+    with pytest.raises(UserError, match="out of range"):
+        _module(preprocessed, "3d_fullres", 0, fold=7)
+
+
+def test_deep_supervision_scales() -> None:
+    assert deep_supervision_scales([[1, 1, 1], [1, 2, 2], [2, 2, 2]]) == [[1, 1, 1], [1, 0.5, 0.5]]
+    assert deep_supervision_scales([[1, 1], [2, 2], [2, 2], [2, 2]]) == [[1, 1], [0.5, 0.5], [0.25, 0.25]]
