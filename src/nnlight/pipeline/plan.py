@@ -8,11 +8,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from nnlight.fingerprint import Fingerprint, compute_fingerprint, load_fingerprint
 from nnlight.fingerprint.fingerprint import save_fingerprint
+from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning import PlannerSettings, Plans, plan_experiment, plans_from_nnunet, plans_to_nnunet
 from nnlight.planning.export import write_plan_configs
 from nnlight.planning.summary import format_summary
@@ -34,26 +35,10 @@ class PlanResult:
 
 def planner_settings(cfg: DictConfig) -> PlannerSettings:
     """Typed planner settings from ``cfg.planner``; a misspelt key or a wrong type is a clear error."""
-    values: dict[str, Any] = OmegaConf.to_container(cfg.planner, resolve=True)  # type: ignore[assignment]
-    fields = {f.name: f for f in dataclasses.fields(PlannerSettings)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise UserError(f"unknown planner setting(s) {', '.join('planner.' + k for k in unknown)}; "
-                        f"valid: {', '.join(sorted(fields))}")
-    defaults = PlannerSettings()
-    for key, value in values.items():
-        default = getattr(defaults, key)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, (int, float)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            ok = True
-        if not ok:
-            raise UserError(f"planner.{key}={value!r}: expected a {type(default).__name__} like {default!r}")
-    if values.get("overwrite_target_spacing") is not None and len(values["overwrite_target_spacing"]) != 3:
+    settings = settings_from_config(PlannerSettings, cfg.planner, "planner")
+    if settings.overwrite_target_spacing is not None and len(settings.overwrite_target_spacing) != 3:
         raise UserError("planner.overwrite_target_spacing needs three numbers, e.g. [3.0,1.0,1.0]")
-    return PlannerSettings(**values)
+    return settings
 
 
 def resolve_raw_folder(dataset: str, raw_root: Path) -> Path:

@@ -1,0 +1,54 @@
+"""Every option of every config group composes and becomes its typed settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nnlight.data.augmentation import AugmentationSettings
+from nnlight.pipeline.settings import settings_from_config
+from nnlight.planning import PlannerSettings
+from nnlight.utils.errors import UserError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SETTINGS = {"planner": PlannerSettings, "augmentation": AugmentationSettings}
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in SETTINGS for o in _options(g)])
+def test_group_option_composes_into_settings(group: str, option: str) -> None:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(overrides=[f"+{group}={option}"])
+    settings = settings_from_config(SETTINGS[group], cfg[group], group)
+    assert isinstance(settings, SETTINGS[group])
+
+
+def test_augmentation_presets_mean_what_they_say() -> None:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        none = compose(overrides=["+augmentation=none"]).augmentation
+        no_mirror = compose(overrides=["+augmentation=no_mirroring"]).augmentation
+        default = compose(overrides=["+augmentation=default", "augmentation.p_rotation=0.5"]).augmentation
+    assert all(v == 0 for k, v in none.items() if k.startswith("p_"))
+    assert no_mirror.p_mirror == 0 and no_mirror.p_rotation == 0.2
+    settings = settings_from_config(AugmentationSettings, default, "augmentation")
+    assert settings.p_rotation == 0.5 and settings.scaling == (0.7, 1.4)
+    assert dict(settings.__dict__, p_rotation=0.2) == dict(AugmentationSettings().__dict__)  # nnU-Net's values
+
+
+def test_plan_config_composes_with_every_planner() -> None:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        for option in _options("planner"):
+            cfg = compose("plan", overrides=["dataset=Dataset001_X", f"planner={option}"])
+            assert cfg.planner.preset == option
+
+
+def test_wrong_setting_is_named() -> None:
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(overrides=["+augmentation=default", "+augmentation.p_rotaton=1"])
+    with pytest.raises(UserError, match=r"augmentation\.p_rotaton"):
+        settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
