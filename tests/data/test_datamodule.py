@@ -9,10 +9,11 @@ import pytest
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
 from nnlight.fingerprint import compute_fingerprint
-from nnlight.planning import PlannerSettings, plan_experiment
+from nnlight.planning import PlannerSettings, plan_experiment, plans_to_nnunet
 from nnlight.preprocessing.dataset import preprocess_dataset
 from nnlight.raw.dataset import require_raw_dataset
 from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_json
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
                             PlannerSettings(), dataset.name)
     root = tmp_path_factory.mktemp("preprocessed")
     preprocess_dataset(dataset, plans, root, num_workers=0)
+    atomic_write_json(root / dataset.name / "nnUNetPlans.json", plans_to_nnunet(plans))
     return root / dataset.name, plans
 
 
@@ -70,3 +72,26 @@ def test_fold_out_of_range_is_a_clear_error(preprocessed) -> None:
 def test_deep_supervision_scales() -> None:
     assert deep_supervision_scales([[1, 1, 1], [1, 2, 2], [2, 2, 2]]) == [[1, 1, 1], [1, 0.5, 0.5]]
     assert deep_supervision_scales([[1, 1], [2, 2], [2, 2], [2, 2]]) == [[1, 1], [0.5, 0.5], [0.25, 0.25]]
+
+
+def test_augmentation_preview_png(preprocessed, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    from nnlight.data.preview import main
+
+    folder, plans = preprocessed
+    out = tmp_path / "preview.png"
+    main([folder.name, "--preprocessed", str(folder.parent), "--samples", "3", "--out", str(out)])
+    image = sitk.ReadImage(str(out))
+    patch = plans.configurations["3d_fullres"].patch_size
+    assert image.GetNumberOfComponentsPerPixel() == 3
+    assert image.GetSize() == (3 * patch[2], 3 * patch[1])  # 3 columns wide, 3 rows of middle slices
+
+
+def test_augmentation_preview_names_a_missing_plan(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nnlight.data.preview import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["Dataset999_Nope", "--preprocessed", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "Dataset999_Nope/nnUNetPlans.json" in capsys.readouterr().err
