@@ -101,3 +101,10 @@ def test_deep_supervision_targets() -> None:
     targets = deep_supervision_targets(labels, [[1, 1, 1], [1, 0.5, 0.5], [0.5, 0.25, 0.25]])
     assert [tuple(t.shape[2:]) for t in targets] == [(16, 32, 32), (16, 16, 16), (8, 8, 8)]
     assert targets[0] is labels and targets[1].dtype == torch.int16
+
+
+def test_mirroring_is_an_exact_flip() -> None:
+    images, labels = _batch(3)
+    settings = dataclasses.replace(OFF, p_mirror=1.0)
+    out, out_labels = augment(images.clone(), labels.clone(), [24, 24], settings, torch.Generator().manual_seed(0))
+    assert torch.equal(out, images.flip(2).flip(3)) and torch.equal(out_labels, labels.flip(2).flip(3))

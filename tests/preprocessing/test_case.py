@@ -36,3 +36,29 @@ def test_preprocess_case_transposes_crops_and_resamples() -> None:
     assert result.seg.dtype == np.int8 and set(np.unique(result.seg)) == {0, 1}
     assert abs(float(result.data.mean())) < 0.2
     assert result.class_locations["1"].shape[1] == 4
+
+
+def test_round_trip_restores_the_original_grid() -> None:
+    """transpose → crop → resample, then the inverse from the stored properties gives back the input grid."""
+    from nnlight.preprocessing.resampling import resample_segmentation
+
+    seg = np.zeros((1, 30, 36, 9), np.uint8)
+    seg[0, 8:22, 10:26, 3:7] = 1
+    seg[0, 12:16, 14:20, 4:6] = 2
+    data = np.where(seg > 0, 50.0, 0.0).astype(np.float32)
+    data[0, 4:26, 5:31, 1:8] += 10.0  # the body: non-zero region, smaller than the image
+    settings = PreprocessingSettings(transpose_forward=[2, 0, 1], target_spacing=[2.0, 0.7, 0.7],
+                                     normalization_schemes=["NoNormalization"], use_mask_for_norm=[False],
+                                     intensity_properties={}, foreground_classes=[1, 2])
+    result = preprocess_case(data, seg, [1.0, 1.0, 3.0], settings)
+    props = result.properties
+
+    back = resample_segmentation(result.seg, props["shape_after_cropping_and_before_resampling"],
+                                 props["target_spacing"], props["spacing"])
+    full = np.zeros((1, *props["shape_before_cropping"]), np.int16)
+    full[(slice(None), *[slice(a, b) for a, b in props["bbox_used_for_cropping"]])] = back
+    restored = full.transpose(0, *[1 + a for a in np.argsort(settings.transpose_forward)])
+    assert restored.shape == seg.shape
+    for label in (1, 2):
+        a, b = seg == label, restored == label
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9

@@ -12,29 +12,13 @@ half-way is simply not there for a reader and is redone by the next run.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnlight.preprocessing.case import PreprocessedCase
-from nnlight.utils.files import atomic_write_json, load_json
-
-
-def _atomic_save(path: Path, save: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            save(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from nnlight.utils.files import atomic_write, atomic_write_json, load_json
 
 
 def is_complete(folder: Path, case_id: str) -> bool:
@@ -56,10 +40,10 @@ def remove_leftovers(folder: Path) -> int:
 def write_case(folder: Path, case_id: str, case: PreprocessedCase, extra_properties: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{case_id}.json").unlink(missing_ok=True)  # a rewrite is incomplete until its JSON is back
-    _atomic_save(folder / f"{case_id}.npy", lambda f: np.save(f, np.ascontiguousarray(case.data)))
+    atomic_write(folder / f"{case_id}.npy", lambda f: np.save(f, np.ascontiguousarray(case.data)))
     if case.seg is not None:
-        _atomic_save(folder / f"{case_id}_seg.npy", lambda f: np.save(f, np.ascontiguousarray(case.seg)))
-        _atomic_save(folder / f"{case_id}_locations.npz", lambda f: np.savez(f, **case.class_locations))
+        atomic_write(folder / f"{case_id}_seg.npy", lambda f: np.save(f, np.ascontiguousarray(case.seg)))
+        atomic_write(folder / f"{case_id}_locations.npz", lambda f: np.savez(f, **case.class_locations))
     atomic_write_json(folder / f"{case_id}.json", {**case.properties, **extra_properties})
 
 
