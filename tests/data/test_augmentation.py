@@ -108,3 +108,11 @@ def test_mirroring_is_an_exact_flip() -> None:
     settings = dataclasses.replace(OFF, p_mirror=1.0)
     out, out_labels = augment(images.clone(), labels.clone(), [24, 24], settings, torch.Generator().manual_seed(0))
     assert torch.equal(out, images.flip(2).flip(3)) and torch.equal(out_labels, labels.flip(2).flip(3))
+
+
+def test_labels_to_regions() -> None:
+    from nnlight.data.augmentation import labels_to_regions
+
+    labels = torch.tensor([0, 1, 2, 3], dtype=torch.int16).view(1, 1, 4)
+    regions = labels_to_regions(labels, [[1, 2, 3], [2, 3], [3]])  # whole tumour, tumour core, enhancing
+    assert regions.tolist() == [[[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]]]

@@ -268,3 +268,9 @@ def deep_supervision_targets(labels: torch.Tensor, scales: Sequence[Sequence[flo
         targets.append(labels if same else F.interpolate(labels.float(), size=size, mode="nearest-exact").to(
             labels.dtype))
     return targets
+
+
+def labels_to_regions(labels: torch.Tensor, regions: Sequence[Sequence[int]]) -> torch.Tensor:
+    """One channel per region (``label in region``), for region-based training such as BraTS's tumour sub-regions."""
+    return torch.cat([torch.isin(labels, torch.tensor(list(r), device=labels.device)) for r in regions],
+                     dim=1).to(labels.dtype)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from nnlight.data.augmentation import AugmentationSettings, augment, deep_supervision_targets
+from nnlight.data.augmentation import AugmentationSettings, augment, deep_supervision_targets, labels_to_regions
 from nnlight.data.sampling import PatchSampler, rank_batch_and_oversampling, spatial_augmentation_geometry
 from nnlight.data.splits import fold_cases, load_or_create_splits
 from nnlight.preprocessing.store import completed_cases
@@ -54,6 +54,7 @@ class DataSettings:
     val_iterations_per_epoch: int = 50
     num_workers: int = 2
     seed: int = 12345
+    regions: list[list[int]] | None = None  # region-based datasets: targets are one channel per region
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -106,6 +107,8 @@ class SegmentationDataModule(L.LightningDataModule):
             images, labels = augment(images, labels, self.settings.patch_size, self.augmentation, self.generator)
         else:
             labels = labels.clamp_min(0)
+        if self.settings.regions:
+            labels = labels_to_regions(labels, self.settings.regions)
         return images, deep_supervision_targets(labels, self.settings.deep_supervision_scales)
 
 
