@@ -1,0 +1,1 @@
+"""Training: the SegmentationTask (one LightningModule), losses, learning-rate schedules, callbacks."""
