@@ -49,6 +49,24 @@ def demo_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                   num_channels=1)
 
 
+@pytest.fixture(scope="session")
+def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The 3D demo planned (default preset) and preprocessed: ``(<preprocessed>/<Dataset>, plans)``."""
+    from nnlight.fingerprint import compute_fingerprint
+    from nnlight.planning import PlannerSettings, plan_experiment, plans_to_nnunet
+    from nnlight.preprocessing.dataset import preprocess_dataset
+    from nnlight.raw.dataset import require_raw_dataset
+    from nnlight.utils.files import atomic_write_json
+
+    dataset = require_raw_dataset(demo_3d)
+    plans = plan_experiment(compute_fingerprint(dataset, 0, sample_budget=1e5), dataset.dataset_json,
+                            PlannerSettings(), dataset.name)
+    root = tmp_path_factory.mktemp("preprocessed")
+    preprocess_dataset(dataset, plans, root, num_workers=0)
+    atomic_write_json(root / dataset.name / "nnUNetPlans.json", plans_to_nnunet(plans))
+    return root / dataset.name, plans
+
+
 def run_script(script: str, *overrides: str, roots: Roots) -> subprocess.CompletedProcess:
     """Run a top-level entry point (plan.py, ...) as a user would, with isolated output roots."""
     return subprocess.run([sys.executable, str(REPO / script), *overrides], cwd=REPO, env=roots.env(),

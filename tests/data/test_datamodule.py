@@ -8,23 +8,7 @@ import pytest
 
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
-from nnlight.fingerprint import compute_fingerprint
-from nnlight.planning import PlannerSettings, plan_experiment, plans_to_nnunet
-from nnlight.preprocessing.dataset import preprocess_dataset
-from nnlight.raw.dataset import require_raw_dataset
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_json
-
-
-@pytest.fixture(scope="module")
-def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
-    dataset = require_raw_dataset(demo_3d)
-    plans = plan_experiment(compute_fingerprint(dataset, 0, sample_budget=1e5), dataset.dataset_json,
-                            PlannerSettings(), dataset.name)
-    root = tmp_path_factory.mktemp("preprocessed")
-    preprocess_dataset(dataset, plans, root, num_workers=0)
-    atomic_write_json(root / dataset.name / "nnUNetPlans.json", plans_to_nnunet(plans))
-    return root / dataset.name, plans
 
 
 def _module(preprocessed, configuration: str, num_workers: int, fold: int | str = 0) -> SegmentationDataModule:
