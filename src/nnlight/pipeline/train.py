@@ -1,0 +1,117 @@
+"""Stage `train`: one fold of one planned configuration, in the run folder that names how it was made."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from nnlight import __version__
+from nnlight.data.augmentation import AugmentationSettings
+from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
+from nnlight.pipeline.settings import settings_from_config
+from nnlight.training.checkpoint_io import AtomicCheckpointIO
+from nnlight.training.task import SegmentationTask
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_json
+
+
+def _overrides_suffix(override_dirname: str) -> str:
+    """``[loss=dice,trainer.max_epochs=50]`` after the experiment name, or nothing without overrides."""
+    return f"[{override_dirname}]" if override_dirname else ""
+
+
+if not OmegaConf.has_resolver("nnlight_overrides"):
+    OmegaConf.register_new_resolver("nnlight_overrides", _overrides_suffix)
+
+
+def _precision(cfg: DictConfig) -> str:
+    if cfg.trainer.get("precision"):
+        return str(cfg.trainer.precision)
+    return "16-mixed" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "32"
+
+
+def _provenance(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                  cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        revision = None
+    return {"nnlight": __version__, "torch": torch.__version__, "lightning": L.__version__,
+            "python": platform.python_version(), "device": torch.cuda.get_device_name(0) if
+            torch.cuda.is_available() else platform.processor() or platform.machine(),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+            "seed": int(cfg.seed), "git_revision": revision}
+
+
+def run(cfg: DictConfig) -> float | None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    plan = cfg.plan
+    preprocessed_dataset = Path(cfg.paths.preprocessed) / plan.dataset
+    if not (preprocessed_dataset / plan.data_identifier).is_dir():
+        raise UserError(f"{preprocessed_dataset / plan.data_identifier}: no preprocessed data; run "
+                        f"python plan.py dataset={plan.dataset}")
+    fold = cfg.data.fold if cfg.data.fold == "all" else int(cfg.data.fold)
+    L.seed_everything(int(cfg.seed), workers=True)
+    data = SegmentationDataModule(
+        DataSettings(preprocessed_dataset=preprocessed_dataset, data_identifier=plan.data_identifier,
+                     patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
+                     deep_supervision_scales=deep_supervision_scales(plan.architecture.strides), fold=fold,
+                     oversample_foreground=float(cfg.data.oversample_foreground),
+                     iterations_per_epoch=int(cfg.data.iterations_per_epoch),
+                     val_iterations_per_epoch=int(cfg.data.val_iterations_per_epoch),
+                     num_workers=int(cfg.data.num_workers), seed=int(cfg.seed),
+                     regions=[list(v) for k, v in plan.labels.items() if k not in ("background", "ignore")]
+                     if cfg.loss.name == "dice_bce" else None),
+        settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation"))
+    arch = plan.architecture
+    blocks_key = "n_conv_per_stage" if arch.network == "PlainConvUNet" else "n_blocks_per_stage"
+    network_kwargs = {"n_stages": arch.n_stages, "features_per_stage": list(arch.features_per_stage),
+                      "kernel_sizes": [list(k) for k in arch.kernel_sizes], "strides": [list(s) for s in arch.strides],
+                      blocks_key: list(arch.blocks_per_stage),
+                      "n_conv_per_stage_decoder": list(arch.n_conv_per_stage_decoder), "conv_bias": arch.conv_bias}
+    labels = {k: v for k, v in plan.labels.items() if k != "ignore"}
+    num_outputs = len(labels) - 1 if cfg.loss.name == "dice_bce" else len(labels)
+    task = SegmentationTask(
+        arch.network, network_kwargs, input_channels=len(plan.channel_names), num_classes=num_outputs,
+        loss=cfg.loss.name, batch_dice=bool(cfg.loss.batch_dice), ignore_label=cfg.loss.ignore_label,
+        optimizer=cfg.optimizer.name, lr=float(cfg.optimizer.lr), momentum=float(cfg.optimizer.momentum),
+        weight_decay=float(cfg.optimizer.weight_decay), schedule=cfg.scheduler.name,
+        poly_exponent=float(cfg.scheduler.exponent), warmup_epochs=int(cfg.scheduler.warmup_epochs),
+        max_epochs=int(cfg.trainer.max_epochs))
+
+    checkpoints = run_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/pseudo_dice_ema", mode="max",
+                        save_last=True, save_top_k=1),
+    ]
+    trainer = L.Trainer(
+        default_root_dir=run_dir, max_epochs=int(cfg.trainer.max_epochs), accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices, precision=_precision(cfg), gradient_clip_val=cfg.trainer.gradient_clip_val,
+        fast_dev_run=cfg.trainer.get("fast_dev_run", False), num_sanity_val_steps=0, callbacks=callbacks,
+        logger=CSVLogger(run_dir, name="", version="logs"), enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()])
+    if trainer.is_global_zero:
+        atomic_write_json(run_dir / "provenance.json", _provenance(cfg))
+        atomic_write_json(run_dir / "plan.json", OmegaConf.to_container(plan, resolve=True))
+    last = checkpoints / "last.ckpt"
+    resume = last if last.is_file() and not cfg.trainer.get("fast_dev_run", False) else None
+    if resume is not None:
+        print(f"Resuming from {resume}")
+    trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
+    if not cfg.trainer.get("fast_dev_run", False):
+        trainer.save_checkpoint(checkpoints / "final.ckpt")
+    metric = trainer.callback_metrics.get("val/pseudo_dice_ema")
+    summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "pseudo_dice_ema": float(metric)
+               if metric is not None else None}
+    print(json.dumps(summary))
+    return summary["pseudo_dice_ema"]

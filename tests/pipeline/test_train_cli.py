@@ -1,0 +1,84 @@
+"""train.py end to end on the synthetic demo: fast_dev_run, run identity, multirun over folds, resume after kill."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, Roots, run_script
+
+
+@pytest.fixture(scope="module")
+def planned_roots(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+    base = tmp_path_factory.mktemp("train")
+    roots = Roots(base / "raw", base / "preprocessed", base / "results")
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    result = run_script("plan.py", "dataset=Dataset900_Demo", roots=roots)
+    assert result.returncode == 0, result.stderr
+    return roots
+
+
+def _runs(roots: Roots, configuration: str) -> list[str]:
+    folder = roots.results / "Dataset900_Demo" / configuration
+    return sorted(str(p.relative_to(folder)) for p in folder.glob("*/fold_*"))
+
+
+@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
+def test_fast_dev_run(planned_roots: Roots, configuration: str) -> None:
+    result = run_script("train.py", f"plan=Dataset900_Demo/{configuration}", "debug=fast_dev_run",
+                        roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "baseline[debug=fast_dev_run]/fold_0" in "\n".join(_runs(planned_roots, configuration))
+
+
+def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_roots: Roots) -> None:
+    common = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=1", "data.iterations_per_epoch=1"]
+    assert run_script("train.py", *common, "loss=dice", roots=planned_roots).returncode == 0
+    result = run_script("train.py", "-m", *common, "data.fold=0,1", roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = _runs(planned_roots, "2d")
+    name = "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1]"
+    assert f"{name}/fold_0" in runs and f"{name}/fold_1" in runs
+    assert "baseline[data.iterations_per_epoch=1,debug=limit,loss=dice,trainer.max_epochs=1]/fold_0" in runs
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / name / "fold_1"
+    for artifact in ("checkpoints/final.ckpt", "checkpoints/last.ckpt", "provenance.json", "plan.json",
+                     ".hydra/config.yaml", "logs/metrics.csv"):
+        assert (run / artifact).is_file(), artifact
+
+
+def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots) -> None:
+    args = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=4", "data.iterations_per_epoch=3"]
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / \
+        "baseline[data.iterations_per_epoch=3,debug=limit,trainer.max_epochs=4]" / "fold_0"
+    last = run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=planned_roots.env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not last.is_file() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert last.is_file(), "the run never wrote last.ckpt"
+    killed_at = torch.load(last, weights_only=True)["epoch"]
+    assert not (run / "checkpoints" / "final.ckpt").exists() or killed_at == 3
+
+    result = run_script("train.py", *args, roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stdout
+    final = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)
+    assert final["epoch"] == 4 and final["global_step"] == 4 * 3  # no epoch trained twice or skipped
+    lr = final["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.01 * (1 - 4 / 4) ** 0.9)  # poly followed the configured 4 epochs
+
+
+def test_missing_plan_is_a_clear_error(planned_roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/3d_lowres", "debug=fast_dev_run", roots=planned_roots)
+    assert result.returncode != 0 and "3d_lowres" in result.stderr and "Traceback" not in result.stderr
