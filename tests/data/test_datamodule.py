@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
@@ -79,3 +80,13 @@ def test_augmentation_preview_names_a_missing_plan(tmp_path: Path, capsys: pytes
         main(["Dataset999_Nope", "--preprocessed", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "Dataset999_Nope/nnUNetPlans.json" in capsys.readouterr().err
+
+
+def test_sampling_is_a_function_of_seed_and_epoch(preprocessed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes a resumed run draw the same patches as an uninterrupted one."""
+    module = _module(preprocessed, "3d_fullres", 0)
+    first, again = list(module.train_dataloader()), list(module.train_dataloader())
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+    monkeypatch.setattr(SegmentationDataModule, "epoch", property(lambda self: 1))
+    next_epoch = list(module.train_dataloader())
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, next_epoch, strict=True))

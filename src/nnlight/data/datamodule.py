@@ -22,20 +22,23 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class _PatchBatches(IterableDataset):
-    """``iterations`` batches per epoch, shared among the DataLoader workers, each worker with its own seed."""
+    """``iterations`` batches of one epoch, shared among the DataLoader workers.
+
+    Each (seed, epoch, worker) draws its own stream, so a resumed run samples exactly what an
+    uninterrupted one would have (the loader is rebuilt every epoch).
+    """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
-                 oversample_foreground: float, iterations: int, seed: int) -> None:
+                 oversample_foreground: float, iterations: int, seed: int, epoch: int) -> None:
         self.args = (folder, list(case_ids), list(patch_size), batch_size, oversample_foreground)
         self.iterations = iterations
         self.seed = seed
-        self.epoch = 0
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        sampler = PatchSampler(*self.args, seed=hash((self.seed, self.epoch, worker)) & 0xFFFFFFFF)
-        self.epoch += 1
+        sampler = PatchSampler(*self.args, seed=np.random.SeedSequence([self.seed, self.epoch, worker]))
         for _ in range(worker, self.iterations, workers):
             images, labels, _ = sampler.sample()
             yield torch.from_numpy(images), torch.from_numpy(labels)
@@ -67,6 +70,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.augmentation = replace(augmentation, rotation=geometry.rotation, dummy_2d=geometry.dummy_2d,
                                     mirror_axes=axes)
         self.generator: torch.Generator | None = None
+        self._generator_epoch = -1
         self.train_cases: list[str] = []
         self.val_cases: list[str] = []
 
@@ -84,12 +88,15 @@ class SegmentationDataModule(L.LightningDataModule):
                                                                        s.oversample_foreground)
         self.rank = rank
 
+    @property
+    def epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def _loader(self, cases: list[str], patch: Sequence[int], iterations: int, seed_offset: int) -> DataLoader:
         s = self.settings
         batches = _PatchBatches(s.preprocessed_dataset / s.data_identifier, cases, patch, self.batch_size,
-                                self.oversample, iterations, s.seed + 1000 * self.rank + seed_offset)
-        return DataLoader(batches, batch_size=None, num_workers=s.num_workers, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=s.num_workers > 0)
+                                self.oversample, iterations, s.seed + 1000 * self.rank + seed_offset, self.epoch)
+        return DataLoader(batches, batch_size=None, num_workers=s.num_workers, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_cases, self.initial_patch_size, self.settings.iterations_per_epoch, 0)
@@ -102,8 +109,10 @@ class SegmentationDataModule(L.LightningDataModule):
         images, labels = batch
         training = self.trainer is None or self.trainer.training
         if training:
-            if self.generator is None or self.generator.device != images.device:
-                self.generator = torch.Generator(images.device).manual_seed(self.settings.seed + self.rank)
+            if self.generator is None or self._generator_epoch != self.epoch:  # one stream per (rank, epoch)
+                self.generator = torch.Generator(images.device).manual_seed(
+                    int(np.random.SeedSequence([self.settings.seed, self.rank, self.epoch]).generate_state(1)[0]))
+                self._generator_epoch = self.epoch
             images, labels = augment(images, labels, self.settings.patch_size, self.augmentation, self.generator)
         else:
             labels = labels.clamp_min(0)

@@ -106,7 +106,7 @@ class PatchSampler:
     """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
-                 oversample_foreground: float = 0.33, seed: int | None = None) -> None:
+                 oversample_foreground: float = 0.33, seed: int | np.random.SeedSequence | None = None) -> None:
         self.folder = folder
         self.case_ids = list(case_ids)
         self.is_2d = len(patch_size) == 2

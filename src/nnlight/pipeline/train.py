@@ -98,6 +98,7 @@ def run(cfg: DictConfig) -> float | None:
         default_root_dir=run_dir, max_epochs=int(cfg.trainer.max_epochs), accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices, precision=_precision(cfg), gradient_clip_val=cfg.trainer.gradient_clip_val,
         fast_dev_run=cfg.trainer.get("fast_dev_run", False), num_sanity_val_steps=0, callbacks=callbacks,
+        reload_dataloaders_every_n_epochs=1,  # per-epoch sampling seeds: a resumed run draws the same patches
         logger=CSVLogger(run_dir, name="", version="logs"), enable_model_summary=False,
         plugins=[AtomicCheckpointIO()])
     if trainer.is_global_zero:
