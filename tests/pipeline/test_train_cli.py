@@ -50,7 +50,7 @@ def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_r
     assert "baseline[data.iterations_per_epoch=1,debug=limit,loss=dice,trainer.max_epochs=1]/fold_0" in runs
     run = planned_roots.results / "Dataset900_Demo" / "2d" / name / "fold_1"
     for artifact in ("checkpoints/final.ckpt", "checkpoints/last.ckpt", "provenance.json", "plan.json",
-                     ".hydra/config.yaml", "logs/metrics.csv"):
+                     "dataset.json", "fingerprint.json", "nnUNetPlans.json", ".hydra/config.yaml", "logs/metrics.csv"):
         assert (run / artifact).is_file(), artifact
 
 

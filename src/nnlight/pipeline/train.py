@@ -22,7 +22,7 @@ from nnlight.pipeline.settings import settings_from_config
 from nnlight.training.checkpoint_io import AtomicCheckpointIO
 from nnlight.training.task import SegmentationTask
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_json
+from nnlight.utils.files import atomic_write, atomic_write_json
 
 
 def _overrides_suffix(override_dirname: str) -> str:
@@ -101,9 +101,12 @@ def run(cfg: DictConfig) -> float | None:
         reload_dataloaders_every_n_epochs=1,  # per-epoch sampling seeds: a resumed run draws the same patches
         logger=CSVLogger(run_dir, name="", version="logs"), enable_model_summary=False,
         plugins=[AtomicCheckpointIO()])
-    if trainer.is_global_zero:
+    if trainer.is_global_zero:  # a run folder is self-contained for inference
         atomic_write_json(run_dir / "provenance.json", _provenance(cfg))
         atomic_write_json(run_dir / "plan.json", OmegaConf.to_container(plan, resolve=True))
+        for name in ("dataset.json", "fingerprint.json", f"{plan.plans_name}.json"):
+            if (preprocessed_dataset / name).is_file():
+                atomic_write(run_dir / name, lambda f, n=name: f.write((preprocessed_dataset / n).read_bytes()))
     last = checkpoints / "last.ckpt"
     resume = last if last.is_file() and not cfg.trainer.get("fast_dev_run", False) else None
     if resume is not None:
