@@ -50,7 +50,8 @@ def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_r
     assert "baseline[data.iterations_per_epoch=1,debug=limit,loss=dice,trainer.max_epochs=1]/fold_0" in runs
     run = planned_roots.results / "Dataset900_Demo" / "2d" / name / "fold_1"
     for artifact in ("checkpoints/final.ckpt", "checkpoints/last.ckpt", "provenance.json", "plan.json",
-                     "dataset.json", "fingerprint.json", "nnUNetPlans.json", ".hydra/config.yaml", "logs/metrics.csv"):
+                     "dataset.json", "fingerprint.json", "nnUNetPlans.json", ".hydra/config.yaml", "logs/metrics.csv",
+                     "progress.png"):
         assert (run / artifact).is_file(), artifact
 
 
@@ -75,6 +76,8 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots
     assert "Resuming from" in result.stdout
     final = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)
     assert final["epoch"] == 4 and final["global_step"] == 4 * 3  # no epoch trained twice or skipped
+    progress = next(v for k, v in final["callbacks"].items() if "ProgressPlot" in k)["history"]
+    assert len(progress["train_loss"]) == 4  # the curve continues across the kill
     lr = final["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(0.01 * (1 - 4 / 4) ** 0.9)  # poly followed the configured 4 epochs
 

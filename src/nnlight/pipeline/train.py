@@ -20,6 +20,7 @@ from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.training.checkpoint_io import AtomicCheckpointIO
+from nnlight.training.progress import ProgressPlot
 from nnlight.training.task import SegmentationTask
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json
@@ -93,6 +94,7 @@ def run(cfg: DictConfig) -> float | None:
     callbacks = [
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/pseudo_dice_ema", mode="max",
                         save_last=True, save_top_k=1),
+        ProgressPlot(run_dir / "progress.png"),
     ]
     trainer = L.Trainer(
         default_root_dir=run_dir, max_epochs=int(cfg.trainer.max_epochs), accelerator=cfg.trainer.accelerator,

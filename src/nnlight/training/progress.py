@@ -1,0 +1,70 @@
+"""``progress.png`` in the run folder, redrawn every epoch: losses, pseudo Dice and its EMA, LR, epoch time."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
+
+from nnlight.utils.files import atomic_write
+
+SERIES = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "lr", "epoch_seconds")
+
+
+class ProgressPlot(L.Callback):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.history: dict[str, list[float]] = {k: [] for k in SERIES}
+        self._start = 0.0
+        self._lr = float("nan")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])  # the rate this epoch trains with
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+
+        def value(key: str) -> float:
+            return float(metrics[key]) if key in metrics else float("nan")
+
+        for name, key in (("train_loss", "train/loss"), ("val_loss", "val/loss"),
+                          ("pseudo_dice", "val/pseudo_dice"), ("pseudo_dice_ema", "val/pseudo_dice_ema")):
+            self.history[name].append(value(key))
+        self.history["lr"].append(self._lr)
+        self.history["epoch_seconds"].append(time.perf_counter() - self._start)
+        if trainer.is_global_zero:
+            self.draw()
+
+    def draw(self) -> None:
+        h = self.history
+        epochs = range(len(h["train_loss"]))
+        fig = Figure(figsize=(10, 11))
+        ax_loss, ax_lr, ax_time = fig.subplots(3, 1)
+        ax_loss.plot(epochs, h["train_loss"], color="b", label="train loss")
+        ax_loss.plot(epochs, h["val_loss"], color="r", label="val loss")
+        ax_dice = ax_loss.twinx()
+        ax_dice.plot(epochs, h["pseudo_dice"], color="g", linestyle=":", label="pseudo Dice")
+        ax_dice.plot(epochs, h["pseudo_dice_ema"], color="g", label="pseudo Dice (EMA)")
+        ax_loss.set(xlabel="epoch", ylabel="loss")
+        ax_dice.set_ylabel("pseudo Dice")
+        ax_loss.legend(loc="upper left")
+        ax_dice.legend(loc="upper right")
+        ax_lr.plot(epochs, h["lr"], color="b")
+        ax_lr.set(xlabel="epoch", ylabel="learning rate")
+        ax_time.plot(epochs, h["epoch_seconds"], color="b")
+        ax_time.set(xlabel="epoch", ylabel="epoch time (s)")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        atomic_write(self.path, lambda f: f.write(buffer.getvalue()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
