@@ -52,3 +52,22 @@ def test_wrong_setting_is_named() -> None:
         cfg = compose(overrides=["+augmentation=default", "+augmentation.p_rotaton=1"])
     with pytest.raises(UserError, match=r"augmentation\.p_rotaton"):
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
+
+
+TRAIN_GROUPS = ["data", "augmentation", "loss", "optimizer", "scheduler", "trainer", "logger", "experiment", "debug"]
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in TRAIN_GROUPS for o in _options(g)])
+def test_every_train_option_composes_with_a_generated_plan(group: str, option: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import nnlight.pipeline.train  # noqa: F401  (registers the run-name resolver)
+
+    plan_dir = tmp_path / "configs" / "plan" / "Dataset001_X"
+    plan_dir.mkdir(parents=True)
+    (plan_dir / "3d_fullres.yaml").write_text("dataset: Dataset001_X\nconfiguration: 3d_fullres\n"
+                                             "batch_size: 2\npatch_size: [8, 8, 8]\nbatch_dice: true\n")
+    monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(tmp_path))
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["plan=Dataset001_X/3d_fullres", f"{group}={option}"])
+    assert cfg.data.batch_size == 2 and list(cfg.data.patch_size) == [8, 8, 8]
+    assert cfg.loss.batch_dice is True and cfg.experiment_name == "baseline"

@@ -78,6 +78,7 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots
     assert final["epoch"] == 4 and final["global_step"] == 4 * 3  # no epoch trained twice or skipped
     progress = next(v for k, v in final["callbacks"].items() if "ProgressPlot" in k)["history"]
     assert len(progress["train_loss"]) == 4  # the curve continues across the kill
+    assert progress["lr"] == pytest.approx([0.01 * (1 - e / 4) ** 0.9 for e in range(4)])
     lr = final["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(0.01 * (1 - 4 / 4) ** 0.9)  # poly followed the configured 4 epochs
 
