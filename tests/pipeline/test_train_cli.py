@@ -86,3 +86,13 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots
 def test_missing_plan_is_a_clear_error(planned_roots: Roots) -> None:
     result = run_script("train.py", "plan=Dataset900_Demo/3d_lowres", "debug=fast_dev_run", roots=planned_roots)
     assert result.returncode != 0 and "3d_lowres" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ddp_sim_two_processes_produce_one_set_of_outputs(planned_roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=limit", "trainer=ddp_sim", roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"run_dir"') == 1  # only rank 0 reports
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=limit,trainer=ddp_sim]" / "fold_0"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "final.ckpt", "last.ckpt"]
+    final = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)
+    assert final["epoch"] == 2 and final["global_step"] == 2 * 2  # each rank ran the 2 iterations per epoch

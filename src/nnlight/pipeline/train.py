@@ -98,7 +98,8 @@ def run(cfg: DictConfig) -> float | None:
     ]
     trainer = L.Trainer(
         default_root_dir=run_dir, max_epochs=int(cfg.trainer.max_epochs), accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices, precision=_precision(cfg), gradient_clip_val=cfg.trainer.gradient_clip_val,
+        devices=cfg.trainer.devices, strategy=cfg.trainer.strategy, precision=_precision(cfg),
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
         fast_dev_run=cfg.trainer.get("fast_dev_run", False), num_sanity_val_steps=0, callbacks=callbacks,
         reload_dataloaders_every_n_epochs=1,  # per-epoch sampling seeds: a resumed run draws the same patches
         logger=CSVLogger(run_dir, name="", version="logs"), enable_model_summary=False,
@@ -115,9 +116,10 @@ def run(cfg: DictConfig) -> float | None:
         print(f"Resuming from {resume}")
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     if not cfg.trainer.get("fast_dev_run", False):
-        trainer.save_checkpoint(checkpoints / "final.ckpt")
+        trainer.save_checkpoint(checkpoints / "final.ckpt", weights_only=False)
     metric = trainer.callback_metrics.get("val/pseudo_dice_ema")
     summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "pseudo_dice_ema": float(metric)
                if metric is not None else None}
-    print(json.dumps(summary))
+    if trainer.is_global_zero:
+        print(json.dumps(summary))
     return summary["pseudo_dice_ema"]

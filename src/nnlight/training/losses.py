@@ -81,11 +81,15 @@ class SegmentationLoss(nn.Module):
         return self.weight_ce * bce + self.weight_dice * dice
 
 
-def deep_supervision_weights(num_outputs: int) -> list[float]:
-    """1/2^i per output (highest resolution first), the lowest resolution weighted 0, normalized to sum 1."""
+def deep_supervision_weights(num_outputs: int, lowest: float = 0.0) -> list[float]:
+    """1/2^i per output (highest resolution first), the lowest resolution weighted ``lowest``, normalized to sum 1.
+
+    Under DDP nnU-Net uses ``lowest=1e-6``: a head that never contributes to the loss has no gradient, which
+    DDP treats as an error.
+    """
     weights = [1 / 2**i for i in range(num_outputs)]
     if num_outputs > 1:
-        weights[-1] = 0.0
+        weights[-1] = lowest
     total = sum(weights)
     return [w / total for w in weights]
 

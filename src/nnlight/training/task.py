@@ -37,11 +37,15 @@ class SegmentationTask(L.LightningModule):
         return build_network(h.network, input_channels=h.input_channels, num_classes=h.num_classes,
                              deep_supervision=True, **h.network_kwargs)
 
-    def configure_loss(self) -> DeepSupervisionLoss:
+    def configure_loss(self, distributed: bool = False) -> DeepSupervisionLoss:
         h = self.hparams
         outputs = len(h.network_kwargs["strides"]) - 1
         return DeepSupervisionLoss(SegmentationLoss(h.loss, h.batch_dice, h.ignore_label),
-                                   deep_supervision_weights(outputs))
+                                   deep_supervision_weights(outputs, lowest=1e-6 if distributed else 0.0))
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.world_size > 1:
+            self.loss = self.configure_loss(distributed=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.network(images)
@@ -49,14 +53,16 @@ class SegmentationTask(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, Sequence[torch.Tensor]], batch_idx: int) -> torch.Tensor:
         images, targets = batch
         loss = self.loss(self.network(images), targets)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0],
+                 sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, Sequence[torch.Tensor]], batch_idx: int) -> None:
         images, targets = batch
         outputs = self.network(images)
         loss = self.loss(outputs, targets)
-        self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0])
+        self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0],
+                 sync_dist=True)
         counts = self._confusion(outputs[0], targets[0])
         self._counts = counts if self._counts is None else self._counts + counts
 
@@ -85,10 +91,11 @@ class SegmentationTask(L.LightningModule):
         self.pseudo_dice_history.append(mean)
         self.pseudo_dice_ema = mean if self.pseudo_dice_ema is None else \
             PSEUDO_DICE_EMA * self.pseudo_dice_ema + (1 - PSEUDO_DICE_EMA) * mean
-        self.log("val/pseudo_dice", mean, prog_bar=True)
-        self.log("val/pseudo_dice_ema", self.pseudo_dice_ema, prog_bar=True)
+        # computed from counts gathered over all ranks: the same value everywhere
+        self.log("val/pseudo_dice", mean, prog_bar=True, sync_dist=True)
+        self.log("val/pseudo_dice_ema", self.pseudo_dice_ema, prog_bar=True, sync_dist=True)
         for c, value in enumerate(dice.tolist(), start=1):
-            self.log(f"val/pseudo_dice_{c}", value)
+            self.log(f"val/pseudo_dice_{c}", value, sync_dist=True)
         self._counts = None
 
     def configure_optimizers(self) -> dict[str, Any]:
