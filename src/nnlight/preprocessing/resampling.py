@@ -138,3 +138,24 @@ def _resize_labels(labels: np.ndarray, new_shape: Sequence[int], batch_first: bo
         nearest_score[is_nearest] = score[is_nearest]
     winner = torch.where((nearest_score == best) & (best > 0), nearest, winner)
     return (winner if batch_first else winner[0]).numpy()
+
+
+def resample_logits(logits: torch.Tensor, new_shape: Sequence[int], current_spacing: Sequence[float],
+                    new_spacing: Sequence[float]) -> torch.Tensor:
+    """Linear resampling of ``(c, *spatial)`` logits for export (nnU-Net's order 1, order_z 0, separate-z rule).
+
+    Linear interpolation with pixel-centre coordinates is exactly what ``F.interpolate(align_corners=False)``
+    computes, so this runs in torch, on the logits' device.
+    """
+    new_shape = [int(s) for s in new_shape]
+    if list(logits.shape[1:]) == new_shape:
+        return logits
+    axis = separate_z_axis(current_spacing, new_spacing) if logits.ndim == 4 else None
+    if axis is None:
+        mode = "bilinear" if logits.ndim == 3 else "trilinear"
+        return F.interpolate(logits[None].float(), size=new_shape, mode=mode, align_corners=False)[0]
+    in_plane = [s for i, s in enumerate(new_shape) if i != axis]
+    slabs = logits.movedim(axis + 1, 0).float()  # (slices, c, a, b)
+    resized = F.interpolate(slabs, size=in_plane, mode="bilinear", align_corners=False).movedim(0, axis + 1)
+    index = torch.from_numpy(_nearest_along(np.arange(resized.shape[axis + 1]), 0, new_shape[axis]))
+    return resized.index_select(axis + 1, index.to(resized.device))

@@ -1,0 +1,1 @@
+"""Evaluation: per-case and per-label metrics with nnU-Net's definitions, summaries."""
