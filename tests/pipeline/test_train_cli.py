@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 import torch
 
 from tests.conftest import REPO, Roots, run_script
@@ -51,8 +53,16 @@ def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_r
     run = planned_roots.results / "Dataset900_Demo" / "2d" / name / "fold_1"
     for artifact in ("checkpoints/final.ckpt", "checkpoints/last.ckpt", "provenance.json", "plan.json",
                      "dataset.json", "fingerprint.json", "nnUNetPlans.json", ".hydra/config.yaml", "logs/metrics.csv",
-                     "progress.png"):
+                     "progress.png", "validation/summary.json"):
         assert (run / artifact).is_file(), artifact
+    summary = json.loads((run / "validation" / "summary.json").read_text())
+    val_cases = [c["case"] for c in summary["metric_per_case"]]
+    assert len(val_cases) >= 1 and set(summary["mean"]) == {"1", "2"} and "Dice" in summary["foreground_mean"]
+    for case in val_cases:  # predictions are on the raw label's exact grid
+        predicted = sitk.ReadImage(str(run / "validation" / f"{case}.nii.gz"))
+        reference = sitk.ReadImage(str(planned_roots.raw / "Dataset900_Demo" / "labelsTr" / f"{case}.nii.gz"))
+        assert predicted.GetSize() == reference.GetSize() and predicted.GetOrigin() == reference.GetOrigin()
+        assert predicted.GetSpacing() == reference.GetSpacing()
 
 
 def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots) -> None:

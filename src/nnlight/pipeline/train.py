@@ -22,6 +22,7 @@ from nnlight.pipeline.settings import settings_from_config
 from nnlight.training.checkpoint_io import AtomicCheckpointIO
 from nnlight.training.progress import ProgressPlot
 from nnlight.training.task import SegmentationTask
+from nnlight.training.validation import ValidationSettings, validate
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json
 
@@ -120,6 +121,20 @@ def run(cfg: DictConfig) -> float | None:
     metric = trainer.callback_metrics.get("val/pseudo_dice_ema")
     summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "pseudo_dice_ema": float(metric)
                if metric is not None else None}
+    if cfg.validation.enabled and not cfg.trainer.get("fast_dev_run", False) and trainer.is_global_zero:
+        dataset_json = OmegaConf.load(preprocessed_dataset / "dataset.json")
+        task.network.decoder.deep_supervision = False
+        result = validate(task.network, data.val_cases, ValidationSettings(
+            store=preprocessed_dataset / plan.data_identifier,
+            raw_labels=Path(cfg.paths.raw) / plan.dataset / "labelsTr", file_ending=dataset_json.file_ending,
+            labels=OmegaConf.to_container(plan.labels), tile_size=list(plan.patch_size), num_classes=num_outputs,
+            transpose_backward=list(plan.transpose_backward),
+            mirror_axes=tuple(range(len(plan.patch_size))) if cfg.validation.mirroring else (),
+            step_size=float(cfg.validation.step_size),
+            regions_class_order=list(plan.regions_class_order) if cfg.loss.name == "dice_bce" else None,
+            ignore_label=cfg.loss.ignore_label), run_dir / "validation", trainer.strategy.root_device)
+        summary["validation_dice"] = result["foreground_mean"]["Dice"]
+        summary["validation_dice_per_label"] = {k: v["Dice"] for k, v in result["mean"].items()}
     if trainer.is_global_zero:
         print(json.dumps(summary))
     return summary["pseudo_dice_ema"]

@@ -1,0 +1,68 @@
+"""End-of-training validation: predict the fold's validation cases, export them, score them against the raw labels.
+
+Cases are predicted from the case store (already preprocessed) with the sliding window, written in the
+original geometry into ``validation/`` and compared with ``labelsTr`` of the raw dataset; ``summary.json``
+holds per-case and mean Dice/IoU per label (nnU-Net's definitions). Finished cases are skipped on rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nnlight.evaluation.metrics import case_metrics, summarize
+from nnlight.inference.export import segmentation_in_original_space, write_segmentation
+from nnlight.inference.sliding_window import sliding_window_predict
+from nnlight.preprocessing.store import load_case
+from nnlight.raw.io import read_seg, reader_kind
+from nnlight.utils.files import atomic_write_json
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    store: Path  # <preprocessed>/<Dataset>/<data identifier>
+    raw_labels: Path  # <raw>/<Dataset>/labelsTr
+    file_ending: str
+    labels: Mapping[str, int | Sequence[int]]
+    tile_size: list[int]
+    num_classes: int
+    transpose_backward: list[int]
+    mirror_axes: tuple[int, ...] = ()
+    step_size: float = 0.5
+    regions_class_order: list[int] | None = None
+    ignore_label: int | None = None
+
+
+def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: ValidationSettings, out_folder: Path,
+             device: torch.device) -> dict[str, Any]:
+    out_folder.mkdir(parents=True, exist_ok=True)
+    kind = reader_kind(settings.file_ending)
+    network = network.to(device).eval()
+    per_case = {}
+    for case_id in tqdm(case_ids, desc="Validation", unit="case"):
+        data, _, properties = load_case(settings.store, case_id)
+        out = out_folder / f"{case_id}{settings.file_ending}"
+        if out.is_file():
+            prediction, _ = read_seg(out, kind)
+            prediction = prediction[0]
+        else:
+            image = torch.from_numpy(np.array(data)).to(device)  # a writable copy of the memory map
+            logits = sliding_window_predict(network, image, settings.tile_size, settings.num_classes,
+                                            settings.step_size, mirror_axes=settings.mirror_axes)
+            prediction = segmentation_in_original_space(logits, properties, settings.transpose_backward,
+                                                        settings.regions_class_order)
+            write_segmentation(prediction, out, properties)
+        reference_file = settings.raw_labels / f"{case_id}{settings.file_ending}"
+        if reference_file.is_file():
+            reference, _ = read_seg(reference_file, kind)
+            per_case[case_id] = case_metrics(reference[0], prediction.reshape(reference.shape[1:]),
+                                             settings.labels, settings.ignore_label)
+    summary = summarize(per_case)
+    atomic_write_json(out_folder / "summary.json", summary)
+    return summary
