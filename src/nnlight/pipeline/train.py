@@ -19,6 +19,7 @@ from nnlight import __version__
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
 from nnlight.pipeline.settings import settings_from_config
+from nnlight.planning.plans import Architecture
 from nnlight.training.checkpoint_io import AtomicCheckpointIO
 from nnlight.training.progress import ProgressPlot
 from nnlight.training.task import SegmentationTask
@@ -75,16 +76,15 @@ def run(cfg: DictConfig) -> float | None:
                      regions=[list(v) for k, v in plan.labels.items() if k not in ("background", "ignore")]
                      if cfg.loss.name == "dice_bce" else None),
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation"))
-    arch = plan.architecture
-    blocks_key = "n_conv_per_stage" if arch.network == "PlainConvUNet" else "n_blocks_per_stage"
-    network_kwargs = {"n_stages": arch.n_stages, "features_per_stage": list(arch.features_per_stage),
-                      "kernel_sizes": [list(k) for k in arch.kernel_sizes], "strides": [list(s) for s in arch.strides],
-                      blocks_key: list(arch.blocks_per_stage),
-                      "n_conv_per_stage_decoder": list(arch.n_conv_per_stage_decoder), "conv_bias": arch.conv_bias}
+    try:
+        arch = Architecture(**OmegaConf.to_container(plan.architecture, resolve=True))
+    except TypeError as e:
+        raise UserError(f"plan.architecture of {plan.dataset}/{plan.configuration} is malformed ({e}); "
+                        "re-run plan.py with overwrite_configs=true to regenerate it") from None
     labels = {k: v for k, v in plan.labels.items() if k != "ignore"}
     num_outputs = len(labels) - 1 if cfg.loss.name == "dice_bce" else len(labels)
     task = SegmentationTask(
-        arch.network, network_kwargs, input_channels=len(plan.channel_names), num_classes=num_outputs,
+        arch.network, arch.network_kwargs(), input_channels=len(plan.channel_names), num_classes=num_outputs,
         loss=cfg.loss.name, batch_dice=bool(cfg.loss.batch_dice), ignore_label=cfg.loss.ignore_label,
         optimizer=cfg.optimizer.name, lr=float(cfg.optimizer.lr), momentum=float(cfg.optimizer.momentum),
         weight_decay=float(cfg.optimizer.weight_decay), schedule=cfg.scheduler.name,
