@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +15,7 @@ from nnlight.planning import plans_from_nnunet
 from nnlight.planning.plans import ConfigurationPlan
 from nnlight.training.task import SegmentationTask
 from nnlight.utils.files import load_json
+from nnlight.utils.provenance import device_name
 
 
 def setup(dataset_folder: Path, configuration: str, iterations: int, workers: int
@@ -34,6 +34,5 @@ def setup(dataset_folder: Path, configuration: str, iterations: int, workers: in
 
 
 def provenance(label: str) -> str:
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (platform.processor() or "cpu")
-    return (f"{label} | {datetime.date.today()} | {device} | {os.cpu_count()} CPUs | torch {torch.__version__} "
+    return (f"{label} | {datetime.date.today()} | {device_name()} | {os.cpu_count()} CPUs | torch {torch.__version__} "
             f"({torch.get_num_threads()} threads) | lightning {L.__version__}")

@@ -26,6 +26,7 @@ from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json
+from nnlight.utils.provenance import device_name
 
 
 def _overrides_suffix(override_dirname: str) -> str:
@@ -50,8 +51,7 @@ def _provenance(cfg: DictConfig) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         revision = None
     return {"nnlight": __version__, "torch": torch.__version__, "lightning": L.__version__,
-            "python": platform.python_version(), "device": torch.cuda.get_device_name(0) if
-            torch.cuda.is_available() else platform.processor() or platform.machine(),
+            "python": platform.python_version(), "device": device_name(),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
             "seed": int(cfg.seed), "git_revision": revision}
 
