@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/nnlight-demo-data --raw data/raw
 	$(BIN)/python plan.py dataset=Dataset900_Demo
+	$(BIN)/python train.py plan=Dataset900_Demo/3d_fullres debug=limit
 
 test: install
 	$(BIN)/python -m pytest
