@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from pathlib import Path
@@ -54,6 +53,20 @@ def _provenance(cfg: DictConfig) -> dict[str, Any]:
             "python": platform.python_version(), "device": device_name(),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
             "seed": int(cfg.seed), "git_revision": revision}
+
+
+def _print_summary(summary: dict[str, Any], run_dir: Path, plan: DictConfig) -> None:
+    names = {str(v): k for k, v in plan.labels.items()}
+    lines = [f"\nTraining done ({summary['epochs']} epochs): {run_dir}",
+             f"  checkpoints: {run_dir / 'checkpoints'} (final.ckpt, best.ckpt, last.ckpt)",
+             f"  curves:      {run_dir / 'progress.png'}"]
+    if summary["pseudo_dice_ema"] is not None:
+        lines.append(f"  pseudo Dice (EMA over epochs, validation patches): {summary['pseudo_dice_ema']:.3f}")
+    if "validation_dice" in summary:
+        per_label = ", ".join(f"{names.get(k, k)} {v:.3f}" for k, v in summary["validation_dice_per_label"].items())
+        lines.append(f"  validation Dice: {summary['validation_dice']:.3f} (mean over labels: {per_label}) -> "
+                     f"{run_dir / 'validation' / 'summary.json'}")
+    print("\n".join(lines))
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -136,5 +149,5 @@ def run(cfg: DictConfig) -> float | None:
         summary["validation_dice"] = result["foreground_mean"]["Dice"]
         summary["validation_dice_per_label"] = {k: v["Dice"] for k, v in result["mean"].items()}
     if trainer.is_global_zero:
-        print(json.dumps(summary))
+        _print_summary(summary, run_dir, plan)
     return summary["pseudo_dice_ema"]
