@@ -106,3 +106,13 @@ def test_ddp_sim_two_processes_produce_one_set_of_outputs(planned_roots: Roots) 
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "final.ckpt", "last.ckpt"]
     final = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)
     assert final["epoch"] == 2 and final["global_step"] == 2 * 2  # each rank ran the 2 iterations per epoch
+
+
+def test_missing_preprocessed_data_names_the_fix(planned_roots: Roots, tmp_path: Path) -> None:
+    """The generated configs are there but the case store is not (e.g. plan.py ran with preprocess=false)."""
+    roots = Roots(planned_roots.raw, tmp_path / "preprocessed", tmp_path / "results")
+    shutil.copytree(planned_roots.preprocessed / "configs", roots.preprocessed / "configs")
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", roots=roots)
+    assert result.returncode == 2
+    assert "nnUNetPlans_2d: no preprocessed data" in result.stderr
+    assert "python plan.py dataset=Dataset900_Demo" in result.stderr and "Traceback" not in result.stderr
