@@ -101,19 +101,22 @@ def spatial_transform(images: torch.Tensor, labels: torch.Tensor, patch_size: Se
     matrices, changed = spatial_matrices(batch, dim, s, generator, device)
     # normalized output coords -> voxel offsets (out/2) -> matrix -> normalized input coords (2/in);
     # grid_sample wants the last spatial axis first, hence the flips.
-    theta = (torch.diag_embed(2 / in_size).expand(batch, dim, dim) @ matrices
-             @ torch.diag_embed(out_size / 2).expand(batch, dim, dim))
-    theta = theta.flip(1).flip(2)
-    theta = torch.cat([theta, torch.zeros(batch, dim, 1, device=device)], dim=2)
-    grid = F.affine_grid(theta, [batch, 1, *patch_size], align_corners=False)
-    images_out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    labels_out = F.grid_sample(labels.float() + 1, grid, mode="nearest", padding_mode="zeros",
-                               align_corners=False) - 1  # +1 so padding becomes -1 (outside)
-    # samples without rotation/scaling: an exact centre crop, no interpolation
+    # Samples without rotation/scaling are an exact centre crop; only the others are interpolated.
     crop = tuple(slice((i - o) // 2, (i - o) // 2 + o) for i, o in zip(images.shape[2:], patch_size, strict=True))
-    keep = ~changed
-    images_out[keep] = images[(keep, slice(None), *crop)]
-    labels_out[keep] = labels[(keep, slice(None), *crop)].float()
+    images_out = images[(slice(None), slice(None), *crop)].clone()
+    labels_out = labels[(slice(None), slice(None), *crop)].float()
+    if changed.any():
+        n = int(changed.sum())
+        # normalized output coords -> voxel offsets (out/2) -> matrix -> normalized input coords (2/in);
+        # grid_sample wants the last spatial axis first, hence the flips.
+        theta = (torch.diag_embed(2 / in_size).expand(n, dim, dim) @ matrices[changed]
+                 @ torch.diag_embed(out_size / 2).expand(n, dim, dim)).flip(1).flip(2)
+        theta = torch.cat([theta, torch.zeros(n, dim, 1, device=device)], dim=2)
+        grid = F.affine_grid(theta, [n, 1, *patch_size], align_corners=False)
+        images_out[changed] = F.grid_sample(images[changed], grid, mode="bilinear", padding_mode="zeros",
+                                            align_corners=False)
+        labels_out[changed] = F.grid_sample(labels[changed].float() + 1, grid, mode="nearest",
+                                            padding_mode="zeros", align_corners=False) - 1  # padding -> -1
     return images_out, labels_out.round().to(torch.int16)
 
 

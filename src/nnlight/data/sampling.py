@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnlight.preprocessing.store import load_case, load_class_locations
-
-ANISOTROPY_THRESHOLD = 3.0
+from nnlight.preprocessing.resampling import ANISOTROPY_THRESHOLD
+from nnlight.preprocessing.store import load_arrays, load_class_locations
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,7 @@ class PatchSampler:
         self.oversample_foreground = oversample_foreground
         self.rng = np.random.default_rng(seed)
         self._locations: dict[str, dict[str, np.ndarray]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # memory maps, opened once per case
 
     def class_locations(self, case_id: str) -> dict[str, np.ndarray]:
         if case_id not in self._locations:
@@ -138,7 +138,9 @@ class PatchSampler:
         keys = [self.case_ids[i] for i in self.rng.integers(len(self.case_ids), size=self.batch_size)]
         images, labels = [], []
         for j, case_id in enumerate(keys):
-            data, seg, _ = load_case(self.folder, case_id)
+            if case_id not in self._arrays:
+                self._arrays[case_id] = load_arrays(self.folder, case_id)
+            data, seg = self._arrays[case_id]
             force = forced_foreground(j, self.batch_size, self.oversample_foreground)
             origin = self.patch_origin(data.shape[1:], force, self.class_locations(case_id) if force else {})
             images.append(crop_and_pad(data, origin, self.patch_size, 0.0))

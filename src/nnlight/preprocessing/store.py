@@ -57,6 +57,12 @@ def load_case(folder: Path, case_id: str, mmap: bool = True
     return np.load(folder / f"{case_id}.npy", mmap_mode=mode), seg, properties
 
 
+def load_arrays(folder: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Memory-mapped image and labels of a training case, without its properties (the patch sampler's hot path)."""
+    return (np.load(folder / f"{case_id}.npy", mmap_mode="r"),
+            np.load(folder / f"{case_id}_seg.npy", mmap_mode="r"))
+
+
 def load_class_locations(folder: Path, case_id: str) -> dict[str, np.ndarray]:
     with np.load(folder / f"{case_id}_locations.npz") as f:
         return {k: f[k] for k in f.files}
