@@ -116,3 +116,17 @@ def test_missing_preprocessed_data_names_the_fix(planned_roots: Roots, tmp_path:
     assert result.returncode == 2
     assert "nnUNetPlans_2d: no preprocessed data" in result.stderr
     assert "python plan.py dataset=Dataset900_Demo" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hand_broken_plan_architecture_names_the_fix(planned_roots: Roots, tmp_path: Path) -> None:
+    roots = Roots(planned_roots.raw, planned_roots.preprocessed, tmp_path / "results")
+    config = planned_roots.preprocessed / "configs" / "plan" / "Dataset900_Demo" / "2d.yaml"
+    broken = config.with_name("2d_broken.yaml")
+    broken.write_text(config.read_text().replace("  conv_bias: true", "  conv_bias: true\n  dropout: 0.5"))
+    try:
+        result = run_script("train.py", "plan=Dataset900_Demo/2d_broken", "debug=fast_dev_run", roots=roots)
+    finally:
+        broken.unlink()
+    assert result.returncode == 2
+    assert "plan.architecture" in result.stderr and "overwrite_configs=true" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -61,3 +61,13 @@ def test_msd_refuses_to_overwrite_and_bad_names(msd_task: Path, tmp_path: Path) 
         convert_msd(msd_task, tmp_path / "raw", dataset_id=501)
     with pytest.raises(UserError, match="TaskXX_Name"):
         convert_msd(tmp_path, tmp_path / "raw")
+
+
+def test_msd_command_line_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nnlight.raw.msd import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "not_a_task"), "--raw", str(tmp_path / "raw")])
+    assert exit_info.value.code == 2
+    assert "TaskXX_Name" in capsys.readouterr().err
+    assert not (tmp_path / "raw").exists()
