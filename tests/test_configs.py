@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
+import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.pipeline.settings import settings_from_config
@@ -54,7 +58,8 @@ def test_wrong_setting_is_named() -> None:
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
 
 
-TRAIN_GROUPS = ["data", "augmentation", "loss", "optimizer", "scheduler", "trainer", "logger", "experiment", "debug"]
+TRAIN_GROUPS = ["data", "augmentation", "loss", "optimizer", "scheduler", "trainer", "callbacks", "logger",
+                "launcher", "experiment", "debug"]
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in TRAIN_GROUPS for o in _options(g)])
@@ -68,6 +73,33 @@ def test_every_train_option_composes_with_a_generated_plan(group: str, option: s
                                              "batch_size: 2\npatch_size: [8, 8, 8]\nbatch_dice: true\n")
     monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(tmp_path))
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=["plan=Dataset001_X/3d_fullres", f"{group}={option}"])
+        cfg = compose("train", overrides=["plan=Dataset001_X/3d_fullres", f"{group}={option}"],
+                      return_hydra_config=True)
     assert cfg.data.batch_size == 2 and list(cfg.data.patch_size) == [8, 8, 8]
     assert cfg.loss.batch_dice is True and cfg.experiment_name == "baseline"
+    _instantiates(group, option, cfg, tmp_path)
+
+
+def _instantiates(group: str, option: str, cfg: DictConfig, tmp_path: Path) -> None:
+    """The group's objects are built (loggers, callbacks) or accepted by what consumes them (trainer, launcher)."""
+    from nnlight.pipeline.train import _instantiate_group, _trainer_arguments
+
+    if group == "logger":
+        loggers = _instantiate_group(cfg.logger, "logger", save_dir=str(tmp_path))
+        assert {type(x).__name__ for x in loggers} >= {"CSVLogger"} and all(isinstance(x, Logger) for x in loggers)
+        assert len(loggers) == len(cfg.logger)
+    elif group == "callbacks":
+        callbacks = _instantiate_group(cfg.callbacks, "callbacks")
+        assert len(callbacks) == len(cfg.callbacks) and all(isinstance(x, L.Callback) for x in callbacks)
+    elif group == "trainer":
+        inspect.signature(L.Trainer).bind(**_trainer_arguments(cfg))  # every key is a Trainer argument
+    elif group == "launcher":
+        assert cfg.hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
+        assert cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
+
+
+def test_config_files_cannot_import_arbitrary_code() -> None:
+    from nnlight.pipeline.train import _instantiate_group
+
+    with pytest.raises(UserError, match=r"callbacks\.evil\._target_='os\.system'"):
+        _instantiate_group(OmegaConf.create({"evil": {"_target_": "os.system", "command": "true"}}), "callbacks")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -91,6 +92,8 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots
     assert progress["lr"] == pytest.approx([0.01 * (1 - e / 4) ** 0.9 for e in range(4)])
     lr = final["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(0.01 * (1 - 4 / 4) ** 0.9)  # poly followed the configured 4 epochs
+    rows = list(csv.DictReader((run / "logs" / "metrics.csv").open()))
+    assert {int(r["epoch"]) for r in rows if r["train/loss"]} == {0, 1, 2, 3}  # the log continues, too
 
 
 def test_missing_plan_is_a_clear_error(planned_roots: Roots) -> None:
@@ -130,3 +133,52 @@ def test_hand_broken_plan_architecture_names_the_fix(planned_roots: Roots, tmp_p
     assert result.returncode == 2
     assert "plan.architecture" in result.stderr and "overwrite_configs=true" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned_roots: Roots) -> None:
+    common = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=1", "data.iterations_per_epoch=1",
+              "validation.enabled=false"]
+    for logger in ("tensorboard", "wandb"):  # no W&B account or network on the test machines
+        result = run_script("train.py", *common, f"logger={logger}", roots=planned_roots)
+        assert result.returncode == 0, result.stderr[-3000:]
+    # the logger does not change what is trained, so both runs share one folder (validation.enabled is in the name)
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / \
+        "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1,validation.enabled=false]" / "fold_0"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    offline_runs = list((run / "wandb").glob("offline-run-*"))
+    assert offline_runs and list(offline_runs[0].glob("run-*.wandb")), "no offline W&B run"
+    assert (run / "logs" / "metrics.csv").is_file()
+
+
+def test_overfit_one_batch_drives_the_training_loss_down(planned_roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=overfit", "trainer.max_epochs=15",
+                        roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=overfit,trainer.max_epochs=15]" /
+               "fold_0" / "logs" / "metrics.csv").read_text().splitlines()
+    header = metrics[0].split(",")
+    losses = [float(row.split(",")[header.index("train/loss")]) for row in metrics[1:]
+              if row.split(",")[header.index("train/loss")]]
+    assert len(losses) == 15
+    assert losses[-1] < 0.5 * losses[0], losses  # the same batch, no augmentation: it must be memorized
+
+
+def test_compile_is_ignored_on_the_cpu_and_a_wrong_trainer_key_is_named(planned_roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "trainer=cpu",
+                        "trainer.compile=true", roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trainer.compile=true is ignored on the CPU" in result.stdout
+    wrong = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "+trainer.max_epoch=3",
+                       roots=planned_roots)
+    assert wrong.returncode == 2 and "max_epoch" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_submitit_launcher_runs_a_fold_sweep(planned_roots: Roots) -> None:
+    """The SLURM launcher's code path, with submitit's local executor standing in for the cluster."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'nnlight[slurm]'")
+    result = run_script("train.py", "-m", "launcher=submitit_local", "plan=Dataset900_Demo/2d",
+                        "debug=fast_dev_run", "data.fold=0,1", roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = _runs(planned_roots, "2d")
+    assert "baseline[debug=fast_dev_run]/fold_1" in runs
+    assert list((planned_roots.results / "Dataset900_Demo" / "2d" / ".submitit").glob("*/*_result.pkl"))

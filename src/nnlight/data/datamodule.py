@@ -58,6 +58,7 @@ class DataSettings:
     num_workers: int = 2
     seed: int = 12345
     regions: list[list[int]] | None = None  # region-based datasets: targets are one channel per region
+    same_patches_every_epoch: bool = False  # debug=overfit: one fixed set of batches
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -95,7 +96,8 @@ class SegmentationDataModule(L.LightningDataModule):
     def _loader(self, cases: list[str], patch: Sequence[int], iterations: int, seed_offset: int) -> DataLoader:
         s = self.settings
         batches = _PatchBatches(s.preprocessed_dataset / s.data_identifier, cases, patch, self.batch_size,
-                                self.oversample, iterations, s.seed + 1000 * self.rank + seed_offset, self.epoch)
+                                self.oversample, iterations, s.seed + 1000 * self.rank + seed_offset,
+                                0 if s.same_patches_every_epoch else self.epoch)
         return DataLoader(batches, batch_size=None, num_workers=s.num_workers, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:

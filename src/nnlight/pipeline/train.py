@@ -10,8 +10,9 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight import __version__
@@ -20,7 +21,6 @@ from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_s
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning.plans import Architecture
 from nnlight.training.checkpoint_io import AtomicCheckpointIO
-from nnlight.training.progress import ProgressPlot
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
 from nnlight.utils.errors import UserError
@@ -37,10 +37,39 @@ if not OmegaConf.has_resolver("nnlight_overrides"):
     OmegaConf.register_new_resolver("nnlight_overrides", _overrides_suffix)
 
 
-def _precision(cfg: DictConfig) -> str:
-    if cfg.trainer.get("precision"):
-        return str(cfg.trainer.precision)
-    return "16-mixed" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "32"
+# Config groups may only name classes from these packages: a config file cannot import arbitrary code.
+ALLOWED_TARGETS = ("lightning.pytorch.loggers.", "lightning.pytorch.callbacks.", "nnlight.")
+
+
+def _instantiate_group(group_cfg: DictConfig | None, group: str, **extra: Any) -> list[Any]:
+    """The objects of a ``name: {_target_: ..., args}`` group (loggers, callbacks), in config order."""
+    objects = []
+    for name, entry in (group_cfg or {}).items():
+        target = str(entry.get("_target_", ""))
+        if not target.startswith(ALLOWED_TARGETS):
+            raise UserError(f"{group}.{name}._target_={target!r}: only classes from {', '.join(ALLOWED_TARGETS)} "
+                            "can be used here")
+        try:
+            objects.append(instantiate(entry, **extra))
+        except (InstantiationException, ModuleNotFoundError, ImportError) as e:
+            cause = e.__cause__ or e
+            raise UserError(f"{group}.{name} ({target}) could not be created: {cause}. If a package is missing, "
+                            "install it (pip install \"nnlight[tensorboard]\" for tensorboard, "
+                            "\"nnlight[slurm]\" for the SLURM launcher)") from None
+    return objects
+
+
+def _on_gpu(cfg: DictConfig) -> bool:
+    return torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
+
+
+def _trainer_arguments(cfg: DictConfig) -> dict[str, Any]:
+    """``trainer.*`` as Lightning Trainer arguments, with nnU-Net's precision default per device."""
+    arguments = OmegaConf.to_container(cfg.trainer, resolve=True)
+    arguments.pop("compile", None)
+    if not arguments.get("precision"):
+        arguments["precision"] = "16-mixed" if _on_gpu(cfg) else "32"
+    return arguments
 
 
 def _provenance(cfg: DictConfig) -> dict[str, Any]:
@@ -77,6 +106,7 @@ def run(cfg: DictConfig) -> float | None:
         raise UserError(f"{preprocessed_dataset / plan.data_identifier}: no preprocessed data; run "
                         f"python plan.py dataset={plan.dataset}")
     fold = cfg.data.fold if cfg.data.fold == "all" else int(cfg.data.fold)
+    _check_optimized_metric(cfg.get("optimized_metric"))
     L.seed_everything(int(cfg.seed), workers=True)
     data = SegmentationDataModule(
         DataSettings(preprocessed_dataset=preprocessed_dataset, data_identifier=plan.data_identifier,
@@ -86,6 +116,7 @@ def run(cfg: DictConfig) -> float | None:
                      iterations_per_epoch=int(cfg.data.iterations_per_epoch),
                      val_iterations_per_epoch=int(cfg.data.val_iterations_per_epoch),
                      num_workers=int(cfg.data.num_workers), seed=int(cfg.seed),
+                     same_patches_every_epoch=bool(cfg.data.get("same_patches_every_epoch", False)),
                      regions=[list(v) for k, v in plan.labels.items() if k not in ("background", "ignore")]
                      if cfg.loss.name == "dice_bce" else None),
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation"))
@@ -104,20 +135,24 @@ def run(cfg: DictConfig) -> float | None:
         poly_exponent=float(cfg.scheduler.exponent), warmup_epochs=int(cfg.scheduler.warmup_epochs),
         max_epochs=int(cfg.trainer.max_epochs))
 
+    if cfg.trainer.get("compile"):
+        if _on_gpu(cfg):
+            task.network.compile()  # in place: the state_dict keys (and so the checkpoints) stay the same
+        else:
+            print("trainer.compile=true is ignored on the CPU (compilation costs more than it saves there)")
+
     checkpoints = run_dir / "checkpoints"
-    callbacks = [
-        ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/pseudo_dice_ema", mode="max",
-                        save_last=True, save_top_k=1),
-        ProgressPlot(run_dir / "progress.png"),
-    ]
-    trainer = L.Trainer(
-        default_root_dir=run_dir, max_epochs=int(cfg.trainer.max_epochs), accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices, strategy=cfg.trainer.strategy, precision=_precision(cfg),
-        gradient_clip_val=cfg.trainer.gradient_clip_val,
-        fast_dev_run=cfg.trainer.get("fast_dev_run", False), num_sanity_val_steps=0, callbacks=callbacks,
-        reload_dataloaders_every_n_epochs=1,  # per-epoch sampling seeds: a resumed run draws the same patches
-        logger=CSVLogger(run_dir, name="", version="logs"), enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()])
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/pseudo_dice_ema", mode="max",
+                                 save_last=True, save_top_k=1),
+                 *_instantiate_group(cfg.get("callbacks"), "callbacks")]
+    loggers = _instantiate_group(cfg.get("logger"), "logger", save_dir=str(run_dir))
+    try:
+        trainer = L.Trainer(
+            **_trainer_arguments(cfg), default_root_dir=run_dir, num_sanity_val_steps=0, callbacks=callbacks,
+            reload_dataloaders_every_n_epochs=1,  # per-epoch sampling seeds: a resumed run draws the same patches
+            logger=loggers or False, enable_model_summary=False, plugins=[AtomicCheckpointIO()])
+    except (TypeError, ValueError) as e:
+        raise UserError(f"trainer.*: {e}. See configs/trainer/default.yaml and Lightning's Trainer arguments") from None
     if trainer.is_global_zero:  # a run folder is self-contained for inference
         atomic_write_json(run_dir / "provenance.json", _provenance(cfg))
         atomic_write_json(run_dir / "plan.json", OmegaConf.to_container(plan, resolve=True))
@@ -131,9 +166,9 @@ def run(cfg: DictConfig) -> float | None:
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     if not cfg.trainer.get("fast_dev_run", False):
         trainer.save_checkpoint(checkpoints / "final.ckpt", weights_only=False)
-    metric = trainer.callback_metrics.get("val/pseudo_dice_ema")
-    summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "pseudo_dice_ema": float(metric)
-               if metric is not None else None}
+    ema = trainer.callback_metrics.get("val/pseudo_dice_ema")
+    summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch,
+               "pseudo_dice_ema": float(ema) if ema is not None else None}
     if cfg.validation.enabled and not cfg.trainer.get("fast_dev_run", False) and trainer.is_global_zero:
         dataset_json = OmegaConf.load(preprocessed_dataset / "dataset.json")
         task.network.decoder.deep_supervision = False
@@ -150,4 +185,19 @@ def run(cfg: DictConfig) -> float | None:
         summary["validation_dice_per_label"] = {k: v["Dice"] for k, v in result["mean"].items()}
     if trainer.is_global_zero:
         _print_summary(summary, run_dir, plan)
-    return summary["pseudo_dice_ema"]
+    return _optimized_metric(cfg, summary, trainer)
+
+
+def _optimized_metric(cfg: DictConfig, summary: dict[str, Any], trainer: L.Trainer) -> float | None:
+    """What a sweeper maximizes: ``validation_dice`` (end-of-training validation) or a logged metric."""
+    name = cfg.get("optimized_metric")
+    value = summary.get(name, trainer.callback_metrics.get(name))
+    if value is None and name is not None:
+        print(f"optimized_metric={name} was not computed in this run (validation disabled or a debug run)")
+    return None if value is None else float(value)
+
+
+def _check_optimized_metric(name: str | None) -> None:
+    if name is not None and name != "validation_dice" and not name.startswith(("val/", "train/")):
+        raise UserError(f"optimized_metric={name}: use validation_dice, val/pseudo_dice_ema, val/loss or "
+                        "another logged val/* or train/* metric")

@@ -16,11 +16,17 @@ SERIES = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "lr", "epo
 
 
 class ProgressPlot(L.Callback):
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    """``filename`` is relative to the trainer's root folder (the run folder) unless absolute."""
+
+    def __init__(self, filename: str | Path = "progress.png") -> None:
+        self.filename = Path(filename)
+        self.path = self.filename
         self.history: dict[str, list[float]] = {k: [] for k in SERIES}
         self._start = 0.0
         self._lr = float("nan")
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.path = Path(trainer.default_root_dir) / self.filename
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
