@@ -29,7 +29,7 @@ test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks plan.py
+	$(BIN)/ruff check src tests benchmarks plan.py train.py predict.py evaluate.py
 
 bench: install
 	$(BIN)/python benchmarks/plan_speed.py ../shared/datasets/Dataset101_BraTS2015Mini

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from nnlight.inference.export import segmentation_in_original_space, write_segmentation
+from nnlight.inference.export import geometry_from_properties, segmentation_in_original_space, write_segmentation
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
 from nnlight.raw.io import read_images, read_seg
 
@@ -49,7 +49,7 @@ def test_export_restores_labels_and_exact_geometry(tmp_path: Path) -> None:
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.95
 
     out = tmp_path / "prediction.nii.gz"
-    write_segmentation(restored, out, properties)
+    write_segmentation(restored, out, geometry_from_properties(properties))
     written, reference = sitk.ReadImage(str(out)), sitk.ReadImage(str(tmp_path / "case.nii.gz"))
     assert written.GetSize() == reference.GetSize()
     assert written.GetSpacing() == reference.GetSpacing()

@@ -6,6 +6,7 @@ un-crop → un-transpose, then writes with the input's spacing, origin and direc
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,28 +16,60 @@ import torch
 
 from nnlight.preprocessing.resampling import resample_logits
 from nnlight.raw.io import Geometry, write_seg
+from nnlight.utils.files import atomic_write
 
 
-def logits_to_segmentation(logits: torch.Tensor, regions_class_order: Sequence[int] | None = None) -> torch.Tensor:
-    """Argmax over classes; for region-based models each region above 0.5 paints its label, in order."""
+def scores_to_segmentation(scores: torch.Tensor, regions_class_order: Sequence[int] | None = None,
+                           probabilities: bool = False) -> torch.Tensor:
+    """Argmax over classes; for region-based models each region above 0.5 probability paints its label, in order.
+
+    ``scores`` are logits (one model) or probabilities (an ensemble's average): the argmax is the same, the
+    region threshold is 0 for logits and 0.5 for probabilities.
+    """
     if regions_class_order is None:
-        return logits.argmax(0).to(torch.int16)
-    segmentation = torch.zeros(logits.shape[1:], dtype=torch.int16, device=logits.device)
-    for region, label in zip(logits.sigmoid() > 0.5, regions_class_order, strict=True):
+        return scores.argmax(0).to(torch.int16)
+    segmentation = torch.zeros(scores.shape[1:], dtype=torch.int16, device=scores.device)
+    for region, label in zip(scores > (0.5 if probabilities else 0.0), regions_class_order, strict=True):
         segmentation[region] = label
     return segmentation
 
 
-def segmentation_in_original_space(logits: torch.Tensor, properties: Mapping[str, Any],
-                                   transpose_backward: Sequence[int],
-                                   regions_class_order: Sequence[int] | None = None) -> np.ndarray:
+def probabilities(scores: torch.Tensor, region_based: bool) -> torch.Tensor:
+    """Softmax over classes, or one sigmoid per region."""
+    return scores.sigmoid() if region_based else scores.softmax(0)
+
+
+def _uncrop_untranspose(cropped: np.ndarray, properties: Mapping[str, Any], transpose_backward: Sequence[int],
+                        fill: Sequence[float] | float = 0) -> np.ndarray:
+    """Paste ``(..., *cropped)`` into the pre-crop shape (``fill`` per leading channel outside) and transpose back."""
+    channels = cropped.shape[:-len(properties["shape_before_cropping"])]
+    full = np.empty((*channels, *properties["shape_before_cropping"]), cropped.dtype)
+    full[...] = np.reshape(fill, (*np.shape(fill), *[1] * len(properties["shape_before_cropping"])))
+    full[(..., *[slice(a, b) for a, b in properties["bbox_used_for_cropping"]])] = cropped
+    return full.transpose([*range(len(channels)), *[a + len(channels) for a in transpose_backward]])
+
+
+def resample_to_cropped_grid(scores: torch.Tensor, properties: Mapping[str, Any]) -> torch.Tensor:
+    """From the target spacing back to the input's spacing (linear, separate-z rule), still cropped."""
+    return resample_logits(scores, properties["shape_after_cropping_and_before_resampling"],
+                           properties["target_spacing"], properties["spacing"])
+
+
+def segmentation_in_original_space(scores: torch.Tensor, properties: Mapping[str, Any],
+                                   transpose_backward: Sequence[int], regions_class_order: Sequence[int] | None = None,
+                                   are_probabilities: bool = False) -> np.ndarray:
     """``(z, y, x)`` labels on the grid the case was read with (before transpose and crop)."""
-    logits = resample_logits(logits, properties["shape_after_cropping_and_before_resampling"],
-                             properties["target_spacing"], properties["spacing"])
-    cropped = logits_to_segmentation(logits, regions_class_order).cpu().numpy()
-    full = np.zeros(properties["shape_before_cropping"], np.int16)
-    full[tuple(slice(a, b) for a, b in properties["bbox_used_for_cropping"])] = cropped
-    return full.transpose(list(transpose_backward))
+    cropped = scores_to_segmentation(resample_to_cropped_grid(scores, properties), regions_class_order,
+                                     are_probabilities).cpu().numpy()
+    return _uncrop_untranspose(cropped, properties, transpose_backward)
+
+
+def probabilities_in_original_space(probs: torch.Tensor, properties: Mapping[str, Any],
+                                    transpose_backward: Sequence[int], region_based: bool) -> np.ndarray:
+    """``(classes, z, y, x)`` float16 probabilities on the input's grid; background is certain outside the crop."""
+    cropped = resample_to_cropped_grid(probs, properties).cpu().numpy().astype(np.float16)
+    fill = [0.0] * len(probs) if region_based else [1.0] + [0.0] * (len(probs) - 1)
+    return _uncrop_untranspose(cropped, properties, transpose_backward, fill)
 
 
 def geometry_from_properties(properties: Mapping[str, Any]) -> Geometry:
@@ -44,8 +77,20 @@ def geometry_from_properties(properties: Mapping[str, Any]) -> Geometry:
                     tuple(properties["sitk_origin"]), tuple(properties["sitk_direction"]), properties["is_2d"])
 
 
-def write_segmentation(segmentation: np.ndarray, path: Path, properties: Mapping[str, Any]) -> None:
-    """Write atomically (a temp name with the same ending, then rename) with the case's geometry."""
+def write_segmentation(segmentation: np.ndarray, path: Path, geometry: Geometry) -> None:
+    """Write atomically (a temp name with the same ending, then rename) with the input's geometry."""
     tmp = path.with_name(f".{path.name}.tmp{''.join(path.suffixes)}")
-    write_seg(segmentation, tmp, geometry_from_properties(properties))
+    write_seg(segmentation, tmp, geometry)
     tmp.replace(path)
+
+
+def write_probabilities(path: Path, probs: np.ndarray) -> None:
+    """``<case>.npz`` with one array ``probabilities`` (classes, z, y, x), written atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, probabilities=probs)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def read_probabilities(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as data:
+        return data["probabilities"]

@@ -56,10 +56,12 @@ def _tiles(image_size: Sequence[int], tile_size: Sequence[int], step_size: float
 @torch.no_grad()
 def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Sequence[int], num_classes: int,
                            step_size: float = 0.5, use_gaussian: bool = True, mirror_axes: Sequence[int] = (),
-                           tile_batch: int = 1) -> torch.Tensor:
-    """Logits ``(num_classes, *spatial)`` for an image ``(c, *spatial)``, computed on ``image``'s device.
+                           tile_batch: int = 1, network_device: torch.device | None = None) -> torch.Tensor:
+    """Logits ``(num_classes, *spatial)`` for an image ``(c, *spatial)``, accumulated on ``image``'s device.
 
-    A 2D tile on a 3D image (a 2d configuration) predicts slice by slice along the first axis.
+    Tiles go through the network on ``network_device`` (default: the image's device), so a GPU network can
+    fill a CPU accumulator when the whole image does not fit in GPU memory. A 2D tile on a 3D image (a 2d
+    configuration) predicts slice by slice along the first axis.
     """
     slice_by_slice = len(tile_size) == image.ndim - 2
     if slice_by_slice:
@@ -78,10 +80,11 @@ def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Seq
     weight_sum = torch.zeros(padded_size, device=image.device)
 
     def run(batch: list[tuple[slice, ...]]) -> None:
-        tiles = torch.stack([image[(slice(None), *s)] for s in batch])
+        tiles = torch.stack([image[(slice(None), *s)] for s in batch]).to(network_device or image.device)
         if slice_by_slice:
             tiles = tiles[:, :, 0]
         predicted = _mirrored_predict(network, tiles, mirror_axes) if mirror_axes else network(tiles)
+        predicted = predicted.to(logits.device)
         if slice_by_slice:
             predicted = predicted[:, :, None]
         for s, p in zip(batch, predicted, strict=True):

@@ -6,14 +6,12 @@ import dataclasses
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
-from omegaconf.errors import MissingMandatoryValue
 
 from nnlight.fingerprint import Fingerprint, compute_fingerprint, load_fingerprint
 from nnlight.fingerprint.fingerprint import save_fingerprint
-from nnlight.pipeline.settings import settings_from_config
+from nnlight.pipeline.settings import required, settings_from_config
 from nnlight.planning import PlannerSettings, Plans, plan_experiment, plans_from_nnunet, plans_to_nnunet
 from nnlight.planning.export import write_plan_configs
 from nnlight.planning.summary import format_summary
@@ -59,13 +57,6 @@ def resolve_raw_folder(dataset: str, raw_root: Path) -> Path:
                     "(set NNLIGHT_RAW or paths.raw to where your raw datasets are)")
 
 
-def _required(cfg: DictConfig, key: str) -> Any:
-    try:
-        return cfg[key]
-    except MissingMandatoryValue:
-        raise UserError(f"{key}=... is required, e.g. python plan.py {key}=Dataset101_BraTS2015Mini") from None
-
-
 def _dataset_json_for(cfg: DictConfig, dataset_name: str, raw_root: Path) -> DatasetJson:
     path = Path(cfg.dataset_json) if cfg.dataset_json else raw_root / dataset_name / "dataset.json"
     if not path.is_file():
@@ -84,7 +75,7 @@ def _name_only(dataset: str, raw_root: Path) -> str:
 
 
 def run(cfg: DictConfig) -> PlanResult:
-    dataset = str(_required(cfg, "dataset"))
+    dataset = str(required(cfg, "dataset", "python plan.py dataset=Dataset101_BraTS2015Mini"))
     raw_root = Path(cfg.paths.raw)
     preprocessed_root = Path(cfg.paths.preprocessed)
     settings = planner_settings(cfg)

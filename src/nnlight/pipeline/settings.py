@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from nnlight.utils.errors import UserError
 
@@ -38,3 +39,14 @@ def settings_from_config(cls: type[T], node: DictConfig, group: str) -> T:
         if isinstance(default, tuple):
             values[key] = tuple(value)
     return cls(**values)
+
+
+def required(cfg: DictConfig, key: str, example: str) -> Any:
+    """``cfg[key]``; a value left at ``???`` (or null) is an error that shows a full command."""
+    try:
+        value = cfg[key]
+    except MissingMandatoryValue:
+        value = None
+    if value is None:
+        raise UserError(f"{key}=... is required, e.g. {example}")
+    return value

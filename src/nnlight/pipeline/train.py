@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnlight import __version__
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
+from nnlight.inference.predictor import InferenceSettings
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning.plans import Architecture
 from nnlight.training.checkpoint_io import AtomicCheckpointIO
@@ -175,12 +176,16 @@ def run(cfg: DictConfig) -> float | None:
         result = validate(task.network, data.val_cases, ValidationSettings(
             store=preprocessed_dataset / plan.data_identifier,
             raw_labels=Path(cfg.paths.raw) / plan.dataset / "labelsTr", file_ending=dataset_json.file_ending,
-            labels=OmegaConf.to_container(plan.labels), tile_size=list(plan.patch_size), num_classes=num_outputs,
-            transpose_backward=list(plan.transpose_backward),
-            mirror_axes=tuple(range(len(plan.patch_size))) if cfg.validation.mirroring else (),
-            step_size=float(cfg.validation.step_size),
-            regions_class_order=list(plan.regions_class_order) if cfg.loss.name == "dice_bce" else None,
-            ignore_label=cfg.loss.ignore_label), run_dir / "validation", trainer.strategy.root_device)
+            labels=OmegaConf.to_container(plan.labels), ignore_label=cfg.loss.ignore_label,
+            save_probabilities=bool(cfg.validation.get("save_probabilities", False)),
+            inference=InferenceSettings(
+                tile_size=list(plan.patch_size), num_outputs=num_outputs,
+                transpose_backward=list(plan.transpose_backward),
+                region_class_order=list(plan.regions_class_order) if cfg.loss.name == "dice_bce" else None,
+                mirror_axes=data.augmentation.mirror_axes
+                if cfg.validation.mirroring and data.augmentation.p_mirror > 0 else (),
+                step_size=float(cfg.validation.step_size))),
+            run_dir / "validation", trainer.strategy.root_device)
         summary["validation_dice"] = result["foreground_mean"]["Dice"]
         summary["validation_dice_per_label"] = {k: v["Dice"] for k, v in result["mean"].items()}
     if trainer.is_global_zero:

@@ -52,6 +52,41 @@ def _ending_of(name: str) -> str:
     return Path(name).suffix
 
 
+def group_channel_files(images_dir: Path, ending: str, files_per_case: int | None
+                        ) -> tuple[dict[str, tuple[Path, ...]], list[str]]:
+    """``<case>_<XXXX><ending>`` files grouped per case in channel order; a case with a channel problem maps to ().
+
+    ``files_per_case`` is the channel count for one-channel-per-file formats; None for 2D natural images.
+    """
+    problems: list[str] = []
+    channels: dict[str, dict[int, Path]] = defaultdict(dict)
+    for f in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".") and p.is_file()):
+        if not f.name.endswith(ending):
+            problems.append(f"{f}: file ending {_ending_of(f.name)!r} differs from dataset.json's file_ending "
+                            f"{ending!r}; convert the file or fix file_ending")
+            continue
+        match = CHANNEL_SUFFIX.match(f.name[: -len(ending)])
+        if match is None:
+            problems.append(f"{f}: name must be <case>_<XXXX>{ending} with a 4-digit channel index, "
+                            f"e.g. case001_0000{ending}")
+            continue
+        channels[match["case"]][int(match["channel"])] = f
+    grouped = {}
+    for case_id in sorted(channels):
+        indices = sorted(channels[case_id])
+        expected = set(range(files_per_case if files_per_case is not None else max(indices) + 1))
+        missing, extra = sorted(expected - set(indices)), sorted(set(indices) - expected)
+        if missing:
+            problems.append(f"{images_dir}: case {case_id!r} is missing channel file(s) "
+                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in missing))
+        if extra:
+            problems.append(f"{images_dir}: case {case_id!r} has channel file(s) beyond the "
+                            f"{files_per_case} declared in dataset.json: "
+                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in extra))
+        grouped[case_id] = () if missing or extra else tuple(channels[case_id][i] for i in indices)
+    return grouped, problems
+
+
 def discover_cases(folder: Path, dataset_json: DatasetJson, files_per_case: int | None
                    ) -> tuple[list[RawCase], list[str]]:
     """Group imagesTr files into cases and pair them with labelsTr files.
@@ -68,18 +103,7 @@ def discover_cases(folder: Path, dataset_json: DatasetJson, files_per_case: int 
     if problems:
         return [], problems
 
-    channels: dict[str, dict[int, Path]] = defaultdict(dict)
-    for f in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".")):
-        if not f.name.endswith(ending):
-            problems.append(f"{f}: file ending {_ending_of(f.name)!r} differs from dataset.json's file_ending "
-                            f"{ending!r}; convert the file or fix file_ending")
-            continue
-        match = CHANNEL_SUFFIX.match(f.name[: -len(ending)])
-        if match is None:
-            problems.append(f"{f}: name must be <case>_<XXXX>{ending} with a 4-digit channel index, "
-                            f"e.g. case001_0000{ending}")
-            continue
-        channels[match["case"]][int(match["channel"])] = f
+    channels, problems = group_channel_files(images_dir, ending, files_per_case)
 
     label_files = {}
     for f in sorted(p for p in labels_dir.iterdir() if not p.name.startswith(".")):
@@ -91,23 +115,13 @@ def discover_cases(folder: Path, dataset_json: DatasetJson, files_per_case: int 
 
     cases = []
     for case_id in sorted(channels):
-        indices = sorted(channels[case_id])
-        expected = set(range(files_per_case if files_per_case is not None else max(indices) + 1))
-        missing, extra = sorted(expected - set(indices)), sorted(set(indices) - expected)
-        if missing:
-            problems.append(f"{images_dir}: case {case_id!r} is missing channel file(s) "
-                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in missing))
-        if extra:
-            problems.append(f"{images_dir}: case {case_id!r} has channel file(s) beyond the "
-                            f"{files_per_case} declared in dataset.json: "
-                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in extra))
-        if missing or extra:
+        if not channels[case_id]:
             continue
         if case_id not in label_files:
             problems.append(f"{labels_dir / (case_id + ending)}: label file missing for case {case_id!r}; "
                             "add it or remove the case's images")
             continue
-        cases.append(RawCase(case_id, tuple(channels[case_id][i] for i in indices), label_files[case_id]))
+        cases.append(RawCase(case_id, channels[case_id], label_files[case_id]))
     for orphan in sorted(set(label_files) - set(channels)):
         problems.append(f"{label_files[orphan]}: label without images in imagesTr; add "
                         f"{orphan}_0000{ending} or remove the label")

@@ -12,13 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from nnlight.evaluation.metrics import case_metrics, summarize
-from nnlight.inference.export import segmentation_in_original_space, write_segmentation
-from nnlight.inference.sliding_window import sliding_window_predict
+from nnlight.inference.export import (
+    geometry_from_properties,
+    probabilities,
+    probabilities_in_original_space,
+    segmentation_in_original_space,
+    write_probabilities,
+    write_segmentation,
+)
+from nnlight.inference.predictor import InferenceSettings, predict_preprocessed
 from nnlight.preprocessing.store import load_case
 from nnlight.raw.io import read_seg, reader_kind
 from nnlight.utils.files import atomic_write_json
@@ -30,13 +36,9 @@ class ValidationSettings:
     raw_labels: Path  # <raw>/<Dataset>/labelsTr
     file_ending: str
     labels: Mapping[str, int | Sequence[int]]
-    tile_size: list[int]
-    num_classes: int
-    transpose_backward: list[int]
-    mirror_axes: tuple[int, ...] = ()
-    step_size: float = 0.5
-    regions_class_order: list[int] | None = None
+    inference: InferenceSettings
     ignore_label: int | None = None
+    save_probabilities: bool = False  # <case>.npz beside each segmentation: what configuration ensembles average
 
 
 def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: ValidationSettings, out_folder: Path,
@@ -44,6 +46,7 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
     out_folder.mkdir(parents=True, exist_ok=True)
     kind = reader_kind(settings.file_ending)
     network = network.to(device).eval()
+    region_based = settings.inference.region_class_order is not None
     per_case = {}
     for case_id in tqdm(case_ids, desc="Validation", unit="case"):
         data, _, properties = load_case(settings.store, case_id)
@@ -52,12 +55,14 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
             prediction, _ = read_seg(out, kind)
             prediction = prediction[0]
         else:
-            image = torch.from_numpy(np.array(data)).to(device)  # a writable copy of the memory map
-            logits = sliding_window_predict(network, image, settings.tile_size, settings.num_classes,
-                                            settings.step_size, mirror_axes=settings.mirror_axes)
-            prediction = segmentation_in_original_space(logits, properties, settings.transpose_backward,
-                                                        settings.regions_class_order)
-            write_segmentation(prediction, out, properties)
+            logits, _ = predict_preprocessed([network], data, settings.inference, device)
+            prediction = segmentation_in_original_space(logits, properties, settings.inference.transpose_backward,
+                                                        settings.inference.region_class_order)
+            if settings.save_probabilities:
+                write_probabilities(out_folder / f"{case_id}.npz", probabilities_in_original_space(
+                    probabilities(logits, region_based), properties, settings.inference.transpose_backward,
+                    region_based))
+            write_segmentation(prediction, out, geometry_from_properties(properties))
         reference_file = settings.raw_labels / f"{case_id}{settings.file_ending}"
         if reference_file.is_file():
             reference, _ = read_seg(reference_file, kind)

@@ -1,0 +1,78 @@
+"""Score a folder of predictions against a folder of reference labels: ``summary.json`` and ``summary.csv``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from nnlight.evaluation.metrics import SCORES, case_metrics, summarize
+from nnlight.raw.io import geometries_match, read_seg, reader_kind
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_json, atomic_write_text
+from nnlight.utils.parallel import map_with_progress
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    labels: Mapping[str, int | Sequence[int]]  # dataset.json's labels (regions as lists)
+    file_ending: str
+    ignore_label: int | None = None
+    surface_metrics: bool = True  # HD95 and normalized surface Dice (slower than Dice)
+    tolerance_mm: float = 1.0  # normalized surface Dice tolerance
+
+
+def _score_case(pair: tuple[str, Path, Path], settings: EvaluationSettings) -> tuple[str, dict[str, Any]]:
+    case_id, prediction_file, reference_file = pair
+    kind = reader_kind(settings.file_ending)
+    prediction, prediction_geometry = read_seg(prediction_file, kind)
+    reference, reference_geometry = read_seg(reference_file, kind)
+    if prediction.shape != reference.shape or not geometries_match(prediction_geometry, reference_geometry):
+        raise UserError(f"{prediction_file}: shape {prediction.shape[1:]} / spacing {prediction_geometry.spacing} "
+                        f"differs from the reference {reference_file} ({reference.shape[1:]} / "
+                        f"{reference_geometry.spacing}); predictions must be on the reference's grid")
+    reference, prediction, spacing = reference[0], prediction[0], reference_geometry.spacing
+    if reference.shape[0] == 1:  # a 2D image: surfaces are contours in the plane, not the dummy slice's faces
+        reference, prediction, spacing = reference[0], prediction[0], spacing[1:]
+    return case_id, case_metrics(reference, prediction, settings.labels, settings.ignore_label,
+                                 spacing if settings.surface_metrics else None, settings.tolerance_mm)
+
+
+def evaluate_folder(prediction_folder: Path, reference_folder: Path, settings: EvaluationSettings,
+                    output: Path | None = None, num_workers: int = 2) -> dict[str, Any]:
+    """Score every prediction that has a reference; write ``summary.json`` + ``summary.csv`` (default: beside them)."""
+    ending = settings.file_ending
+    predictions = {p.name[:-len(ending)]: p for p in sorted(prediction_folder.glob(f"*{ending}"))
+                   if not p.name.startswith(".")}
+    if not predictions:
+        raise UserError(f"{prediction_folder}: no predictions ending in {ending}")
+    missing = [c for c in predictions if not (reference_folder / f"{c}{ending}").is_file()]
+    if missing:
+        raise UserError(f"{reference_folder}: no reference for {len(missing)} prediction(s), e.g. "
+                        f"{missing[0]}{ending}; point reference= at the folder with the matching label files")
+    pairs = [(c, p, reference_folder / f"{c}{ending}") for c, p in predictions.items()]
+    per_case = dict(map_with_progress(partial(_score_case, settings=settings), pairs, num_workers, "Evaluating"))
+    summary = summarize({c: per_case[c] for c in predictions})
+    output = output or prediction_folder
+    atomic_write_json(output / "summary.json", summary)
+    atomic_write_text(output / "summary.csv", summary_csv(summary))
+    return summary
+
+
+def summary_csv(summary: Mapping[str, Any]) -> str:
+    """One row per case and label, then the mean rows: opens in any spreadsheet."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = [m for m in (*SCORES, "TP", "FP", "FN") if any(m in v for v in summary["mean"].values())]
+    writer.writerow(["case", "label", *columns])
+    for entry in summary["metric_per_case"]:
+        for label, metrics in entry["metrics"].items():
+            writer.writerow([entry["case"], label, *[metrics.get(c, "") for c in columns]])
+    for label, metrics in summary["mean"].items():
+        writer.writerow(["mean", label, *[metrics.get(c, "") for c in columns]])
+    writer.writerow(["foreground_mean", "", *[summary["foreground_mean"].get(c, "") for c in columns]])
+    return buffer.getvalue()

@@ -1,0 +1,104 @@
+"""Post-processing chosen on cross-validation as nnU-Net does (``postprocessing/remove_connected_components.py``).
+
+Step 1: keep only the largest connected component of all foreground together; accepted if the foreground
+mean Dice improves and no label gets worse. Step 2 (on top of step 1's outcome): per label or region, keep
+its largest component; accepted for each label whose Dice improves. The rules are a small JSON saved with
+the model and applied by ``predict.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import label as connected_components
+
+from nnlight.evaluation.metrics import case_metrics, label_key, summarize
+from nnlight.utils.files import atomic_write_json, load_json
+
+LabelValue = int | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PostprocessingRules:
+    keep_largest_foreground: bool = False
+    keep_largest_per_label: list[LabelValue] = field(default_factory=list)  # labels or regions (tuples)
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, {"keep_largest_foreground": self.keep_largest_foreground,
+                                 "keep_largest_per_label": [list(v) if isinstance(v, tuple) else v
+                                                            for v in self.keep_largest_per_label]})
+
+    @classmethod
+    def load(cls, path: Path) -> PostprocessingRules:
+        data = load_json(path)
+        return cls(bool(data["keep_largest_foreground"]),
+                   [tuple(v) if isinstance(v, list) else int(v) for v in data["keep_largest_per_label"]])
+
+
+def keep_largest_component(segmentation: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Set every voxel of ``values`` outside the largest connected component (face connectivity) to background."""
+    mask = np.isin(segmentation, values)
+    components, count = connected_components(mask)
+    if count <= 1:
+        return segmentation
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    result = segmentation.copy()
+    result[mask & (components != sizes.argmax())] = 0
+    return result
+
+
+def apply_postprocessing(segmentation: np.ndarray, rules: PostprocessingRules,
+                         foreground_values: Sequence[int]) -> np.ndarray:
+    if rules.keep_largest_foreground:
+        segmentation = keep_largest_component(segmentation, foreground_values)
+    for value in rules.keep_largest_per_label:
+        segmentation = keep_largest_component(segmentation, [value] if isinstance(value, int) else list(value))
+    return segmentation
+
+
+def _summary(predictions: Mapping[str, np.ndarray], references: Mapping[str, np.ndarray],
+             labels: Mapping[str, LabelValue], ignore_label: int | None) -> dict[str, Any]:
+    return summarize({c: case_metrics(references[c], predictions[c], labels, ignore_label) for c in predictions})
+
+
+def determine_postprocessing(predictions: Mapping[str, np.ndarray], references: Mapping[str, np.ndarray],
+                             labels: Mapping[str, LabelValue], ignore_label: int | None = None
+                             ) -> tuple[PostprocessingRules, dict[str, Any], dict[str, Any]]:
+    """The rules, the summary without and the summary with them (cross-validation predictions vs references)."""
+    foreground = sorted({v for k, value in labels.items() if k not in ("background", "ignore")
+                         for v in ((value,) if isinstance(value, int) else value)})
+    baseline = _summary(predictions, references, labels, ignore_label)
+    keep_foreground = False
+    current, current_summary = dict(predictions), baseline
+    if len(foreground) > 0:
+        candidate = {c: keep_largest_component(p, foreground) for c, p in predictions.items()}
+        candidate_summary = _summary(candidate, references, labels, ignore_label)
+        improves = candidate_summary["foreground_mean"]["Dice"] > baseline["foreground_mean"]["Dice"]
+        none_worse = all(candidate_summary["mean"][k]["Dice"] >= baseline["mean"][k]["Dice"]
+                         for k in baseline["mean"] if not np.isnan(baseline["mean"][k]["Dice"]))
+        if improves and none_worse:
+            keep_foreground, current, current_summary = True, candidate, candidate_summary
+    per_label = []
+    for name, value in labels.items():
+        if name in ("background", "ignore"):
+            continue
+        values = [value] if isinstance(value, int) else list(value)
+        candidate = {c: keep_largest_component(p, values) for c, p in current.items()}
+        key = label_key(value)
+        if _summary(candidate, references, labels, ignore_label)["mean"][key]["Dice"] > \
+                current_summary["mean"][key]["Dice"]:
+            per_label.append(value)
+    rules = PostprocessingRules(keep_foreground, per_label)
+    final = {c: apply_postprocessing(p, PostprocessingRules(False, per_label), foreground) for c, p in current.items()}
+    return rules, baseline, _summary(final, references, labels, ignore_label)
+
+
+def rules_as_text(rules: PostprocessingRules) -> str:
+    parts = (["keep the largest foreground component"] if rules.keep_largest_foreground else []) + \
+        [f"keep the largest component of label {label_key(v)}" for v in rules.keep_largest_per_label]
+    return "; ".join(parts) or "none"

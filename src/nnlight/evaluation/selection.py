@@ -1,0 +1,203 @@
+"""Cross-validation results of every trained model of a dataset, their pair ensembles, and the best choice.
+
+A *model* is a configuration folder ``<results>/<Dataset>/<configuration>/<experiment>`` with ``fold_*``
+runs whose ``validation/`` holds the fold's predictions. Its folds are merged into ``crossval/`` and scored
+against the raw labels; every pair of models is ensembled by averaging the saved probabilities
+(``validation/<case>.npz``); the best by foreground mean Dice is chosen (nnU-Net's
+``find_best_configuration``), post-processing is determined on its cross-validation predictions, and
+``best_configuration.json`` records what ``predict.py model=best`` needs to reproduce it.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
+from nnlight.evaluation.metrics import summarize
+from nnlight.evaluation.postprocessing import PostprocessingRules, determine_postprocessing, rules_as_text
+from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation
+from nnlight.inference.predictor import training_choices
+from nnlight.raw.io import read_seg, reader_kind
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
+
+BEST_FILE = "best_configuration.json"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    folder: Path  # <results>/<Dataset>/<configuration>/<experiment>
+    name: str  # "<configuration>/<experiment>"
+    folds: list[str]
+    cases: dict[str, Path]  # validation case -> the fold's prediction
+    region_class_order: list[int] | None
+
+
+def find_trained_models(dataset_results: Path, file_ending: str) -> list[TrainedModel]:
+    """Every configuration folder with at least one finished fold (``validation/summary.json`` present)."""
+    models = []
+    for folder in sorted(p for p in dataset_results.glob("*/*") if p.is_dir() and p.name != "crossval"):
+        runs = sorted(r for r in folder.glob("fold_*") if (r / "validation" / "summary.json").is_file())
+        if not runs:
+            continue
+        cases = {p.name[:-len(file_ending)]: p for r in runs for p in sorted((r / "validation").glob(f"*{file_ending}"))
+                 if not p.name.startswith(".")}
+        plan = load_json(runs[0] / "plan.json")
+        region_based = training_choices(runs[0])["region_based"]
+        models.append(TrainedModel(folder, f"{folder.parent.name}/{folder.name}", [r.name[5:] for r in runs], cases,
+                                   list(plan["regions_class_order"]) if region_based else None))
+    return models
+
+
+def _merge_folds(model: TrainedModel) -> Path:
+    """``crossval/``: every fold's validation predictions in one folder (copies; the runs stay untouched)."""
+    crossval = model.folder / "crossval"
+    crossval.mkdir(exist_ok=True)
+    for source in model.cases.values():
+        target = crossval / source.name
+        if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+            tmp = crossval / f".{source.name}.tmp"
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)
+    return crossval
+
+
+def _ensemble(members: Sequence[TrainedModel], cases: Sequence[str], out: Path, file_ending: str) -> bool:
+    """Average the members' probabilities per case into ``out``; False if a member lacks probabilities."""
+    for m in members:
+        if any(not m.cases[c].with_name(f"{c}.npz").is_file() for c in cases):
+            return False
+    out.mkdir(parents=True, exist_ok=True)
+    kind = reader_kind(file_ending)
+    for case_id in tqdm(cases, desc=f"Ensembling {' + '.join(m.name for m in members)}", unit="case"):
+        target = out / f"{case_id}{file_ending}"
+        if target.is_file():
+            continue
+        probs = sum(read_probabilities(m.cases[case_id].with_name(f"{case_id}.npz")).astype(np.float32)
+                    for m in members) / len(members)
+        segmentation = scores_to_segmentation(torch.from_numpy(probs), members[0].region_class_order,
+                                              probabilities=True).numpy()
+        _, geometry = read_seg(members[0].cases[case_id], kind)
+        write_segmentation(segmentation, target, geometry)
+    return True
+
+
+def _load_segmentations(folder: Path, cases: Sequence[str], file_ending: str) -> dict[str, np.ndarray]:
+    kind = reader_kind(file_ending)
+    return {c: read_seg(folder / f"{c}{file_ending}", kind)[0][0] for c in cases}
+
+
+def select_best(dataset_results: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,
+                ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
+                num_workers: int = 2) -> dict[str, Any]:
+    """Score every model and pair ensemble on cross-validation, pick the best, determine its post-processing."""
+    models = find_trained_models(dataset_results, file_ending)
+    if not models:
+        raise UserError(f"{dataset_results}: no trained model with validation predictions; train at least one fold "
+                        "(python train.py plan=<Dataset>/<configuration> data.fold=0)")
+    common = sorted(set.intersection(*(set(m.cases) for m in models)))
+    if not common:
+        raise UserError(f"{dataset_results}: the trained models share no validation case; train the same folds of "
+                        f"each configuration ({', '.join(f'{m.name}: folds {m.folds}' for m in models)})")
+    settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm)
+    candidates: dict[str, dict[str, Any]] = {}
+    for model in models:
+        summary = evaluate_folder(_merge_folds(model), reference_folder, settings, num_workers=num_workers)
+        candidates[model.name] = {"members": [model], "folder": model.folder / "crossval", "summary": summary}
+    if ensembles:
+        for pair in itertools.combinations(models, 2):
+            if pair[0].region_class_order != pair[1].region_class_order:
+                continue
+            name = " + ".join(m.name for m in pair)
+            out = dataset_results / "ensembles" / "+".join(m.name.replace("/", "__") for m in pair)
+            if _ensemble(pair, common, out, file_ending):
+                summary = evaluate_folder(out, reference_folder, settings, num_workers=num_workers)
+                candidates[name] = {"members": list(pair), "folder": out, "summary": summary}
+            else:
+                print(f"Ensemble {name} skipped: validation probabilities (.npz) missing; train with "
+                      "validation.save_probabilities=true")
+    references = _load_segmentations(reference_folder, common, file_ending)
+    for model in tqdm(models, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
+        rules, _, _ = determine_postprocessing(_load_segmentations(model.folder / "crossval", common, file_ending),
+                                               references, labels, ignore_label)
+        rules.save(model.folder / "postprocessing.json")
+    for candidate in candidates.values():  # compare on the cases every candidate predicted
+        per_case = {e["case"]: e["metrics"] for e in candidate["summary"]["metric_per_case"]}
+        candidate["common"] = summarize({c: per_case[c] for c in common})
+    best_name = max(candidates, key=lambda n: _dice(candidates[n]["common"]))
+    best = candidates[best_name]
+    rules, before, after = determine_postprocessing(_load_segmentations(best["folder"], common, file_ending),
+                                                    references, labels, ignore_label)
+    rules.save(dataset_results / "postprocessing.json")
+    result = {
+        "selected": {"name": best_name,
+                     "members": [{"model": str(m.folder.relative_to(dataset_results)), "folds": m.folds}
+                                 for m in best["members"]],
+                     "postprocessing": "postprocessing.json", "postprocessing_rules": rules_as_text(rules),
+                     "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after)},
+        "cases_compared": len(common),
+        "candidates": {n: {"foreground_mean": c["common"]["foreground_mean"],
+                           "mean": c["common"]["mean"], "members": [m.name for m in c["members"]],
+                           "folds": {m.name: m.folds for m in c["members"]}} for n, c in candidates.items()},
+    }
+    atomic_write_json(dataset_results / BEST_FILE, result)
+    atomic_write_text(dataset_results / "cv_results.md", results_table(result))
+    _bar_plot(result, dataset_results / "cv_results.png", dataset_results.name)
+    return result
+
+
+def _dice(summary: Mapping[str, Any]) -> float:
+    value = summary["foreground_mean"]["Dice"]
+    return -1.0 if np.isnan(value) else float(value)
+
+
+def results_table(result: Mapping[str, Any]) -> str:
+    """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD."""
+    rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
+    lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}**, "
+             f"post-processing: {result['selected']['postprocessing_rules']}.", "",
+             "| model | Dice | HD95 (mm) | NSD |", "|---|---|---|---|"]
+    for name, c in rows:
+        fg = c["foreground_mean"]
+        lines.append(f"| {name} | {fg['Dice']:.4f} | {fg.get('HD95', float('nan')):.2f} | "
+                     f"{fg.get('NSD', float('nan')):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
+    rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
+    fig = Figure(figsize=(max(6, 1.4 * len(rows)), 4.5))
+    ax = fig.subplots()
+    values = [c["foreground_mean"]["Dice"] for _, c in rows]
+    colors = ["tab:green" if n == result["selected"]["name"] else "tab:blue" for n, _ in rows]
+    ax.bar(range(len(rows)), values, color=colors)
+    ax.set_xticks(range(len(rows)), [n.replace(" + ", "\n+ ") for n, _ in rows], fontsize=8)
+    ax.set(ylabel="foreground mean Dice (CV)", ylim=(0, 1), title=f"{title}: cross-validation (green = selected)")
+    for i, v in enumerate(values):
+        ax.text(i, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def load_best(dataset_results: Path) -> tuple[list[tuple[Path, list[str]]], PostprocessingRules]:
+    """The selected models (folder, folds) and post-processing written by :func:`select_best`."""
+    path = dataset_results / BEST_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run python evaluate.py dataset={dataset_results.name} first to "
+                        "select the best configuration")
+    best = load_json(path)["selected"]
+    return ([(dataset_results / m["model"], list(m["folds"])) for m in best["members"]],
+            PostprocessingRules.load(dataset_results / best["postprocessing"]))

@@ -1,0 +1,246 @@
+"""A trained model (one or several folds of one configuration) that segments images.
+
+Built from run folders only: the network from the saved plan (``plan.json``) and the checkpoint's weights
+(``weights_only=True``), never from a class name found on disk. Images go through the same pure
+preprocessing functions as training, the sliding window with Gaussian weighting and mirroring TTA, the fold
+ensemble (averaged probabilities) and the export back to the input's exact grid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from nnlight.inference.export import (
+    probabilities,
+    probabilities_in_original_space,
+    scores_to_segmentation,
+    segmentation_in_original_space,
+)
+from nnlight.inference.sliding_window import sliding_window_predict
+from nnlight.nets import build_network
+from nnlight.planning.plans import Architecture
+from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
+from nnlight.raw.io import Geometry
+from nnlight.utils.errors import UserError
+
+CheckpointName = Literal["final", "best", "last"]
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a preprocessed image becomes class scores."""
+
+    tile_size: list[int]
+    num_outputs: int
+    transpose_backward: list[int]
+    region_class_order: list[int] | None = None  # region-based models: the label each region paints, in order
+    mirror_axes: tuple[int, ...] = ()
+    step_size: float = 0.5
+    tile_batch: int = 1
+
+
+@dataclass
+class Prediction:
+    segmentation: np.ndarray  # (z, y, x) int16 on the input's grid
+    probabilities: np.ndarray | None  # (classes, z, y, x) float16 on the input's grid, when asked for
+
+
+def predict_preprocessed(networks: Sequence[torch.nn.Module], image: np.ndarray | torch.Tensor,
+                         settings: InferenceSettings, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """Scores ``(outputs, *spatial)`` on the CPU for a preprocessed image, and whether they are probabilities.
+
+    One network gives logits (exported as nnU-Net does); several are an ensemble whose probabilities are
+    averaged. On a GPU the image and accumulator live on the device; if they do not fit, the accumulator
+    falls back to the CPU while the tiles still run on the GPU.
+    """
+    image = torch.as_tensor(np.asarray(image, dtype=np.float32))
+    total: torch.Tensor | None = None
+    for network in networks:
+        try:
+            scores = _sliding_window(network, image.to(device), settings, device)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            scores = _sliding_window(network, image, settings, device)
+        scores = scores.cpu()
+        if len(networks) > 1:
+            scores = probabilities(scores, settings.region_class_order is not None)
+        total = scores if total is None else total + scores
+    assert total is not None, "no network to predict with"
+    return total / len(networks), len(networks) > 1
+
+
+def _sliding_window(network: torch.nn.Module, image: torch.Tensor, settings: InferenceSettings,
+                    device: torch.device) -> torch.Tensor:
+    return sliding_window_predict(network, image, settings.tile_size, settings.num_outputs, settings.step_size,
+                                  mirror_axes=settings.mirror_axes, tile_batch=settings.tile_batch,
+                                  network_device=device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = the GPU when there is one, else the CPU (which then uses every core)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name}: no CUDA GPU on this machine; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def find_fold_folders(model_folder: Path, folds: Sequence[int | str] | None = None) -> list[Path]:
+    """A run folder (``fold_<k>``) itself, or the chosen/all ``fold_*`` folders of a configuration folder."""
+    model_folder = Path(model_folder)
+    if (model_folder / "plan.json").is_file():
+        return [model_folder]
+    available = sorted(p for p in model_folder.glob("fold_*") if (p / "plan.json").is_file())
+    if folds is not None:
+        wanted = [model_folder / f"fold_{f}" for f in folds]
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise UserError(f"{missing[0]}: fold not trained (available: {[p.name for p in available] or 'none'}); "
+                            "train it or choose folds=[...] from the available ones")
+        return wanted
+    if not available:
+        raise UserError(f"{model_folder}: no trained model here; point model= at a run folder (.../fold_0) or at "
+                        "its configuration folder (.../<experiment>) holding fold_* run folders")
+    return available
+
+
+def _load_network(run_dir: Path, plan: Mapping[str, Any], num_outputs: int, checkpoint: CheckpointName
+                  ) -> torch.nn.Module:
+    path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if not path.is_file():
+        present = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.ckpt"))
+        hint = (f"choose checkpoint={present[0]}" if present else "the run has not finished an epoch; train it first")
+        raise UserError(f"{path}: checkpoint not found ({hint})")
+    try:
+        architecture = Architecture(**plan["architecture"])
+    except TypeError as e:
+        raise UserError(f"{run_dir / 'plan.json'}: architecture is malformed ({e})") from None
+    network = build_network(architecture.network, input_channels=len(plan["channel_names"]), num_classes=num_outputs,
+                            deep_supervision=False, **architecture.network_kwargs())
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    weights = {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as e:
+        raise UserError(f"{path}: weights do not fit the network of {run_dir / 'plan.json'} ({e})") from None
+    return network.eval()
+
+
+def training_choices(run_dir: Path) -> dict[str, Any]:
+    """The few training choices inference needs, read from the run's saved config (plain YAML, nothing resolved)."""
+    config_file = run_dir / ".hydra" / "config.yaml"
+    config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False) if config_file.is_file() else {}
+    augmentation = config.get("augmentation", {})
+    return {"region_based": config.get("loss", {}).get("name") == "dice_bce",
+            "mirror_axes": tuple(augmentation.get("mirror_axes", [0, 1, 2]))
+            if float(augmentation.get("p_mirror", 0.5)) > 0 else ()}
+
+
+def preprocessing_settings_from_plan(plan: Mapping[str, Any]) -> PreprocessingSettings:
+    data = plan["resampling"]["data"]
+    return PreprocessingSettings(
+        transpose_forward=list(plan["transpose_forward"]), target_spacing=list(plan["spacing"]),
+        normalization_schemes=list(plan["normalization_schemes"]), use_mask_for_norm=list(plan["use_mask_for_norm"]),
+        intensity_properties=plan["foreground_intensity_properties_per_channel"],
+        force_separate_z=data.get("force_separate_z"), order_data=int(data.get("order", 3)),
+        order_z_data=int(data.get("order_z", 0)))
+
+
+class Predictor:
+    """Segments images with one or several folds of one trained configuration."""
+
+    def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], region_based: bool,
+                 mirror_axes: tuple[int, ...], step_size: float = 0.5, device: torch.device | None = None,
+                 model_folders: Sequence[Path] = ()) -> None:
+        self.plan = dict(plan)
+        self.device = device or resolve_device("auto")
+        self.networks = [n.to(self.device) for n in networks]
+        self.model_folders = list(model_folders)
+        labels = {k: v for k, v in plan["labels"].items() if k != "ignore"}
+        self.region_based = region_based
+        self.preprocessing = preprocessing_settings_from_plan(plan)
+        self.inference = InferenceSettings(
+            tile_size=list(plan["patch_size"]), num_outputs=len(labels) - 1 if region_based else len(labels),
+            transpose_backward=list(plan["transpose_backward"]),
+            region_class_order=list(plan["regions_class_order"]) if region_based else None,
+            mirror_axes=tuple(a for a in mirror_axes if a < len(plan["patch_size"])), step_size=step_size)
+
+    @classmethod
+    def from_model_folder(cls, model_folder: str | Path, folds: Sequence[int | str] | None = None,
+                          checkpoint: CheckpointName = "final", mirroring: bool = True, step_size: float = 0.5,
+                          device: str = "auto") -> Predictor:
+        """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``)."""
+        runs = find_fold_folders(Path(model_folder), folds)
+        plan = json.loads((runs[0] / "plan.json").read_text())
+        choices = training_choices(runs[0])
+        for run in runs[1:]:
+            other = json.loads((run / "plan.json").read_text())
+            if other["architecture"] != plan["architecture"] or other["spacing"] != plan["spacing"]:
+                raise UserError(f"{run}: trained with a different plan than {runs[0]}; an ensemble needs one plan")
+        labels = {k: v for k, v in plan["labels"].items() if k != "ignore"}
+        num_outputs = len(labels) - 1 if choices["region_based"] else len(labels)
+        networks = [_load_network(run, plan, num_outputs, checkpoint) for run in runs]
+        return cls(networks, plan, choices["region_based"], choices["mirror_axes"] if mirroring else (), step_size,
+                   resolve_device(device), runs)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.plan["channel_names"])
+
+    def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float],
+                save_probabilities: bool = False) -> Prediction:
+        """Segment one image ``(channels, z, y, x)`` (2D: ``(channels, 1, y, x)``) with its spacing or geometry.
+
+        The segmentation has the image's shape; with a full :class:`Geometry` it can be written with
+        :func:`nnlight.inference.export.write_segmentation`-style geometry by the caller.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[0] != self.num_channels:
+            raise UserError(f"the image has shape {images.shape} but the model expects (channels={self.num_channels} "
+                            f"{self.plan['channel_names']}, z, y, x); 2D images are (channels, 1, y, x)")
+        spacing = geometry.spacing if isinstance(geometry, Geometry) else tuple(float(s) for s in geometry)
+        case = preprocess_case(images, None, spacing, self.preprocessing)
+        scores, are_probabilities = predict_preprocessed(self.networks, case.data, self.inference, self.device)
+        segmentation = segmentation_in_original_space(scores, case.properties, self.inference.transpose_backward,
+                                                      self.inference.region_class_order, are_probabilities)
+        probs = None
+        if save_probabilities:
+            probs = probabilities_in_original_space(
+                scores if are_probabilities else probabilities(scores, self.region_based), case.properties,
+                self.inference.transpose_backward, self.region_based)
+        return Prediction(segmentation, probs)
+
+
+class EnsemblePredictor:
+    """Several trained configurations (e.g. 2d + 3d_fullres): each predicts on its own grid, probabilities
+    are averaged on the input's grid (nnU-Net's configuration ensembling)."""
+
+    def __init__(self, predictors: Sequence[Predictor]) -> None:
+        if len({p.num_channels for p in predictors}) != 1:
+            raise UserError("the ensemble's models expect different numbers of input channels")
+        self.predictors = list(predictors)
+        self.plan = predictors[0].plan
+
+    @property
+    def num_channels(self) -> int:
+        return self.predictors[0].num_channels
+
+    def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float],
+                save_probabilities: bool = False) -> Prediction:
+        if len(self.predictors) == 1:
+            return self.predictors[0].predict(images, geometry, save_probabilities)
+        total = sum(p.predict(images, geometry, save_probabilities=True).probabilities.astype(np.float32)
+                    for p in self.predictors)
+        probs = total / len(self.predictors)
+        segmentation = scores_to_segmentation(torch.from_numpy(probs),
+                                              self.predictors[0].inference.region_class_order,
+                                              probabilities=True).numpy()
+        return Prediction(segmentation, probs.astype(np.float16) if save_probabilities else None)

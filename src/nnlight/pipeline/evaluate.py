@@ -1,0 +1,45 @@
+"""Stage `evaluate`: score a prediction folder, or compare every trained model of a dataset on cross-validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
+from nnlight.evaluation.selection import BEST_FILE, results_table, select_best
+from nnlight.pipeline.plan import resolve_raw_folder
+from nnlight.pipeline.settings import required
+from nnlight.raw.dataset_json import load_dataset_json
+from nnlight.utils.errors import UserError
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    dataset = str(required(cfg, "dataset", "python evaluate.py dataset=Dataset104_DRIVE"))
+    raw_folder = resolve_raw_folder(dataset, Path(cfg.paths.raw))
+    if not (raw_folder / "dataset.json").is_file():
+        raise UserError(f"{raw_folder / 'dataset.json'}: not found; evaluation reads the labels and file ending "
+                        "from the raw dataset (set paths.raw or NNLIGHT_RAW)")
+    dataset_json = load_dataset_json(raw_folder / "dataset.json")
+    reference = Path(str(cfg.reference)) if cfg.reference else raw_folder / "labelsTr"
+    if not reference.is_dir():
+        raise UserError(f"reference={reference}: folder not found")
+    labels = dict(dataset_json.labels)
+    if cfg.prediction:
+        prediction = Path(str(cfg.prediction))
+        if not prediction.is_dir():
+            raise UserError(f"prediction={prediction}: folder not found")
+        summary = evaluate_folder(prediction, reference, EvaluationSettings(
+            labels, dataset_json.file_ending, dataset_json.ignore_label, bool(cfg.surface_metrics),
+            float(cfg.tolerance_mm)), num_workers=int(cfg.num_workers))
+        print("\nForeground mean: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
+              + f"\n  per case and label: {prediction / 'summary.csv'}; all: {prediction / 'summary.json'}")
+        return summary
+    results = Path(cfg.paths.results) / raw_folder.name
+    result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
+                         bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers))
+    print("\n" + results_table(result))
+    print(f"Best: {result['selected']['name']} -> {results / BEST_FILE}\n  plot: {results / 'cv_results.png'}\n"
+          f"  use it: python predict.py model=best dataset={raw_folder.name} input=<images> output=<folder>")
+    return result

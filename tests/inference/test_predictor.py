@@ -1,0 +1,32 @@
+"""Fold ensembles average probabilities; one model's scores are its logits."""
+
+from __future__ import annotations
+
+import torch
+
+from nnlight.inference.predictor import InferenceSettings, predict_preprocessed
+
+
+def test_fold_ensemble_averages_probabilities_and_a_single_model_gives_logits() -> None:
+    torch.manual_seed(0)
+    networks = [torch.nn.Conv3d(2, 3, 1) for _ in range(2)]
+    image = torch.randn(2, 4, 8, 8)
+    settings = InferenceSettings(tile_size=[4, 8, 8], num_outputs=3, transpose_backward=[0, 1, 2])
+    with torch.no_grad():
+        logits = [n(image[None])[0] for n in networks]
+    single, single_are_probabilities = predict_preprocessed(networks[:1], image.numpy(), settings, torch.device("cpu"))
+    assert not single_are_probabilities and torch.allclose(single, logits[0], atol=1e-5)
+    ensemble, are_probabilities = predict_preprocessed(networks, image.numpy(), settings, torch.device("cpu"))
+    expected = (logits[0].softmax(0) + logits[1].softmax(0)) / 2
+    assert are_probabilities and torch.allclose(ensemble, expected, atol=1e-5)
+
+
+def test_region_ensembles_average_sigmoids() -> None:
+    networks = [torch.nn.Conv3d(1, 2, 1) for _ in range(3)]
+    image = torch.randn(1, 4, 4, 4)
+    settings = InferenceSettings(tile_size=[4, 4, 4], num_outputs=2, transpose_backward=[0, 1, 2],
+                                 region_class_order=[1, 2])
+    with torch.no_grad():
+        expected = sum(n(image[None])[0].sigmoid() for n in networks) / 3
+    ensemble, _ = predict_preprocessed(networks, image.numpy(), settings, torch.device("cpu"))
+    assert torch.allclose(ensemble, expected, atol=1e-5)

@@ -1,0 +1,158 @@
+"""predict.py and evaluate.py end to end on the synthetic demo: trained folds → CV → best → prediction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
+from tests.conftest import Roots, run_script
+
+TRAIN = ["debug=limit", "validation.mirroring=false"]
+RUN = "baseline[debug=limit,validation.mirroring=false]"
+
+
+@pytest.fixture(scope="module")
+def trained(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+    """The demo planned, fold 0 of 2d and 3d_fullres trained briefly, and evaluate.py run over them."""
+    base = tmp_path_factory.mktemp("predict")
+    roots = Roots(base / "raw", base / "preprocessed", base / "results")
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    for configuration in ("2d", "3d_fullres"):
+        result = run_script("train.py", f"plan=Dataset900_Demo/{configuration}", *TRAIN, roots=roots)
+        assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script("evaluate.py", "dataset=Dataset900_Demo", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Best:" in result.stdout
+    return roots
+
+
+def _validation_images(roots: Roots, target: Path) -> list[str]:
+    """The fold-0 validation cases' images, copied into ``target`` (what cross-validation predicted)."""
+    run = roots.results / "Dataset900_Demo" / "3d_fullres" / RUN / "fold_0"
+    cases = [e["case"] for e in json.loads((run / "validation" / "summary.json").read_text())["metric_per_case"]]
+    target.mkdir()
+    for case in cases:
+        for f in (roots.raw / "Dataset900_Demo" / "imagesTr").glob(f"{case}_*.nii.gz"):
+            shutil.copy(f, target / f.name)
+    return cases
+
+
+def test_evaluate_writes_the_cv_table_plot_and_best_choice(trained: Roots) -> None:
+    results = trained.results / "Dataset900_Demo"
+    best = json.loads((results / "best_configuration.json").read_text())
+    names = set(best["candidates"])
+    assert {f"2d/{RUN}", f"3d_fullres/{RUN}", f"2d/{RUN} + 3d_fullres/{RUN}"} == names
+    chosen = best["candidates"][best["selected"]["name"]]["foreground_mean"]["Dice"]
+    assert chosen == max(c["foreground_mean"]["Dice"] for c in best["candidates"].values())
+    assert (results / "cv_results.png").stat().st_size > 1000 and "| model | Dice |" in \
+        (results / "cv_results.md").read_text()
+    crossval = json.loads((results / "3d_fullres" / RUN / "crossval" / "summary.json").read_text())
+    assert {"Dice", "IoU", "HD95", "NSD"} <= set(crossval["foreground_mean"])
+    assert (results / "3d_fullres" / RUN / "crossval" / "summary.csv").read_text().startswith("case,label,Dice")
+
+
+def test_model_best_reproduces_the_selected_ensemble(trained: Roots, tmp_path: Path) -> None:
+    cases = _validation_images(trained, tmp_path / "images")
+    result = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={tmp_path / 'images'}",
+                        f"output={tmp_path / 'out'}", "mirroring=false", roots=trained)  # as validated
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = trained.results / "Dataset900_Demo"
+    best = json.loads((results / "best_configuration.json").read_text())["selected"]
+    rules = PostprocessingRules.load(results / "postprocessing.json")
+    if len(best["members"]) == 2:
+        cv_folder = next((results / "ensembles").iterdir())
+    else:
+        cv_folder = results / best["members"][0]["model"] / "crossval"
+    for case in cases:
+        predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{case}.nii.gz")))
+        cross_validated = sitk.GetArrayFromImage(sitk.ReadImage(str(cv_folder / f"{case}.nii.gz")))
+        expected = apply_postprocessing(cross_validated, rules, [1, 2])
+        assert np.array_equal(predicted, expected), case
+    assert (tmp_path / "out" / ".hydra" / "config.yaml").is_file()  # the prediction says how it was made
+
+
+def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    direction = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # axes permuted and flipped
+    for channel in (0, 1):
+        image = sitk.ReadImage(str(trained.raw / "Dataset900_Demo" / "imagesTr" / f"demo_000_{channel:04d}.nii.gz"))
+        image.SetDirection(direction)
+        image.SetOrigin((-17.3, 4.25, 101.9))
+        image.SetSpacing((0.7, 1.3, 3.1))
+        sitk.WriteImage(image, str(images / f"odd_{channel:04d}.nii.gz"))
+        sitk.WriteImage(image, str(images / f"second_{channel:04d}.nii.gz"))
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
+    args = [f"model='{model}'", f"input={images}", f"output={tmp_path / 'out'}", "mirroring=false",
+            "save_probabilities=true", "postprocessing=false"]
+    first = run_script("predict.py", *args, roots=trained)
+    assert first.returncode == 0, first.stderr[-3000:]
+    reference = sitk.ReadImage(str(images / "odd_0000.nii.gz"))
+    predicted = sitk.ReadImage(str(tmp_path / "out" / "odd.nii.gz"))
+    assert predicted.GetSize() == reference.GetSize() and predicted.GetSpacing() == reference.GetSpacing()
+    assert predicted.GetOrigin() == reference.GetOrigin() and predicted.GetDirection() == reference.GetDirection()
+    probabilities = np.load(tmp_path / "out" / "odd.npz")["probabilities"]
+    assert probabilities.shape == (3, *sitk.GetArrayFromImage(reference).shape)
+    assert np.allclose(probabilities.astype(np.float32).sum(0), 1, atol=5e-3)
+    # the segmentation comes from resampled logits (as nnU-Net), the file holds resampled probabilities
+    assert (sitk.GetArrayFromImage(predicted) != probabilities.argmax(0)).mean() < 0.01
+
+    (tmp_path / "out" / "second.nii.gz").unlink()  # as if interrupted before the second case was written
+    again = run_script("predict.py", *args, roots=trained)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Predicted 1 case(s)" in again.stdout and "1 already done, skipped" in again.stdout
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("missing_channel", "missing channel file(s) case_0001.nii.gz"),
+    ("wrong_ending", "file ending '.mha'"),
+    ("no_checkpoints", "checkpoint not found"),
+    ("not_a_model", "no trained model here"),
+])
+def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, setup: str, message: str) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    source = trained.raw / "Dataset900_Demo" / "imagesTr"
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
+    shutil.copy(source / "demo_000_0000.nii.gz", images / "case_0000.nii.gz")
+    if setup != "missing_channel":
+        shutil.copy(source / "demo_000_0001.nii.gz", images / "case_0001.nii.gz")
+    if setup == "wrong_ending":
+        sitk.WriteImage(sitk.ReadImage(str(source / "demo_001_0000.nii.gz")), str(images / "other_0000.mha"))
+    if setup == "no_checkpoints":
+        shutil.copytree(model / "fold_0", tmp_path / "model" / "fold_0", ignore=shutil.ignore_patterns("*.ckpt"))
+        model = tmp_path / "model"
+    if setup == "not_a_model":
+        model = tmp_path
+    result = run_script("predict.py", f"model='{model}'", f"input={images}", f"output={tmp_path / 'out'}",
+                        roots=trained)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_python_api_on_arrays_equals_the_file_prediction(trained: Roots, tmp_path: Path) -> None:
+    from nnlight.inference.predictor import Predictor
+    from nnlight.raw.io import read_images
+
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
+    files = sorted((trained.raw / "Dataset900_Demo" / "imagesTr").glob("demo_001_*.nii.gz"))
+    images, geometry = read_images(files, "sitk")
+    predictor = Predictor.from_model_folder(model, mirroring=False)
+    in_memory = predictor.predict(images, geometry.spacing).segmentation  # arrays + spacing, no files
+    (tmp_path / "in").mkdir()
+    for f in files:
+        shutil.copy(f, tmp_path / "in" / f.name)
+    result = run_script("predict.py", f"model='{model}'", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                        "mirroring=false", "postprocessing=false", roots=trained)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from_files = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "demo_001.nii.gz")))
+    assert np.array_equal(in_memory, from_files)
+    with pytest.raises(Exception, match="expects"):
+        predictor.predict(images[:1], geometry.spacing)
