@@ -21,6 +21,10 @@ demo: install
 	$(BIN)/nnlight-demo-data --raw data/raw
 	$(BIN)/python plan.py dataset=Dataset900_Demo
 	$(BIN)/python train.py plan=Dataset900_Demo/3d_fullres debug=limit
+	$(BIN)/python train.py plan=Dataset900_Demo/2d debug=limit
+	$(BIN)/python evaluate.py dataset=Dataset900_Demo
+	$(BIN)/python predict.py model=best dataset=Dataset900_Demo input=data/raw/Dataset900_Demo/imagesTs \
+		output=data/predictions/Dataset900_Demo reference=data/raw/Dataset900_Demo/labelsTs
 
 test: install
 	$(BIN)/python -m pytest

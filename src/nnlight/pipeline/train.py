@@ -96,6 +96,8 @@ def _print_summary(summary: dict[str, Any], run_dir: Path, plan: DictConfig) -> 
         per_label = ", ".join(f"{names.get(k, k)} {v:.3f}" for k, v in summary["validation_dice_per_label"].items())
         lines.append(f"  validation Dice: {summary['validation_dice']:.3f} (mean over labels: {per_label}) -> "
                      f"{run_dir / 'validation' / 'summary.json'}")
+    lines += [f"  next: python evaluate.py dataset={plan.dataset}   (compares the trained configurations)",
+              f"        python predict.py \"model='{run_dir.parent}'\" input=<images> output=<folder>"]
     print("\n".join(lines))
 
 
