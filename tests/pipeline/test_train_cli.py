@@ -182,3 +182,11 @@ def test_submitit_launcher_runs_a_fold_sweep(planned_roots: Roots) -> None:
     runs = _runs(planned_roots, "2d")
     assert "baseline[debug=fast_dev_run]/fold_1" in runs
     assert list((planned_roots.results / "Dataset900_Demo" / "2d" / ".submitit").glob("*/*_result.pkl"))
+
+
+def test_run_names_spell_booleans_the_same_in_single_runs_and_multiruns() -> None:
+    from nnlight.pipeline.train import _overrides_suffix
+
+    assert _overrides_suffix("a=False,b.c=True,d=Falsey") == "[a=false,b.c=true,d=Falsey]"
+    assert _overrides_suffix("validation.mirroring=false") == "[validation.mirroring=false]"
+    assert _overrides_suffix("") == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
@@ -15,6 +16,7 @@ from nnlight.inference.predictor import EnsemblePredictor, Predictor, find_fold_
 from nnlight.pipeline.settings import required
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_text
 
 CHECKPOINTS = ("final", "best", "last")
 
@@ -54,6 +56,10 @@ def run(cfg: DictConfig) -> dict:
     input_folder = Path(str(required(cfg, "input", "python predict.py model=... input=<folder of images> output=...")))
     output = Path(str(required(cfg, "output", "python predict.py model=... input=... output=<folder>")))
     dataset_json = _dataset_json(*members[0])
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))  # how these predictions were made
+    atomic_write_text(output / ".hydra" / "overrides.yaml",
+                      OmegaConf.to_yaml(OmegaConf.create(list(HydraConfig.get().overrides.task))))
     start = time.perf_counter()
     predictor = EnsemblePredictor([
         Predictor.from_model_folder(folder, folds, cfg.checkpoint, bool(cfg.mirroring), float(cfg.step_size),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,13 @@ from nnlight.utils.provenance import device_name
 
 
 def _overrides_suffix(override_dirname: str) -> str:
-    """``[loss=dice,trainer.max_epochs=50]`` after the experiment name, or nothing without overrides."""
-    return f"[{override_dirname}]" if override_dirname else ""
+    """``[loss=dice,trainer.max_epochs=50]`` after the experiment name, or nothing without overrides.
+
+    A multirun spells booleans as Python does (``False``), a single run as typed (``false``): both become
+    lowercase so the same overrides always name the same folder.
+    """
+    normalized = re.sub(r"=(True|False)(?=,|$)", lambda m: "=" + m.group(1).lower(), override_dirname)
+    return f"[{normalized}]" if normalized else ""
 
 
 if not OmegaConf.has_resolver("nnlight_overrides"):
