@@ -30,3 +30,22 @@ def test_region_ensembles_average_sigmoids() -> None:
         expected = sum(n(image[None])[0].sigmoid() for n in networks) / 3
     ensemble, _ = predict_preprocessed(networks, image.numpy(), settings, torch.device("cpu"))
     assert torch.allclose(ensemble, expected, atol=1e-5)
+
+
+def test_out_of_memory_falls_back_to_a_cpu_accumulator(monkeypatch) -> None:
+    import nnlight.inference.predictor as predictor_module
+
+    calls: list[torch.device] = []
+    real = predictor_module.sliding_window_predict
+
+    def first_call_runs_out_of_memory(network, image, *args, **kwargs):
+        calls.append(image.device)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("simulated")
+        return real(network, image, *args, **kwargs)
+
+    monkeypatch.setattr(predictor_module, "sliding_window_predict", first_call_runs_out_of_memory)
+    network = torch.nn.Conv3d(1, 2, 1)
+    settings = InferenceSettings(tile_size=[4, 4, 4], num_outputs=2, transpose_backward=[0, 1, 2])
+    scores, _ = predict_preprocessed([network], torch.randn(1, 4, 4, 4).numpy(), settings, torch.device("cpu"))
+    assert len(calls) == 2 and calls[1].type == "cpu" and scores.shape == (2, 4, 4, 4)

@@ -197,10 +197,10 @@ class Predictor:
 
     def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float],
                 save_probabilities: bool = False) -> Prediction:
-        """Segment one image ``(channels, z, y, x)`` (2D: ``(channels, 1, y, x)``) with its spacing or geometry.
+        """Segment one image ``(channels, z, y, x)`` (2D: ``(channels, 1, y, x)``) given its spacing (z, y, x).
 
-        The segmentation has the image's shape; with a full :class:`Geometry` it can be written with
-        :func:`nnlight.inference.export.write_segmentation`-style geometry by the caller.
+        The segmentation has the image's shape (z, y, x); to write it as a file with the input's geometry use
+        :func:`nnlight.inference.export.write_segmentation`.
         """
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[0] != self.num_channels:
