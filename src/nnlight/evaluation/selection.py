@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -175,17 +176,30 @@ def results_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wrap(name: str, width: int = 40) -> str:
+    """A run name over several lines, broken after ``[``, ``,`` and before ``+``."""
+    pieces = re.split(r"(?<=[\[,])|(?= \+ )", name)
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and (len(lines[-1]) + len(piece) > width or piece.startswith(" + ")):
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line.strip() for line in lines)
+
+
 def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
-    rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
-    fig = Figure(figsize=(max(6, 1.4 * len(rows)), 4.5))
+    """Horizontal bars (run names are long), best on top, the selected one green."""
+    rows = sorted(result["candidates"].items(), key=lambda kv: _dice(kv[1]))
+    fig = Figure(figsize=(10, 1.5 + 0.25 * sum(_wrap(n).count("\n") + 1 for n, _ in rows)))
     ax = fig.subplots()
     values = [c["foreground_mean"]["Dice"] for _, c in rows]
     colors = ["tab:green" if n == result["selected"]["name"] else "tab:blue" for n, _ in rows]
-    ax.bar(range(len(rows)), values, color=colors)
-    ax.set_xticks(range(len(rows)), [n.replace(" + ", "\n+ ") for n, _ in rows], fontsize=8)
-    ax.set(ylabel="foreground mean Dice (CV)", ylim=(0, 1), title=f"{title}: cross-validation (green = selected)")
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.set_yticks(range(len(rows)), [_wrap(n) for n, _ in rows], fontsize=7)
+    ax.set(xlabel="foreground mean Dice (cross-validation)", xlim=(0, 1),
+           title=f"{title}: {result['cases_compared']} case(s), green = selected")
     for i, v in enumerate(values):
-        ax.text(i, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
+        ax.text(v + 0.01, i, f"{v:.3f}", va="center", fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)

@@ -61,7 +61,7 @@ def predict_preprocessed(networks: Sequence[torch.nn.Module], image: np.ndarray 
     averaged. On a GPU the image and accumulator live on the device; if they do not fit, the accumulator
     falls back to the CPU while the tiles still run on the GPU.
     """
-    image = torch.as_tensor(np.asarray(image, dtype=np.float32))
+    image = torch.from_numpy(np.array(image, dtype=np.float32))  # a writable copy (the store hands out memory maps)
     total: torch.Tensor | None = None
     for network in networks:
         try:
