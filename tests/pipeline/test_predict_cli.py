@@ -156,3 +156,16 @@ def test_python_api_on_arrays_equals_the_file_prediction(trained: Roots, tmp_pat
     assert np.array_equal(in_memory, from_files)
     with pytest.raises(Exception, match="expects"):
         predictor.predict(images[:1], geometry.spacing)
+
+
+def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Path, roots: Roots) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    evaluate = run_script("evaluate.py", "dataset=Dataset900_Demo", roots=roots)
+    assert evaluate.returncode == 2 and "no trained model" in evaluate.stderr and "python train.py" in evaluate.stderr
+    best = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={roots.raw}",
+                      f"output={roots.results / 'out'}", roots=roots)
+    assert best.returncode == 2 and "python evaluate.py dataset=Dataset900_Demo" in best.stderr
+    missing_output = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={roots.raw}",
+                                roots=roots)
+    assert missing_output.returncode == 2 and "output=" in missing_output.stderr
+    assert "Traceback" not in evaluate.stderr + best.stderr + missing_output.stderr

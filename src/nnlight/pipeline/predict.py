@@ -52,9 +52,9 @@ def _dataset_json(model_folder: Path, folds: list[str] | None) -> DatasetJson:
 def run(cfg: DictConfig) -> dict:
     if cfg.checkpoint not in CHECKPOINTS:
         raise UserError(f"checkpoint={cfg.checkpoint}: choose one of {', '.join(CHECKPOINTS)}")
-    members, postprocessing_file = _models(cfg)
     input_folder = Path(str(required(cfg, "input", "python predict.py model=... input=<folder of images> output=...")))
     output = Path(str(required(cfg, "output", "python predict.py model=... input=... output=<folder>")))
+    members, postprocessing_file = _models(cfg)
     dataset_json = _dataset_json(*members[0])
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))  # how these predictions were made
