@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -65,6 +66,15 @@ def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
     preprocess_dataset(dataset, plans, root, num_workers=0)
     atomic_write_json(root / dataset.name / "nnUNetPlans.json", plans_to_nnunet(plans))
     return root / dataset.name, plans
+
+
+def planned_demo(demo_3d: Path, base: Path) -> Roots:
+    """Isolated roots under ``base`` with the 3D demo copied in and planned + preprocessed by plan.py."""
+    roots = Roots(base / "raw", base / "preprocessed", base / "results")
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    result = run_script("plan.py", "dataset=Dataset900_Demo", roots=roots)
+    assert result.returncode == 0, result.stderr
+    return roots
 
 
 def run_script(script: str, *overrides: str, roots: Roots) -> subprocess.CompletedProcess:

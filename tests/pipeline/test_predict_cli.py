@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
-from tests.conftest import Roots, run_script
+from tests.conftest import Roots, planned_demo, run_script
 
 TRAIN = ["debug=limit", "validation.mirroring=false"]
 RUN = "baseline[debug=limit,validation.mirroring=false]"
@@ -20,10 +20,7 @@ RUN = "baseline[debug=limit,validation.mirroring=false]"
 @pytest.fixture(scope="module")
 def trained(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
     """The demo planned, fold 0 of 2d and 3d_fullres trained briefly, and evaluate.py run over them."""
-    base = tmp_path_factory.mktemp("predict")
-    roots = Roots(base / "raw", base / "preprocessed", base / "results")
-    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    roots = planned_demo(demo_3d, tmp_path_factory.mktemp("predict"))
     for configuration in ("2d", "3d_fullres"):
         result = run_script("train.py", f"plan=Dataset900_Demo/{configuration}", *TRAIN, roots=roots)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -115,6 +112,8 @@ def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, 
     ("wrong_ending", "file ending '.mha'"),
     ("no_checkpoints", "checkpoint not found"),
     ("not_a_model", "no trained model here"),
+    ("no_inference_file", "inference.json: not found"),
+    ("bad_checkpoint", "checkpoint=newest: choose one of final, best, last"),
 ])
 def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, setup: str, message: str) -> None:
     images = tmp_path / "images"
@@ -126,15 +125,18 @@ def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, 
         shutil.copy(source / "demo_000_0001.nii.gz", images / "case_0001.nii.gz")
     if setup == "wrong_ending":
         sitk.WriteImage(sitk.ReadImage(str(source / "demo_001_0000.nii.gz")), str(images / "other_0000.mha"))
-    if setup == "no_checkpoints":
-        shutil.copytree(model / "fold_0", tmp_path / "model" / "fold_0", ignore=shutil.ignore_patterns("*.ckpt"))
+    left_out = {"no_checkpoints": "*.ckpt", "no_inference_file": "inference.json"}.get(setup)
+    if left_out:  # a copy of the run folder without those files
+        shutil.copytree(model / "fold_0", tmp_path / "model" / "fold_0", ignore=shutil.ignore_patterns(left_out))
         model = tmp_path / "model"
     if setup == "not_a_model":
         model = tmp_path
-    result = run_script("predict.py", f"model='{model}'", f"input={images}", f"output={tmp_path / 'out'}",
+    extra = ["checkpoint=newest"] if setup == "bad_checkpoint" else []
+    result = run_script("predict.py", f"model='{model}'", f"input={images}", f"output={tmp_path / 'out'}", *extra,
                         roots=trained)
     assert result.returncode == 2, result.stderr[-3000:]
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing written before the inputs were checked
 
 
 def test_python_api_on_arrays_equals_the_file_prediction(trained: Roots, tmp_path: Path) -> None:
@@ -168,4 +170,7 @@ def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Pat
     missing_output = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={roots.raw}",
                                 roots=roots)
     assert missing_output.returncode == 2 and "output=" in missing_output.stderr
-    assert "Traceback" not in evaluate.stderr + best.stderr + missing_output.stderr
+    no_folder = run_script("evaluate.py", "dataset=Dataset900_Demo", f"prediction={roots.results / 'nowhere'}",
+                           roots=roots)
+    assert no_folder.returncode == 2 and "nowhere: folder not found" in no_folder.stderr
+    assert "Traceback" not in evaluate.stderr + best.stderr + missing_output.stderr + no_folder.stderr

@@ -16,17 +16,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from tests.conftest import REPO, Roots, run_script
+from tests.conftest import REPO, Roots, planned_demo, run_script
 
 
 @pytest.fixture(scope="module")
 def planned_roots(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
-    base = tmp_path_factory.mktemp("train")
-    roots = Roots(base / "raw", base / "preprocessed", base / "results")
-    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    result = run_script("plan.py", "dataset=Dataset900_Demo", roots=roots)
-    assert result.returncode == 0, result.stderr
-    return roots
+    return planned_demo(demo_3d, tmp_path_factory.mktemp("train"))
 
 
 def _runs(roots: Roots, configuration: str) -> list[str]:
@@ -190,3 +185,9 @@ def test_run_names_spell_booleans_the_same_in_single_runs_and_multiruns() -> Non
     assert _overrides_suffix("a=False,b.c=True,d=Falsey") == "[a=false,b.c=true,d=Falsey]"
     assert _overrides_suffix("validation.mirroring=false") == "[validation.mirroring=false]"
     assert _overrides_suffix("") == ""
+
+
+def test_an_unknown_optimized_metric_is_named_before_training(planned_roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "optimized_metric=dice",
+                        roots=planned_roots)
+    assert result.returncode == 2 and "optimized_metric=dice" in result.stderr and "Traceback" not in result.stderr

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import Roots, run_script
+from tests.conftest import Roots, planned_demo, run_script
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")]
@@ -16,11 +15,7 @@ pytestmark = [pytest.mark.gpu,
 
 @pytest.fixture(scope="module")
 def planned_roots(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
-    base = tmp_path_factory.mktemp("train_gpu")
-    roots = Roots(base / "raw", base / "preprocessed", base / "results")
-    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
-    return roots
+    return planned_demo(demo_3d, tmp_path_factory.mktemp("train_gpu"))
 
 
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])

@@ -39,6 +39,12 @@ class PostprocessingRules:
                    [tuple(v) if isinstance(v, list) else int(v) for v in data["keep_largest_per_label"]])
 
 
+def foreground_values(labels: Mapping[str, LabelValue]) -> list[int]:
+    """Every label value that is foreground (regions contribute their members)."""
+    return sorted({v for name, value in labels.items() if name not in ("background", "ignore")
+                   for v in ((value,) if isinstance(value, int) else value)})
+
+
 def keep_largest_component(segmentation: np.ndarray, values: Sequence[int]) -> np.ndarray:
     """Set every voxel of ``values`` outside the largest connected component (face connectivity) to background."""
     mask = np.isin(segmentation, values)
@@ -70,8 +76,7 @@ def determine_postprocessing(predictions: Mapping[str, np.ndarray], references: 
                              labels: Mapping[str, LabelValue], ignore_label: int | None = None
                              ) -> tuple[PostprocessingRules, dict[str, Any], dict[str, Any]]:
     """The rules, the summary without and the summary with them (cross-validation predictions vs references)."""
-    foreground = sorted({v for k, value in labels.items() if k not in ("background", "ignore")
-                         for v in ((value,) if isinstance(value, int) else value)})
+    foreground = foreground_values(labels)
     baseline = _summary(predictions, references, labels, ignore_label)
     keep_foreground = False
     current, current_summary = dict(predictions), baseline

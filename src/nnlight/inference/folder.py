@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
+from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing, foreground_values
 from nnlight.inference.export import write_probabilities, write_segmentation
-from nnlight.inference.predictor import Predictor
+from nnlight.inference.predictor import EnsemblePredictor, Predictor
 from nnlight.raw.dataset import group_channel_files
 from nnlight.raw.io import read_images, reader_kind
 from nnlight.utils.errors import UserError
@@ -37,14 +38,13 @@ def input_cases(folder: Path, file_ending: str, num_channels: int) -> dict[str, 
     return cases
 
 
-def predict_folder(predictor: Predictor, input_folder: Path, output_folder: Path, file_ending: str,
-                   postprocessing: PostprocessingRules | None = None, save_probabilities: bool = False,
-                   overwrite: bool = False) -> FolderReport:
-    """Segment every case of ``input_folder`` into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
+def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str, tuple[Path, ...]],
+                   output_folder: Path, file_ending: str, postprocessing: PostprocessingRules | None = None,
+                   save_probabilities: bool = False, overwrite: bool = False) -> FolderReport:
+    """Segment every case (from :func:`input_cases`) into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
 
     Reading and preprocessing the next case overlaps with predicting the current one.
     """
-    cases = input_cases(input_folder, file_ending, predictor.num_channels)
     output_folder.mkdir(parents=True, exist_ok=True)
     kind = reader_kind(file_ending)
 
@@ -54,8 +54,7 @@ def predict_folder(predictor: Predictor, input_folder: Path, output_folder: Path
 
     todo = [c for c in cases if overwrite or not finished(c)]
     skipped = [c for c in cases if c not in todo]
-    foreground = [v for k, v in predictor.plan["labels"].items() if k not in ("background", "ignore")
-                  and isinstance(v, int)]
+    foreground = foreground_values(predictor.plan["labels"])
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending: Future | None = reader.submit(read_images, cases[todo[0]], kind) if todo else None
         for i, case_id in enumerate(tqdm(todo, desc="Predicting", unit="case")):

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from nnlight.inference.export import (
     probabilities,
@@ -30,6 +29,7 @@ from nnlight.planning.plans import Architecture
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
 from nnlight.raw.io import Geometry
 from nnlight.utils.errors import UserError
+from nnlight.utils.files import load_json
 
 CheckpointName = Literal["final", "best", "last"]
 
@@ -75,6 +75,19 @@ def predict_preprocessed(networks: Sequence[torch.nn.Module], image: np.ndarray 
         total = scores if total is None else total + scores
     assert total is not None, "no network to predict with"
     return total / len(networks), len(networks) > 1
+
+
+def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Mapping[str, Any],
+                  settings: InferenceSettings, with_probabilities: bool) -> Prediction:
+    """Scores of a preprocessed case back on the input's grid: the segmentation (+ the probabilities)."""
+    segmentation = segmentation_in_original_space(scores, properties, settings.transpose_backward,
+                                                  settings.region_class_order, are_probabilities)
+    if not with_probabilities:
+        return Prediction(segmentation, None)
+    region_based = settings.region_class_order is not None
+    probs = scores if are_probabilities else probabilities(scores, region_based)
+    return Prediction(segmentation, probabilities_in_original_space(probs, properties, settings.transpose_backward,
+                                                                    region_based))
 
 
 def _sliding_window(network: torch.nn.Module, image: torch.Tensor, settings: InferenceSettings,
@@ -134,14 +147,21 @@ def _load_network(run_dir: Path, plan: Mapping[str, Any], num_outputs: int, chec
     return network.eval()
 
 
+INFERENCE_FILE = "inference.json"  # written by train.py: the training choices that inference must repeat
+
+
 def training_choices(run_dir: Path) -> dict[str, Any]:
-    """The few training choices inference needs, read from the run's saved config (plain YAML, nothing resolved)."""
-    config_file = run_dir / ".hydra" / "config.yaml"
-    config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False) if config_file.is_file() else {}
-    augmentation = config.get("augmentation", {})
-    return {"region_based": config.get("loss", {}).get("name") == "dice_bce",
-            "mirror_axes": tuple(augmentation.get("mirror_axes", [0, 1, 2]))
-            if float(augmentation.get("p_mirror", 0.5)) > 0 else ()}
+    """``{"region_based": bool, "mirror_axes": [...]}``: the loss's output kind and the axes mirrored in training."""
+    path = run_dir / INFERENCE_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: not found; a run folder written by train.py has it (train the fold again)")
+    return load_json(path)
+
+
+def num_outputs(plan: Mapping[str, Any], region_based: bool) -> int:
+    """One output per label (background included), or one per region (background excluded)."""
+    labels = [k for k in plan["labels"] if k != "ignore"]
+    return len(labels) - 1 if region_based else len(labels)
 
 
 def preprocessing_settings_from_plan(plan: Mapping[str, Any]) -> PreprocessingSettings:
@@ -164,11 +184,9 @@ class Predictor:
         self.device = device or resolve_device("auto")
         self.networks = [n.to(self.device) for n in networks]
         self.model_folders = list(model_folders)
-        labels = {k: v for k, v in plan["labels"].items() if k != "ignore"}
-        self.region_based = region_based
         self.preprocessing = preprocessing_settings_from_plan(plan)
         self.inference = InferenceSettings(
-            tile_size=list(plan["patch_size"]), num_outputs=len(labels) - 1 if region_based else len(labels),
+            tile_size=list(plan["patch_size"]), num_outputs=num_outputs(plan, region_based),
             transpose_backward=list(plan["transpose_backward"]),
             region_class_order=list(plan["regions_class_order"]) if region_based else None,
             mirror_axes=tuple(a for a in mirror_axes if a < len(plan["patch_size"])), step_size=step_size)
@@ -185,11 +203,10 @@ class Predictor:
             other = json.loads((run / "plan.json").read_text())
             if other["architecture"] != plan["architecture"] or other["spacing"] != plan["spacing"]:
                 raise UserError(f"{run}: trained with a different plan than {runs[0]}; an ensemble needs one plan")
-        labels = {k: v for k, v in plan["labels"].items() if k != "ignore"}
-        num_outputs = len(labels) - 1 if choices["region_based"] else len(labels)
-        networks = [_load_network(run, plan, num_outputs, checkpoint) for run in runs]
-        return cls(networks, plan, choices["region_based"], choices["mirror_axes"] if mirroring else (), step_size,
-                   resolve_device(device), runs)
+        outputs = num_outputs(plan, choices["region_based"])
+        networks = [_load_network(run, plan, outputs, checkpoint) for run in runs]
+        return cls(networks, plan, choices["region_based"], tuple(choices["mirror_axes"]) if mirroring else (),
+                   step_size, resolve_device(device), runs)
 
     @property
     def num_channels(self) -> int:
@@ -209,14 +226,7 @@ class Predictor:
         spacing = geometry.spacing if isinstance(geometry, Geometry) else tuple(float(s) for s in geometry)
         case = preprocess_case(images, None, spacing, self.preprocessing)
         scores, are_probabilities = predict_preprocessed(self.networks, case.data, self.inference, self.device)
-        segmentation = segmentation_in_original_space(scores, case.properties, self.inference.transpose_backward,
-                                                      self.inference.region_class_order, are_probabilities)
-        probs = None
-        if save_probabilities:
-            probs = probabilities_in_original_space(
-                scores if are_probabilities else probabilities(scores, self.region_based), case.properties,
-                self.inference.transpose_backward, self.region_based)
-        return Prediction(segmentation, probs)
+        return export_scores(scores, are_probabilities, case.properties, self.inference, save_probabilities)
 
 
 class EnsemblePredictor:

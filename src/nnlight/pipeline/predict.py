@@ -11,8 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.evaluation.selection import load_best
-from nnlight.inference.folder import predict_folder
-from nnlight.inference.predictor import EnsemblePredictor, Predictor, find_fold_folders
+from nnlight.inference.folder import input_cases, predict_folder
+from nnlight.inference.predictor import EnsemblePredictor, Predictor
 from nnlight.pipeline.settings import required
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
@@ -42,8 +42,7 @@ def _models(cfg: DictConfig) -> tuple[list[tuple[Path, list[str] | None]], Path 
     return [(folder, folds)], postprocessing
 
 
-def _dataset_json(model_folder: Path, folds: list[str] | None) -> DatasetJson:
-    run = find_fold_folders(model_folder, folds)[0]
+def _dataset_json(run: Path) -> DatasetJson:
     if not (run / "dataset.json").is_file():
         raise UserError(f"{run}: dataset.json missing from the run folder; it is copied there by train.py")
     return load_dataset_json(run / "dataset.json")
@@ -55,18 +54,18 @@ def run(cfg: DictConfig) -> dict:
     input_folder = Path(str(required(cfg, "input", "python predict.py model=... input=<folder of images> output=...")))
     output = Path(str(required(cfg, "output", "python predict.py model=... input=... output=<folder>")))
     members, postprocessing_file = _models(cfg)
-    dataset_json = _dataset_json(*members[0])
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))  # how these predictions were made
-    atomic_write_text(output / ".hydra" / "overrides.yaml",
-                      OmegaConf.to_yaml(OmegaConf.create(list(HydraConfig.get().overrides.task))))
     start = time.perf_counter()
     predictor = EnsemblePredictor([
         Predictor.from_model_folder(folder, folds, cfg.checkpoint, bool(cfg.mirroring), float(cfg.step_size),
                                     str(cfg.device)) for folder, folds in members])
+    dataset_json = _dataset_json(predictor.predictors[0].model_folders[0])
+    cases = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # checked before any write
+    atomic_write_text(output / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))  # how these predictions were made
+    atomic_write_text(output / ".hydra" / "overrides.yaml",
+                      OmegaConf.to_yaml(OmegaConf.create(list(HydraConfig.get().overrides.task))))
     rules = PostprocessingRules.load(postprocessing_file) if cfg.postprocessing and postprocessing_file \
         and postprocessing_file.is_file() else None
-    report = predict_folder(predictor, input_folder, output, dataset_json.file_ending, rules,
+    report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules,
                             bool(cfg.save_probabilities), bool(cfg.overwrite))
     seconds = time.perf_counter() - start
     folds_used = [f"{p.model_folders[0].parent.parent.name}/{p.model_folders[0].parent.name} "

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnlight import __version__
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
-from nnlight.inference.predictor import InferenceSettings
+from nnlight.inference.predictor import INFERENCE_FILE, InferenceSettings, num_outputs
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning.plans import Architecture
 from nnlight.training.checkpoint_io import AtomicCheckpointIO
@@ -117,6 +117,7 @@ def run(cfg: DictConfig) -> float | None:
     fold = cfg.data.fold if cfg.data.fold == "all" else int(cfg.data.fold)
     _check_optimized_metric(cfg.get("optimized_metric"))
     L.seed_everything(int(cfg.seed), workers=True)
+    region_based = cfg.loss.name == "dice_bce"  # one sigmoid output per region instead of a softmax over labels
     data = SegmentationDataModule(
         DataSettings(preprocessed_dataset=preprocessed_dataset, data_identifier=plan.data_identifier,
                      patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
@@ -127,17 +128,17 @@ def run(cfg: DictConfig) -> float | None:
                      num_workers=int(cfg.data.num_workers), seed=int(cfg.seed),
                      same_patches_every_epoch=bool(cfg.data.get("same_patches_every_epoch", False)),
                      regions=[list(v) for k, v in plan.labels.items() if k not in ("background", "ignore")]
-                     if cfg.loss.name == "dice_bce" else None),
+                     if region_based else None),
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation"))
     try:
         arch = Architecture(**OmegaConf.to_container(plan.architecture, resolve=True))
     except TypeError as e:
         raise UserError(f"plan.architecture of {plan.dataset}/{plan.configuration} is malformed ({e}); "
                         "re-run plan.py with overwrite_configs=true to regenerate it") from None
-    labels = {k: v for k, v in plan.labels.items() if k != "ignore"}
-    num_outputs = len(labels) - 1 if cfg.loss.name == "dice_bce" else len(labels)
+    outputs = num_outputs(plan, region_based)
+    trained_mirror_axes = list(data.augmentation.mirror_axes) if data.augmentation.p_mirror > 0 else []
     task = SegmentationTask(
-        arch.network, arch.network_kwargs(), input_channels=len(plan.channel_names), num_classes=num_outputs,
+        arch.network, arch.network_kwargs(), input_channels=len(plan.channel_names), num_classes=outputs,
         loss=cfg.loss.name, batch_dice=bool(cfg.loss.batch_dice), ignore_label=cfg.loss.ignore_label,
         optimizer=cfg.optimizer.name, lr=float(cfg.optimizer.lr), momentum=float(cfg.optimizer.momentum),
         weight_decay=float(cfg.optimizer.weight_decay), schedule=cfg.scheduler.name,
@@ -165,6 +166,7 @@ def run(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:  # a run folder is self-contained for inference
         atomic_write_json(run_dir / "provenance.json", _provenance(cfg))
         atomic_write_json(run_dir / "plan.json", OmegaConf.to_container(plan, resolve=True))
+        atomic_write_json(run_dir / INFERENCE_FILE, {"region_based": region_based, "mirror_axes": trained_mirror_axes})
         for name in ("dataset.json", "fingerprint.json", f"{plan.plans_name}.json"):
             if (preprocessed_dataset / name).is_file():
                 atomic_write(run_dir / name, lambda f, n=name: f.write((preprocessed_dataset / n).read_bytes()))
@@ -187,11 +189,10 @@ def run(cfg: DictConfig) -> float | None:
             labels=OmegaConf.to_container(plan.labels), ignore_label=cfg.loss.ignore_label,
             save_probabilities=bool(cfg.validation.get("save_probabilities", False)),
             inference=InferenceSettings(
-                tile_size=list(plan.patch_size), num_outputs=num_outputs,
+                tile_size=list(plan.patch_size), num_outputs=outputs,
                 transpose_backward=list(plan.transpose_backward),
-                region_class_order=list(plan.regions_class_order) if cfg.loss.name == "dice_bce" else None,
-                mirror_axes=data.augmentation.mirror_axes
-                if cfg.validation.mirroring and data.augmentation.p_mirror > 0 else (),
+                region_class_order=list(plan.regions_class_order) if region_based else None,
+                mirror_axes=tuple(trained_mirror_axes) if cfg.validation.mirroring else (),
                 step_size=float(cfg.validation.step_size))),
             run_dir / "validation", trainer.strategy.root_device)
         summary["validation_dice"] = result["foreground_mean"]["Dice"]

@@ -16,15 +16,8 @@ import torch
 from tqdm import tqdm
 
 from nnlight.evaluation.metrics import case_metrics, summarize
-from nnlight.inference.export import (
-    geometry_from_properties,
-    probabilities,
-    probabilities_in_original_space,
-    segmentation_in_original_space,
-    write_probabilities,
-    write_segmentation,
-)
-from nnlight.inference.predictor import InferenceSettings, predict_preprocessed
+from nnlight.inference.export import geometry_from_properties, write_probabilities, write_segmentation
+from nnlight.inference.predictor import InferenceSettings, export_scores, predict_preprocessed
 from nnlight.preprocessing.store import load_case
 from nnlight.raw.io import read_seg, reader_kind
 from nnlight.utils.files import atomic_write_json
@@ -46,7 +39,6 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
     out_folder.mkdir(parents=True, exist_ok=True)
     kind = reader_kind(settings.file_ending)
     network = network.to(device).eval()
-    region_based = settings.inference.region_class_order is not None
     per_case = {}
     for case_id in tqdm(case_ids, desc="Validation", unit="case"):
         data, _, properties = load_case(settings.store, case_id)
@@ -55,13 +47,12 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
             prediction, _ = read_seg(out, kind)
             prediction = prediction[0]
         else:
-            logits, _ = predict_preprocessed([network], data, settings.inference, device)
-            prediction = segmentation_in_original_space(logits, properties, settings.inference.transpose_backward,
-                                                        settings.inference.region_class_order)
-            if settings.save_probabilities:
-                write_probabilities(out_folder / f"{case_id}.npz", probabilities_in_original_space(
-                    probabilities(logits, region_based), properties, settings.inference.transpose_backward,
-                    region_based))
+            logits, are_probabilities = predict_preprocessed([network], data, settings.inference, device)
+            exported = export_scores(logits, are_probabilities, properties, settings.inference,
+                                     settings.save_probabilities)
+            if exported.probabilities is not None:  # first: a written segmentation means a finished case
+                write_probabilities(out_folder / f"{case_id}.npz", exported.probabilities)
+            prediction = exported.segmentation
             write_segmentation(prediction, out, geometry_from_properties(properties))
         reference_file = settings.raw_labels / f"{case_id}{settings.file_ending}"
         if reference_file.is_file():
