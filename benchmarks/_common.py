@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from nnlight.data.augmentation import AugmentationSettings
-from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
+from nnlight.data.datamodule import SegmentationDataModule, plan_datamodule
+from nnlight.nets import NetworkOptions
 from nnlight.planning import plans_from_nnunet
 from nnlight.planning.plans import ConfigurationPlan
+from nnlight.training.losses import LossSettings
+from nnlight.training.schedules import PolyLR
 from nnlight.training.task import SegmentationTask
 from nnlight.utils.files import load_json
 from nnlight.utils.provenance import device_name
@@ -22,14 +25,12 @@ def setup(dataset_folder: Path, configuration: str, iterations: int, workers: in
           ) -> tuple[ConfigurationPlan, SegmentationDataModule, SegmentationTask]:
     plans = plans_from_nnunet(load_json(dataset_folder / "nnUNetPlans.json"))
     plan = plans.configurations[configuration]
-    labels = load_json(dataset_folder / "dataset.json")["labels"]
-    data = SegmentationDataModule(DataSettings(
-        preprocessed_dataset=dataset_folder, data_identifier=plan.data_identifier, patch_size=plan.patch_size,
-        batch_size=plan.batch_size, deep_supervision_scales=deep_supervision_scales(plan.architecture.strides),
-        iterations_per_epoch=iterations, val_iterations_per_epoch=1, num_workers=workers), AugmentationSettings())
-    task = SegmentationTask(plan.architecture.network, plan.architecture.network_kwargs(),
-                            input_channels=len(plan.normalization_schemes), num_classes=len(labels),
-                            batch_dice=plan.batch_dice)
+    data = plan_datamodule(dataset_folder, plan, iterations_per_epoch=iterations, num_workers=workers)
+    task = SegmentationTask(plan.architecture, len(plan.normalization_schemes), data.layout, NetworkOptions(),
+                            LossSettings(batch_dice=plan.batch_dice),
+                            functools.partial(torch.optim.SGD, lr=0.01, momentum=0.99, nesterov=True,
+                                              weight_decay=3e-5),
+                            functools.partial(PolyLR, max_epochs=1000))
     return plan, data, task
 
 

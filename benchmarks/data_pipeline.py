@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from nnlight.data.augmentation import AugmentationSettings, augment
-from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
+from nnlight.data.augmentation import augment
+from nnlight.data.datamodule import plan_datamodule
 from nnlight.nets import build_network
 from nnlight.planning import plans_from_nnunet
 from nnlight.utils.files import load_json
@@ -36,11 +36,7 @@ def main() -> None:
     folder = Path(args.dataset_folder)
     plans = plans_from_nnunet(load_json(folder / "nnUNetPlans.json"))
     plan = plans.configurations[args.configuration]
-    settings = DataSettings(preprocessed_dataset=folder, data_identifier=plan.data_identifier,
-                            patch_size=plan.patch_size, batch_size=plan.batch_size,
-                            deep_supervision_scales=deep_supervision_scales(plan.architecture.strides),
-                            fold=0, iterations_per_epoch=args.batches, num_workers=args.workers)
-    module = SegmentationDataModule(settings, AugmentationSettings())
+    module = plan_datamodule(folder, plan, iterations_per_epoch=args.batches, num_workers=args.workers)
     module.setup("fit")
     print(f"{datetime.date.today()} | {os.cpu_count()} CPUs | torch {torch.__version__} threads "
           f"{torch.get_num_threads()} | {folder.name} {args.configuration}: batch {plan.batch_size}, patch "
@@ -58,7 +54,8 @@ def main() -> None:
     times = []
     for images, labels in batches[: args.steps + 1]:
         start = time.perf_counter()
-        augment(images, labels, plan.patch_size, module.augmentation, generator)
+        augment(images, labels, plan.patch_size, module.augmentation, module.geometry, generator,
+                module.mask_channels)
         times.append(time.perf_counter() - start)
     augment_seconds = min(times[1:])
     print(f"augmentation on cpu: {augment_seconds:.3f} s/batch = {plan.batch_size / augment_seconds:.2f} samples/s")

@@ -55,6 +55,7 @@ def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
     """The 3D demo planned (default preset) and preprocessed: ``(<preprocessed>/<Dataset>, plans)``."""
     from nnlight.fingerprint import compute_fingerprint
     from nnlight.planning import PlannerSettings, plan_experiment, plans_to_nnunet
+    from nnlight.planning.export import write_plan_configs
     from nnlight.preprocessing.dataset import preprocess_dataset
     from nnlight.raw.dataset import require_raw_dataset
     from nnlight.utils.files import atomic_write_json
@@ -65,6 +66,8 @@ def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("preprocessed")
     preprocess_dataset(dataset, plans, root, num_workers=0)
     atomic_write_json(root / dataset.name / "nnUNetPlans.json", plans_to_nnunet(plans))
+    atomic_write_json(root / dataset.name / "dataset.json", dataset.dataset_json.raw)  # as plan.py copies it
+    write_plan_configs(plans, dataset.dataset_json, root / "configs", "", "test fixture")  # plan=Dataset900_Demo/...
     return root / dataset.name, plans
 
 
@@ -72,7 +75,7 @@ def planned_demo(demo_3d: Path, base: Path) -> Roots:
     """Isolated roots under ``base`` with the 3D demo copied in and planned + preprocessed by plan.py."""
     roots = Roots(base / "raw", base / "preprocessed", base / "results")
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    result = run_script("plan.py", "dataset=Dataset900_Demo", roots=roots)
+    result = run_script("plan.py", "dataset=Dataset900_Demo", "num_workers=0", roots=roots)  # faster for 5 cases
     assert result.returncode == 0, result.stderr
     return roots
 

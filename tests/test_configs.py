@@ -1,7 +1,8 @@
-"""Every option of every config group composes and becomes its typed settings."""
+"""Every option of every config group composes and becomes its typed settings; every experiment builds a task."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -12,12 +13,17 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.augmentation import AugmentationSettings
+from nnlight.data.datamodule import SegmentationDataModule
+from nnlight.nets import NetworkOptions
+from nnlight.pipeline.components import component, components
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning import PlannerSettings
+from nnlight.training.losses import LossSettings
+from nnlight.training.task import SegmentationTask
 from nnlight.utils.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SETTINGS = {"planner": PlannerSettings, "augmentation": AugmentationSettings}
+SETTINGS = {"planner": PlannerSettings, "augmentation": AugmentationSettings, "network": NetworkOptions}
 
 
 def _options(group: str) -> list[str]:
@@ -37,11 +43,14 @@ def test_augmentation_presets_mean_what_they_say() -> None:
         none = compose(overrides=["+augmentation=none"]).augmentation
         no_mirror = compose(overrides=["+augmentation=no_mirroring"]).augmentation
         default = compose(overrides=["+augmentation=default", "augmentation.p_rotation=0.5"]).augmentation
-    assert all(v == 0 for k, v in none.items() if k.startswith("p_"))
+    assert all(v == 0 for k, v in none.items() if k.startswith("p_") and k not in ("p_rotation_per_axis",
+                                                                                  "p_synchronize_scaling",
+                                                                                  "p_contrast_preserve_range"))
     assert no_mirror.p_mirror == 0 and no_mirror.p_rotation == 0.2
     settings = settings_from_config(AugmentationSettings, default, "augmentation")
     assert settings.p_rotation == 0.5 and settings.scaling == (0.7, 1.4)
-    assert dict(settings.__dict__, p_rotation=0.2) == dict(AugmentationSettings().__dict__)  # nnU-Net's values
+    # the file lists nnU-Net's values, which are also the dataclass defaults
+    assert dataclasses.replace(settings, p_rotation=0.2) == AugmentationSettings()
 
 
 def test_plan_config_composes_with_every_planner() -> None:
@@ -51,55 +60,128 @@ def test_plan_config_composes_with_every_planner() -> None:
             assert cfg.planner.preset == option
 
 
-def test_wrong_setting_is_named() -> None:
+def test_wrong_setting_and_wrong_choice_are_named() -> None:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose(overrides=["+augmentation=default", "+augmentation.p_rotaton=1"])
+        cfg = compose(overrides=["+augmentation=default", "+augmentation.p_rotaton=1", "+network=default",
+                                 "network.norm=group"])
     with pytest.raises(UserError, match=r"augmentation\.p_rotaton"):
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
+    with pytest.raises(UserError, match=r"network.norm=.group.: expected one of 'instance', 'batch'"):
+        settings_from_config(NetworkOptions, cfg.network, "network")
 
 
-TRAIN_GROUPS = ["data", "augmentation", "loss", "optimizer", "scheduler", "trainer", "callbacks", "logger",
-                "launcher", "experiment", "debug"]
+TRAIN_GROUPS = ["data", "augmentation", "network", "loss", "optimizer", "scheduler", "trainer", "callbacks", "logger",
+                "launcher", "debug"]
+
+
+def _train_config(preprocessed_root: Path, *overrides: str) -> DictConfig:
+    import nnlight.pipeline.run_names  # noqa: F401  (registers the run-name resolver)
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=["plan=Dataset900_Demo/3d_fullres", f"paths.preprocessed={preprocessed_root}",
+                                           *overrides], return_hydra_config=True)
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in TRAIN_GROUPS for o in _options(g)])
-def test_every_train_option_composes_with_a_generated_plan(group: str, option: str, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import nnlight.pipeline.train  # noqa: F401  (registers the run-name resolver)
-
-    plan_dir = tmp_path / "configs" / "plan" / "Dataset001_X"
-    plan_dir.mkdir(parents=True)
-    (plan_dir / "3d_fullres.yaml").write_text("dataset: Dataset001_X\nconfiguration: 3d_fullres\n"
-                                             "batch_size: 2\npatch_size: [8, 8, 8]\nbatch_dice: true\n")
-    monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(tmp_path))
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=["plan=Dataset001_X/3d_fullres", f"{group}={option}"],
-                      return_hydra_config=True)
-    assert cfg.data.batch_size == 2 and list(cfg.data.patch_size) == [8, 8, 8]
-    assert cfg.loss.batch_dice is True and cfg.experiment_name == "baseline"
-    _instantiates(group, option, cfg, tmp_path)
+def test_every_train_option_composes_with_a_generated_plan(group: str, option: str, preprocessed,
+                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(preprocessed[0].parent))
+    if option == "adan":
+        pytest.importorskip("adan_pytorch", reason='pip install "nnlight[adan]"')
+    cfg = _train_config(preprocessed[0].parent, f"{group}={option}")
+    plan = preprocessed[1].configurations["3d_fullres"]
+    assert cfg.data.batch_size == plan.batch_size and list(cfg.data.patch_size) == plan.patch_size
+    assert cfg.loss.batch_dice == plan.batch_dice and cfg.experiment_name == "baseline"
+    _instantiates(group, cfg, tmp_path)
 
 
-def _instantiates(group: str, option: str, cfg: DictConfig, tmp_path: Path) -> None:
-    """The group's objects are built (loggers, callbacks) or accepted by what consumes them (trainer, launcher)."""
-    from nnlight.pipeline.train import _instantiate_group, _trainer_arguments
+def _instantiates(group: str, cfg: DictConfig, tmp_path: Path) -> None:
+    """The group's objects are built, or accepted by what consumes them."""
+    import torch
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
+
+    from nnlight.pipeline.train_setup import trainer_arguments
 
     if group == "logger":
-        loggers = _instantiate_group(cfg.logger, "logger", save_dir=str(tmp_path))
-        assert any(isinstance(x, CSVLogger) for x in loggers) and all(isinstance(x, Logger) for x in loggers)
-        assert len(loggers) == len(cfg.logger)
+        loggers = [c.create(save_dir=str(tmp_path)) for c in components(cfg.logger, "logger", Logger)]
+        assert any(isinstance(x, CSVLogger) for x in loggers) and len(loggers) == len(cfg.logger)
     elif group == "callbacks":
-        callbacks = _instantiate_group(cfg.callbacks, "callbacks")
+        callbacks = [c.create() for c in components(cfg.callbacks, "callbacks", L.Callback)]
         assert len(callbacks) == len(cfg.callbacks) and all(isinstance(x, L.Callback) for x in callbacks)
     elif group == "trainer":
-        inspect.signature(L.Trainer).bind(**_trainer_arguments(cfg))  # every key is a Trainer argument
+        inspect.signature(L.Trainer).bind(**trainer_arguments(cfg.trainer)[0])  # every key is a Trainer argument
     elif group == "launcher":
         assert cfg.hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
         assert cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
+    elif group == "optimizer":
+        assert isinstance(component(cfg.optimizer, "optimizer", Optimizer).create([torch.nn.Parameter(
+            torch.zeros(1))]), Optimizer)
+    elif group == "scheduler":
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+        assert isinstance(component(cfg.scheduler, "scheduler", LRScheduler).create(optimizer), LRScheduler)
+    elif group == "loss":
+        assert isinstance(settings_from_config(LossSettings, cfg.loss, "loss"), LossSettings)
+
+
+EXPERIMENTS = _options("experiment")
+
+
+def test_the_experiments_cover_nnunets_trainer_variants() -> None:
+    """50 or more of nnU-Net 2.8.1's 56 variant classes, each under its nnU-Net name."""
+    variants = [e for e in EXPERIMENTS if e.startswith("nnUNetTrainer")]
+    assert len(variants) >= 50
+    for name in variants:
+        text = (CONFIGS / "experiment" / f"{name}.yaml").read_text()
+        assert f"experiment_name: {name}\n" in text and "nnU-Net 2.8.1" in text
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_builds_a_task_and_data_module(experiment: str, preprocessed,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Composed with a real generated plan, read into typed settings and instantiated, as train.py does."""
+    from nnlight.pipeline.train import build_data, build_task
+    from nnlight.pipeline.train_setup import prepare
+
+    if "Adan" in experiment:
+        pytest.importorskip("adan_pytorch", reason='pip install "nnlight[adan]"')
+    monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(preprocessed[0].parent))
+    setup = prepare(_train_config(preprocessed[0].parent, f"experiment={experiment}"))
+    task, data = build_task(setup), build_data(setup)
+    assert isinstance(task, SegmentationTask) and isinstance(data, SegmentationDataModule)
+    assert isinstance(task.configure_optimizers()["optimizer"], setup.optimizer.cls)
+    masked = tuple(i for i, use in enumerate(preprocessed[1].configurations["3d_fullres"].use_mask_for_norm) if use)
+    assert masked and data.mask_channels == masked  # the plan's use_mask_for_norm reaches the augmentation
+    expected = {"nnUNetTrainerBN": ("norm", "batch"), "nnUNetTrainerNoDeepSupervision": ("deep_supervision", False)}
+    if experiment in expected:
+        field, value = expected[experiment]
+        assert getattr(task.network_options, field) == value
 
 
 def test_config_files_cannot_import_arbitrary_code() -> None:
-    from nnlight.pipeline.train import _instantiate_group
+    with pytest.raises(UserError, match=r"callbacks\.evil\._target_='os\.system' is not a .*Callback class"):
+        components(OmegaConf.create({"evil": {"_target_": "os.system", "command": "true"}}), "callbacks", L.Callback)
+    nested = {"x": {"_target_": "lightning.pytorch.callbacks.EarlyStopping", "monitor": {"_target_": "os.getcwd"}}}
+    with pytest.raises(UserError, match="another _target_"):
+        components(OmegaConf.create(nested), "callbacks", L.Callback)
+    sneaky = {"_target_": "lightning.pytorch.callbacks.model_checkpoint.os.system"}
+    with pytest.raises(UserError, match="is not a"):
+        component(OmegaConf.create(sneaky), "callbacks.x", L.Callback)
 
-    with pytest.raises(UserError, match=r"callbacks\.evil\._target_='os\.system'"):
-        _instantiate_group(OmegaConf.create({"evil": {"_target_": "os.system", "command": "true"}}), "callbacks")
+
+def test_a_users_own_class_works_and_a_wrong_argument_is_named() -> None:
+    from torch.optim import Optimizer
+
+    own = component(OmegaConf.create({"_target_": "tests.test_configs.MyCallback", "every": 3}), "callbacks.mine",
+                    L.Callback)
+    assert own.create().every == 3
+    with pytest.raises(UserError, match=r"optimizer: SGD has no argument\(s\) betas; valid: params, lr"):
+        component(OmegaConf.create({"_target_": "torch.optim.SGD", "lr": 0.1, "betas": [0.9]}), "optimizer",
+                  Optimizer)
+
+
+class MyCallback(L.Callback):
+    """A user's own callback, named by its import path."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every = every

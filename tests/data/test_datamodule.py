@@ -15,13 +15,18 @@ from nnlight.utils.errors import UserError
 def _module(preprocessed, configuration: str, num_workers: int, fold: int | str = 0) -> SegmentationDataModule:
     folder, plans = preprocessed
     plan = plans.configurations[configuration]
-    settings = DataSettings(preprocessed_dataset=folder, data_identifier=plan.data_identifier,
-                            patch_size=plan.patch_size, batch_size=plan.batch_size,
-                            deep_supervision_scales=deep_supervision_scales(plan.architecture.strides), fold=fold,
+    settings = DataSettings(fold=fold, batch_size=plan.batch_size, patch_size=tuple(plan.patch_size),
                             iterations_per_epoch=3, val_iterations_per_epoch=2, num_workers=num_workers)
-    module = SegmentationDataModule(settings, AugmentationSettings())
+    module = SegmentationDataModule(folder, plan.data_identifier, settings, AugmentationSettings(),
+                                    plan_layout(folder), (0, 1), deep_supervision_scales(plan.architecture.strides))
     module.setup("fit")
     return module
+
+
+def plan_layout(folder: Path):
+    from nnlight.raw.dataset_json import load_dataset_json
+
+    return load_dataset_json(folder / "dataset.json").layout
 
 
 @pytest.mark.parametrize(("configuration", "num_workers"), [("3d_fullres", 0), ("3d_fullres", 2), ("2d", 0)])
@@ -52,6 +57,12 @@ def test_validation_uses_the_fold_and_final_patch(preprocessed) -> None:
 def test_fold_out_of_range_is_a_clear_error(preprocessed) -> None:
     with pytest.raises(UserError, match="out of range"):
         _module(preprocessed, "3d_fullres", 0, fold=7)
+
+
+def test_data_settings_out_of_range_are_named() -> None:
+    for wrong in ({"batch_size": 0}, {"iterations_per_epoch": 0}, {"oversample_foreground": 1.5}, {"fold": -1}):
+        with pytest.raises(ValueError, match=next(iter(wrong))):
+            DataSettings(patch_size=(8, 8), **wrong)  # type: ignore[arg-type]
 
 
 def test_deep_supervision_scales() -> None:

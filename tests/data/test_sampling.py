@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnlight.data.augmentation import initial_patch_size
 from nnlight.data.sampling import (
     PatchSampler,
+    batch_rate,
     crop_and_pad,
     forced_foreground,
-    initial_patch_size,
     rank_batch_and_oversampling,
-    spatial_augmentation_geometry,
+    rank_sampling,
 )
 from nnlight.preprocessing.case import PreprocessedCase, sample_class_locations
 from nnlight.preprocessing.store import write_case
@@ -94,6 +95,38 @@ def test_initial_patch_size_matches_nnunet() -> None:
     assert initial_patch_size([40, 56, 40], math.radians(30)) == [73, 80, 64]
     assert initial_patch_size([640, 640], math.radians(180)) == [752, 752]
     assert initial_patch_size([512, 128], math.radians(15)) == [620, 150]
-    geometry = spatial_augmentation_geometry([20, 320, 256])
-    assert geometry.dummy_2d and geometry.initial_patch_size[0] == 20
-    assert spatial_augmentation_geometry([512, 128]).rotation[1] == pytest.approx(math.radians(15))
+
+
+def test_probabilistic_oversampling_forces_any_position(sparse_store: Path) -> None:
+    """nnUNetTrainer_probabilisticOversampling: each sample independently, not the batch's last ones."""
+    cases = [f"case_{i}" for i in range(4)]
+    sampler = PatchSampler(sparse_store, cases, [16, 16, 16], batch_size=2, oversample_foreground=1.0, seed=0,
+                           probabilistic=True)
+    assert all(_has_foreground(sampler.sample()[1]).all() for _ in range(20))
+    half = PatchSampler(sparse_store, cases, [16, 16, 16], batch_size=2, oversample_foreground=0.5, seed=1,
+                        probabilistic=True)
+    per_position = np.mean([_has_foreground(half.sample()[1]) for _ in range(300)], axis=0)
+    assert per_position[0] > 0.5 and per_position[1] > 0.5  # the first sample is forced too, sometimes
+    assert per_position[0] == pytest.approx(per_position[1], abs=0.12)
+
+
+def test_oversampling_modes_give_each_rank_its_probability() -> None:
+    assert batch_rate(2, 0.33) == 0.5 and batch_rate(9, 0.33) == pytest.approx(1 / 3)
+    assert rank_sampling(5, 2, 1, 0.33, "last_in_batch") == rank_batch_and_oversampling(5, 2, 1, 0.33) == (2, 1.0)
+    assert rank_sampling(2, 1, 0, 0.33, "random") == (2, 0.33)
+    assert rank_sampling(2, 1, 0, 0.33, "random_at_batch_rate") == (2, 0.5)
+    assert rank_sampling(4, 2, 1, 0.1, "random") == (2, 0.1)
+
+
+def test_with_an_ignore_label_patches_centre_on_annotated_voxels(tmp_path: Path) -> None:
+    """nnU-Net: unforced patches of a sparsely annotated case are centred on a voxel that is not ignored."""
+    seg = np.full((1, 64, 64, 64), 3, np.int8)  # 3 = ignore everywhere ...
+    seg[0, 50:54, 50:54, 50:54] = 0  # ... except a small annotated block of background
+    data = np.zeros((1, 64, 64, 64), np.float32)
+    annotated = (-1, 0, 1)
+    write_case(tmp_path, "case", PreprocessedCase(data, seg, {}, sample_class_locations(seg, [1, annotated])), {})
+    sampler = PatchSampler(tmp_path, ["case"], [8, 8, 8], batch_size=2, oversample_foreground=0.0, seed=0,
+                           annotated_key="-1,0,1")
+    for _ in range(10):
+        labels = sampler.sample()[1]
+        assert ((labels == 0).reshape(2, -1).any(1)).all()  # every patch sees annotated voxels

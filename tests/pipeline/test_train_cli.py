@@ -180,11 +180,11 @@ def test_submitit_launcher_runs_a_fold_sweep(planned_roots: Roots) -> None:
 
 
 def test_run_names_spell_booleans_the_same_in_single_runs_and_multiruns() -> None:
-    from nnlight.pipeline.train import _overrides_suffix
+    from nnlight.pipeline.run_names import overrides_suffix
 
-    assert _overrides_suffix("a=False,b.c=True,d=Falsey") == "[a=false,b.c=true,d=Falsey]"
-    assert _overrides_suffix("validation.mirroring=false") == "[validation.mirroring=false]"
-    assert _overrides_suffix("") == ""
+    assert overrides_suffix("a=False,b.c=True,d=Falsey") == "[a=false,b.c=true,d=Falsey]"
+    assert overrides_suffix("validation.mirroring=false") == "[validation.mirroring=false]"
+    assert overrides_suffix("") == ""
 
 
 def test_an_unknown_optimized_metric_is_named_before_training(planned_roots: Roots) -> None:

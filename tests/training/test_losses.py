@@ -8,12 +8,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nnlight.raw.labels import LabelLayout
 from nnlight.training.losses import (
     DeepSupervisionLoss,
+    LossSettings,
     SegmentationLoss,
+    check_loss_fits,
     deep_supervision_weights,
     soft_dice_loss,
 )
+from nnlight.utils.errors import UserError
+
+LABELS_2 = LabelLayout.from_mapping({"background": 0, "fg": 1})
+WITH_IGNORE = LabelLayout.from_mapping({"background": 0, "fg": 1, "ignore": 2})
+ONE_REGION = LabelLayout.from_mapping({"background": 0, "whole": [1, 2]}, [1])
+
+
+def _loss(name: str, layout: LabelLayout = LABELS_2, **settings: object) -> SegmentationLoss:
+    return SegmentationLoss(LossSettings(name=name, batch_dice=False, **settings), layout)  # type: ignore[arg-type]
 
 # 1 sample, 2 classes, 4 voxels: probabilities for class 1 and the label map
 P1 = torch.tensor([0.9, 0.2, 0.6, 0.1])
@@ -47,42 +59,71 @@ def test_dice_ce_is_the_sum_of_both_by_hand() -> None:
     target = LABELS.view(1, 1, 4)
     ce = -sum(math.log(p if y else 1 - p) for p, y in zip(P1.tolist(), LABELS.tolist(), strict=True)) / 4
     dice = -(2 * 1.5 + 1e-5) / (1.8 + 2 + 1e-5)
-    loss = SegmentationLoss("dice_ce", batch_dice=False)(logits, target)
+    loss = _loss("dice_ce")(logits, target)
     assert loss.item() == pytest.approx(ce + dice, rel=1e-5)
-    assert SegmentationLoss("ce", batch_dice=False)(logits, target).item() == pytest.approx(ce, rel=1e-5)
-    assert SegmentationLoss("dice", batch_dice=False)(logits, target).item() == pytest.approx(dice, rel=1e-5)
+    assert _loss("ce")(logits, target).item() == pytest.approx(ce, rel=1e-5)
+    assert _loss("dice")(logits, target).item() == pytest.approx(dice, rel=1e-5)
+
+
+def test_dice_smoothing_and_label_smoothing_are_settings() -> None:
+    logits = torch.log(_probs())
+    target = LABELS.view(1, 1, 4)
+    assert _loss("dice", dice_smooth=0.0)(logits, target).item() == pytest.approx(-3 / 3.8, rel=1e-6)
+    smoothed = F.cross_entropy(logits, LABELS[None], label_smoothing=0.1).item()
+    assert _loss("ce", label_smoothing=0.1)(logits, target).item() == pytest.approx(smoothed, rel=1e-6)
 
 
 def test_topk_uses_the_hardest_ten_percent() -> None:
     logits = torch.zeros(1, 2, 20)
     logits[0, 1, :2] = -5.0  # two voxels confidently wrong for label 1
     target = torch.ones(1, 1, 20, dtype=torch.long)
-    loss = SegmentationLoss("dice_topk10", batch_dice=False, weight_dice=0.0)(logits, target)
-    assert loss.item() == pytest.approx(F.softplus(torch.tensor(5.0)).item(), rel=1e-4)  # -log(sigmoid(-5))
+    expected = F.softplus(torch.tensor(5.0)).item()  # -log(sigmoid(-5))
+    assert _loss("topk")(logits, target).item() == pytest.approx(expected, rel=1e-4)
+    assert _loss("dice_topk", weight_dice=0.0)(logits, target).item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_ignore_label_is_excluded() -> None:
     logits = torch.log(_probs())
     target = torch.tensor([1, 0, 2, 2]).view(1, 1, 4)  # label 2 = ignore
-    loss = SegmentationLoss("dice_ce", batch_dice=False, ignore_label=2)(logits, target)
+    loss = _loss("dice_ce", WITH_IGNORE)(logits, target)
     ce = -(math.log(0.9) + math.log(0.8)) / 2
     dice = -(2 * 0.9 + 1e-5) / (0.9 + 0.2 + 1 + 1e-5)
     assert loss.item() == pytest.approx(ce + dice, rel=1e-5)
 
 
-def test_region_dice_bce() -> None:
+def test_region_datasets_train_dice_and_bce_on_sigmoid_outputs() -> None:
+    """The dataset, not the loss name, makes dice_ce region-based: nnU-Net's DC_and_BCE_loss."""
     logits = torch.tensor([[[2.0, -2.0]]])  # 1 region, 2 voxels
     target = torch.tensor([[[1, 0]]])
     s = torch.sigmoid(torch.tensor(2.0)).item()
     bce = -(math.log(s) + math.log(s)) / 2
     dice = -(2 * s + 1e-5) / (s + (1 - s) + 1 + 1e-5)
-    assert SegmentationLoss("dice_bce", batch_dice=False)(logits, target).item() == pytest.approx(bce + dice, rel=1e-5)
+    assert _loss("dice_ce", ONE_REGION)(logits, target).item() == pytest.approx(bce + dice, rel=1e-5)
+    assert _loss("dice", ONE_REGION)(logits, target).item() == pytest.approx(dice, rel=1e-5)
+
+
+def test_region_ignore_channel_masks_both_terms() -> None:
+    """With an ignore label the last target channel marks ignored voxels (nnU-Net's layout)."""
+    layout = LabelLayout.from_mapping({"background": 0, "whole": [1], "ignore": 2}, [1])
+    logits = torch.tensor([[[2.0, -2.0, 9.0]]])  # the third voxel is ignored: its confident error must not count
+    target = torch.tensor([[[1, 0, 0], [0, 0, 1]]])
+    s = torch.sigmoid(torch.tensor(2.0)).item()
+    bce = -(math.log(s) + math.log(s)) / 2
+    dice = -(2 * s + 1e-5) / (s + (1 - s) + 1 + 1e-5)
+    assert _loss("dice_ce", layout)(logits, target).item() == pytest.approx(bce + dice, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ce", "topk", "dice_topk"])
+def test_a_softmax_only_loss_on_a_region_dataset_is_refused(name: str) -> None:
+    with pytest.raises(UserError, match=rf"loss.name={name} contradicts Dataset001_X: .*regions.*dice_ce, dice"):
+        check_loss_fits(LossSettings(name=name), ONE_REGION, "Dataset001_X")  # type: ignore[arg-type]
+    check_loss_fits(LossSettings(name=name), LABELS_2, "Dataset001_X")  # type: ignore[arg-type]
 
 
 def test_deep_supervision_weights_and_wrapper() -> None:
     assert deep_supervision_weights(4) == pytest.approx([1 / 1.75, 0.5 / 1.75, 0.25 / 1.75, 0.0])
     assert deep_supervision_weights(1) == [1.0]
-    loss = DeepSupervisionLoss(SegmentationLoss("ce", batch_dice=False), [0.75, 0.25, 0.0])
+    loss = DeepSupervisionLoss(_loss("ce"), [0.75, 0.25, 0.0])
     outputs = [torch.zeros(1, 2, 4), torch.zeros(1, 2, 2), torch.zeros(1, 2, 1)]
     targets = [torch.zeros(1, 1, 4, dtype=torch.long), torch.zeros(1, 1, 2, dtype=torch.long),
                torch.zeros(1, 1, 1, dtype=torch.long)]

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+
 import lightning as L
 import pytest
 import torch
 
-from nnlight.data.augmentation import AugmentationSettings
-from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
+from nnlight.data.datamodule import plan_datamodule
+from nnlight.nets import NetworkOptions
+from nnlight.training.losses import LossSettings
+from nnlight.training.schedules import PolyLR
 from nnlight.training.task import SegmentationTask
 
 
-def _setup(preprocessed, configuration: str, **task_overrides):
+def _setup(preprocessed, configuration: str, optimizer=None, network: NetworkOptions | None = None):
     folder, plans = preprocessed
     plan = plans.configurations[configuration]
-    data = SegmentationDataModule(DataSettings(
-        preprocessed_dataset=folder, data_identifier=plan.data_identifier, patch_size=plan.patch_size,
-        batch_size=plan.batch_size, deep_supervision_scales=deep_supervision_scales(plan.architecture.strides),
-        iterations_per_epoch=2, val_iterations_per_epoch=1, num_workers=0), AugmentationSettings())
-    task = SegmentationTask(plan.architecture.network, plan.architecture.network_kwargs(), input_channels=2,
-                            num_classes=3, batch_dice=plan.batch_dice, max_epochs=3, **task_overrides)
+    options = network or NetworkOptions()
+    data = plan_datamodule(folder, plan, iterations_per_epoch=2)
+    if not options.deep_supervision:
+        data.deep_supervision_scales = [[1.0] * len(plan.patch_size)]
+    task = SegmentationTask(plan.architecture, 2, data.layout, options, LossSettings(batch_dice=plan.batch_dice),
+                            optimizer or functools.partial(torch.optim.SGD, lr=0.01, momentum=0.99, nesterov=True),
+                            functools.partial(PolyLR, max_epochs=3))
     return data, task
 
 
@@ -34,14 +39,17 @@ def test_fit_two_epochs_logs_loss_and_pseudo_dice(preprocessed, configuration: s
     assert 0.0 <= float(metrics["val/pseudo_dice"]) <= 1.0
     ema = 0.9 * task.pseudo_dice_history[0] + 0.1 * task.pseudo_dice_history[1]
     assert task.pseudo_dice_ema == pytest.approx(ema)
-    # poly over the task's 3 configured epochs, stepped once per epoch: after 2 epochs lr = 0.01 * (1/3)^0.9
+    # poly over the scheduler's 3 configured epochs, stepped once per epoch: after 2 epochs lr = 0.01 * (1/3)^0.9
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-2 * (1 / 3) ** 0.9)
 
 
-def test_a_few_steps_on_one_batch_reduce_the_loss(preprocessed) -> None:
-    data, task = _setup(preprocessed, "3d_fullres", optimizer="adam", lr=3e-3)
+@pytest.mark.parametrize("network", [NetworkOptions(), NetworkOptions(norm="batch"),
+                                     NetworkOptions(deep_supervision=False)])
+def test_a_few_steps_on_one_batch_reduce_the_loss(preprocessed, network: NetworkOptions) -> None:
+    data, task = _setup(preprocessed, "3d_fullres", functools.partial(torch.optim.Adam, lr=3e-3), network)
     data.setup("fit")
     batch = data.on_after_batch_transfer(next(iter(data.train_dataloader())), 0)
+    assert len(task(batch[0])) == (len(task.architecture.strides) - 1 if network.deep_supervision else 1)
     optimizer = task.configure_optimizers()["optimizer"]
     losses = []
     for _ in range(8):
@@ -51,3 +59,14 @@ def test_a_few_steps_on_one_batch_reduce_the_loss(preprocessed) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_batch_norm_is_built_when_asked() -> None:
+    from nnlight.planning.plans import Architecture
+    from nnlight.raw.labels import LabelLayout
+
+    architecture = Architecture("PlainConvUNet", 2, [4, 8], [[3, 3], [3, 3]], [[1, 1], [2, 2]], [1, 1], [1])
+    layout = LabelLayout.from_mapping({"background": 0, "a": 1})
+    norms = {type(m).__name__ for m in SegmentationTask(architecture, 1, layout, NetworkOptions(norm="batch"),
+                                                       LossSettings(), torch.optim.SGD, PolyLR).modules()}
+    assert "BatchNorm2d" in norms and "InstanceNorm2d" not in norms

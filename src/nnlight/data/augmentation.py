@@ -1,11 +1,11 @@
 """nnU-Net's training augmentation as batched torch operations that run on the training device.
 
-CPU workers only read and crop patches (``nnlight.data.sampling``); everything here works on a whole
-batch tensor at once, so on a GPU the data pipeline is not the bottleneck it is in nnU-Net (its issue
-#3063: about 1 s of CPU per sample). Order and probabilities follow ``nnUNetTrainer.get_training_transforms``:
-spatial (rotation, scaling, centre crop) → Gaussian noise → Gaussian blur → brightness → contrast →
-low resolution → inverted gamma → gamma → mirroring → mask outside → label -1 → 0.
-Every random draw comes from the ``torch.Generator`` passed in, so a seed fixes the result.
+CPU workers only read and crop patches (``nnlight.data.sampling``); everything here works on a whole batch
+at once, so on a GPU the data pipeline is not the bottleneck it is in nnU-Net (its issue #3063: about 1 s of
+CPU per sample). The default settings are ``nnUNetTrainer.get_training_transforms``: spatial (rotation,
+scaling, centre crop; labels resampled linearly per label and arg-maxed) → Gaussian noise → Gaussian blur →
+brightness → contrast → low resolution → inverted gamma → gamma → mirroring → mask outside → label -1 → 0.
+``configs/augmentation/da5.yaml`` switches on nnUNetTrainerDA5's extra transforms.
 """
 
 from __future__ import annotations
@@ -13,49 +13,135 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nnlight.data import transforms as T
+from nnlight.preprocessing.resampling import ANISOTROPY_THRESHOLD
+
 Range = tuple[float, float]
+Interpolation = Literal["linear", "nearest"]
 
 
 @dataclass(frozen=True)
 class AugmentationSettings:
-    """Probabilities (per sample unless noted) and ranges; defaults are nnU-Net's."""
+    """The ``augmentation`` group: probabilities (per sample unless noted) and ranges; defaults are nnU-Net's."""
 
     p_rotation: float = 0.2
-    rotation: Range = (-math.pi / 6, math.pi / 6)  # radians; set from the patch shape by the data module
+    rotation_degrees: Range | None = None  # null: nnU-Net's rule from the patch shape (±30° 3D, 2D ±180°/±15°)
+    p_rotation_per_axis: float = 1.0  # 3D: each axis' angle is kept with this probability (DA5: 0.5)
     p_scaling: float = 0.2
-    scaling: Range = (0.7, 1.4)
-    dummy_2d: bool = False  # rotate/scale in-plane only (anisotropic 3D patches)
+    scaling: Range = (0.7, 1.4)  # > 1 samples a larger area: objects get smaller (batchgeneratorsv2's convention)
+    p_synchronize_scaling: float = 1.0  # one factor for every axis (DA5: 0, a factor per axis)
+    dummy_2d: bool | None = None  # rotate/scale in-plane only; null: when the 3D patch is anisotropic (nnU-Net)
+    initial_patch_min_scale: float = 0.85  # patches are drawn large enough to zoom out to this (DA5: 0.7)
+    image_interpolation: Interpolation = "linear"
+    seg_interpolation: Interpolation = "linear"  # nnU-Net: one-hot, linear, arg-max; nnUNetTrainer_DASegOrd0: nearest
+    p_rot90: float = 0.0  # DA5: rotate by k·90° among axes of equal patch size
+    p_transpose: float = 0.0  # DA5: permute axes of equal patch size
+    smoothing_first: bool = False  # DA5 blurs before adding noise; nnU-Net's default adds noise first
     p_noise: float = 0.1
     noise_variance: Range = (0.0, 0.1)
     p_blur: float = 0.2
     blur_sigma: Range = (0.5, 1.0)
     blur_p_per_channel: float = 0.5
-    p_brightness: float = 0.15
+    blur_synchronize_axes: bool = False  # one sigma for every axis (DA5)
+    p_median_instead_of_blur: float = 0.0  # DA5: a smoothed sample gets a median filter instead, with this chance
+    median_size: tuple[int, int] = (2, 8)  # filter edge drawn from [low, high)
+    median_p_per_channel: float = 0.5
+    p_additive_brightness: float = 0.0  # DA5: add N(0, sigma)
+    additive_brightness_sigma: float = 0.5
+    additive_brightness_p_per_channel: float = 0.5
+    p_brightness: float = 0.15  # multiplicative
     brightness: Range = (0.75, 1.25)
     p_contrast: float = 0.15
     contrast: Range = (0.75, 1.25)
+    contrast_p_per_channel: float = 1.0
+    p_contrast_preserve_range: float = 1.0  # DA5: half the contrast changes may leave the original range
     p_low_resolution: float = 0.25
     low_resolution_scale: Range = (0.5, 1.0)
     low_resolution_p_per_channel: float = 0.5
     p_gamma_inverted: float = 0.1
     p_gamma: float = 0.3
+    gamma_second_inverted: bool = False  # DA5: the second gamma works on the inverted image too
     gamma: Range = (0.7, 1.5)
     p_mirror: float = 0.5  # per axis
-    mirror_axes: tuple[int, ...] = (0, 1, 2)
-    mask_channels: tuple[int, ...] = ()  # channels normalized inside the non-zero mask: zeroed outside
+    mirror_axes: tuple[int, ...] = (0, 1, 2)  # axes of the (transposed) 3D image; a 2D configuration sees 1, 2
+    p_blank_rectangles: float = 0.0  # DA5
+    blank_rectangles: tuple[int, int] = (1, 5)  # how many, from [low, high)
+    blank_rectangles_p_per_channel: float = 0.5
+    p_brightness_gradient: float = 0.0  # DA5
+    p_local_gamma: float = 0.0  # DA5
+    local_p_per_channel: float = 0.5
+    p_sharpen: float = 0.0  # DA5
+    sharpen_strength: Range = (0.1, 1.0)
+    sharpen_p_per_channel: float = 0.5
+
+    def __post_init__(self) -> None:
+        if any(a not in (0, 1, 2) for a in self.mirror_axes):
+            raise ValueError(f"mirror_axes={list(self.mirror_axes)}: the axes are 0, 1, 2 (z, y, x of the image)")
 
 
-def _uniform(n: int, value_range: Range, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    low, high = value_range
-    return torch.rand(n, generator=generator, device=device) * (high - low) + low
+@dataclass(frozen=True)
+class SpatialAugmentationGeometry:
+    """The settings resolved for one patch shape (what nnU-Net's ``configure_rotation_dummyDA_mirroring...``
+    computes): rotation range in radians, dummy 2D, the larger patch drawn, mirror axes of the network input."""
+
+    rotation: tuple[float, float]
+    dummy_2d: bool
+    initial_patch_size: list[int]
+    mirror_axes: tuple[int, ...]
 
 
-def _chance(n: int, p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=generator, device=device) < p
+def _rotation_matrix(axis: int, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    matrices = {0: [[1, 0, 0], [0, c, -s], [0, s, c]], 1: [[c, 0, s], [0, 1, 0], [-s, 0, c]],
+                2: [[c, -s, 0], [s, c, 0], [0, 0, 1]]}
+    return np.array(matrices[axis])
+
+
+def initial_patch_size(patch_size: Sequence[int], rotation: float, scale_min: float = 0.85) -> list[int]:
+    """The patch that still covers ``patch_size`` after any rotation up to ``rotation`` (capped at 90°) about
+    each axis and zoom-out down to ``scale_min`` (nnU-Net's ``get_patch_size``)."""
+    angle = min(abs(rotation), math.pi / 2)
+    coords = np.array(patch_size, dtype=float)
+    extent = coords.copy()
+    if len(coords) == 3:
+        for axis in range(3):
+            extent = np.maximum(extent, np.abs(coords @ _rotation_matrix(axis, angle)))
+    else:
+        c, s = math.cos(angle), math.sin(angle)
+        extent = np.maximum(extent, np.abs(coords @ np.array([[c, -s], [s, c]])))
+    return [int(e) for e in extent / scale_min]
+
+
+def spatial_augmentation_geometry(patch_size: Sequence[int], settings: AugmentationSettings | None = None
+                                  ) -> SpatialAugmentationGeometry:
+    """nnU-Net's rules from the patch shape, except where the settings name a rotation range or dummy 2D.
+
+    Without rotation and scaling (nnUNetTrainerNoDA) patches are drawn at the network's patch size.
+    """
+    s = settings or AugmentationSettings()
+    dim = len(patch_size)
+    dummy_2d = dim == 3 and (s.dummy_2d if s.dummy_2d is not None
+                             else max(patch_size) / patch_size[0] > ANISOTROPY_THRESHOLD)
+    if s.rotation_degrees is not None:
+        rotation = (math.radians(s.rotation_degrees[0]), math.radians(s.rotation_degrees[1]))
+    else:
+        degrees = (15.0 if max(patch_size) / min(patch_size) > 1.5 else 180.0) if dim == 2 else \
+            (180.0 if dummy_2d else 30.0)
+        rotation = (-math.radians(degrees), math.radians(degrees))
+    if s.p_rotation == 0 and s.p_scaling == 0:
+        initial = [int(p) for p in patch_size]
+    else:
+        initial = initial_patch_size(patch_size, max(abs(rotation[0]), abs(rotation[1])), s.initial_patch_min_scale)
+        if dummy_2d:
+            initial[0] = int(patch_size[0])
+    axes = tuple(a for a in s.mirror_axes) if dim == 3 else tuple(a - 1 for a in s.mirror_axes if a > 0)
+    return SpatialAugmentationGeometry(rotation, dummy_2d, initial, axes if s.p_mirror > 0 else ())
 
 
 def _rotation(axis: int, angle: torch.Tensor) -> torch.Tensor:
@@ -68,40 +154,62 @@ def _rotation(axis: int, angle: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
-def spatial_matrices(batch: int, dim: int, s: AugmentationSettings, generator: torch.Generator,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def spatial_matrices(batch: int, dim: int, s: AugmentationSettings, geometry: SpatialAugmentationGeometry,
+                     g: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample matrices mapping output voxel offsets to input voxel offsets, and which samples changed."""
-    rotate = _chance(batch, s.p_rotation, generator, device)
-    scale = _chance(batch, s.p_scaling, generator, device)
+    rotate = T.chance(batch, s.p_rotation, g, device)
+    scale = T.chance(batch, s.p_scaling, g, device)
     matrices = torch.eye(dim, device=device).repeat(batch, 1, 1)
-    if dim == 2:
-        angle = _uniform(batch, s.rotation, generator, device) * rotate
+    if dim == 2 or geometry.dummy_2d:  # dummy 2D: rotate in-plane, about the slice axis
+        angle = T.uniform(batch, geometry.rotation, g, device) * rotate
         c, si = torch.cos(angle), torch.sin(angle)
-        matrices = torch.stack([torch.stack([c, -si], -1), torch.stack([si, c], -1)], -2)
+        in_plane = torch.stack([torch.stack([c, -si], -1), torch.stack([si, c], -1)], -2)
+        matrices[:, -2:, -2:] = in_plane
     else:
-        axes = (0,) if s.dummy_2d else (0, 1, 2)  # dummy 2D: rotate about the slice axis only
-        for axis in axes:
-            angle = _uniform(batch, s.rotation, generator, device) * rotate
+        for axis in range(3):
+            keep = T.chance(batch, s.p_rotation_per_axis, g, device) if s.p_rotation_per_axis < 1 else rotate
+            angle = T.uniform(batch, geometry.rotation, g, device) * (rotate & keep)
             matrices = matrices @ _rotation(axis, angle)
-    factor = torch.where(scale, _uniform(batch, s.scaling, generator, device), torch.ones(batch, device=device))
-    scaling = torch.ones(batch, dim, device=device) * factor[:, None]
-    if s.dummy_2d and dim == 3:
-        scaling[:, 0] = 1.0
-    # zooming in by `factor` samples the input on a grid shrunk by 1/factor
-    return matrices / scaling[:, None, :], rotate | scale
+    same = T.chance(batch, s.p_synchronize_scaling, g, device)[:, None]
+    factors = torch.where(same, T.uniform(batch, s.scaling, g, device)[:, None],
+                          T.uniform(batch * dim, s.scaling, g, device).view(batch, dim))
+    factors = torch.where(scale[:, None], factors, torch.ones_like(factors))
+    if geometry.dummy_2d:
+        factors[:, 0] = 1.0
+    return matrices * factors[:, None, :], rotate | scale
+
+
+def _resample_labels(labels: torch.Tensor, grid: torch.Tensor, mode: Interpolation) -> torch.Tensor:
+    """Labels on the new grid: nearest, or every label value's one-hot resampled linearly and arg-maxed
+    (batchgeneratorsv2's default). Voxels sampled from outside the patch become -1."""
+    if mode == "nearest":
+        return F.grid_sample(labels.float() + 1, grid, mode="nearest", padding_mode="zeros",
+                             align_corners=False) - 1  # padding -> -1
+    best = torch.full((labels.shape[0], 1, *grid.shape[1:-1]), -1.0, device=labels.device)
+    result = torch.full_like(best, -1.0)
+    for value in labels.unique().tolist():
+        score = F.grid_sample((labels == value).float(), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+        better = score > best
+        result[better], best = float(value), torch.maximum(best, score)
+    size = torch.tensor(labels.shape[2:][::-1], device=labels.device, dtype=grid.dtype)  # grid is x, y(, z)
+    outside = ((grid < -1 + 1 / size) | (grid > 1 - 1 / size)).any(-1)
+    result[outside[:, None]] = -1.0
+    return result
 
 
 def spatial_transform(images: torch.Tensor, labels: torch.Tensor, patch_size: Sequence[int],
-                      s: AugmentationSettings, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate/scale about the patch centre and crop the centre ``patch_size`` from the larger initial patch."""
+                      s: AugmentationSettings, geometry: SpatialAugmentationGeometry, g: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate/scale about the patch centre and crop the centre ``patch_size`` from the larger initial patch.
+
+    Samples without rotation/scaling are an exact centre crop; only the others are interpolated.
+    """
     batch, dim = images.shape[0], images.ndim - 2
     device = images.device
     in_size = torch.tensor(images.shape[2:], dtype=torch.float32, device=device)
     out_size = torch.tensor(list(patch_size), dtype=torch.float32, device=device)
-    matrices, changed = spatial_matrices(batch, dim, s, generator, device)
-    # normalized output coords -> voxel offsets (out/2) -> matrix -> normalized input coords (2/in);
-    # grid_sample wants the last spatial axis first, hence the flips.
-    # Samples without rotation/scaling are an exact centre crop; only the others are interpolated.
+    matrices, changed = spatial_matrices(batch, dim, s, geometry, g, device)
     crop = tuple(slice((i - o) // 2, (i - o) // 2 + o) for i, o in zip(images.shape[2:], patch_size, strict=True))
     images_out = images[(slice(None), slice(None), *crop)].clone()
     labels_out = labels[(slice(None), slice(None), *crop)].float()
@@ -113,153 +221,62 @@ def spatial_transform(images: torch.Tensor, labels: torch.Tensor, patch_size: Se
                  @ torch.diag_embed(out_size / 2).expand(n, dim, dim)).flip(1).flip(2)
         theta = torch.cat([theta, torch.zeros(n, dim, 1, device=device)], dim=2)
         grid = F.affine_grid(theta, [n, 1, *patch_size], align_corners=False)
-        images_out[changed] = F.grid_sample(images[changed], grid, mode="bilinear", padding_mode="zeros",
+        mode = "bilinear" if s.image_interpolation == "linear" else "nearest"
+        images_out[changed] = F.grid_sample(images[changed], grid, mode=mode, padding_mode="zeros",
                                             align_corners=False)
-        labels_out[changed] = F.grid_sample(labels[changed].float() + 1, grid, mode="nearest",
-                                            padding_mode="zeros", align_corners=False) - 1  # padding -> -1
+        labels_out[changed] = _resample_labels(labels[changed], grid, s.seg_interpolation)
     return images_out, labels_out.round().to(torch.int16)
 
 
-def gaussian_noise(x: torch.Tensor, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
-    apply = _chance(x.shape[0], s.p_noise, g, x.device)
-    std = _uniform(x.shape[0], s.noise_variance, g, x.device).sqrt() * apply
-    noise = torch.randn(x.shape, generator=g, device=x.device)
-    return x + noise * std.view(-1, *[1] * (x.ndim - 1))
-
-
-def _blur_one(image: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of one ``(*spatial)`` image with a sigma per axis."""
-    out = image[None, None]
-    for axis, sigma in enumerate(sigmas.tolist()):
-        radius = max(math.ceil(3 * sigma), 1)
-        t = torch.arange(-radius, radius + 1, device=image.device, dtype=image.dtype)
-        kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-        kernel = kernel / kernel.sum()
-        shape = [1, 1] + [1] * image.ndim
-        shape[2 + axis] = kernel.numel()
-        pad = [0, 0] * image.ndim
-        pad[2 * (image.ndim - 1 - axis)] = pad[2 * (image.ndim - 1 - axis) + 1] = radius
-        conv = F.conv2d if image.ndim == 2 else F.conv3d
-        out = conv(F.pad(out, pad, mode="replicate"), kernel.view(shape))
-    return out[0, 0]
-
-
-def gaussian_blur(x: torch.Tensor, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
-    batch, channels = x.shape[:2]
-    apply = _chance(batch, s.p_blur, g, x.device)[:, None] & _chance(batch * channels, s.blur_p_per_channel, g,
-                                                                      x.device).view(batch, channels)
-    sigmas = _uniform(batch * channels * (x.ndim - 2), s.blur_sigma, g, x.device).view(batch, channels, -1)
-    if s.dummy_2d and x.ndim == 5:
-        sigmas[:, :, 0] = 0.0  # no blur across slices of an anisotropic patch
-    x = x.clone()
-    for b, c in apply.nonzero().tolist():
-        sigma = sigmas[b, c]
-        if sigma[0] == 0:  # dummy 2D: blur each slice in-plane
-            x[b, c] = torch.stack([_blur_one(slab, sigma[1:]) for slab in x[b, c]])
-        else:
-            x[b, c] = _blur_one(x[b, c], sigma)
-    return x
-
-
-def brightness(x: torch.Tensor, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
-    batch, channels = x.shape[:2]
-    apply = _chance(batch, s.p_brightness, g, x.device)[:, None]
-    factor = _uniform(batch * channels, s.brightness, g, x.device).view(batch, channels)
-    factor = torch.where(apply, factor, torch.ones_like(factor))
-    return x * factor.view(batch, channels, *[1] * (x.ndim - 2))
-
-
-def contrast(x: torch.Tensor, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
-    """Scale around the per-channel mean, clipped back into the original range (preserve_range)."""
-    batch, channels = x.shape[:2]
-    apply = _chance(batch, s.p_contrast, g, x.device)[:, None]
-    factor = _uniform(batch * channels, s.contrast, g, x.device).view(batch, channels)
-    factor = torch.where(apply, factor, torch.ones_like(factor)).view(batch, channels, *[1] * (x.ndim - 2))
-    flat = x.flatten(2)
-    mean = flat.mean(-1).view_as(factor)
-    low, high = flat.amin(-1).view_as(factor), flat.amax(-1).view_as(factor)
-    changed = torch.maximum(torch.minimum((x - mean) * factor + mean, high), low)
-    return torch.where(apply.view(batch, 1, *[1] * (x.ndim - 2)), changed, x)  # untouched samples stay exact
-
-
-def low_resolution(x: torch.Tensor, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
-    """Downsample (nearest) by a random factor and upsample back (linear) per selected channel."""
-    batch, channels = x.shape[:2]
-    apply = _chance(batch, s.p_low_resolution, g, x.device)[:, None] & _chance(
-        batch * channels, s.low_resolution_p_per_channel, g, x.device).view(batch, channels)
-    scales = _uniform(batch * channels * (x.ndim - 2), s.low_resolution_scale, g, x.device).view(batch, channels, -1)
-    mode = "bilinear" if x.ndim == 4 else "trilinear"
-    x = x.clone()
-    for b, c in apply.nonzero().tolist():
-        size = list(x.shape[2:])
-        factors = scales[b, c].tolist()
-        if s.dummy_2d and x.ndim == 5:
-            factors[0] = 1.0
-        small = [max(1, round(n * f)) for n, f in zip(size, factors, strict=True)]
-        down = F.interpolate(x[b, c][None, None], size=small, mode="nearest-exact")
-        x[b, c] = F.interpolate(down, size=size, mode=mode, align_corners=False)[0, 0]
-    return x
-
-
-def gamma(x: torch.Tensor, p: float, invert: bool, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
-    """Gamma on the [min, max]-normalized image, mean and std restored (retain_stats); ``invert`` works on -x."""
-    batch, channels = x.shape[:2]
-    apply = _chance(batch, p, g, x.device)
-    low_half = _chance(batch * channels, 0.5, g, x.device)  # nnU-Net: half the draws below 1
-    below = _uniform(batch * channels, (s.gamma[0], 1.0), g, x.device)
-    above = _uniform(batch * channels, (1.0, s.gamma[1]), g, x.device)
-    gammas = torch.where(low_half, below, above).view(batch, channels)
-    x = x.clone()
-    for b in apply.nonzero().flatten().tolist():
-        image = -x[b] if invert else x[b]
-        flat = image.flatten(1)
-        mean, std = flat.mean(-1), flat.std(-1)
-        low, high = flat.amin(-1), flat.amax(-1)
-        shape = (channels, *[1] * (x.ndim - 2))
-        span = (high - low).clamp_min(1e-7).view(shape)
-        out = ((image - low.view(shape)) / span).clamp_min(0) ** gammas[b].view(shape) * span + low.view(shape)
-        out_flat = out.flatten(1)
-        out = (out - out_flat.mean(-1).view(shape)) / (out_flat.std(-1).view(shape) + 1e-8) * std.view(shape) \
-            + mean.view(shape)
-        x[b] = -out if invert else out
-    return x
-
-
-def mirror(images: torch.Tensor, labels: torch.Tensor, s: AugmentationSettings, g: torch.Generator
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    for axis in s.mirror_axes:
-        if axis >= images.ndim - 2:
-            continue
-        flip = _chance(images.shape[0], s.p_mirror, g, images.device)
-        if flip.any():
-            images[flip] = images[flip].flip(axis + 2)
-            labels[flip] = labels[flip].flip(axis + 2)
-    return images, labels
-
-
 def augment(images: torch.Tensor, labels: torch.Tensor, patch_size: Sequence[int], s: AugmentationSettings,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            geometry: SpatialAugmentationGeometry, generator: torch.Generator,
+            mask_channels: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """The full training augmentation of a batch drawn at the initial patch size.
 
     ``images`` float ``(b, c, *initial)``, ``labels`` int ``(b, 1, *initial)`` with -1 outside the non-zero
-    mask / padding. Returns images and labels of ``patch_size``, labels with -1 mapped to 0.
+    mask / padding. ``mask_channels`` (the plan's ``use_mask_for_norm``) are set to 0 outside that mask again.
+    Returns images and labels of ``patch_size``, labels with -1 mapped to 0.
     """
-    images, labels = spatial_transform(images.float(), labels, patch_size, s, generator)
-    images = gaussian_noise(images, s, generator)
-    images = gaussian_blur(images, s, generator)
-    images = brightness(images, s, generator)
-    images = contrast(images, s, generator)
-    images = low_resolution(images, s, generator)
-    images = gamma(images, s.p_gamma_inverted, True, s, generator)
-    images = gamma(images, s.p_gamma, False, s, generator)
-    images, labels = mirror(images, labels, s, generator)
-    if s.mask_channels:
-        outside = (labels < 0).expand(-1, len(s.mask_channels), *labels.shape[2:])
-        masked = images[:, list(s.mask_channels)]
+    g = generator
+    images, labels = spatial_transform(images.float(), labels, patch_size, s, geometry, g)
+    if s.p_rot90 > 0 or s.p_transpose > 0:
+        images, labels = T.rot90_and_transpose(images, labels, s.p_rot90, s.p_transpose, g)
+    steps = [lambda x: T.gaussian_noise(x, s.p_noise, s.noise_variance, g),
+             lambda x: T.smoothing(x, s.p_blur, s.blur_sigma, s.blur_p_per_channel, s.blur_synchronize_axes,
+                                   s.p_median_instead_of_blur, s.median_size, s.median_p_per_channel, g)]
+    for step in reversed(steps) if s.smoothing_first else steps:
+        images = step(images)
+    if s.p_additive_brightness > 0:
+        images = T.additive_brightness(images, s.p_additive_brightness, s.additive_brightness_sigma,
+                                       s.additive_brightness_p_per_channel, g)
+    images = T.multiplicative_brightness(images, s.p_brightness, s.brightness, g)
+    images = T.contrast(images, s.p_contrast, s.contrast, s.contrast_p_per_channel, s.p_contrast_preserve_range, g)
+    images = T.low_resolution(images, s.p_low_resolution, s.low_resolution_scale, s.low_resolution_p_per_channel,
+                              (0,) if geometry.dummy_2d else (), g)
+    images = T.gamma(images, s.p_gamma_inverted, True, s.gamma, g)
+    images = T.gamma(images, s.p_gamma, s.gamma_second_inverted, s.gamma, g)
+    images, labels = T.mirror(images, labels, s.p_mirror, geometry.mirror_axes, g)
+    images = _da5_extras(images, s, g)
+    if mask_channels:
+        outside = (labels < 0).expand(-1, len(mask_channels), *labels.shape[2:])
+        masked = images[:, list(mask_channels)]
         masked[outside] = 0.0
-        images[:, list(s.mask_channels)] = masked
-    labels = labels.clamp_min(0)
-    return images, labels
+        images[:, list(mask_channels)] = masked
+    return images, labels.clamp_min(0)
+
+
+def _da5_extras(images: torch.Tensor, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
+    """nnUNetTrainerDA5's transforms after mirroring; each is skipped (no random draws) at probability 0."""
+    if s.p_blank_rectangles > 0:
+        images = T.blank_rectangles(images, s.p_blank_rectangles, s.blank_rectangles,
+                                    s.blank_rectangles_p_per_channel, g)
+    if s.p_brightness_gradient > 0:
+        images = T.brightness_gradient(images, s.p_brightness_gradient, s.local_p_per_channel, g)
+    if s.p_local_gamma > 0:
+        images = T.local_gamma(images, s.p_local_gamma, s.local_p_per_channel, g)
+    if s.p_sharpen > 0:
+        images = T.sharpen(images, s.p_sharpen, s.sharpen_strength, s.sharpen_p_per_channel, g)
+    return images
 
 
 def deep_supervision_targets(labels: torch.Tensor, scales: Sequence[Sequence[float]]) -> list[torch.Tensor]:
@@ -273,7 +290,11 @@ def deep_supervision_targets(labels: torch.Tensor, scales: Sequence[Sequence[flo
     return targets
 
 
-def labels_to_regions(labels: torch.Tensor, regions: Sequence[Sequence[int]]) -> torch.Tensor:
-    """One channel per region (``label in region``), for region-based training such as BraTS's tumour sub-regions."""
-    return torch.cat([torch.isin(labels, torch.tensor(list(r), device=labels.device)) for r in regions],
-                     dim=1).to(labels.dtype)
+def labels_to_regions(labels: torch.Tensor, regions: Sequence[Sequence[int]], ignore_label: int | None = None
+                      ) -> torch.Tensor:
+    """One channel per region (``label in region``), plus a last channel marking the ignore label if any
+    (nnU-Net's ``ConvertSegmentationToRegionsTransform`` layout, which the region loss reads)."""
+    channels = [torch.isin(labels, torch.tensor(list(r), device=labels.device)) for r in regions]
+    if ignore_label is not None:
+        channels.append(labels == ignore_label)
+    return torch.cat(channels, dim=1).to(labels.dtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -12,10 +12,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from nnlight.data.augmentation import AugmentationSettings, augment, deep_supervision_targets, labels_to_regions
-from nnlight.data.sampling import PatchSampler, rank_batch_and_oversampling, spatial_augmentation_geometry
+from nnlight.data.augmentation import (
+    AugmentationSettings,
+    augment,
+    deep_supervision_targets,
+    labels_to_regions,
+    spatial_augmentation_geometry,
+)
+from nnlight.data.sampling import Oversampling, PatchSampler, rank_sampling
 from nnlight.data.splits import fold_cases, load_or_create_splits
+from nnlight.planning.plans import ConfigurationPlan
 from nnlight.preprocessing.store import completed_cases
+from nnlight.raw.dataset_json import load_dataset_json
+from nnlight.raw.labels import LabelLayout, label_key
 from nnlight.utils.errors import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -29,8 +38,10 @@ class _PatchBatches(IterableDataset):
     """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
-                 oversample_foreground: float, iterations: int, seed: int, epoch: int) -> None:
+                 oversample_foreground: float, iterations: int, seed: int, epoch: int, probabilistic: bool,
+                 annotated_key: str | None) -> None:
         self.args = (folder, list(case_ids), list(patch_size), batch_size, oversample_foreground)
+        self.sampler_options = {"probabilistic": probabilistic, "annotated_key": annotated_key}
         self.iterations = iterations
         self.seed = seed
         self.epoch = epoch
@@ -38,7 +49,8 @@ class _PatchBatches(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        sampler = PatchSampler(*self.args, seed=np.random.SeedSequence([self.seed, self.epoch, worker]))
+        sampler = PatchSampler(*self.args, seed=np.random.SeedSequence([self.seed, self.epoch, worker]),
+                               **self.sampler_options)
         for _ in range(worker, self.iterations, workers):
             images, labels, _ = sampler.sample()
             yield torch.from_numpy(images), torch.from_numpy(labels)
@@ -46,30 +58,51 @@ class _PatchBatches(IterableDataset):
 
 @dataclass(frozen=True)
 class DataSettings:
-    preprocessed_dataset: Path  # <preprocessed>/<Dataset>
-    data_identifier: str
-    patch_size: list[int]
-    batch_size: int
-    deep_supervision_scales: list[list[float]]
+    """The ``data`` group: which fold and how patches are sampled (batch and patch size come from the plan)."""
+
     fold: int | Literal["all"] = 0
+    batch_size: int = 2
+    patch_size: tuple[int, ...] = ()
     oversample_foreground: float = 0.33
+    oversampling: Oversampling = "last_in_batch"  # random / random_at_batch_rate: nnU-Net's probabilistic variants
     iterations_per_epoch: int = 250
     val_iterations_per_epoch: int = 50
     num_workers: int = 2
-    seed: int = 12345
-    regions: list[list[int]] | None = None  # region-based datasets: targets are one channel per region
     same_patches_every_epoch: bool = False  # debug=overfit: one fixed set of batches
+
+    def __post_init__(self) -> None:
+        checks = {"batch_size": self.batch_size >= 1, "iterations_per_epoch": self.iterations_per_epoch >= 1,
+                  "val_iterations_per_epoch": self.val_iterations_per_epoch >= 1, "num_workers": self.num_workers >= 0,
+                  "oversample_foreground": 0 <= self.oversample_foreground <= 1,
+                  "patch_size": len(self.patch_size) in (2, 3) and min(self.patch_size) >= 1,
+                  "fold": self.fold == "all" or (isinstance(self.fold, int) and self.fold >= 0)}
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong:
+            raise ValueError(f"{wrong[0]}={getattr(self, wrong[0])!r} is out of range (batch size and iterations "
+                             "at least 1, oversample_foreground in [0, 1], 2 or 3 patch axes, fold >= 0 or all)")
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    def __init__(self, settings: DataSettings, augmentation: AugmentationSettings) -> None:
+    """``layout`` (labels vs regions, ignore label) and ``mask_channels`` are dataset facts from the plan."""
+
+    def __init__(self, preprocessed_dataset: Path, data_identifier: str, settings: DataSettings,
+                 augmentation: AugmentationSettings, layout: LabelLayout, mask_channels: Sequence[int] = (),
+                 deep_supervision_scales: Sequence[Sequence[float]] | None = None, seed: int = 12345) -> None:
         super().__init__()
+        self.store = preprocessed_dataset / data_identifier
+        self.preprocessed_dataset = preprocessed_dataset
         self.settings = settings
-        geometry = spatial_augmentation_geometry(settings.patch_size)
-        self.initial_patch_size = geometry.initial_patch_size
-        axes = tuple(a for a in augmentation.mirror_axes if a < len(settings.patch_size))
-        self.augmentation = replace(augmentation, rotation=geometry.rotation, dummy_2d=geometry.dummy_2d,
-                                    mirror_axes=axes)
+        self.layout = layout
+        self.mask_channels = tuple(mask_channels)
+        self.seed = seed
+        self.patch_size = list(settings.patch_size)
+        self.deep_supervision_scales = [list(s) for s in deep_supervision_scales] if deep_supervision_scales \
+            else [[1.0] * len(self.patch_size)]
+        self.augmentation = augmentation
+        self.geometry = spatial_augmentation_geometry(self.patch_size, augmentation)
+        self.initial_patch_size = self.geometry.initial_patch_size
+        annotated = layout.annotated_area
+        self.annotated_key = label_key(annotated) if annotated else None
         self.generator: torch.Generator | None = None
         self._generator_epoch = -1
         self.train_cases: list[str] = []
@@ -77,16 +110,15 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         s = self.settings
-        folder = s.preprocessed_dataset / s.data_identifier
-        cases = completed_cases(folder)
+        cases = completed_cases(self.store)
         if not cases:
-            raise UserError(f"{folder}: no preprocessed cases; run plan.py on the dataset first (preprocess=true)")
-        split = fold_cases(load_or_create_splits(s.preprocessed_dataset, cases), s.fold, cases)
+            raise UserError(f"{self.store}: no preprocessed cases; run plan.py on the dataset first (preprocess=true)")
+        split = fold_cases(load_or_create_splits(self.preprocessed_dataset, cases), s.fold, cases)
         self.train_cases, self.val_cases = split["train"], split["val"]
         rank = self.trainer.global_rank if self.trainer is not None else 0
         world = self.trainer.world_size if self.trainer is not None else 1
-        self.batch_size, self.oversample = rank_batch_and_oversampling(s.batch_size, world, rank,
-                                                                       s.oversample_foreground)
+        self.batch_size, self.oversample = rank_sampling(s.batch_size, world, rank, s.oversample_foreground,
+                                                         s.oversampling)
         self.rank = rank
 
     @property
@@ -95,16 +127,17 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def _loader(self, cases: list[str], patch: Sequence[int], iterations: int, seed_offset: int) -> DataLoader:
         s = self.settings
-        batches = _PatchBatches(s.preprocessed_dataset / s.data_identifier, cases, patch, self.batch_size,
-                                self.oversample, iterations, s.seed + 1000 * self.rank + seed_offset,
-                                0 if s.same_patches_every_epoch else self.epoch)
+        batches = _PatchBatches(self.store, cases, patch, self.batch_size, self.oversample, iterations,
+                                self.seed + 1000 * self.rank + seed_offset,
+                                0 if s.same_patches_every_epoch else self.epoch,
+                                s.oversampling != "last_in_batch", self.annotated_key)
         return DataLoader(batches, batch_size=None, num_workers=s.num_workers, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_cases, self.initial_patch_size, self.settings.iterations_per_epoch, 0)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_cases, self.settings.patch_size, self.settings.val_iterations_per_epoch, 1)
+        return self._loader(self.val_cases, self.patch_size, self.settings.val_iterations_per_epoch, 1)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Augment training batches on the device; validation only maps -1 to 0. Targets per DS output."""
@@ -113,16 +146,34 @@ class SegmentationDataModule(L.LightningDataModule):
         if training:
             if self.generator is None or self._generator_epoch != self.epoch:  # one stream per (rank, epoch)
                 self.generator = torch.Generator(images.device).manual_seed(
-                    int(np.random.SeedSequence([self.settings.seed, self.rank, self.epoch]).generate_state(1)[0]))
+                    int(np.random.SeedSequence([self.seed, self.rank, self.epoch]).generate_state(1)[0]))
                 self._generator_epoch = self.epoch
-            images, labels = augment(images, labels, self.settings.patch_size, self.augmentation, self.generator)
+            images, labels = augment(images, labels, self.patch_size, self.augmentation, self.geometry,
+                                     self.generator, self.mask_channels)
         else:
             labels = labels.clamp_min(0)
-        if self.settings.regions:
-            labels = labels_to_regions(labels, self.settings.regions)
-        return images, deep_supervision_targets(labels, self.settings.deep_supervision_scales)
+        if self.layout.has_regions:
+            labels = labels_to_regions(labels, self.layout.foreground, self.layout.ignore_label)
+        return images, deep_supervision_targets(labels, self.deep_supervision_scales)
 
 
 def deep_supervision_scales(strides: Sequence[Sequence[int]]) -> list[list[float]]:
     """1 / cumulative product of the strides, one entry per decoder output (nnU-Net's scales)."""
     return [list(s) for s in (1 / np.cumprod(np.vstack(strides), axis=0))[:-1].tolist()]
+
+
+def plan_datamodule(dataset_folder: Path, plan: ConfigurationPlan, fold: int | Literal["all"] = 0,
+                    batch_size: int | None = None, iterations_per_epoch: int = 250, num_workers: int = 0,
+                    augmentation: AugmentationSettings | None = None, seed: int = 12345) -> SegmentationDataModule:
+    """The data module for one configuration of a planned, preprocessed dataset (previews and benchmarks).
+
+    ``dataset_folder`` is ``<preprocessed>/<Dataset>``: its dataset.json gives the labels, the plan the rest.
+    """
+    layout = load_dataset_json(dataset_folder / "dataset.json").layout
+    settings = DataSettings(fold=fold, batch_size=batch_size or plan.batch_size, patch_size=tuple(plan.patch_size),
+                            iterations_per_epoch=iterations_per_epoch, val_iterations_per_epoch=1,
+                            num_workers=num_workers)
+    mask_channels = [i for i, use in enumerate(plan.use_mask_for_norm) if use]
+    return SegmentationDataModule(dataset_folder, plan.data_identifier, settings,
+                                  augmentation or AugmentationSettings(), layout, mask_channels,
+                                  deep_supervision_scales(plan.architecture.strides), seed)

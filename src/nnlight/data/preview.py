@@ -16,8 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from nnlight.data.augmentation import AugmentationSettings
-from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
+from nnlight.data.datamodule import SegmentationDataModule, plan_datamodule
 from nnlight.planning import plans_from_nnunet
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.files import load_json
@@ -45,7 +44,7 @@ def preview_grid(module: SegmentationDataModule, samples: int, seed: int) -> np.
     """An RGB uint8 grid ``(rows * h, 3 * w, 3)`` of unaugmented / augmented / overlay patches."""
     torch.manual_seed(seed)
     images, labels = next(iter(module.train_dataloader()))
-    patch = module.settings.patch_size
+    patch = module.patch_size
     crop = tuple(slice((i - o) // 2, (i - o) // 2 + o) for i, o in zip(images.shape[2:], patch, strict=True))
     plain = images[(slice(None), 0, *crop)].numpy()
     augmented, targets = module.on_after_batch_transfer((images, labels), 0)
@@ -77,11 +76,8 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--configuration {args.configuration}: not planned for {args.dataset}; choose one of "
                             f"{', '.join(plans.configurations)}")
         plan = plans.configurations[args.configuration]
-        settings = DataSettings(preprocessed_dataset=folder, data_identifier=plan.data_identifier,
-                                patch_size=plan.patch_size, batch_size=max(args.samples, 1),
-                                deep_supervision_scales=deep_supervision_scales(plan.architecture.strides),
-                                fold="all", iterations_per_epoch=1, num_workers=0, seed=args.seed)
-        module = SegmentationDataModule(settings, AugmentationSettings())
+        module = plan_datamodule(folder, plan, fold="all", batch_size=max(args.samples, 1), iterations_per_epoch=1,
+                                 seed=args.seed)
         module.setup("fit")
         grid = preview_grid(module, args.samples, args.seed)
     except UserError as e:
@@ -89,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(USER_ERROR_EXIT_CODE)
     out = Path(args.out) if args.out else folder / f"augmentation_preview_{args.configuration}.png"
     sitk.WriteImage(sitk.GetImageFromArray(grid, isVector=True), str(out))
-    print(f"Wrote {out}: {min(args.samples, settings.batch_size)} rows of plain | augmented | augmented + labels")
+    rows = min(args.samples, module.settings.batch_size)
+    print(f"Wrote {out}: {rows} rows of plain | augmented | augmented + labels")
 
 
 if __name__ == "__main__":

@@ -7,66 +7,25 @@ patch so that rotation and scaling on the device never sample outside real data.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from nnlight.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from nnlight.preprocessing.store import load_arrays, load_class_locations
 
-
-@dataclass(frozen=True)
-class SpatialAugmentationGeometry:
-    rotation: tuple[float, float]  # radians
-    dummy_2d: bool  # 3D patch too anisotropic: rotate/scale in-plane only
-    initial_patch_size: list[int]
-    mirror_axes: tuple[int, ...]
-
-
-def _rotation_matrix(axis: int, angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    matrices = {0: [[1, 0, 0], [0, c, -s], [0, s, c]], 1: [[c, 0, s], [0, 1, 0], [-s, 0, c]],
-                2: [[c, -s, 0], [s, c, 0], [0, 0, 1]]}
-    return np.array(matrices[axis])
-
-
-def initial_patch_size(patch_size: Sequence[int], rotation: float, scale_min: float = 0.85) -> list[int]:
-    """The patch that still covers ``patch_size`` after any rotation up to ``rotation`` (capped at 90°) about
-    each axis and zoom-out down to ``scale_min`` (nnU-Net's ``get_patch_size``)."""
-    angle = min(abs(rotation), math.pi / 2)
-    coords = np.array(patch_size, dtype=float)
-    extent = coords.copy()
-    if len(coords) == 3:
-        for axis in range(3):
-            extent = np.maximum(extent, np.abs(coords @ _rotation_matrix(axis, angle)))
-    else:
-        c, s = math.cos(angle), math.sin(angle)
-        extent = np.maximum(extent, np.abs(coords @ np.array([[c, -s], [s, c]])))
-    return [int(e) for e in extent / scale_min]
-
-
-def spatial_augmentation_geometry(patch_size: Sequence[int]) -> SpatialAugmentationGeometry:
-    """Rotation range, dummy-2D flag, initial patch and mirror axes from the patch shape (nnU-Net's rules)."""
-    dim = len(patch_size)
-    if dim == 2:
-        degrees = 15.0 if max(patch_size) / min(patch_size) > 1.5 else 180.0
-        dummy_2d = False
-    else:
-        dummy_2d = max(patch_size) / patch_size[0] > ANISOTROPY_THRESHOLD
-        degrees = 180.0 if dummy_2d else 30.0
-    rotation = math.radians(degrees)
-    initial = initial_patch_size(patch_size, rotation)
-    if dummy_2d:
-        initial[0] = int(patch_size[0])
-    return SpatialAugmentationGeometry((-rotation, rotation), dummy_2d, initial, tuple(range(dim)))
+Oversampling = Literal["last_in_batch", "random", "random_at_batch_rate"]
 
 
 def forced_foreground(sample_index: int, batch_size: int, oversample_foreground: float) -> bool:
     """The last ``1 - round(bs * (1 - p))`` samples of every batch are forced to contain foreground."""
     return not sample_index < round(batch_size * (1 - oversample_foreground))
+
+
+def batch_rate(batch_size: int, oversample_foreground: float) -> float:
+    """The fraction of a batch ``last_in_batch`` forces (0.5 for a batch of 2 at 0.33)."""
+    return float(np.mean([forced_foreground(j, batch_size, oversample_foreground) for j in range(batch_size)]))
 
 
 def rank_batch_and_oversampling(global_batch_size: int, world_size: int, rank: int,
@@ -83,6 +42,20 @@ def rank_batch_and_oversampling(global_batch_size: int, world_size: int, rank: i
     if low / global_batch_size > 1 - oversample_foreground:
         return sizes[rank], 1.0
     return sizes[rank], sum(forced[low:high]) / sizes[rank]
+
+
+def rank_sampling(global_batch_size: int, world_size: int, rank: int, oversample_foreground: float,
+                  mode: Oversampling) -> tuple[int, float]:
+    """This rank's batch size and foreground probability.
+
+    ``last_in_batch`` (nnU-Net): the last samples of every batch are forced, split over ranks as one process
+    would; ``random``: each sample independently with ``oversample_foreground``; ``random_at_batch_rate``
+    (nnUNetTrainer_probabilisticOversampling): independently, at the rate ``last_in_batch`` forces.
+    """
+    size, forced = rank_batch_and_oversampling(global_batch_size, world_size, rank, oversample_foreground)
+    rates = {"last_in_batch": forced, "random": oversample_foreground,
+             "random_at_batch_rate": batch_rate(global_batch_size, oversample_foreground)}
+    return size, rates[mode]
 
 
 def crop_and_pad(array: np.ndarray, lower: Sequence[int], size: Sequence[int], pad_value: float) -> np.ndarray:
@@ -105,8 +78,14 @@ class PatchSampler:
     """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
-                 oversample_foreground: float = 0.33, seed: int | np.random.SeedSequence | None = None) -> None:
+                 oversample_foreground: float = 0.33, seed: int | np.random.SeedSequence | None = None,
+                 probabilistic: bool = False, annotated_key: str | None = None) -> None:
+        """``probabilistic``: each sample is forced with probability ``oversample_foreground`` instead of the
+        batch's last ones; ``annotated_key``: with an ignore label, the class-location key of the annotated
+        area, where unforced patches are centred (nnU-Net never centres a patch on ignored voxels)."""
         self.folder = folder
+        self.probabilistic = probabilistic
+        self.annotated_key = annotated_key
         self.case_ids = list(case_ids)
         self.is_2d = len(patch_size) == 2
         self.patch_size = [1, *patch_size] if self.is_2d else list(patch_size)
@@ -126,7 +105,12 @@ class PatchSampler:
         need_to_pad = [max(p - s, 0) for p, s in zip(self.patch_size, shape, strict=True)]
         lower = [-n // 2 for n in need_to_pad]
         upper = [s + n // 2 + n % 2 - p for s, n, p in zip(shape, need_to_pad, self.patch_size, strict=True)]
-        present = [k for k, v in locations.items() if len(v)] if force_fg else []
+        if force_fg:
+            present = [k for k, v in locations.items() if len(v)]
+            if len(present) > 1 and self.annotated_key in present:  # foreground first, the annotated area last
+                present.remove(self.annotated_key)
+        else:
+            present = [self.annotated_key] if self.annotated_key and len(locations.get(self.annotated_key, ())) else []
         if not present:
             return [int(self.rng.integers(lo, up + 1)) for lo, up in zip(lower, upper, strict=True)]
         voxels = locations[present[self.rng.integers(len(present))]]
@@ -141,8 +125,10 @@ class PatchSampler:
             if case_id not in self._arrays:
                 self._arrays[case_id] = load_arrays(self.folder, case_id)
             data, seg = self._arrays[case_id]
-            force = forced_foreground(j, self.batch_size, self.oversample_foreground)
-            origin = self.patch_origin(data.shape[1:], force, self.class_locations(case_id) if force else {})
+            force = self.rng.random() < self.oversample_foreground if self.probabilistic else \
+                forced_foreground(j, self.batch_size, self.oversample_foreground)
+            needs_locations = force or self.annotated_key is not None
+            origin = self.patch_origin(data.shape[1:], force, self.class_locations(case_id) if needs_locations else {})
             images.append(crop_and_pad(data, origin, self.patch_size, 0.0))
             labels.append(crop_and_pad(seg, origin, self.patch_size, -1).astype(np.int16))
         image_batch, label_batch = np.stack(images), np.stack(labels)

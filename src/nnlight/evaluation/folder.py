@@ -14,6 +14,7 @@ from nnlight.evaluation.metrics import SCORES, case_metrics, summarize
 from nnlight.raw.io import geometries_match, read_seg, reader_kind
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text
+from nnlight.utils.folders import PredictionFolder
 from nnlight.utils.parallel import map_with_progress
 
 
@@ -58,8 +59,8 @@ def evaluate_folder(prediction_folder: Path, reference_folder: Path, settings: E
     per_case = dict(map_with_progress(partial(_score_case, settings=settings), pairs, num_workers, "Evaluating"))
     summary = summarize({c: per_case[c] for c in predictions})
     output = output or prediction_folder
-    atomic_write_json(output / "summary.json", summary)
-    atomic_write_text(output / "summary.csv", summary_csv(summary))
+    atomic_write_json(PredictionFolder(output).summary, summary)
+    atomic_write_text(PredictionFolder(output).summary_csv, summary_csv(summary))
     return summary
 
 

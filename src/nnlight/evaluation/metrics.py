@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
+from nnlight.raw.labels import label_key
+
 SCORES = ("Dice", "IoU", "HD95", "NSD")  # averaged over cases; TP/FP/FN/n_ref/n_pred are averaged as counts
 
 
@@ -28,11 +30,6 @@ def label_metrics(reference: np.ndarray, prediction: np.ndarray, label: int | Se
     return {"Dice": 2 * tp / (2 * tp + fp + fn) if denominator else float("nan"),
             "IoU": tp / denominator if denominator else float("nan"),
             "TP": tp, "FP": fp, "FN": fn, "n_ref": int(ref.sum()), "n_pred": int(pred.sum())}
-
-
-def label_key(value: int | Sequence[int]) -> str:
-    """``"2"`` for a label, ``"1,2,3"`` for a region: the keys of every summary."""
-    return str(value) if isinstance(value, int) else ",".join(str(v) for v in value)
 
 
 def case_metrics(reference: np.ndarray, prediction: np.ndarray, labels: Mapping[str, int | Sequence[int]],

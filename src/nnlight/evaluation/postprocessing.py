@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import label as connected_components
 
-from nnlight.evaluation.metrics import case_metrics, label_key, summarize
+from nnlight.evaluation.metrics import case_metrics, summarize
+from nnlight.raw.labels import LabelLayout, LabelValue, label_key
 from nnlight.utils.files import atomic_write_json, load_json
-
-LabelValue = int | tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -37,12 +36,6 @@ class PostprocessingRules:
         data = load_json(path)
         return cls(bool(data["keep_largest_foreground"]),
                    [tuple(v) if isinstance(v, list) else int(v) for v in data["keep_largest_per_label"]])
-
-
-def foreground_values(labels: Mapping[str, LabelValue]) -> list[int]:
-    """Every label value that is foreground (regions contribute their members)."""
-    return sorted({v for name, value in labels.items() if name not in ("background", "ignore")
-                   for v in ((value,) if isinstance(value, int) else value)})
 
 
 def keep_largest_component(segmentation: np.ndarray, values: Sequence[int]) -> np.ndarray:
@@ -76,7 +69,7 @@ def determine_postprocessing(predictions: Mapping[str, np.ndarray], references: 
                              labels: Mapping[str, LabelValue], ignore_label: int | None = None
                              ) -> tuple[PostprocessingRules, dict[str, Any], dict[str, Any]]:
     """The rules, the summary without and the summary with them (cross-validation predictions vs references)."""
-    foreground = foreground_values(labels)
+    foreground = LabelLayout.from_mapping(labels).foreground_values
     baseline = _summary(predictions, references, labels, ignore_label)
     keep_foreground = False
     current, current_summary = dict(predictions), baseline

@@ -28,42 +28,43 @@ from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import summarize
 from nnlight.evaluation.postprocessing import PostprocessingRules, determine_postprocessing, rules_as_text
 from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation
-from nnlight.inference.predictor import training_choices
+from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.io import read_seg, reader_kind
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
-
-BEST_FILE = "best_configuration.json"
+from nnlight.utils.folders import DatasetResults, ModelFolder
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    folder: Path  # <results>/<Dataset>/<configuration>/<experiment>
-    name: str  # "<configuration>/<experiment>"
+    folder: ModelFolder  # <results>/<Dataset>/<configuration>/<experiment>
     folds: list[str]
     cases: dict[str, Path]  # validation case -> the fold's prediction
     region_class_order: list[int] | None
 
+    @property
+    def name(self) -> str:
+        return self.folder.name
 
-def find_trained_models(dataset_results: Path, file_ending: str) -> list[TrainedModel]:
-    """Every configuration folder with at least one finished fold (``validation/summary.json`` present)."""
+
+def find_trained_models(dataset_results: DatasetResults, file_ending: str) -> list[TrainedModel]:
+    """Every configuration folder with at least one finished fold (its validation summary present)."""
     models = []
-    for folder in sorted(p for p in dataset_results.glob("*/*") if p.is_dir() and p.name != "crossval"):
-        runs = sorted(r for r in folder.glob("fold_*") if (r / "validation" / "summary.json").is_file())
+    for folder in dataset_results.model_folders():
+        runs = [r for r in folder.runs() if r.validation_summary.is_file()]
         if not runs:
             continue
-        cases = {p.name[:-len(file_ending)]: p for r in runs for p in sorted((r / "validation").glob(f"*{file_ending}"))
+        cases = {p.name[:-len(file_ending)]: p for r in runs for p in sorted(r.validation.glob(f"*{file_ending}"))
                  if not p.name.startswith(".")}
-        plan = load_json(runs[0] / "plan.json")
-        region_based = training_choices(runs[0])["region_based"]
-        models.append(TrainedModel(folder, f"{folder.parent.name}/{folder.name}", [r.name[5:] for r in runs], cases,
-                                   list(plan["regions_class_order"]) if region_based else None))
+        layout = DatasetFacts.from_plan(load_json(runs[0].plan), str(runs[0].plan)).layout
+        models.append(TrainedModel(folder, [r.fold for r in runs], cases,
+                                   list(layout.regions_class_order or ()) if layout.has_regions else None))
     return models
 
 
 def _merge_folds(model: TrainedModel) -> Path:
     """``crossval/``: every fold's validation predictions in one folder (copies; the runs stay untouched)."""
-    crossval = model.folder / "crossval"
+    crossval = model.folder.crossval
     crossval.mkdir(exist_ok=True)
     for source in model.cases.values():
         target = crossval / source.name
@@ -99,29 +100,30 @@ def _load_segmentations(folder: Path, cases: Sequence[str], file_ending: str) ->
     return {c: read_seg(folder / f"{c}{file_ending}", kind)[0][0] for c in cases}
 
 
-def select_best(dataset_results: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,
+def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,
                 ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
                 num_workers: int = 2) -> dict[str, Any]:
     """Score every model and pair ensemble on cross-validation, pick the best, determine its post-processing."""
+    dataset_results = DatasetResults(results_folder)
     models = find_trained_models(dataset_results, file_ending)
     if not models:
-        raise UserError(f"{dataset_results}: no trained model with validation predictions; train at least one fold "
+        raise UserError(f"{results_folder}: no trained model with validation predictions; train at least one fold "
                         "(python train.py plan=<Dataset>/<configuration> data.fold=0)")
     common = sorted(set.intersection(*(set(m.cases) for m in models)))
     if not common:
-        raise UserError(f"{dataset_results}: the trained models share no validation case; train the same folds of "
+        raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
                         f"each configuration ({', '.join(f'{m.name}: folds {m.folds}' for m in models)})")
     settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm)
     candidates: dict[str, dict[str, Any]] = {}
     for model in models:
         summary = evaluate_folder(_merge_folds(model), reference_folder, settings, num_workers=num_workers)
-        candidates[model.name] = {"members": [model], "folder": model.folder / "crossval", "summary": summary}
+        candidates[model.name] = {"members": [model], "folder": model.folder.crossval, "summary": summary}
     if ensembles:
         for pair in itertools.combinations(models, 2):
             if pair[0].region_class_order != pair[1].region_class_order:
                 continue
             name = " + ".join(m.name for m in pair)
-            out = dataset_results / "ensembles" / "+".join(m.name.replace("/", "__") for m in pair)
+            out = dataset_results.ensemble([m.folder for m in pair])
             if _ensemble(pair, common, out, file_ending):
                 summary = evaluate_folder(out, reference_folder, settings, num_workers=num_workers)
                 candidates[name] = {"members": list(pair), "folder": out, "summary": summary}
@@ -130,9 +132,9 @@ def select_best(dataset_results: Path, reference_folder: Path, labels: Mapping[s
                       "validation.save_probabilities=true")
     references = _load_segmentations(reference_folder, common, file_ending)
     for model in tqdm(models, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
-        rules, _, _ = determine_postprocessing(_load_segmentations(model.folder / "crossval", common, file_ending),
+        rules, _, _ = determine_postprocessing(_load_segmentations(model.folder.crossval, common, file_ending),
                                                references, labels, ignore_label)
-        rules.save(model.folder / "postprocessing.json")
+        rules.save(model.folder.postprocessing)
     for candidate in candidates.values():  # compare on the cases every candidate predicted
         per_case = {e["case"]: e["metrics"] for e in candidate["summary"]["metric_per_case"]}
         candidate["common"] = summarize({c: per_case[c] for c in common})
@@ -140,21 +142,22 @@ def select_best(dataset_results: Path, reference_folder: Path, labels: Mapping[s
     best = candidates[best_name]
     rules, before, after = determine_postprocessing(_load_segmentations(best["folder"], common, file_ending),
                                                     references, labels, ignore_label)
-    rules.save(dataset_results / "postprocessing.json")
+    rules.save(dataset_results.postprocessing)
     result = {
         "selected": {"name": best_name,
-                     "members": [{"model": str(m.folder.relative_to(dataset_results)), "folds": m.folds}
+                     "members": [{"model": str(m.folder.path.relative_to(results_folder)), "folds": m.folds}
                                  for m in best["members"]],
-                     "postprocessing": "postprocessing.json", "postprocessing_rules": rules_as_text(rules),
+                     "postprocessing": dataset_results.postprocessing.name,
+                     "postprocessing_rules": rules_as_text(rules),
                      "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after)},
         "cases_compared": len(common),
         "candidates": {n: {"foreground_mean": c["common"]["foreground_mean"],
                            "mean": c["common"]["mean"], "members": [m.name for m in c["members"]],
                            "folds": {m.name: m.folds for m in c["members"]}} for n, c in candidates.items()},
     }
-    atomic_write_json(dataset_results / BEST_FILE, result)
-    atomic_write_text(dataset_results / "cv_results.md", results_table(result))
-    _bar_plot(result, dataset_results / "cv_results.png", dataset_results.name)
+    atomic_write_json(dataset_results.best_configuration, result)
+    atomic_write_text(dataset_results.cv_table, results_table(result))
+    _bar_plot(result, dataset_results.cv_plot, results_folder.name)
     return result
 
 
@@ -206,12 +209,12 @@ def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def load_best(dataset_results: Path) -> tuple[list[tuple[Path, list[str]]], PostprocessingRules]:
+def load_best(results_folder: Path) -> tuple[list[tuple[Path, list[str]]], PostprocessingRules]:
     """The selected models (folder, folds) and post-processing written by :func:`select_best`."""
-    path = dataset_results / BEST_FILE
+    path = DatasetResults(results_folder).best_configuration
     if not path.is_file():
-        raise UserError(f"{path}: not found; run python evaluate.py dataset={dataset_results.name} first to "
+        raise UserError(f"{path}: not found; run python evaluate.py dataset={results_folder.name} first to "
                         "select the best configuration")
     best = load_json(path)["selected"]
-    return ([(dataset_results / m["model"], list(m["folds"])) for m in best["members"]],
-            PostprocessingRules.load(dataset_results / best["postprocessing"]))
+    return ([(results_folder / m["model"], list(m["folds"])) for m in best["members"]],
+            PostprocessingRules.load(results_folder / best["postprocessing"]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing, foreground_values
+from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.export import write_probabilities, write_segmentation
 from nnlight.inference.predictor import EnsemblePredictor, Predictor
 from nnlight.raw.dataset import group_channel_files
@@ -54,7 +54,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
 
     todo = [c for c in cases if overwrite or not finished(c)]
     skipped = [c for c in cases if c not in todo]
-    foreground = foreground_values(predictor.plan["labels"])
+    foreground = predictor.layout.foreground_values
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending: Future | None = reader.submit(read_images, cases[todo[0]], kind) if todo else None
         for i, case_id in enumerate(tqdm(todo, desc="Predicting", unit="case")):

@@ -8,11 +8,10 @@ ensemble (averaged probabilities) and the export back to the input's exact grid.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,14 +23,15 @@ from nnlight.inference.export import (
     segmentation_in_original_space,
 )
 from nnlight.inference.sliding_window import sliding_window_predict
-from nnlight.nets import build_network
+from nnlight.nets import NetworkOptions, build_network
+from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
 from nnlight.raw.io import Geometry
+from nnlight.raw.labels import LabelLayout
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
-
-CheckpointName = Literal["final", "best", "last"]
+from nnlight.utils.folders import CheckpointName, ModelFolder, RunFolder
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def find_fold_folders(model_folder: Path, folds: Sequence[int | str] | None = None) -> list[Path]:
+def find_runs(model_folder: Path, folds: Sequence[int | str] | None = None) -> list[RunFolder]:
     """A run folder (``fold_<k>``) itself, or the chosen/all ``fold_*`` folders of a configuration folder."""
     model_folder = Path(model_folder)
-    if (model_folder / "plan.json").is_file():
-        return [model_folder]
-    available = sorted(p for p in model_folder.glob("fold_*") if (p / "plan.json").is_file())
+    if RunFolder(model_folder).is_trained_run():
+        return [RunFolder(model_folder)]
+    model = ModelFolder(model_folder)
+    available = model.runs()
     if folds is not None:
-        wanted = [model_folder / f"fold_{f}" for f in folds]
-        missing = [p for p in wanted if p not in available]
+        wanted = [model.fold(f) for f in folds]
+        missing = [r for r in wanted if r not in available]
         if missing:
-            raise UserError(f"{missing[0]}: fold not trained (available: {[p.name for p in available] or 'none'}); "
-                            "train it or choose folds=[...] from the available ones")
+            raise UserError(f"{missing[0].path}: fold not trained (available: "
+                            f"{[r.path.name for r in available] or 'none'}); train it or choose folds=[...] from "
+                            "the available ones")
         return wanted
     if not available:
         raise UserError(f"{model_folder}: no trained model here; point model= at a run folder (.../fold_0) or at "
@@ -125,43 +127,52 @@ def find_fold_folders(model_folder: Path, folds: Sequence[int | str] | None = No
     return available
 
 
-def _load_network(run_dir: Path, plan: Mapping[str, Any], num_outputs: int, checkpoint: CheckpointName
-                  ) -> torch.nn.Module:
-    path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+@dataclass(frozen=True)
+class TrainingChoices:
+    """What train.py chose that inference must repeat: the run folder's ``inference.json``."""
+
+    tile_size: list[int]  # the training patch (data.patch_size)
+    mirror_axes: tuple[int, ...]  # network-input axes mirrored in training (test-time mirroring uses only these)
+    network: NetworkOptions
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tile_size": list(self.tile_size), "mirror_axes": list(self.mirror_axes),
+                "network": asdict(self.network)}
+
+    @classmethod
+    def load(cls, run: RunFolder, plan: Mapping[str, Any]) -> TrainingChoices:
+        if not run.inference.is_file():
+            raise UserError(f"{run.inference}: not found; a run folder written by train.py has it (train the fold "
+                            "again)")
+        data = load_json(run.inference)
+        try:  # files from before tile_size/network were recorded: those runs used the plan's patch, instance norm
+            return cls([int(t) for t in data.get("tile_size", plan["patch_size"])],
+                       tuple(int(a) for a in data["mirror_axes"]), NetworkOptions(**data.get("network", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{run.inference}: malformed ({e!r}); train the fold again") from None
+
+
+def _load_network(run: RunFolder, plan: Mapping[str, Any], facts: DatasetFacts, options: NetworkOptions,
+                  checkpoint: CheckpointName) -> torch.nn.Module:
+    path = run.checkpoint(checkpoint)
     if not path.is_file():
-        present = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.ckpt"))
+        present = sorted(p.stem for p in run.checkpoints.glob("*.ckpt"))
         hint = (f"choose checkpoint={present[0]}" if present else "the run has not finished an epoch; train it first")
         raise UserError(f"{path}: checkpoint not found ({hint})")
     try:
         architecture = Architecture(**plan["architecture"])
     except TypeError as e:
-        raise UserError(f"{run_dir / 'plan.json'}: architecture is malformed ({e})") from None
-    network = build_network(architecture.network, input_channels=len(plan["channel_names"]), num_classes=num_outputs,
-                            deep_supervision=False, **architecture.network_kwargs())
+        raise UserError(f"{run.plan}: architecture is malformed ({e})") from None
+    network = build_network(architecture.network, input_channels=facts.num_channels,
+                            num_classes=facts.layout.num_outputs, norm=options.norm, deep_supervision=False,
+                            **architecture.network_kwargs())
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     weights = {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
     try:
         network.load_state_dict(weights)
     except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the network of {run_dir / 'plan.json'} ({e})") from None
+        raise UserError(f"{path}: weights do not fit the network of {run.plan} ({e})") from None
     return network.eval()
-
-
-INFERENCE_FILE = "inference.json"  # written by train.py: the training choices that inference must repeat
-
-
-def training_choices(run_dir: Path) -> dict[str, Any]:
-    """``{"region_based": bool, "mirror_axes": [...]}``: the loss's output kind and the axes mirrored in training."""
-    path = run_dir / INFERENCE_FILE
-    if not path.is_file():
-        raise UserError(f"{path}: not found; a run folder written by train.py has it (train the fold again)")
-    return load_json(path)
-
-
-def num_outputs(plan: Mapping[str, Any], region_based: bool) -> int:
-    """One output per label (background included), or one per region (background excluded)."""
-    labels = [k for k in plan["labels"] if k != "ignore"]
-    return len(labels) - 1 if region_based else len(labels)
 
 
 def preprocessing_settings_from_plan(plan: Mapping[str, Any]) -> PreprocessingSettings:
@@ -174,39 +185,48 @@ def preprocessing_settings_from_plan(plan: Mapping[str, Any]) -> PreprocessingSe
         order_z_data=int(data.get("order_z", 0)))
 
 
+def inference_settings(plan: Mapping[str, Any], layout: LabelLayout, tile_size: Sequence[int],
+                       mirror_axes: Sequence[int], step_size: float) -> InferenceSettings:
+    """How a model of this plan turns a preprocessed image into scores (validation and prediction alike)."""
+    return InferenceSettings(
+        tile_size=list(tile_size), num_outputs=layout.num_outputs, transpose_backward=list(plan["transpose_backward"]),
+        region_class_order=list(layout.regions_class_order or ()) if layout.has_regions else None,
+        mirror_axes=tuple(a for a in mirror_axes if a < len(tile_size)), step_size=step_size)
+
+
 class Predictor:
     """Segments images with one or several folds of one trained configuration."""
 
-    def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], region_based: bool,
-                 mirror_axes: tuple[int, ...], step_size: float = 0.5, device: torch.device | None = None,
+    def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], choices: TrainingChoices,
+                 mirroring: bool = True, step_size: float = 0.5, device: torch.device | None = None,
                  model_folders: Sequence[Path] = ()) -> None:
         self.plan = dict(plan)
+        self.facts = DatasetFacts.from_plan(plan)
+        self.layout = self.facts.layout
         self.device = device or resolve_device("auto")
         self.networks = [n.to(self.device) for n in networks]
         self.model_folders = list(model_folders)
         self.preprocessing = preprocessing_settings_from_plan(plan)
-        self.inference = InferenceSettings(
-            tile_size=list(plan["patch_size"]), num_outputs=num_outputs(plan, region_based),
-            transpose_backward=list(plan["transpose_backward"]),
-            region_class_order=list(plan["regions_class_order"]) if region_based else None,
-            mirror_axes=tuple(a for a in mirror_axes if a < len(plan["patch_size"])), step_size=step_size)
+        self.inference = inference_settings(plan, self.layout, choices.tile_size,
+                                            choices.mirror_axes if mirroring else (), step_size)
 
     @classmethod
     def from_model_folder(cls, model_folder: str | Path, folds: Sequence[int | str] | None = None,
                           checkpoint: CheckpointName = "final", mirroring: bool = True, step_size: float = 0.5,
                           device: str = "auto") -> Predictor:
         """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``)."""
-        runs = find_fold_folders(Path(model_folder), folds)
-        plan = json.loads((runs[0] / "plan.json").read_text())
-        choices = training_choices(runs[0])
+        runs = find_runs(Path(model_folder), folds)
+        plan = load_json(runs[0].plan)
+        choices = TrainingChoices.load(runs[0], plan)
         for run in runs[1:]:
-            other = json.loads((run / "plan.json").read_text())
-            if other["architecture"] != plan["architecture"] or other["spacing"] != plan["spacing"]:
-                raise UserError(f"{run}: trained with a different plan than {runs[0]}; an ensemble needs one plan")
-        outputs = num_outputs(plan, choices["region_based"])
-        networks = [_load_network(run, plan, outputs, checkpoint) for run in runs]
-        return cls(networks, plan, choices["region_based"], tuple(choices["mirror_axes"]) if mirroring else (),
-                   step_size, resolve_device(device), runs)
+            other = load_json(run.plan)
+            if other["architecture"] != plan["architecture"] or other["spacing"] != plan["spacing"] or \
+                    TrainingChoices.load(run, other) != choices:
+                raise UserError(f"{run.path}: trained with a different plan or network than {runs[0].path}; an "
+                                "ensemble needs one")
+        facts = DatasetFacts.from_plan(plan, str(runs[0].plan))
+        networks = [_load_network(run, plan, facts, choices.network, checkpoint) for run in runs]
+        return cls(networks, plan, choices, mirroring, step_size, resolve_device(device), [r.path for r in runs])
 
     @property
     def num_channels(self) -> int:
@@ -238,6 +258,7 @@ class EnsemblePredictor:
             raise UserError("the ensemble's models expect different numbers of input channels")
         self.predictors = list(predictors)
         self.plan = predictors[0].plan
+        self.layout = predictors[0].layout
 
     @property
     def num_channels(self) -> int:

@@ -7,6 +7,7 @@ for a given input size, nnU-Net's proxy for activation memory used by the planne
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -14,7 +15,10 @@ from torch import nn
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _TRANSPOSED_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_INSTANCE_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+NormName = Literal["instance", "batch"]
+# nnU-Net uses instance norm; nnUNetTrainerBN swaps in batch norm (same eps, affine)
+NORMS: dict[str, dict[int, type[nn.Module]]] = {"instance": {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
+                                               "batch": {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}}
 _AVG_POOL = {2: nn.AvgPool2d, 3: nn.AvgPool3d}
 
 
@@ -27,16 +31,17 @@ def _strided(size: Sequence[int], stride: Sequence[int]) -> list[int]:
 
 
 class ConvNormNonlin(nn.Module):
-    """Conv (same padding) → InstanceNorm(affine) → LeakyReLU; the nonlinearity is optional."""
+    """Conv (same padding) → norm (instance or batch, affine) → LeakyReLU; the nonlinearity is optional."""
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, kernel_size: Sequence[int],
-                 stride: Sequence[int], conv_bias: bool, nonlin: bool = True, norm_eps: float = 1e-5) -> None:
+                 stride: Sequence[int], conv_bias: bool, nonlin: bool = True, norm_eps: float = 1e-5,
+                 norm: NormName = "instance") -> None:
         super().__init__()
         self.stride = list(stride)
         self.out_channels = out_channels
         self.conv = _CONV[dim](in_channels, out_channels, list(kernel_size), list(stride),
                                padding=[(k - 1) // 2 for k in kernel_size], bias=conv_bias)
-        self.norm = _INSTANCE_NORM[dim](out_channels, eps=norm_eps, affine=True)
+        self.norm = NORMS[norm][dim](out_channels, eps=norm_eps, affine=True)
         self.nonlin = nn.LeakyReLU(inplace=True) if nonlin else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,13 +55,14 @@ class StackedConvBlocks(nn.Module):
     """``n`` ConvNormNonlin blocks; only the first one is strided."""
 
     def __init__(self, dim: int, num_convs: int, in_channels: int, out_channels: int,
-                 kernel_size: Sequence[int], first_stride: Sequence[int], conv_bias: bool) -> None:
+                 kernel_size: Sequence[int], first_stride: Sequence[int], conv_bias: bool,
+                 norm: NormName = "instance") -> None:
         super().__init__()
         ones = [1] * dim
         self.first_stride = list(first_stride)
         self.convs = nn.Sequential(*[
             ConvNormNonlin(dim, in_channels if i == 0 else out_channels, out_channels, kernel_size,
-                           first_stride if i == 0 else ones, conv_bias)
+                           first_stride if i == 0 else ones, conv_bias, norm=norm)
             for i in range(num_convs)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,20 +78,21 @@ class BasicBlockD(nn.Module):
     """ResNet-D basic block: two convs; the skip average-pools (if strided) then projects with a 1x1 conv."""
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, kernel_size: Sequence[int],
-                 stride: Sequence[int], conv_bias: bool) -> None:
+                 stride: Sequence[int], conv_bias: bool, norm: NormName = "instance") -> None:
         super().__init__()
         self.stride = list(stride)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.conv1 = ConvNormNonlin(dim, in_channels, out_channels, kernel_size, stride, conv_bias)
+        self.conv1 = ConvNormNonlin(dim, in_channels, out_channels, kernel_size, stride, conv_bias, norm=norm)
         self.conv2 = ConvNormNonlin(dim, out_channels, out_channels, kernel_size, [1] * dim, conv_bias,
-                                    nonlin=False)
+                                    nonlin=False, norm=norm)
         self.nonlin2 = nn.LeakyReLU(inplace=True)
         has_stride = any(s != 1 for s in stride)
         skip: list[nn.Module] = []
         if has_stride:
             skip.append(_AVG_POOL[dim](list(stride), list(stride)))
         if in_channels != out_channels:
-            skip.append(ConvNormNonlin(dim, in_channels, out_channels, [1] * dim, [1] * dim, False, nonlin=False))
+            skip.append(ConvNormNonlin(dim, in_channels, out_channels, [1] * dim, [1] * dim, False, nonlin=False,
+                                       norm=norm))
         self.skip = nn.Sequential(*skip) if skip else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,12 +106,13 @@ class BasicBlockD(nn.Module):
 
 class StackedResidualBlocks(nn.Module):
     def __init__(self, dim: int, num_blocks: int, in_channels: int, out_channels: int,
-                 kernel_size: Sequence[int], first_stride: Sequence[int], conv_bias: bool) -> None:
+                 kernel_size: Sequence[int], first_stride: Sequence[int], conv_bias: bool,
+                 norm: NormName = "instance") -> None:
         super().__init__()
         self.first_stride = list(first_stride)
         self.blocks = nn.Sequential(*[
             BasicBlockD(dim, in_channels if i == 0 else out_channels, out_channels, kernel_size,
-                        first_stride if i == 0 else [1] * dim, conv_bias)
+                        first_stride if i == 0 else [1] * dim, conv_bias, norm)
             for i in range(num_blocks)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ so the planner's memory estimate and training use one class.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from nnlight.nets.blocks import (
+    NormName,
     StackedConvBlocks,
     StackedResidualBlocks,
     segmentation_head,
@@ -36,7 +38,7 @@ class UNetDecoder(nn.Module):
 
     def __init__(self, dim: int, features_per_stage: Sequence[int], kernel_sizes: Sequence[Sequence[int]],
                  strides: Sequence[Sequence[int]], n_conv_per_stage: Sequence[int], num_classes: int,
-                 conv_bias: bool, deep_supervision: bool) -> None:
+                 conv_bias: bool, deep_supervision: bool, norm: NormName = "instance") -> None:
         super().__init__()
         self.deep_supervision = deep_supervision
         self.num_classes = num_classes
@@ -50,7 +52,7 @@ class UNetDecoder(nn.Module):
             below, skip = features_per_stage[-s], features_per_stage[-(s + 1)]
             self.transpconvs.append(transposed_conv(dim, below, skip, strides[-s], conv_bias))
             self.stages.append(StackedConvBlocks(dim, n_conv_per_stage[s - 1], 2 * skip, skip,
-                                                 kernel_sizes[-(s + 1)], [1] * dim, conv_bias))
+                                                 kernel_sizes[-(s + 1)], [1] * dim, conv_bias, norm))
             self.seg_layers.append(segmentation_head(dim, skip, num_classes))
 
     def forward(self, skips: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
@@ -115,7 +117,7 @@ class PlainConvUNet(_UNetBase):
     def __init__(self, input_channels: int, num_classes: int, n_stages: int, features_per_stage: Sequence[int],
                  kernel_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]],
                  n_conv_per_stage: Sequence[int], n_conv_per_stage_decoder: Sequence[int],
-                 conv_bias: bool = True, deep_supervision: bool = True) -> None:
+                 conv_bias: bool = True, deep_supervision: bool = True, norm: NormName = "instance") -> None:
         super().__init__()
         _check_lengths(n_stages, features_per_stage=features_per_stage, kernel_sizes=kernel_sizes,
                        strides=strides, n_conv_per_stage=n_conv_per_stage,
@@ -126,11 +128,11 @@ class PlainConvUNet(_UNetBase):
         stages, channels = [], input_channels
         for s in range(n_stages):
             stages.append(StackedConvBlocks(dim, n_conv_per_stage[s], channels, features_per_stage[s],
-                                            kernel_sizes[s], strides[s], conv_bias))
+                                            kernel_sizes[s], strides[s], conv_bias, norm))
             channels = features_per_stage[s]
         self.encoder_stages = nn.Sequential(*stages)
         self.decoder = UNetDecoder(dim, features_per_stage, kernel_sizes, strides, n_conv_per_stage_decoder,
-                                   num_classes, conv_bias, deep_supervision)
+                                   num_classes, conv_bias, deep_supervision, norm)
 
 
 class ResidualEncoderUNet(_UNetBase):
@@ -139,7 +141,7 @@ class ResidualEncoderUNet(_UNetBase):
     def __init__(self, input_channels: int, num_classes: int, n_stages: int, features_per_stage: Sequence[int],
                  kernel_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]],
                  n_blocks_per_stage: Sequence[int], n_conv_per_stage_decoder: Sequence[int],
-                 conv_bias: bool = True, deep_supervision: bool = True) -> None:
+                 conv_bias: bool = True, deep_supervision: bool = True, norm: NormName = "instance") -> None:
         super().__init__()
         _check_lengths(n_stages, features_per_stage=features_per_stage, kernel_sizes=kernel_sizes,
                        strides=strides, n_blocks_per_stage=n_blocks_per_stage,
@@ -147,15 +149,26 @@ class ResidualEncoderUNet(_UNetBase):
         dim = len(strides[0])
         self.strides = [list(s) for s in strides]
         self.encoder_stem = StackedConvBlocks(dim, 1, input_channels, features_per_stage[0], kernel_sizes[0],
-                                              [1] * dim, conv_bias)
+                                              [1] * dim, conv_bias, norm)
         stages, channels = [], features_per_stage[0]
         for s in range(n_stages):
             stages.append(StackedResidualBlocks(dim, n_blocks_per_stage[s], channels, features_per_stage[s],
-                                                kernel_sizes[s], strides[s], conv_bias))
+                                                kernel_sizes[s], strides[s], conv_bias, norm))
             channels = features_per_stage[s]
         self.encoder_stages = nn.Sequential(*stages)
         self.decoder = UNetDecoder(dim, features_per_stage, kernel_sizes, strides, n_conv_per_stage_decoder,
-                                   num_classes, conv_bias, deep_supervision)
+                                   num_classes, conv_bias, deep_supervision, norm)
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """The ``network`` group: network choices the plan leaves open (nnUNetTrainerBN, nnUNetTrainerNoDeepSupervision).
+
+    Inference rebuilds the network with the same ``norm`` (it is saved in the run folder's inference.json).
+    """
+
+    norm: NormName = "instance"
+    deep_supervision: bool = True  # a loss on every decoder resolution (weights 1/2^i, the lowest 0)
 
 
 NETWORKS: dict[str, type[_UNetBase]] = {"PlainConvUNet": PlainConvUNet, "ResidualEncoderUNet": ResidualEncoderUNet}

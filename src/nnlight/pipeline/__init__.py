@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
 from omegaconf import DictConfig
 
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 
-R = TypeVar("R")
 
+def run_stage(stage: str, cfg: DictConfig) -> Any:
+    """Run ``nnlight.pipeline.<stage>.run(cfg)``; a user mistake ends with its message on stderr and exit code 2.
 
-def run_stage(stage: Callable[[DictConfig], R], cfg: DictConfig) -> R:
-    """Run a stage; a user mistake ends with its message on stderr and exit code 2, not a traceback."""
+    The stage (torch, Lightning) is imported only now, after the entry point checked the command line, so
+    ``--help`` and a mistyped option answer in a fraction of a second.
+    """
+    run = importlib.import_module(f"nnlight.pipeline.{stage}").run
     try:
-        return stage(cfg)
+        return run(cfg)
     except UserError as e:
         print(f"\nnnlight: error: {e}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)

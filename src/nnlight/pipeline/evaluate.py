@@ -8,11 +8,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.selection import BEST_FILE, results_table, select_best
+from nnlight.evaluation.selection import results_table, select_best
 from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.pipeline.settings import required
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.errors import UserError
+from nnlight.utils.folders import DatasetResults, PredictionFolder
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -34,12 +35,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             labels, dataset_json.file_ending, dataset_json.ignore_label, bool(cfg.surface_metrics),
             float(cfg.tolerance_mm)), num_workers=int(cfg.num_workers))
         print("\nForeground mean: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
-              + f"\n  per case and label: {prediction / 'summary.csv'}; all: {prediction / 'summary.json'}")
+              + f"\n  per case and label: {PredictionFolder(prediction).summary_csv}; all: "
+              f"{PredictionFolder(prediction).summary}")
         return summary
     results = Path(cfg.paths.results) / raw_folder.name
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
                          bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers))
     print("\n" + results_table(result))
-    print(f"Best: {result['selected']['name']} -> {results / BEST_FILE}\n  plot: {results / 'cv_results.png'}\n"
+    folder = DatasetResults(results)
+    print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"
           f"  use it: python predict.py model=best dataset={raw_folder.name} input=<images> output=<folder>")
     return result

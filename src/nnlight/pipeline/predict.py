@@ -17,8 +17,7 @@ from nnlight.pipeline.settings import required
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_text
-
-CHECKPOINTS = ("final", "best", "last")
+from nnlight.utils.folders import CHECKPOINT_NAMES, DatasetResults, ModelFolder, PredictionFolder, RunFolder
 
 
 def _models(cfg: DictConfig) -> tuple[list[tuple[Path, list[str] | None]], Path | None]:
@@ -32,25 +31,25 @@ def _models(cfg: DictConfig) -> tuple[list[tuple[Path, list[str] | None]], Path 
         dataset_results = Path(cfg.paths.results) / str(cfg.dataset)
         members, _ = load_best(dataset_results)
         return [(folder, folds or member_folds) for folder, member_folds in members], \
-            dataset_results / "postprocessing.json"
+            DatasetResults(dataset_results).postprocessing
     folder = Path(model).expanduser()
     if not folder.is_dir():
         raise UserError(f"model={model}: no such folder; give a run folder (.../fold_0) or a configuration folder "
                         "(.../<experiment>) under your results, or model=best dataset=<Dataset>")
-    postprocessing = folder / "postprocessing.json" if (folder / "postprocessing.json").is_file() else \
-        folder.parent / "postprocessing.json"
+    own = ModelFolder(folder).postprocessing  # a configuration folder's, else (a run folder) its parent's
+    postprocessing = own if own.is_file() else ModelFolder(folder.parent).postprocessing
     return [(folder, folds)], postprocessing
 
 
-def _dataset_json(run: Path) -> DatasetJson:
-    if not (run / "dataset.json").is_file():
-        raise UserError(f"{run}: dataset.json missing from the run folder; it is copied there by train.py")
-    return load_dataset_json(run / "dataset.json")
+def _dataset_json(run: RunFolder) -> DatasetJson:
+    if not run.dataset_json.is_file():
+        raise UserError(f"{run.path}: dataset.json missing from the run folder; it is copied there by train.py")
+    return load_dataset_json(run.dataset_json)
 
 
 def run(cfg: DictConfig) -> dict:
-    if cfg.checkpoint not in CHECKPOINTS:
-        raise UserError(f"checkpoint={cfg.checkpoint}: choose one of {', '.join(CHECKPOINTS)}")
+    if cfg.checkpoint not in CHECKPOINT_NAMES:
+        raise UserError(f"checkpoint={cfg.checkpoint}: choose one of {', '.join(CHECKPOINT_NAMES)}")
     input_folder = Path(str(required(cfg, "input", "python predict.py model=... input=<folder of images> output=...")))
     output = Path(str(required(cfg, "output", "python predict.py model=... input=... output=<folder>")))
     members, postprocessing_file = _models(cfg)
@@ -58,10 +57,10 @@ def run(cfg: DictConfig) -> dict:
     predictor = EnsemblePredictor([
         Predictor.from_model_folder(folder, folds, cfg.checkpoint, bool(cfg.mirroring), float(cfg.step_size),
                                     str(cfg.device)) for folder, folds in members])
-    dataset_json = _dataset_json(predictor.predictors[0].model_folders[0])
+    dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
     cases = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # checked before any write
-    atomic_write_text(output / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))  # how these predictions were made
-    atomic_write_text(output / ".hydra" / "overrides.yaml",
+    atomic_write_text(PredictionFolder(output).config, OmegaConf.to_yaml(cfg))  # how these predictions were made
+    atomic_write_text(PredictionFolder(output).overrides,
                       OmegaConf.to_yaml(OmegaConf.create(list(HydraConfig.get().overrides.task))))
     rules = PostprocessingRules.load(postprocessing_file) if cfg.postprocessing and postprocessing_file \
         and postprocessing_file.is_file() else None
@@ -80,7 +79,7 @@ def run(cfg: DictConfig) -> dict:
         summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
             bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm)))
-        lines.append(f"  foreground mean Dice {summary['foreground_mean']['Dice']:.4f} -> {output / 'summary.json'}, "
-                     f"{output / 'summary.csv'}")
+        lines.append(f"  foreground mean Dice {summary['foreground_mean']['Dice']:.4f} -> "
+                     f"{PredictionFolder(output).summary}, {PredictionFolder(output).summary_csv}")
     print("\n".join(lines))
     return {"predicted": report.predicted, "skipped": report.skipped, "seconds": seconds, "summary": summary}

@@ -1,9 +1,11 @@
-"""Typed settings from config nodes: misspelt keys and wrong types become one clear error."""
+"""Typed settings from config nodes: misspelt keys, unknown choices and wrong types become one clear error."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -11,34 +13,80 @@ from omegaconf.errors import MissingMandatoryValue
 from nnlight.utils.errors import UserError
 
 T = TypeVar("T")
+_MISMATCH = object()
 
 
-def _type_ok(value: Any, default: Any) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, tuple):
-        return isinstance(value, (list, tuple))
-    return True
+def _convert(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint`` (lists become tuples where a tuple is expected), or ``_MISMATCH``."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return value
+    if hint is type(None):
+        return None if value is None else _MISMATCH
+    if origin is Literal:
+        return value if any(value == a and type(value) is type(a) for a in get_args(hint)) else _MISMATCH
+    if origin in (Union, types.UnionType):
+        for arm in get_args(hint):
+            converted = _convert(value, arm)
+            if converted is not _MISMATCH:
+                return converted
+        return _MISMATCH
+    if hint is bool:
+        return value if isinstance(value, bool) else _MISMATCH
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _MISMATCH
+    if hint is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _MISMATCH
+    if hint is str:
+        return value if isinstance(value, str) else _MISMATCH
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return _MISMATCH
+        args = get_args(hint)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                return _MISMATCH
+            items = [_convert(v, a) for v, a in zip(value, args, strict=True)]
+        else:
+            items = [_convert(v, args[0] if args else Any) for v in value]
+        return _MISMATCH if any(i is _MISMATCH for i in items) else origin(items)
+    if origin is dict or hint is dict:
+        return value if isinstance(value, dict) else _MISMATCH
+    return value
+
+
+def describe_type(hint: Any) -> str:
+    """``one of 'instance', 'batch'`` / ``a float`` / ``a list of int``: for error messages."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(hint))
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else describe_type(a) for a in get_args(hint))
+    if origin in (tuple, list):
+        args = [a for a in get_args(hint) if a is not Ellipsis]
+        return f"a list of {describe_type(args[0]).removeprefix('a ').removeprefix('an ')}" if args else "a list"
+    name = getattr(hint, "__name__", str(hint))
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def settings_from_config(cls: type[T], node: DictConfig, group: str) -> T:
-    """Build the dataclass ``cls`` from ``node``; lists become tuples where the default is a tuple."""
+    """Build the dataclass ``cls`` from ``node``, checking every key and value against its type hints."""
     values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - fields)
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(f'{group}.{k}' for k in unknown)}; "
                         f"valid: {', '.join(sorted(fields))}")
-    defaults = cls()
     for key, value in values.items():
-        default = getattr(defaults, key)
-        if not _type_ok(value, default):
-            raise UserError(f"{group}.{key}={value!r}: expected a {type(default).__name__} like {default!r}")
-        if isinstance(default, tuple):
-            values[key] = tuple(value)
-    return cls(**values)
+        converted = _convert(value, hints[key])
+        if converted is _MISMATCH:
+            raise UserError(f"{group}.{key}={value!r}: expected {describe_type(hints[key])}")
+        values[key] = converted
+    try:
+        return cls(**values)
+    except ValueError as e:  # a dataclass's own consistency check (__post_init__)
+        raise UserError(f"{group}: {e}") from None
 
 
 def required(cfg: DictConfig, key: str, example: str) -> Any:

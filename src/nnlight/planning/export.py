@@ -51,7 +51,8 @@ def configuration_body(plans: Plans, plan: ConfigurationPlan, dataset_json: Data
                        parent_config_name: str | None) -> str:
     """The YAML values of one configuration. An inheriting one (the cascade) holds only its differences."""
     if plan.inherits_from is not None and parent_config_name is not None:
-        head = f"defaults:\n  - {parent_config_name}@_here_\n  - _self_\n\n"
+        # relative to the plan group: the parent is selected as <Dataset>/<configuration>, as on the command line
+        head = f"defaults:\n  - {plans.dataset_name}/{parent_config_name}@_here_\n  - _self_\n\n"
         return head + to_yaml(to_jsonable({"configuration": plan.name, "previous_stage": plan.previous_stage,
                                            "inherits_from": plan.inherits_from})) + "\n"
     arch = plan.architecture

@@ -23,19 +23,6 @@ class PreprocessReport:
     skipped: int
 
 
-def foreground_classes(dataset_json: DatasetJson) -> list[int | tuple[int, ...]]:
-    """Classes to sample locations for: labels > 0 (or regions); with an ignore label also all labels."""
-    if dataset_json.has_regions:
-        classes: list[int | tuple[int, ...]] = [
-            v if isinstance(v, tuple) else (v,) for k, v in dataset_json.labels.items()
-            if k not in ("background", "ignore")]
-    else:
-        classes = [v for v in dataset_json.label_values if v > 0]
-    if dataset_json.ignore_label is not None:
-        classes.append(tuple(dataset_json.label_values))
-    return classes
-
-
 def preprocessing_settings(plans: Plans, plan: ConfigurationPlan, dataset_json: DatasetJson
                            ) -> PreprocessingSettings:
     return PreprocessingSettings(
@@ -47,7 +34,7 @@ def preprocessing_settings(plans: Plans, plan: ConfigurationPlan, dataset_json: 
         force_separate_z=plan.resampling_data.get("force_separate_z"),
         order_data=int(plan.resampling_data.get("order", 3)),
         order_z_data=int(plan.resampling_data.get("order_z", 0)),
-        foreground_classes=foreground_classes(dataset_json),
+        foreground_classes=dataset_json.layout.sampling_classes,
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnlight.raw.labels import LabelLayout
 from nnlight.utils.errors import DatasetProblems
 from nnlight.utils.files import load_json
 
@@ -40,23 +41,21 @@ class DatasetJson:
         return [self.channel_names[str(i)] for i in range(self.num_channels)]
 
     @property
+    def layout(self) -> LabelLayout:
+        return LabelLayout(self.labels, self.regions_class_order)
+
+    @property
     def ignore_label(self) -> int | None:
-        value = self.labels.get("ignore")
-        return value if isinstance(value, int) else None
+        return self.layout.ignore_label
 
     @property
     def has_regions(self) -> bool:
-        return any(isinstance(v, tuple) for k, v in self.labels.items() if k != "ignore")
+        return self.layout.has_regions
 
     @property
     def label_values(self) -> list[int]:
         """All integer label values except the ignore label, sorted (nnU-Net's ``all_labels``)."""
-        values: set[int] = set()
-        for name, value in self.labels.items():
-            if name == "ignore":
-                continue
-            values.update(value if isinstance(value, tuple) else (value,))
-        return sorted(values)
+        return self.layout.label_values
 
     @property
     def allowed_label_values(self) -> list[int]:

@@ -1,20 +1,64 @@
-"""nnU-Net's losses: soft Dice (+ CE / TopK CE / BCE for regions), wrapped for deep supervision.
+"""nnU-Net's losses: soft Dice + cross-entropy (or Top-k CE), wrapped for deep supervision.
 
-Every variant is a value of ``loss.name`` (``dice_ce`` default, ``dice``, ``ce``, ``dice_topk10``, ``dice_bce``),
-never a subclass: the training code asks ``build_loss`` for one and does not care which.
+The loss group names *which terms* are used (``dice_ce`` default, ``dice``, ``ce``, ``topk``, ``dice_topk``);
+the dataset decides *how*: a label dataset trains softmax outputs (Dice without background + CE), a region
+dataset sigmoid outputs (Dice over every region + BCE), and an ignore label is masked out of both terms —
+exactly nnU-Net's ``DC_and_CE_loss`` / ``DC_and_BCE_loss`` / ``DC_and_topk_loss``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-LossName = Literal["dice_ce", "dice", "ce", "dice_topk10", "dice_bce"]
+from nnlight.raw.labels import LabelLayout
+from nnlight.utils.errors import UserError
+
+LossName = Literal["dice_ce", "dice", "ce", "topk", "dice_topk"]
 DICE_SMOOTH = 1e-5
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The ``loss`` group (``configs/loss/*.yaml``)."""
+
+    name: LossName = "dice_ce"
+    batch_dice: bool = True  # the plan's choice (configs interpolate ${plan.batch_dice})
+    dice_smooth: float = DICE_SMOOTH  # nnUNetTrainerDiceCELoss_noSmooth: 0
+    weight_dice: float = 1.0
+    weight_ce: float = 1.0
+    topk_percent: float = 10.0  # topk / dice_topk: the hardest k % of voxels
+    label_smoothing: float = 0.0  # cross-entropy terms (nnUNetTrainerTopk10LossLS01: 0.1)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    dice: bool
+    cross_entropy: Literal["ce", "topk"] | None
+    regions: bool  # nnU-Net defines it for region datasets too (sigmoid + BCE)
+
+
+LOSSES: dict[str, _Terms] = {
+    "dice_ce": _Terms(True, "ce", True),
+    "dice": _Terms(True, None, True),
+    "ce": _Terms(False, "ce", False),
+    "topk": _Terms(False, "topk", False),
+    "dice_topk": _Terms(True, "topk", False),
+}
+
+
+def check_loss_fits(settings: LossSettings, layout: LabelLayout, dataset: str) -> None:
+    """A loss nnU-Net only defines for softmax outputs cannot train a region dataset."""
+    if layout.has_regions and not LOSSES[settings.name].regions:
+        usable = ", ".join(n for n, t in LOSSES.items() if t.regions)
+        raise UserError(f"loss.name={settings.name} contradicts {dataset}: its labels are {layout.describe()}, and "
+                        f"{settings.name} is defined for softmax label outputs only; choose a loss that works "
+                        f"on regions: {usable}")
 
 
 def soft_dice_loss(probabilities: torch.Tensor, target_onehot: torch.Tensor, batch_dice: bool, do_bg: bool,
@@ -34,58 +78,80 @@ def soft_dice_loss(probabilities: torch.Tensor, target_onehot: torch.Tensor, bat
     return -dice.mean()
 
 
-def topk_cross_entropy(logits: torch.Tensor, target: torch.Tensor, k_percent: float,
-                       ignore_index: int = -100) -> torch.Tensor:
-    """Mean CE over the ``k_percent`` % hardest voxels (nnU-Net's TopKLoss)."""
-    losses = F.cross_entropy(logits, target, reduction="none", ignore_index=ignore_index).flatten()
+def topk_cross_entropy(logits: torch.Tensor, target: torch.Tensor, k_percent: float, ignore_index: int = -100,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean CE over the ``k_percent`` % hardest voxels (nnU-Net's TopKLoss; ignored voxels count as 0)."""
+    losses = F.cross_entropy(logits, target, reduction="none", ignore_index=ignore_index,
+                             label_smoothing=label_smoothing).flatten()
     k = max(int(losses.numel() * k_percent / 100), 1)
     return losses.topk(k, sorted=False).values.mean()
 
 
 class SegmentationLoss(nn.Module):
-    """One resolution's loss. Targets are label maps ``(b, 1, ...)``, or one channel per region for ``dice_bce``."""
+    """One resolution's loss.
 
-    def __init__(self, name: LossName, batch_dice: bool, ignore_label: int | None = None,
-                 weight_ce: float = 1.0, weight_dice: float = 1.0) -> None:
+    Label datasets: targets are label maps ``(b, 1, ...)``. Region datasets: one channel per region, plus a
+    last channel marking the ignore label if the dataset has one (nnU-Net's layout).
+    """
+
+    def __init__(self, settings: LossSettings, layout: LabelLayout) -> None:
         super().__init__()
-        self.name, self.batch_dice, self.ignore_label = name, batch_dice, ignore_label
-        self.weight_ce = 0.0 if name == "dice" else weight_ce
-        self.weight_dice = 0.0 if name == "ce" else weight_dice
+        self.settings = settings
+        self.terms = LOSSES[settings.name]
+        self.region_based = layout.has_regions
+        self.ignore_label = layout.ignore_label
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.name == "dice_bce":
-            return self._dice_bce(logits, target)
+        return self._regions(logits, target) if self.region_based else self._labels(logits, target)
+
+    def _labels(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        s = self.settings
         labels = target[:, 0].long()
         mask = None
         if self.ignore_label is not None:
             mask = (labels != self.ignore_label)[:, None].float()
             labels = torch.where(mask[:, 0].bool(), labels, torch.zeros_like(labels))
         loss = logits.new_zeros(())
-        if self.weight_dice:
+        if self.terms.dice and s.weight_dice:
             onehot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
-            loss = loss + self.weight_dice * soft_dice_loss(logits.softmax(1), onehot, self.batch_dice, do_bg=False,
-                                                            mask=mask)
-        if self.weight_ce and (mask is None or mask.sum() > 0):
+            loss = loss + s.weight_dice * soft_dice_loss(logits.softmax(1), onehot, s.batch_dice, do_bg=False,
+                                                         mask=mask, smooth=s.dice_smooth)
+        if self.terms.cross_entropy and s.weight_ce and (mask is None or mask.sum() > 0):
             ce_target = target[:, 0].long()
             ignore = self.ignore_label if self.ignore_label is not None else -100
-            ce = topk_cross_entropy(logits, ce_target, 10, ignore) if self.name == "dice_topk10" else \
-                F.cross_entropy(logits, ce_target, ignore_index=ignore)
-            loss = loss + self.weight_ce * ce
+            ce = topk_cross_entropy(logits, ce_target, s.topk_percent, ignore, s.label_smoothing) \
+                if self.terms.cross_entropy == "topk" else \
+                F.cross_entropy(logits, ce_target, ignore_index=ignore, label_smoothing=s.label_smoothing)
+            loss = loss + s.weight_ce * ce
         return loss
 
-    def _dice_bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Region-based training: sigmoid per region, BCE + soft Dice including every channel."""
+    def _regions(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Sigmoid per region: soft Dice over every region (+ BCE); the ignore channel masks both."""
+        s = self.settings
+        mask = None
+        if self.ignore_label is not None:
+            mask = 1 - target[:, -1:].to(logits.dtype)
+            target = target[:, :-1]
         target = target.to(logits.dtype)
-        bce = F.binary_cross_entropy_with_logits(logits, target)
-        dice = soft_dice_loss(logits.sigmoid(), target, self.batch_dice, do_bg=True)
-        return self.weight_ce * bce + self.weight_dice * dice
+        loss = logits.new_zeros(())
+        if self.terms.dice and s.weight_dice:
+            loss = loss + s.weight_dice * soft_dice_loss(logits.sigmoid(), target, s.batch_dice, do_bg=True,
+                                                         mask=mask, smooth=s.dice_smooth)
+        if self.terms.cross_entropy and s.weight_ce:
+            if mask is None:
+                bce = F.binary_cross_entropy_with_logits(logits, target)
+            else:  # nnU-Net: summed over regions, divided by the number of valid voxels
+                bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * mask).sum() / \
+                    mask.sum().clamp_min(1e-8)
+            loss = loss + s.weight_ce * bce
+        return loss
 
 
 def deep_supervision_weights(num_outputs: int, lowest: float = 0.0) -> list[float]:
     """1/2^i per output (highest resolution first), the lowest resolution weighted ``lowest``, normalized to sum 1.
 
     Under DDP nnU-Net uses ``lowest=1e-6``: a head that never contributes to the loss has no gradient, which
-    DDP treats as an error.
+    DDP treats as an error. A single output (deep supervision off) gets weight 1.
     """
     weights = [1 / 2**i for i in range(num_outputs)]
     if num_outputs > 1:

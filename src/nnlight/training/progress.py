@@ -11,22 +11,25 @@ import lightning as L
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 
 from nnlight.utils.files import atomic_write
+from nnlight.utils.folders import RunFolder
 
 SERIES = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "lr", "epoch_seconds")
 
 
 class ProgressPlot(L.Callback):
-    """``filename`` is relative to the trainer's root folder (the run folder) unless absolute."""
+    """``filename`` is relative to the trainer's root folder (the run folder) unless absolute; by default the
+    run folder's progress plot."""
 
-    def __init__(self, filename: str | Path = "progress.png") -> None:
-        self.filename = Path(filename)
+    def __init__(self, filename: str | Path | None = None) -> None:
+        self.filename = Path(filename) if filename is not None else None
         self.path = self.filename
         self.history: dict[str, list[float]] = {k: [] for k in SERIES}
         self._start = 0.0
         self._lr = float("nan")
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.path = Path(trainer.default_root_dir) / self.filename
+        root = Path(trainer.default_root_dir)
+        self.path = root / self.filename if self.filename is not None else RunFolder(root).progress_plot
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()

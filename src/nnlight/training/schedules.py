@@ -1,34 +1,53 @@
-"""Learning-rate schedules as functions of the epoch (stepped once per epoch, as nnU-Net does).
+"""nnU-Net's learning-rate schedules as torch LR schedulers, stepped once per epoch (as nnU-Net does).
 
-The poly schedule runs over the *configured* number of epochs, so ``trainer.max_epochs=100`` gives a full
-decay in 100 epochs rather than the first tenth of nnU-Net's 1000.
+The ``scheduler`` group names one with ``_target_`` (these, or any ``torch.optim.lr_scheduler`` class such as
+``CosineAnnealingLR``); ``max_epochs`` is interpolated from ``trainer.max_epochs``, so
+``trainer.max_epochs=100`` gives a full decay in 100 epochs rather than the first tenth of nnU-Net's 1000.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
-
-ScheduleName = Literal["poly", "cosine", "warmup_poly"]
+from torch.optim.lr_scheduler import LRScheduler
 
 
-def lr_factor(name: ScheduleName, epoch: int, max_epochs: int, exponent: float = 0.9,
-              warmup_epochs: int = 0) -> float:
-    """Multiplier of the initial learning rate at the start of ``epoch`` (0-based)."""
-    if name == "poly":
-        return (1 - epoch / max_epochs) ** exponent
-    if name == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * epoch / max_epochs))
-    if name == "warmup_poly":
-        if epoch < warmup_epochs:
-            return (epoch + 1) / (warmup_epochs + 1)
-        return (1 - (epoch - warmup_epochs) / max(max_epochs - warmup_epochs, 1)) ** exponent
-    raise ValueError(f"unknown schedule {name!r}; choose poly, cosine or warmup_poly")
+def poly_factor(epoch: int, max_epochs: int, exponent: float = 0.9) -> float:
+    """``(1 - epoch / max_epochs) ** exponent``: nnU-Net's PolyLRScheduler, clamped at the end."""
+    return max(1 - epoch / max_epochs, 0.0) ** exponent
 
 
-def epoch_scheduler(optimizer: Optimizer, name: ScheduleName, max_epochs: int, exponent: float = 0.9,
-                    warmup_epochs: int = 0) -> LambdaLR:
-    return LambdaLR(optimizer, lambda epoch: lr_factor(name, epoch, max_epochs, exponent, warmup_epochs))
+def warmup_poly_factor(epoch: int, max_epochs: int, warmup_epochs: int, exponent: float = 0.9) -> float:
+    """nnUNetTrainer_warmup: ``(epoch + 1) / warmup`` for the first ``warmup`` epochs (Lin_incr_LRScheduler),
+    then poly over the remaining epochs (PolyLRScheduler_offset)."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / warmup_epochs
+    return poly_factor(epoch - warmup_epochs, max_epochs - warmup_epochs, exponent)
+
+
+class PolyLR(LRScheduler):
+    """nnU-Net's default schedule: ``lr * (1 - epoch / max_epochs) ** 0.9``."""
+
+    def __init__(self, optimizer: Optimizer, max_epochs: int, exponent: float = 0.9, last_epoch: int = -1) -> None:
+        if max_epochs < 1:
+            raise ValueError(f"max_epochs={max_epochs}: needs at least 1 epoch")
+        self.max_epochs, self.exponent = max_epochs, exponent
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        factor = poly_factor(self.last_epoch, self.max_epochs, self.exponent)
+        return [base * factor for base in self.base_lrs]
+
+
+class WarmupPolyLR(LRScheduler):
+    """nnUNetTrainer_warmup: linear warm-up over ``warmup_epochs``, then poly decay to ``max_epochs``."""
+
+    def __init__(self, optimizer: Optimizer, max_epochs: int, warmup_epochs: int = 50, exponent: float = 0.9,
+                 last_epoch: int = -1) -> None:
+        if not 0 < warmup_epochs < max_epochs:
+            raise ValueError(f"warmup_epochs={warmup_epochs} must be between 1 and max_epochs - 1 ({max_epochs - 1})")
+        self.max_epochs, self.warmup_epochs, self.exponent = max_epochs, warmup_epochs, exponent
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        factor = warmup_poly_factor(self.last_epoch, self.max_epochs, self.warmup_epochs, self.exponent)
+        return [base * factor for base in self.base_lrs]

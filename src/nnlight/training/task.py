@@ -2,113 +2,105 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
 
 import lightning as L
 import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
-from nnlight.nets import build_network
-from nnlight.nets.unet import NetworkName
-from nnlight.training.losses import DeepSupervisionLoss, LossName, SegmentationLoss, deep_supervision_weights
-from nnlight.training.schedules import ScheduleName, epoch_scheduler
+from nnlight.nets import NetworkOptions, build_network
+from nnlight.planning.plans import Architecture
+from nnlight.raw.labels import LabelLayout
+from nnlight.training.losses import DeepSupervisionLoss, LossSettings, SegmentationLoss, deep_supervision_weights
+from nnlight.training.metrics import PseudoDice
 
-OptimizerName = Literal["sgd_nesterov", "adam", "adamw"]
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
 PSEUDO_DICE_EMA = 0.9  # nnU-Net: ema = 0.9 * ema + 0.1 * new
 
 
+def _plain(value: Any) -> Any:
+    """Checkpoints are loaded with ``weights_only=True``: hyperparameters must be plain lists, dicts, numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 class SegmentationTask(L.LightningModule):
-    def __init__(self, network: NetworkName, network_kwargs: dict[str, Any], input_channels: int, num_classes: int,
-                 loss: LossName = "dice_ce", batch_dice: bool = True, ignore_label: int | None = None,
-                 optimizer: OptimizerName = "sgd_nesterov", lr: float = 1e-2, momentum: float = 0.99,
-                 weight_decay: float = 3e-5, schedule: ScheduleName = "poly", poly_exponent: float = 0.9,
-                 warmup_epochs: int = 0, max_epochs: int = 1000) -> None:
+    def __init__(self, architecture: Architecture, input_channels: int, layout: LabelLayout,
+                 network_options: NetworkOptions, loss: LossSettings, optimizer: OptimizerFactory,
+                 scheduler: SchedulerFactory) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.architecture, self.input_channels, self.layout = architecture, input_channels, layout
+        self.network_options, self.loss_settings = network_options, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.save_hyperparameters(_plain({
+            "architecture": asdict(architecture), "input_channels": input_channels, "labels": dict(layout.labels),
+            "network": asdict(network_options), "loss": asdict(loss)}))
         self.network = self.configure_network()
         self.loss = self.configure_loss()
-        self.region_based = loss == "dice_bce"
-        self._counts: torch.Tensor | None = None  # per-class TP, FP, FN over the validation epoch
+        self.pseudo_dice = PseudoDice(layout)
         self.pseudo_dice_ema: float | None = None
         self.pseudo_dice_history: list[float] = []  # mean foreground pseudo Dice per validation epoch
 
     def configure_network(self) -> torch.nn.Module:
-        h = self.hparams
-        return build_network(h.network, input_channels=h.input_channels, num_classes=h.num_classes,
-                             deep_supervision=True, **h.network_kwargs)
+        return build_network(self.architecture.network, input_channels=self.input_channels,
+                             num_classes=self.layout.num_outputs, norm=self.network_options.norm,
+                             deep_supervision=self.network_options.deep_supervision,
+                             **self.architecture.network_kwargs())
 
     def configure_loss(self, distributed: bool = False) -> DeepSupervisionLoss:
-        h = self.hparams
-        outputs = len(h.network_kwargs["strides"]) - 1
-        return DeepSupervisionLoss(SegmentationLoss(h.loss, h.batch_dice, h.ignore_label),
+        outputs = len(self.architecture.strides) - 1 if self.network_options.deep_supervision else 1
+        return DeepSupervisionLoss(SegmentationLoss(self.loss_settings, self.layout),
                                    deep_supervision_weights(outputs, lowest=1e-6 if distributed else 0.0))
 
     def setup(self, stage: str) -> None:
         if self.trainer is not None and self.trainer.world_size > 1:
             self.loss = self.configure_loss(distributed=True)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.network(images)
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Logits per output resolution, highest first (one entry without deep supervision)."""
+        outputs = self.network(images)
+        return outputs if isinstance(outputs, list) else [outputs]
 
     def training_step(self, batch: tuple[torch.Tensor, Sequence[torch.Tensor]], batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        loss = self.loss(self.network(images), targets)
+        loss = self.loss(self(images), targets)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0],
                  sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, Sequence[torch.Tensor]], batch_idx: int) -> None:
         images, targets = batch
-        outputs = self.network(images)
+        outputs = self(images)
         loss = self.loss(outputs, targets)
         self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0],
                  sync_dist=True)
-        counts = self._confusion(outputs[0], targets[0])
-        self._counts = counts if self._counts is None else self._counts + counts
-
-    def _confusion(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Foreground TP/FP/FN per class (or region) on the highest-resolution output, as nnU-Net's pseudo Dice."""
-        if self.region_based:
-            predicted, truth = logits.sigmoid() > 0.5, target.bool()
-        else:
-            classes = torch.arange(1, logits.shape[1], device=logits.device).view(1, -1, *[1] * (logits.ndim - 2))
-            predicted, truth = logits.argmax(1, keepdim=True) == classes, target == classes
-            if self.hparams.ignore_label is not None:
-                valid = target != self.hparams.ignore_label
-                predicted, truth = predicted & valid, truth & valid
-        axes = [0, *range(2, logits.ndim)]
-        return torch.stack([(predicted & truth).sum(axes), (predicted & ~truth).sum(axes),
-                            (~predicted & truth).sum(axes)]).double()
+        self.pseudo_dice.update(outputs[0], targets[0])
 
     def on_validation_epoch_end(self) -> None:
-        if self._counts is None or self.trainer.sanity_checking:  # the sanity check is not an epoch
-            self._counts = None
+        dice = self.pseudo_dice.compute()  # summed over all ranks: the same value everywhere
+        self.pseudo_dice.reset()
+        if self.trainer.sanity_checking:  # the sanity check is not an epoch
             return
-        counts = self.all_gather(self._counts).view(-1, *self._counts.shape).sum(0)
-        tp, fp, fn = counts
-        dice = 2 * tp / (2 * tp + fp + fn)
-        mean = float(dice[~dice.isnan()].mean()) if (~dice.isnan()).any() else 0.0
+        present = ~dice.isnan()
+        mean = float(dice[present].mean()) if present.any() else 0.0
         self.pseudo_dice_history.append(mean)
         self.pseudo_dice_ema = mean if self.pseudo_dice_ema is None else \
             PSEUDO_DICE_EMA * self.pseudo_dice_ema + (1 - PSEUDO_DICE_EMA) * mean
-        # computed from counts gathered over all ranks: the same value everywhere
         self.log("val/pseudo_dice", mean, prog_bar=True, sync_dist=True)
         self.log("val/pseudo_dice_ema", self.pseudo_dice_ema, prog_bar=True, sync_dist=True)
         for c, value in enumerate(dice.tolist(), start=1):
             self.log(f"val/pseudo_dice_{c}", value, sync_dist=True)
-        self._counts = None
 
     def configure_optimizers(self) -> dict[str, Any]:
-        h = self.hparams
-        params = self.network.parameters()
-        if h.optimizer == "sgd_nesterov":
-            optimizer = torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, nesterov=True,
-                                        weight_decay=h.weight_decay)
-        elif h.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
-        scheduler = epoch_scheduler(optimizer, h.schedule, h.max_epochs, h.poly_exponent, h.warmup_epochs)
+        optimizer = self.optimizer_factory(self.network.parameters())
+        scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -21,6 +21,21 @@ from nnlight.inference.predictor import InferenceSettings, export_scores, predic
 from nnlight.preprocessing.store import load_case
 from nnlight.raw.io import read_seg, reader_kind
 from nnlight.utils.files import atomic_write_json
+from nnlight.utils.folders import PredictionFolder
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """The ``validation`` block of train.yaml: the end-of-training prediction of the fold's validation cases."""
+
+    enabled: bool = True
+    mirroring: bool = True  # test-time augmentation over the axes mirrored in training
+    step_size: float = 0.5  # tile overlap: step = step_size x tile
+    save_probabilities: bool = True  # validation/<case>.npz: what evaluate.py averages for ensembles
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step_size <= 1:
+            raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5")
 
 
 @dataclass(frozen=True)
@@ -60,5 +75,5 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
             per_case[case_id] = case_metrics(reference[0], prediction.reshape(reference.shape[1:]),
                                              settings.labels, settings.ignore_label)
     summary = summarize(per_case)
-    atomic_write_json(out_folder / "summary.json", summary)
+    atomic_write_json(PredictionFolder(out_folder).summary, summary)
     return summary

@@ -1,0 +1,156 @@
+"""What the entry points do before Hydra starts: ``--help`` listing every config group and its options, and
+a one-line error (exit 2, nothing written) for an unknown group option, a misspelt key or a malformed override.
+
+Hydra itself would print a multi-line report with exit code 1, or compose the run folder before the stage can
+refuse; composing once here first (every value of a sweep included) catches those mistakes earlier.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+
+from nnlight.utils.errors import USER_ERROR_EXIT_CODE
+
+# Hydra's own flags (--cfg job, --info, -cn ...) go straight to Hydra
+_HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--resolve", "--package", "-p", "--shell-completion", "-sc",
+                "--experimental-rerun", "--run", "-r")
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def check_command_line(config_dir: Path, config_name: str, argv: list[str] | None = None) -> None:
+    """Exit with help (0) or with the first mistake on the command line (2); return if Hydra may start."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in args or "-h" in args:
+        print(help_text(config_dir, config_name))
+        sys.exit(0)
+    if any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
+        return
+    overrides = [a for a in args if a not in _MULTIRUN_FLAGS]
+    message = first_problem(config_dir, config_name, overrides)
+    if message:
+        print(f"\nnnlight: error: {message}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+    """Compose with every value of every sweep (the others at their first value); the first failure, explained."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as e:
+        return f"cannot read the override(s) {' '.join(overrides)}: {str(e).splitlines()[0]}"
+    variants = [[*overrides]]
+    first = [o.input_line if not o.is_sweep_override() else _with_value(o, next(iter(o.sweep_string_iterator())))
+             for o in parsed]
+    for i, override in enumerate(parsed):
+        if override.is_sweep_override():
+            variants += [[*first[:i], _with_value(override, value), *first[i + 1:]]
+                         for value in override.sweep_string_iterator()]
+    for variant in variants if len(variants) == 1 else variants[1:]:
+        problem = _compose_problem(config_dir, config_name, variant)
+        if problem:
+            return problem
+    return None
+
+
+def _with_value(override: object, value: str) -> str:
+    return f"{override.get_key_element()}={value}"  # type: ignore[attr-defined]
+
+
+def _compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            return compose(config_name, overrides=overrides, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _compose_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+    try:
+        _compose(config_dir, config_name, overrides)
+    except MissingConfigException as e:
+        group, _, option = str(e.missing_cfg_file).partition("/")
+        options = list(e.options or []) or _plan_options(config_dir, config_name) if group == "plan" else \
+            list(e.options or [])
+        return f"{group}={option}: no such option; choose one of {', '.join(options) or '(none yet)'}" + \
+            (" (plan.py writes them)" if group == "plan" else "")
+    except ConfigCompositionException as e:
+        return _composition_problem(config_dir, config_name, overrides, e)
+    except (HydraException, ValueError) as e:
+        return str(e).splitlines()[0]
+    return None
+
+
+def _composition_problem(config_dir: Path, config_name: str, overrides: list[str], error: Exception) -> str:
+    text = str(error)
+    if text.startswith("You must specify 'plan'"):
+        planned = _plan_options(config_dir, config_name)
+        return ("plan=<Dataset>/<configuration> is required; planned so far: "
+                f"{', '.join(planned) or 'none (run python plan.py dataset=<Dataset> first)'}")
+    if text.startswith("Could not override '"):
+        key = text.split("'")[1]
+        parent = key.rpartition(".")[0]
+        rest = [o for o in overrides if o.split("=")[0].lstrip("+~") != key]
+        try:
+            node = _compose(config_dir, config_name, rest)
+            node = OmegaConf.select(node, parent) if parent else node
+            valid = sorted(str(k) for k in node if k != "hydra") if isinstance(node, DictConfig) else []
+        except (HydraException, ValueError):
+            valid = []
+        where = f"{parent}." if parent else ""
+        return (f"{key}: no such setting" + (f"; valid: {', '.join(f'{where}{k}' for k in valid)}" if valid else "")
+                + f" (to add a new key on purpose: +{key}=...)")
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _plan_options(config_dir: Path, config_name: str) -> list[str]:
+    """The generated plan configs on the config's search path (``<preprocessed>/configs/plan/<Dataset>/*.yaml``)."""
+    primary = OmegaConf.load(config_dir / f"{config_name}.yaml")
+    paths = OmegaConf.to_container(primary, resolve=False).get("hydra", {}).get("searchpath", [])  # type: ignore[union-attr]
+    options = []
+    for entry in paths:
+        folder = Path(str(OmegaConf.create({"p": entry}).p).removeprefix("file://")) / "plan"
+        options += sorted(f"{p.parent.name}/{p.stem}" for p in folder.glob("*/*.yaml"))
+    return options
+
+
+def _flat_keys(node: object, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return [prefix]
+    return [k for key, value in node.items() for k in _flat_keys(value, f"{prefix}{key}.")] if node else [prefix]
+
+
+def help_text(config_dir: Path, config_name: str) -> str:
+    """The command's usage, its config groups with their options (default marked), its own values."""
+    primary = OmegaConf.to_container(OmegaConf.load(config_dir / f"{config_name}.yaml"), resolve=False)
+    defaults: dict[str, object] = {}
+    for entry in primary.pop("defaults", []):  # type: ignore[union-attr]
+        if isinstance(entry, dict):
+            defaults.update({str(k): v for k, v in entry.items()})
+    primary.pop("hydra", None)  # type: ignore[union-attr]
+    usage = next((line.lstrip("# ") for line in (config_dir / f"{config_name}.yaml").read_text().splitlines()
+                  if line.startswith("# python")), f"python {config_name}.py key=value ...")
+    lines = [f"usage: {usage}", "", "Config groups (choose with group=option; * = default):"]
+    for group, default in defaults.items():
+        if group in ("hydra", "_self_"):
+            continue
+        options = _plan_options(config_dir, config_name) if group == "plan" else \
+            sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        marked = ", ".join(f"{o}*" if o == default else o for o in options) or "(none yet: run plan.py)"
+        lines.append(textwrap.fill(marked, 116, initial_indent=f"  {group}: ", subsequent_indent="    "))
+    values = [k.rstrip(".") for k in _flat_keys(primary)]
+    lines += ["", "Values (key=value; a group's own values as group.key, e.g. trainer.max_epochs=100):",
+              textwrap.fill(", ".join(values), 116, initial_indent="  ", subsequent_indent="  "),
+              "A sweep runs every combination: -m key=a,b,c", "",
+              f"Every value of the composed config: python {config_name}.py <your overrides> --cfg job",
+              "Hydra's own options: --hydra-help"]
+    return "\n".join(lines)

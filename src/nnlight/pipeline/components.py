@@ -1,0 +1,98 @@
+"""Components named by ``_target_`` in a config group (optimizer, scheduler, callbacks, loggers), checked.
+
+A target must name a *class* of the kind its group expects (a torch Optimizer, an LR scheduler, a Lightning
+Callback or Logger) — a user's own subclass works without touching nnlight, a function or an unrelated
+class is refused. Arguments are plain values: a nested ``_target_`` is refused, and every key must be an
+argument of the class, so a misspelt one is named with the valid ones before anything runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nnlight.utils.errors import UserError
+
+_HYDRA_KEYS = ("_target_", "_partial_")
+
+
+def locate_class(target: str, where: str) -> type:
+    """The class a dotted path names: its module is imported, nothing is called."""
+    parts = target.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            obj = getattr(obj, attribute, None)
+        if obj is not None:
+            return obj
+        break
+    raise UserError(f"{where}._target_={target!r}: no such class (is the package installed and the path spelt "
+                    "right?)")
+
+
+def _nested_target(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "_target_" in value or any(_nested_target(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_nested_target(v) for v in value)
+    return False
+
+
+@dataclass(frozen=True)
+class Component:
+    """A checked class and its keyword arguments."""
+
+    cls: type
+    arguments: dict[str, Any]
+    where: str
+
+    def create(self, *args: Any, **extra: Any) -> Any:
+        try:
+            return self.cls(*args, **self.arguments, **extra)
+        except (TypeError, ValueError, ImportError, ModuleNotFoundError) as e:
+            hint = " If a package is missing, install it (see the comment at the top of the config file)." \
+                if isinstance(e, ImportError) else ""
+            given = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+            raise UserError(f"{self.where} ({self.cls.__module__}.{self.cls.__qualname__}) could not be created "
+                            f"with {given or 'no arguments'}: {e}.{hint}") from None
+
+    def factory(self) -> Callable[..., Any]:
+        """``create`` with the arguments bound: the optimizer receives parameters, the scheduler an optimizer."""
+        return functools.partial(self.create)
+
+
+def component(node: DictConfig, where: str, base: type) -> Component:
+    """The ``_target_`` class of ``node`` (a subclass of ``base``) with the node's other keys as arguments."""
+    values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    target = values.get("_target_")
+    if not isinstance(target, str):
+        raise UserError(f"{where}: needs _target_: <a {base.__name__} class>")
+    cls = locate_class(target, where)
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise UserError(f"{where}._target_={target!r} is not a {base.__module__}.{base.__qualname__} class; only "
+                        f"such classes can be used here")
+    arguments = {k: v for k, v in values.items() if k not in _HYDRA_KEYS}
+    if _nested_target(arguments):
+        raise UserError(f"{where}: arguments may not contain another _target_ (only plain values)")
+    parameters = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(arguments) - set(parameters))
+        if unknown:
+            valid = [n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+            raise UserError(f"{where}: {cls.__qualname__} has no argument(s) {', '.join(unknown)}; valid: "
+                            f"{', '.join(valid)}")
+    return Component(cls, arguments, where)
+
+
+def components(group: DictConfig | None, where: str, base: type) -> list[Component]:
+    """Every entry of a ``name: {_target_: ..., args}`` group (callbacks, loggers), in config order."""
+    return [component(entry, f"{where}.{name}", base) for name, entry in (group or {}).items()]

@@ -1,0 +1,149 @@
+"""Everything a training run needs, read from the config and checked before anything is written.
+
+Each config group becomes its typed settings object; dataset facts come from the plan alone; a method option
+that contradicts them, an unknown name or key, or a wrong value is a ``UserError`` raised here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from nnlight.data.augmentation import AugmentationSettings
+from nnlight.data.datamodule import DataSettings
+from nnlight.nets import NetworkOptions
+from nnlight.pipeline.components import Component, component, components
+from nnlight.pipeline.settings import settings_from_config
+from nnlight.planning.facts import DatasetFacts
+from nnlight.planning.plans import Architecture
+from nnlight.training.losses import LossSettings, check_loss_fits
+from nnlight.training.validation import ValidationOptions
+from nnlight.utils.errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    plan: dict[str, Any]  # the resolved plan config (overrides included), saved as the run's plan.json
+    facts: DatasetFacts
+    architecture: Architecture
+    preprocessed_dataset: Path
+    raw_labels: Path
+    data: DataSettings
+    augmentation: AugmentationSettings
+    network: NetworkOptions
+    loss: LossSettings
+    optimizer: Component
+    scheduler: Component
+    callbacks: list[Component]
+    loggers: list[Component]
+    trainer: dict[str, Any]  # Lightning Trainer arguments
+    compile: bool
+    validation: ValidationOptions
+    seed: int
+    optimized_metric: str | None
+
+    @property
+    def fast_dev_run(self) -> bool:
+        return bool(self.trainer.get("fast_dev_run", False))
+
+
+def prepare(cfg: DictConfig) -> TrainSetup:
+    """Read and check every group; raises ``UserError`` naming the key and the fix."""
+    plan = OmegaConf.to_container(cfg.plan, resolve=True)
+    facts = _facts(plan)
+    preprocessed = Path(cfg.paths.preprocessed) / facts.dataset
+    if not (preprocessed / str(plan["data_identifier"])).is_dir():
+        raise UserError(f"{preprocessed / plan['data_identifier']}: no preprocessed data; run "
+                        f"python plan.py dataset={facts.dataset}")
+    architecture = _architecture(plan)
+    data = settings_from_config(DataSettings, cfg.data, "data")
+    check_patch_size(data.patch_size, architecture.strides)
+    loss = settings_from_config(LossSettings, cfg.loss, "loss")
+    check_loss_fits(loss, facts.layout, facts.dataset)
+    trainer, compile_network = trainer_arguments(cfg.trainer)
+    return TrainSetup(
+        plan=plan, facts=facts, architecture=architecture, preprocessed_dataset=preprocessed,
+        raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
+        augmentation=settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation"),
+        network=settings_from_config(NetworkOptions, cfg.network, "network"), loss=loss,
+        optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
+        callbacks=components(cfg.get("callbacks"), "callbacks", L.Callback),
+        loggers=components(cfg.get("logger"), "logger", Logger), trainer=trainer, compile=compile_network,
+        validation=settings_from_config(ValidationOptions, cfg.validation, "validation"), seed=_seed(cfg.seed),
+        optimized_metric=_optimized_metric(cfg.get("optimized_metric")))
+
+
+def _facts(plan: dict[str, Any]) -> DatasetFacts:
+    facts = DatasetFacts.from_plan(plan)
+    if facts.previous_stage:
+        raise UserError(f"plan={facts.dataset}/{facts.configuration} is a cascade stage: it trains on the "
+                        f"predictions of {facts.previous_stage}, which nnlight cannot train yet; train "
+                        f"plan={facts.dataset}/{facts.previous_stage} or plan={facts.dataset}/3d_fullres instead")
+    return facts
+
+
+def _architecture(plan: dict[str, Any]) -> Architecture:
+    try:
+        return Architecture(**plan["architecture"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"plan.architecture of {plan.get('dataset')}/{plan.get('configuration')} is malformed ({e}); "
+                        "re-run plan.py with overwrite_configs=true to regenerate it") from None
+
+
+def check_patch_size(patch_size: tuple[int, ...], strides: list[list[int]]) -> None:
+    """The U-Net halves the patch once per stride: each axis must divide by the product of its strides."""
+    total = [int(torch.tensor([s[axis] for s in strides]).prod()) for axis in range(len(strides[0]))]
+    if len(patch_size) != len(total) or any(p % t for p, t in zip(patch_size, total, strict=False)):
+        raise UserError(f"data.patch_size={list(patch_size)} does not fit the planned network: it needs "
+                        f"{len(total)} axes, each a multiple of {total} (the network's total stride per axis)")
+
+
+def _optimizer(node: DictConfig) -> Component:
+    optimizer = component(node, "optimizer", Optimizer)
+    optimizer.create([torch.nn.Parameter(torch.zeros(1))])  # a wrong value (lr=fast) is named now, not mid-run
+    return optimizer
+
+
+def _scheduler(node: DictConfig) -> Component:
+    scheduler = component(node, "scheduler", LRScheduler)
+    scheduler.create(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01))
+    return scheduler
+
+
+def trainer_arguments(node: DictConfig) -> tuple[dict[str, Any], bool]:
+    """``trainer.*`` as Lightning Trainer arguments (nnU-Net's precision per device), and ``compile``."""
+    arguments: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    compile_network = bool(arguments.pop("compile", False))
+    unknown = sorted(set(arguments) - set(inspect.signature(L.Trainer).parameters))
+    if unknown:
+        raise UserError(f"trainer.{unknown[0]}: not a Lightning Trainer argument. See configs/trainer/default.yaml "
+                        "and Lightning's Trainer documentation for the valid ones")
+    if not arguments.get("precision"):
+        arguments["precision"] = "16-mixed" if on_gpu(arguments) else "32"
+    return arguments, compile_network
+
+
+def on_gpu(trainer: dict[str, Any]) -> bool:
+    return torch.cuda.is_available() and trainer.get("accelerator") != "cpu"
+
+
+def _seed(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UserError(f"seed={value!r}: expected an integer")
+    return value
+
+
+def _optimized_metric(name: str | None) -> str | None:
+    if name is not None and name != "validation_dice" and not name.startswith(("val/", "train/")):
+        raise UserError(f"optimized_metric={name}: use validation_dice, val/pseudo_dice_ema, val/loss or "
+                        "another logged val/* or train/* metric")
+    return name

@@ -1,0 +1,46 @@
+"""The dataset facts a planned configuration carries: what training and inference take from the plan.
+
+Labels vs regions, the ignore label, which channels were normalized inside the non-zero mask, the number of
+input channels and the cascade stage are properties of the dataset and its plan. Method options (loss,
+augmentation, ...) never set them; a method option that contradicts them is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nnlight.raw.labels import LabelLayout
+from nnlight.utils.errors import UserError
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    dataset: str
+    configuration: str
+    layout: LabelLayout
+    channel_names: tuple[str, ...]
+    use_mask_for_norm: tuple[bool, ...]
+    previous_stage: str | None = None  # the cascade's full-resolution stage trains on the low-res predictions
+
+    @classmethod
+    def from_plan(cls, plan: Mapping[str, Any], where: str = "plan") -> DatasetFacts:
+        """From a generated plan config (or a run folder's ``plan.json``)."""
+        try:
+            return cls(str(plan["dataset"]), str(plan["configuration"]),
+                       LabelLayout.from_mapping(plan["labels"], plan.get("regions_class_order")),
+                       tuple(str(c) for c in plan["channel_names"]),
+                       tuple(bool(u) for u in plan["use_mask_for_norm"]), plan.get("previous_stage"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{where}: not a plan written by plan.py (missing or malformed {e}); re-run "
+                            "python plan.py dataset=<Dataset> overwrite_configs=true") from None
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def mask_channels(self) -> tuple[int, ...]:
+        """Channels z-scored inside the non-zero mask: augmentation sets them to 0 outside it again."""
+        return tuple(i for i, use in enumerate(self.use_mask_for_norm) if use)

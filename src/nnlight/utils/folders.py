@@ -1,0 +1,165 @@
+"""The one place that names the files of a run folder, a model (configuration) folder, a dataset's results
+and a prediction folder. Train, predict, evaluate and selection all find their artifacts through these.
+
+::
+
+    <results>/<Dataset>/                              DatasetResults
+        <configuration>/<experiment>[<overrides>]/    ModelFolder (a trained configuration, all its folds)
+            fold_<k>/                                 RunFolder (one trained fold)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+CheckpointName = Literal["final", "best", "last"]
+CHECKPOINT_NAMES: tuple[CheckpointName, ...] = ("final", "best", "last")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One trained fold: checkpoints, copies of the plan and dataset files, logs, validation predictions."""
+
+    path: Path
+
+    @property
+    def fold(self) -> str:
+        return self.path.name.removeprefix("fold_")
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint(self, name: CheckpointName) -> Path:
+        return self.checkpoints / f"{name}.ckpt"
+
+    @property
+    def plan(self) -> Path:
+        """The plan the fold was trained with (resolved generated config, overrides included)."""
+        return self.path / "plan.json"
+
+    @property
+    def inference(self) -> Path:
+        """The training choices inference must repeat (tile size, mirror axes, network options)."""
+        return self.path / "inference.json"
+
+    @property
+    def provenance(self) -> Path:
+        return self.path / "provenance.json"
+
+    @property
+    def dataset_json(self) -> Path:
+        return self.path / "dataset.json"
+
+    @property
+    def fingerprint(self) -> Path:
+        return self.path / "fingerprint.json"
+
+    def nnunet_plans(self, plans_name: str) -> Path:
+        return self.path / f"{plans_name}.json"
+
+    @property
+    def progress_plot(self) -> Path:
+        return self.path / "progress.png"
+
+    @property
+    def validation(self) -> Path:
+        return self.path / "validation"
+
+    @property
+    def validation_summary(self) -> Path:
+        return PredictionFolder(self.validation).summary
+
+    def is_trained_run(self) -> bool:
+        return self.plan.is_file()
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """``<configuration>/<experiment>[<overrides>]``: the folds of one trained configuration."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        """``<configuration>/<experiment>``, as tables show it."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+    def fold(self, fold: int | str) -> RunFolder:
+        return RunFolder(self.path / f"fold_{fold}")
+
+    def runs(self) -> list[RunFolder]:
+        """Every fold that train.py has set up (its plan.json is written before training starts)."""
+        return sorted((RunFolder(p) for p in self.path.glob("fold_*") if (p / "plan.json").is_file()),
+                      key=lambda r: r.path)
+
+    @property
+    def crossval(self) -> Path:
+        """Every fold's validation predictions merged (evaluate.py)."""
+        return self.path / "crossval"
+
+    @property
+    def postprocessing(self) -> Path:
+        return self.path / "postprocessing.json"
+
+
+@dataclass(frozen=True)
+class DatasetResults:
+    """``<results>/<Dataset>``: every trained model of a dataset and the comparison between them."""
+
+    path: Path
+
+    def model_folders(self) -> list[ModelFolder]:
+        return [ModelFolder(p) for p in sorted(self.path.glob("*/*")) if p.is_dir() and p.name != "crossval"]
+
+    @property
+    def best_configuration(self) -> Path:
+        return self.path / "best_configuration.json"
+
+    @property
+    def postprocessing(self) -> Path:
+        """The post-processing chosen for the selected model or ensemble."""
+        return self.path / "postprocessing.json"
+
+    @property
+    def cv_table(self) -> Path:
+        return self.path / "cv_results.md"
+
+    @property
+    def cv_plot(self) -> Path:
+        return self.path / "cv_results.png"
+
+    def ensemble(self, members: list[ModelFolder]) -> Path:
+        return self.path / "ensembles" / "+".join(m.name.replace("/", "__") for m in members)
+
+
+@dataclass(frozen=True)
+class PredictionFolder:
+    """A folder of segmentations (predict.py's output, a fold's validation/, crossval/, an ensemble)."""
+
+    path: Path
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.path / "summary.csv"
+
+    @property
+    def config(self) -> Path:
+        """How these predictions were made (predict.py's resolved config)."""
+        return self.path / ".hydra" / "config.yaml"
+
+    @property
+    def overrides(self) -> Path:
+        return self.path / ".hydra" / "overrides.yaml"
+
+    def segmentation(self, case_id: str, file_ending: str) -> Path:
+        return self.path / f"{case_id}{file_ending}"
+
+    def probabilities(self, case_id: str) -> Path:
+        return self.path / f"{case_id}.npz"

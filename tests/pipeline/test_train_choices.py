@@ -1,0 +1,191 @@
+"""train.py trains what its name says: unknown choices and contradictions are refused before anything is
+written, dataset facts (regions, ignore label, cascade) come from the plan, every new option family trains."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnlight.raw.synthetic import make_synthetic_dataset
+from tests.conftest import Roots, planned_demo, run_script
+
+
+@pytest.fixture(scope="module")
+def roots(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+    """The 3D demo plus a region dataset and a sparsely annotated one (ignore label), all planned."""
+    planned = planned_demo(demo_3d, tmp_path_factory.mktemp("choices"))
+    for dataset_id, name, kind in ((910, "Regions", "regions"), (911, "Ignore", "ignore")):
+        make_synthetic_dataset(planned.raw, dataset_id, name, num_cases=5, shape=(16, 32, 28), num_test_cases=0,
+                               **{kind: True})
+        result = run_script("plan.py", f"dataset=Dataset{dataset_id}_{name}", "num_workers=0", roots=planned)
+        assert result.returncode == 0, result.stderr[-2000:]
+    return planned
+
+
+def _files(roots: Roots) -> set[Path]:
+    return set(roots.files_under_outputs())
+
+
+def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuration: str = "3d_fullres") -> Path:
+    return roots.results / dataset / configuration / name / "fold_0"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["loss=foo"], "loss=foo: no such option; choose one of ce, dice, dice_ce, dice_topk10, topk10"),
+    (["optimizer=sgd"], "optimizer=sgd: no such option; choose one of adam, adamw, adan, sgd_nesterov"),
+    (["scheduler=step"], "scheduler=step: no such option; choose one of cosine, poly, warmup_poly"),
+    (["experiment=nnUNetTrainerFoo"], "experiment=nnUNetTrainerFoo: no such option; choose one of baseline, "),
+    (["loss.smooth=0"], "loss.smooth: no such setting; valid: loss.batch_dice, loss.dice_smooth"),
+    (["-m", "loss=dice,dice_bce"], "loss=dice_bce: no such option"),
+    (["plan=Dataset900_Demo/3d_lowres"], "plan=Dataset900_Demo/3d_lowres: no such option; choose one of "
+                                         "Dataset900_Demo/2d, Dataset900_Demo/3d_fullres"),
+    (["network.norm=group"], "network.norm='group': expected one of 'instance', 'batch'"),
+    (["data.fold=abc"], "data.fold='abc': expected an int or one of 'all'"),
+])
+def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(roots: Roots, overrides: list[str],
+                                                                            expected: str) -> None:
+    """Group options and keys are checked before Hydra starts; values when the stage reads its settings (the
+    folder Hydra made for the run is removed again)."""
+    before = _files(roots)
+    plan = [] if any(o.startswith("plan=") for o in overrides) else ["plan=Dataset900_Demo/3d_fullres"]
+    result = run_script("train.py", *plan, "debug=fast_dev_run", *overrides, roots=roots)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert _files(roots) == before
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["+loss.smooth=0"], "unknown setting(s) loss.smooth; valid: batch_dice, dice_smooth"),
+    (["optimizer.lr=fast"], "optimizer (torch.optim.sgd.SGD) could not be created with lr='fast'"),
+    (["+optimizer.betas=[0.9,0.99]"], "optimizer: SGD has no argument(s) betas; valid: params, lr, momentum"),
+    (["optimizer._target_=torch.optim.Adamm"], "optimizer._target_='torch.optim.Adamm': no such class"),
+    (["optimizer._target_=os.system"], "optimizer._target_='os.system' is not a torch.optim.optimizer.Optimizer"),
+    (["scheduler.warmup_epochs=5000", "scheduler=warmup_poly"], "warmup_epochs=5000 must be between 1 and"),
+    (["data.iterations_per_epoch=0"], "iterations_per_epoch=0 is out of range"),
+    (["augmentation.mirror_axes=[3]"], "mirror_axes=[3]: the axes are 0, 1, 2"),
+    (["augmentation.seg_interpolation=cubic"], "augmentation.seg_interpolation='cubic': expected one of 'linear'"),
+    (["data.oversampling=sometimes"], "data.oversampling='sometimes': expected one of 'last_in_batch'"),
+    (["+trainer.max_epoch=3"], "trainer.max_epoch: not a Lightning Trainer argument"),
+    (["data.patch_size=[30,30,30]"], "data.patch_size=[30, 30, 30] does not fit the planned network"),
+])
+def test_a_wrong_value_is_named_before_training(roots: Roots, overrides: list[str], expected: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the stage checks first, in-process: the same checks train.py runs before it writes anything."""
+    from hydra import compose, initialize_config_dir
+
+    from nnlight.pipeline.train_setup import prepare
+    from nnlight.utils.errors import UserError
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(roots.preprocessed))
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["plan=Dataset900_Demo/3d_fullres", f"paths.raw={roots.raw}",
+                                          f"paths.preprocessed={roots.preprocessed}", *overrides])
+    with pytest.raises(UserError) as error:
+        prepare(cfg)
+    assert expected in str(error.value)
+
+
+def test_help_lists_every_group_with_its_options(roots: Roots) -> None:
+    for extra in ([], ["plan=Dataset900_Demo/2d"]):
+        result = run_script("train.py", *extra, "--help", roots=roots)
+        assert result.returncode == 0 and "Traceback" not in result.stderr
+        assert "loss: ce, dice, dice_ce*, dice_topk10, topk10" in result.stdout
+        assert "plan: Dataset900_Demo/2d, Dataset900_Demo/3d_fullres, Dataset910_Regions/2d" in result.stdout
+        assert "nnUNetTrainerDA5" in result.stdout and "network: default*" in result.stdout
+
+
+def test_a_region_dataset_trains_region_based_by_default(roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset910_Regions/2d", "debug=limit", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = _run("baseline[debug=limit]", roots, "Dataset910_Regions", "2d")
+    state = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)["state_dict"]
+    head = next(v for k, v in state.items() if k.endswith("seg_layers.0.weight"))
+    assert head.shape[0] == 2  # one sigmoid output per region, no background
+    assert set(json.loads((run / "validation" / "summary.json").read_text())["mean"]) == {"1,2", "2"}
+    evaluated = run_script("evaluate.py", "dataset=Dataset910_Regions", roots=roots)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    crossval = json.loads((run.parent / "crossval" / "summary.json").read_text())
+    assert set(crossval["mean"]) == {"1,2", "2"}  # cross-validation Dice per region
+
+
+def test_a_loss_that_contradicts_the_dataset_is_refused(roots: Roots) -> None:
+    before = _files(roots)
+    result = run_script("train.py", "plan=Dataset910_Regions/2d", "debug=fast_dev_run", "loss=ce", roots=roots)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "loss.name=ce contradicts Dataset910_Regions: its labels are 2 regions" in result.stderr
+    assert _files(roots) == before
+
+
+def test_an_ignore_label_dataset_trains_and_validates_with_no_option(roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset911_Ignore/2d", "debug=limit", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((_run("baseline[debug=limit]", roots, "Dataset911_Ignore", "2d") / "validation" /
+                          "summary.json").read_text())
+    assert set(summary["mean"]) == {"1", "2"}  # the ignore label is neither trained nor scored
+    assert all(np.isfinite(v["Dice"]) for v in summary["mean"].values())
+
+
+def test_the_cascade_is_refused_rather_than_trained_as_full_resolution(roots: Roots) -> None:
+    """The cascade config exactly as plan.py generates it for large images (the demo is too small for one)."""
+    from nnlight.planning import plans_from_nnunet
+    from nnlight.planning.export import write_plan_configs
+    from nnlight.raw.dataset_json import load_dataset_json
+    from nnlight.utils.files import load_json
+
+    plans = plans_from_nnunet(load_json(roots.preprocessed / "Dataset900_Demo" / "nnUNetPlans.json"))
+    fullres = plans.configurations["3d_fullres"]
+    cascade_plan = dataclasses.replace(fullres, name="3d_cascade_fullres", inherits_from="3d_fullres",
+                                       previous_stage="3d_lowres")
+    plans = dataclasses.replace(plans, configurations={"3d_cascade_fullres": cascade_plan})
+    write_plan_configs(plans, load_dataset_json(roots.raw / "Dataset900_Demo" / "dataset.json"),
+                       roots.preprocessed / "configs", "", "test")
+    cascade = roots.preprocessed / "configs" / "plan" / "Dataset900_Demo" / "3d_cascade_fullres.yaml"
+    try:
+        before = _files(roots)
+        result = run_script("train.py", "plan=Dataset900_Demo/3d_cascade_fullres", "debug=fast_dev_run",
+                            roots=roots)
+        assert _files(roots) == before
+    finally:
+        cascade.unlink()
+    assert result.returncode == 2 and "is a cascade stage" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("experiment", ["nnUNetTrainerBN", "nnUNetTrainerNoDeepSupervision",
+                                        "nnUNetTrainer_probabilisticOversampling", "nnUNetTrainerDA5"])
+def test_each_new_option_family_trains_and_predicts(roots: Roots, experiment: str) -> None:
+    """nnU-Net's variants by name: a short training, then the run folder predicts (the network rebuilt as trained)."""
+    from nnlight.inference.predictor import Predictor
+
+    result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", f"experiment={experiment}", "debug=limit",
+                        "validation.enabled=false", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = _run(f"{experiment}[debug=limit,validation.enabled=false]", roots)
+    choices = json.loads((run / "inference.json").read_text())
+    assert choices["network"] == {"norm": "batch" if experiment == "nnUNetTrainerBN" else "instance",
+                                  "deep_supervision": experiment != "nnUNetTrainerNoDeepSupervision"}
+    predictor = Predictor.from_model_folder(run, mirroring=False, device="cpu")
+    norms = {type(m).__name__ for m in predictor.networks[0].modules()}
+    assert ("BatchNorm3d" in norms) == (experiment == "nnUNetTrainerBN")
+    segmentation = predictor.predict(np.random.default_rng(0).normal(size=(2, 16, 32, 28)), (2.5, 1.0, 1.0))
+    assert segmentation.segmentation.shape == (16, 32, 28)
+
+
+def test_the_training_patch_is_the_validation_and_prediction_tile(roots: Roots) -> None:
+    config = (roots.preprocessed / "configs" / "plan" / "Dataset900_Demo" / "3d_fullres.yaml").read_text()
+    strides = json.loads(config.split("strides: ")[1].splitlines()[0])
+    total = [int(np.prod([s[a] for s in strides])) for a in range(3)]
+    patch = [t * 2 for t in total]
+    override = f"data.patch_size=[{','.join(map(str, patch))}]"
+    result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", "debug=fast_dev_run", override, roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = roots.results / "Dataset900_Demo" / "3d_fullres"
+    run = next(p for p in folder.iterdir() if p.name.startswith("baseline[data.patch_size=")) / "fold_0"
+    assert json.loads((run / "inference.json").read_text())["tile_size"] == patch
+    shutil.rmtree(run.parent)
