@@ -167,6 +167,9 @@ def test_config_files_cannot_import_arbitrary_code() -> None:
     sneaky = {"_target_": "lightning.pytorch.callbacks.model_checkpoint.os.system"}
     with pytest.raises(UserError, match="is not a"):
         component(OmegaConf.create(sneaky), "callbacks.x", L.Callback)
+    writer = {"_target_": "nnlight.utils.files.atomic_write_text", "path": "/tmp/x.pth", "text": "import os"}
+    with pytest.raises(UserError, match=r"nnlight\.utils\.files\.atomic_write_text' is not a"):
+        component(OmegaConf.create(writer), "callbacks.x", L.Callback)  # an nnlight function is no callback
 
 
 def test_a_users_own_class_works_and_a_wrong_argument_is_named() -> None:

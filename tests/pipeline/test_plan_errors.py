@@ -104,6 +104,20 @@ def _corrupt_gzip(f: Path) -> str:
     return f"{CASE}_0001.nii.gz"
 
 
+def _truncated_image(f: Path) -> str:
+    """A copy cut short: SimpleITK alone reads the missing half as zeros."""
+    path = f / "imagesTr" / f"{CASE}_0000.nii.gz"
+    path.write_bytes(path.read_bytes()[:-400])
+    return f"{CASE}_0000.nii.gz: the compressed file is truncated or corrupt"
+
+
+def _truncated_uncompressed(f: Path) -> str:
+    image = f / "imagesTr" / f"{CASE}_0000.nii.gz"
+    data = gzip.decompress(image.read_bytes())
+    image.write_bytes(gzip.compress(data[: len(data) - 1000]))  # a whole gzip stream holding a short NIfTI
+    return f"{CASE}_0000.nii.gz: the file is truncated"
+
+
 def _image_4d(f: Path) -> str:
     path = f / "imagesTr" / f"{CASE}_0000.nii.gz"
     array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
@@ -119,7 +133,7 @@ def _empty_labels_tr(f: Path) -> str:
 
 FAILURES = [_missing_channel, _missing_label, _shape_mismatch, _geometry_mismatch, _undeclared_label,
             _labels_not_consecutive, _num_training_wrong, _file_ending_wrong, _missing_json_key,
-            _wrong_json_type, _corrupt_gzip, _image_4d, _empty_labels_tr]
+            _wrong_json_type, _corrupt_gzip, _truncated_image, _truncated_uncompressed, _image_4d, _empty_labels_tr]
 
 
 @pytest.mark.parametrize("break_dataset", FAILURES, ids=lambda f: f.__name__.strip("_"))

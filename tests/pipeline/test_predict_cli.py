@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
+from nnlight.utils.errors import UserError
 from tests.conftest import Roots, planned_demo, run_script
 
 TRAIN = ["debug=limit", "validation.mirroring=false"]
@@ -113,7 +114,12 @@ def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, 
     ("no_checkpoints", "checkpoint not found"),
     ("not_a_model", "no trained model here"),
     ("no_inference_file", "inference.json: not found"),
-    ("bad_checkpoint", "checkpoint=newest: choose one of final, best, last"),
+    ("bad_checkpoint", "predict.checkpoint='newest': expected one of 'final', 'best', 'last'"),
+    ("step_size", "step_size=0.0: use a value in (0, 1]"),
+    ("truncated_image", "case_0001.nii.gz: the compressed file is truncated or corrupt"),
+    ("image_2d", "a 2D image, but the model is a 3D configuration"),
+    ("truncated_checkpoint", "final.ckpt: cannot be read as a checkpoint"),
+    ("output_under_a_file", "is not a folder you can write to"),
 ])
 def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, setup: str, message: str) -> None:
     images = tmp_path / "images"
@@ -125,18 +131,81 @@ def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, 
         shutil.copy(source / "demo_000_0001.nii.gz", images / "case_0001.nii.gz")
     if setup == "wrong_ending":
         sitk.WriteImage(sitk.ReadImage(str(source / "demo_001_0000.nii.gz")), str(images / "other_0000.mha"))
+    if setup == "truncated_image":
+        data = (images / "case_0001.nii.gz").read_bytes()
+        (images / "case_0001.nii.gz").write_bytes(data[: len(data) // 2])  # read as zeros by SimpleITK alone
+    if setup == "image_2d":
+        for channel in (0, 1):
+            sitk.WriteImage(sitk.GetImageFromArray(np.ones((32, 28), np.float32)), str(images / f"case_000{channel}"
+                                                                                      ".nii.gz"))
     left_out = {"no_checkpoints": "*.ckpt", "no_inference_file": "inference.json"}.get(setup)
-    if left_out:  # a copy of the run folder without those files
-        shutil.copytree(model / "fold_0", tmp_path / "model" / "fold_0", ignore=shutil.ignore_patterns(left_out))
+    if left_out or setup == "truncated_checkpoint":  # a copy of the run folder without those files, or damaged
+        shutil.copytree(model / "fold_0", tmp_path / "model" / "fold_0", ignore=shutil.ignore_patterns(left_out or ""))
         model = tmp_path / "model"
+        checkpoint = model / "fold_0" / "checkpoints" / "final.ckpt"
+        if setup == "truncated_checkpoint":
+            checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
     if setup == "not_a_model":
         model = tmp_path
-    extra = ["checkpoint=newest"] if setup == "bad_checkpoint" else []
-    result = run_script("predict.py", f"model='{model}'", f"input={images}", f"output={tmp_path / 'out'}", *extra,
+    output = tmp_path / "out"
+    if setup == "output_under_a_file":
+        (tmp_path / "a_file").write_text("")
+        output = tmp_path / "a_file" / "out"
+    extra = {"bad_checkpoint": ["checkpoint=newest"], "step_size": ["step_size=0"]}.get(setup, [])
+    result = run_script("predict.py", f"model='{model}'", f"input={images}", f"output={output}", *extra,
                         roots=trained)
     assert result.returncode == 2, result.stderr[-3000:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()  # nothing written before the inputs were checked
+
+
+def test_an_output_folder_never_destroys_inputs_or_other_predictions(trained: Roots, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for f in sorted((trained.raw / "Dataset900_Demo" / "imagesTr").glob("demo_000_*.nii.gz")):
+        shutil.copy(f, images / f.name)
+    (images / "demo_000.nii.gz").write_bytes(b"an input that looks like a prediction")
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
+    common = [f"model='{model}'", f"input={images}", "mirroring=false", "overwrite=true"]
+    for output in (images, images / "predictions"):
+        inside = run_script("predict.py", *common, f"output={output}", roots=trained)
+        assert inside.returncode == 2 and "is the input folder or inside it" in inside.stderr
+    assert (images / "demo_000.nii.gz").read_bytes() == b"an input that looks like a prediction"
+    assert not (images / "predictions").exists()
+    (images / "demo_000.nii.gz").unlink()
+
+    other = tmp_path / "other"  # another model's predictions (or files predict.py did not write)
+    other.mkdir()
+    (other / "demo_000.nii.gz").write_bytes(b"someone else's prediction")
+    refused = run_script("predict.py", *common, f"output={other}", roots=trained)
+    assert refused.returncode == 2 and "did not write for this model" in refused.stderr
+    first = run_script("predict.py", *common, f"output={tmp_path / 'out'}", roots=trained)
+    assert first.returncode == 0, first.stderr[-3000:]
+    config = (tmp_path / "out" / ".hydra" / "config.yaml").read_text()
+    two_d = trained.results / "Dataset900_Demo" / "2d" / RUN
+    mixed = run_script("predict.py", f"model='{two_d}'", f"input={images}", f"output={tmp_path / 'out'}",
+                       "overwrite=true", roots=trained)
+    assert mixed.returncode == 2 and "holds predictions of another model" in mixed.stderr
+    assert (tmp_path / "out" / ".hydra" / "config.yaml").read_text() == config  # how they were made: unchanged
+    settings = run_script("predict.py", *common[:2], f"output={tmp_path / 'out'}", roots=trained)  # TTA off -> on
+    assert settings.returncode == 2 and "overwrite=true" in settings.stderr
+    assert "Traceback" not in inside.stderr + refused.stderr + mixed.stderr + settings.stderr
+
+
+def test_evaluating_a_folder_with_missing_cases_says_so(trained: Roots, tmp_path: Path) -> None:
+    validation = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN / "fold_0" / "validation"
+    shutil.copytree(validation, tmp_path / "pred", ignore=shutil.ignore_patterns("summary.*", "*.npz"))
+    scored = len(list((tmp_path / "pred").glob("*.nii.gz")))
+    refused = run_script("evaluate.py", "dataset=Dataset900_Demo", f"prediction={tmp_path / 'pred'}", roots=trained)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"of the 5 reference cases in {trained.raw / 'Dataset900_Demo' / 'labelsTr'} have no prediction" in \
+        refused.stderr and "allow_missing=true" in refused.stderr
+    allowed = run_script("evaluate.py", "dataset=Dataset900_Demo", f"prediction={tmp_path / 'pred'}",
+                         "allow_missing=true", roots=trained)
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert f"Scored {scored} case(s) ({5 - scored} reference case(s) without a prediction" in allowed.stdout
+    summary = json.loads((tmp_path / "pred" / "summary.json").read_text())
+    assert summary["cases"] == scored and summary["references_without_prediction"] == 5 - scored
 
 
 def test_python_api_on_arrays_equals_the_file_prediction(trained: Roots, tmp_path: Path) -> None:
@@ -158,6 +227,10 @@ def test_python_api_on_arrays_equals_the_file_prediction(trained: Roots, tmp_pat
     assert np.array_equal(in_memory, from_files)
     with pytest.raises(Exception, match="expects"):
         predictor.predict(images[:1], geometry.spacing)
+    broken = images.copy()
+    broken[1, 2, 3, 4] = np.nan  # NIfTI files cannot carry NaN through ITK, but arrays (and .mha/.nrrd) can
+    with pytest.raises(UserError, match="channel 1: contains NaN or Inf voxels"):
+        predictor.predict(broken, geometry.spacing)
 
 
 def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Path, roots: Roots) -> None:

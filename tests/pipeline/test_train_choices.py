@@ -47,6 +47,8 @@ def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuratio
                                          "Dataset900_Demo/2d, Dataset900_Demo/3d_fullres"),
     (["network.norm=group"], "network.norm='group': expected one of 'instance', 'batch'"),
     (["data.fold=abc"], "data.fold='abc': expected an int or one of 'all'"),
+    (["data.fold=7"], "data.fold=7 is out of range: Dataset900_Demo has folds 0..4 (or data.fold=all)"),
+    (["+hydra.callbacks.x._target_=os.system", "+hydra.callbacks.x.command=true"], "hydra.callbacks: Hydra callbacks"),
 ])
 def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(roots: Roots, overrides: list[str],
                                                                             expected: str) -> None:
@@ -90,6 +92,30 @@ def test_a_wrong_value_is_named_before_training(roots: Roots, overrides: list[st
     with pytest.raises(UserError) as error:
         prepare(cfg)
     assert expected in str(error.value)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: pathlib.Path\n",
+     "may not carry an @package header"),
+    ("defaults:\n  - Dataset900_Demo/3d_fullres@_here_\n  - _self_\n\nextra:\n  _target_: os.getcwd\n",
+     "'hydra' settings and '_target_' are not allowed"),
+    ("defaults:\n  - /callbacks@_global_.callbacks: none\n  - _self_\n", "defaults entry"),
+    ("defaults:\n  - Dataset900_Demo/evil_parent@_here_\n  - _self_\n", "evil_parent.yaml: a plan config holds"),
+])
+def test_a_plan_config_holds_values_only(roots: Roots, content: str, expected: str) -> None:
+    """Plan configs are shared data: one that could set other groups, Hydra's settings or a _target_ is refused
+    before Hydra reads it (Hydra would act on its hydra: block before any stage runs)."""
+    folder = roots.preprocessed / "configs" / "plan" / "Dataset900_Demo"
+    (folder / "evil_parent.yaml").write_text("hydra:\n  job:\n    chdir: true\n")
+    (folder / "shared.yaml").write_text(content)
+    before = _files(roots)
+    try:
+        result = run_script("train.py", "plan=Dataset900_Demo/shared", "debug=fast_dev_run", roots=roots)
+    finally:
+        (folder / "shared.yaml").unlink()
+        (folder / "evil_parent.yaml").unlink()
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert _files(roots) - before == set()
 
 
 def test_help_lists_every_group_with_its_options(roots: Roots) -> None:

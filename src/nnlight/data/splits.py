@@ -17,11 +17,12 @@ from nnlight.utils.files import atomic_write_json, load_json
 
 SPLITS_FILE = "splits_final.json"
 SPLIT_SEED = 12345
+DEFAULT_FOLDS = 5
 
 Split = dict[str, list[str]]
 
 
-def kfold_splits(case_ids: Sequence[str], n_splits: int = 5, seed: int = SPLIT_SEED) -> list[Split]:
+def kfold_splits(case_ids: Sequence[str], n_splits: int = DEFAULT_FOLDS, seed: int = SPLIT_SEED) -> list[Split]:
     """Same folds as scikit-learn's ``KFold(n_splits, shuffle=True, random_state=seed)`` on the sorted ids."""
     ids = sorted(case_ids)
     if len(ids) < n_splits:
@@ -40,7 +41,8 @@ def kfold_splits(case_ids: Sequence[str], n_splits: int = 5, seed: int = SPLIT_S
     return splits
 
 
-def load_or_create_splits(dataset_folder: Path, case_ids: Sequence[str], n_splits: int = 5) -> list[Split]:
+def load_or_create_splits(dataset_folder: Path, case_ids: Sequence[str], n_splits: int = DEFAULT_FOLDS
+                          ) -> list[Split]:
     """Reuse ``<dataset_folder>/splits_final.json`` if present (checked against the cases), else write it."""
     path = dataset_folder / SPLITS_FILE
     if not path.is_file():

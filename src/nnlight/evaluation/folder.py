@@ -44,8 +44,9 @@ def _score_case(pair: tuple[str, Path, Path], settings: EvaluationSettings) -> t
 
 
 def evaluate_folder(prediction_folder: Path, reference_folder: Path, settings: EvaluationSettings,
-                    output: Path | None = None, num_workers: int = 2) -> dict[str, Any]:
-    """Score every prediction that has a reference; write ``summary.json`` + ``summary.csv`` (default: beside them)."""
+                    output: Path | None = None, num_workers: int = 2, allow_missing: bool = False) -> dict[str, Any]:
+    """Score every prediction against its reference; write ``summary.json`` + ``summary.csv`` (default: beside
+    them). A reference without a prediction is an error unless ``allow_missing``; the summary counts both."""
     ending = settings.file_ending
     predictions = {p.name[:-len(ending)]: p for p in sorted(prediction_folder.glob(f"*{ending}"))
                    if not p.name.startswith(".")}
@@ -55,9 +56,16 @@ def evaluate_folder(prediction_folder: Path, reference_folder: Path, settings: E
     if missing:
         raise UserError(f"{reference_folder}: no reference for {len(missing)} prediction(s), e.g. "
                         f"{missing[0]}{ending}; point reference= at the folder with the matching label files")
+    unpredicted = sorted(p.name[:-len(ending)] for p in reference_folder.glob(f"*{ending}")
+                         if not p.name.startswith(".") and p.name[:-len(ending)] not in predictions)
+    if unpredicted and not allow_missing:
+        raise UserError(f"{prediction_folder}: {len(unpredicted)} of the {len(unpredicted) + len(predictions)} "
+                        f"reference cases in {reference_folder} have no prediction (e.g. {unpredicted[0]}{ending}); "
+                        "predict them, or pass allow_missing=true to score only the predicted ones")
     pairs = [(c, p, reference_folder / f"{c}{ending}") for c, p in predictions.items()]
     per_case = dict(map_with_progress(partial(_score_case, settings=settings), pairs, num_workers, "Evaluating"))
-    summary = summarize({c: per_case[c] for c in predictions})
+    summary = {**summarize({c: per_case[c] for c in predictions}), "cases": len(predictions),
+               "references_without_prediction": len(unpredicted)}
     output = output or prediction_folder
     atomic_write_json(PredictionFolder(output).summary, summary)
     atomic_write_text(PredictionFolder(output).summary_csv, summary_csv(summary))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import itertools
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +68,7 @@ def _merge_folds(model: TrainedModel) -> Path:
     for source in model.cases.values():
         target = crossval / source.name
         if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
-            tmp = crossval / f".{source.name}.tmp"
-            shutil.copyfile(source, tmp)
-            tmp.replace(target)
+            atomic_write(target, lambda f, s=source: f.write(s.read_bytes()))
     return crossval
 
 
@@ -116,7 +113,8 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm)
     candidates: dict[str, dict[str, Any]] = {}
     for model in models:
-        summary = evaluate_folder(_merge_folds(model), reference_folder, settings, num_workers=num_workers)
+        summary = evaluate_folder(_merge_folds(model), reference_folder, settings, num_workers=num_workers,
+                                  allow_missing=True)  # cross-validation of the folds trained so far
         candidates[model.name] = {"members": [model], "folder": model.folder.crossval, "summary": summary}
     if ensembles:
         for pair in itertools.combinations(models, 2):
@@ -125,7 +123,8 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
             name = " + ".join(m.name for m in pair)
             out = dataset_results.ensemble([m.folder for m in pair])
             if _ensemble(pair, common, out, file_ending):
-                summary = evaluate_folder(out, reference_folder, settings, num_workers=num_workers)
+                summary = evaluate_folder(out, reference_folder, settings, num_workers=num_workers,
+                                          allow_missing=True)
                 candidates[name] = {"members": list(pair), "folder": out, "summary": summary}
             else:
                 print(f"Ensemble {name} skipped: validation probabilities (.npz) missing; train with "

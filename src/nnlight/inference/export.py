@@ -16,7 +16,7 @@ import torch
 
 from nnlight.preprocessing.resampling import resample_logits
 from nnlight.raw.io import Geometry, write_seg
-from nnlight.utils.files import atomic_write
+from nnlight.utils.files import atomic_write, atomic_write_named
 
 
 def scores_to_segmentation(scores: torch.Tensor, regions_class_order: Sequence[int] | None = None,
@@ -78,10 +78,8 @@ def geometry_from_properties(properties: Mapping[str, Any]) -> Geometry:
 
 
 def write_segmentation(segmentation: np.ndarray, path: Path, geometry: Geometry) -> None:
-    """Write atomically (a temp name with the same ending, then rename) with the input's geometry."""
-    tmp = path.with_name(f".{path.name}.tmp{''.join(path.suffixes)}")
-    write_seg(segmentation, tmp, geometry)
-    tmp.replace(path)
+    """Write atomically (a unique temp name with the same ending, then rename) with the input's geometry."""
+    atomic_write_named(path, lambda tmp: write_seg(segmentation, tmp, geometry))
 
 
 def write_probabilities(path: Path, probs: np.ndarray) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +11,9 @@ from tqdm import tqdm
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.export import write_probabilities, write_segmentation
-from nnlight.inference.predictor import EnsemblePredictor, Predictor
+from nnlight.inference.predictor import EnsemblePredictor, Predictor, check_input
 from nnlight.raw.dataset import group_channel_files
-from nnlight.raw.io import read_images, reader_kind
+from nnlight.raw.io import check_complete, read_images, reader_kind
 from nnlight.utils.errors import UserError
 
 
@@ -35,17 +35,22 @@ def input_cases(folder: Path, file_ending: str, num_channels: int) -> dict[str, 
         raise UserError(f"{folder}: {len(problems)} problem(s) with the input images:\n  - " + "\n  - ".join(problems))
     if not cases:
         raise UserError(f"{folder}: no images ending in {file_ending}; name them <case>_0000{file_ending}")
+    for files in cases.values():  # a truncated file is read as zeros without a word; find it before any write
+        for file in files:
+            check_complete(file)
     return cases
 
 
 def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str, tuple[Path, ...]],
                    output_folder: Path, file_ending: str, postprocessing: PostprocessingRules | None = None,
-                   save_probabilities: bool = False, overwrite: bool = False) -> FolderReport:
+                   save_probabilities: bool = False, overwrite: bool = False,
+                   before_first_write: Callable[[], None] | None = None) -> FolderReport:
     """Segment every case (from :func:`input_cases`) into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
 
-    Reading and preprocessing the next case overlaps with predicting the current one.
+    Reading and preprocessing the next case overlaps with predicting the current one. ``before_first_write``
+    runs once the first case has been read, checked and predicted (predict.py records how the folder is made),
+    so an input refused there leaves the output folder untouched.
     """
-    output_folder.mkdir(parents=True, exist_ok=True)
     kind = reader_kind(file_ending)
 
     def finished(case_id: str) -> bool:
@@ -64,7 +69,12 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
             if images.shape[0] != predictor.num_channels:
                 raise UserError(f"{cases[case_id][0]}: case {case_id!r} has {images.shape[0]} channel(s) but the "
                                 f"model expects {predictor.num_channels} {predictor.plan['channel_names']}")
+            check_input(images, geometry, predictor.is_3d, cases[case_id])
             prediction = predictor.predict(images, geometry, save_probabilities)
+            if i == 0:
+                output_folder.mkdir(parents=True, exist_ok=True)
+                if before_first_write is not None:
+                    before_first_write()
             segmentation = prediction.segmentation
             if postprocessing is not None:
                 segmentation = apply_postprocessing(segmentation, postprocessing, foreground)

@@ -27,8 +27,9 @@ from nnlight.nets import NetworkOptions, build_network
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
-from nnlight.raw.io import Geometry
+from nnlight.raw.io import Geometry, check_finite
 from nnlight.raw.labels import LabelLayout
+from nnlight.training.checkpoint_io import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder, RunFolder
@@ -166,7 +167,7 @@ def _load_network(run: RunFolder, plan: Mapping[str, Any], facts: DatasetFacts, 
     network = build_network(architecture.network, input_channels=facts.num_channels,
                             num_classes=facts.layout.num_outputs, norm=options.norm, deep_supervision=False,
                             **architecture.network_kwargs())
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    state = load_checkpoint(path)["state_dict"]
     weights = {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
     try:
         network.load_state_dict(weights)
@@ -232,6 +233,10 @@ class Predictor:
     def num_channels(self) -> int:
         return len(self.plan["channel_names"])
 
+    @property
+    def is_3d(self) -> bool:
+        return len(self.inference.tile_size) == 3
+
     def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float],
                 save_probabilities: bool = False) -> Prediction:
         """Segment one image ``(channels, z, y, x)`` (2D: ``(channels, 1, y, x)``) given its spacing (z, y, x).
@@ -243,10 +248,23 @@ class Predictor:
         if images.ndim != 4 or images.shape[0] != self.num_channels:
             raise UserError(f"the image has shape {images.shape} but the model expects (channels={self.num_channels} "
                             f"{self.plan['channel_names']}, z, y, x); 2D images are (channels, 1, y, x)")
+        check_input(images, geometry, self.is_3d, [f"channel {c}" for c in range(len(images))])
         spacing = geometry.spacing if isinstance(geometry, Geometry) else tuple(float(s) for s in geometry)
         case = preprocess_case(images, None, spacing, self.preprocessing)
         scores, are_probabilities = predict_preprocessed(self.networks, case.data, self.inference, self.device)
         return export_scores(scores, are_probabilities, case.properties, self.inference, save_probabilities)
+
+
+def check_input(images: np.ndarray, geometry: Geometry | Sequence[float], model_is_3d: bool,
+                sources: Sequence[str | Path]) -> None:
+    """What would be predicted wrongly without a word: NaN/Inf voxels, a 2D image given to a 3D model."""
+    nonfinite = check_finite(images, sources)
+    if nonfinite:
+        raise UserError(nonfinite)
+    is_2d = geometry.is_2d if isinstance(geometry, Geometry) else images.shape[1] == 1
+    if is_2d and model_is_3d:
+        raise UserError(f"{sources[0]}: a 2D image, but the model is a 3D configuration; predict 2D images with a "
+                        "2d model (plan=<Dataset>/2d)")
 
 
 class EnsemblePredictor:
@@ -259,6 +277,7 @@ class EnsemblePredictor:
         self.predictors = list(predictors)
         self.plan = predictors[0].plan
         self.layout = predictors[0].layout
+        self.is_3d = any(p.is_3d for p in predictors)
 
     @property
     def num_channels(self) -> int:

@@ -7,6 +7,7 @@ refuse; composing once here first (every value of a sweep included) catches thos
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -23,7 +24,6 @@ from nnlight.utils.errors import USER_ERROR_EXIT_CODE
 _HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--config-path", "-cp", "--config-name", "-cn",
                 "--config-dir", "-cd", "--resolve", "--package", "-p", "--shell-completion", "-sc",
                 "--experimental-rerun", "--run", "-r")
-_MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def check_command_line(config_dir: Path, config_name: str, argv: list[str] | None = None) -> None:
@@ -32,10 +32,10 @@ def check_command_line(config_dir: Path, config_name: str, argv: list[str] | Non
     if "--help" in args or "-h" in args:
         print(help_text(config_dir, config_name))
         sys.exit(0)
-    if any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
-        return
-    overrides = [a for a in args if a not in _MULTIRUN_FLAGS]
-    message = first_problem(config_dir, config_name, overrides)
+    overrides = [a for a in args if not a.startswith("-")]
+    message = plan_file_problems(config_dir, config_name, overrides)
+    if not message and not any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
+        message = first_problem(config_dir, config_name, overrides)
     if message:
         print(f"\nnnlight: error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
@@ -47,6 +47,9 @@ def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> s
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
         return f"cannot read the override(s) {' '.join(overrides)}: {str(e).splitlines()[0]}"
+    if any(o.get_key_element().lstrip("+~").startswith("hydra.callbacks") for o in parsed):
+        return ("hydra.callbacks: Hydra callbacks run code before any check; add a Lightning callback instead "
+                "(+callbacks.<name>._target_=<a lightning.pytorch.Callback class>)")
     variants = [[*overrides]]
     first = [o.input_line if not o.is_sweep_override() else _with_value(o, next(iter(o.sweep_string_iterator())))
              for o in parsed]
@@ -112,15 +115,38 @@ def _composition_problem(config_dir: Path, config_name: str, overrides: list[str
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def _plan_options(config_dir: Path, config_name: str) -> list[str]:
-    """The generated plan configs on the config's search path (``<preprocessed>/configs/plan/<Dataset>/*.yaml``)."""
+def _plan_folders(config_dir: Path, config_name: str) -> list[Path]:
+    """``<preprocessed>/configs/plan`` of every entry on the primary config's search path."""
     primary = OmegaConf.load(config_dir / f"{config_name}.yaml")
     paths = OmegaConf.to_container(primary, resolve=False).get("hydra", {}).get("searchpath", [])  # type: ignore[union-attr]
-    options = []
-    for entry in paths:
-        folder = Path(str(OmegaConf.create({"p": entry}).p).removeprefix("file://")) / "plan"
-        options += sorted(f"{p.parent.name}/{p.stem}" for p in folder.glob("*/*.yaml"))
-    return options
+    return [Path(str(OmegaConf.create({"p": entry}).p).removeprefix("file://")) / "plan" for entry in paths]
+
+
+def _plan_options(config_dir: Path, config_name: str) -> list[str]:
+    """The generated plan configs on the config's search path (``<preprocessed>/configs/plan/<Dataset>/*.yaml``)."""
+    return [f"{p.parent.name}/{p.stem}" for folder in _plan_folders(config_dir, config_name)
+            for p in sorted(folder.glob("*/*.yaml"))]
+
+
+def plan_file_problems(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+    """Plan configs are shared data: each one named by ``plan=`` (and what it inherits from) must hold values
+    only, checked before Hydra reads it — Hydra would act on a ``hydra:`` block in it before any stage runs."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException:
+        return None  # reported by first_problem
+    chosen = [value for o in parsed if o.get_key_element().lstrip("+~") == "plan"
+              for value in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])]
+    folders = _plan_folders(config_dir, config_name)
+    while chosen:
+        name = chosen.pop()
+        for path in (f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()):
+            problem = plan_file_problem(path)
+            if problem:
+                return problem
+            parent = re.search(r"^\s*-\s*([\w.-]+/[\w.-]+)@_here_", path.read_text(encoding="utf-8"), re.MULTILINE)
+            chosen += [parent.group(1)] if parent else []
+    return None
 
 
 def _flat_keys(node: object, prefix: str = "") -> list[str]:
@@ -154,3 +180,33 @@ def help_text(config_dir: Path, config_name: str) -> str:
               f"Every value of the composed config: python {config_name}.py <your overrides> --cfg job",
               "Hydra's own options: --hydra-help"]
     return "\n".join(lines)
+
+
+def plan_file_problem(path: Path) -> str | None:
+    """Why a plan config may not be loaded, or None. Plan files are data shared between people: they hold values
+    under ``plan`` only — no ``@package`` header that could reach other groups or Hydra's settings, no
+    ``_target_`` anywhere, and in the defaults list only the configuration they inherit from."""
+    text = path.read_text(encoding="utf-8")
+    if re.search(r"^#\s*@package", text, re.MULTILINE):
+        return f"{path}: a plan config may not carry an @package header (it could set other config groups)"
+    try:
+        data = OmegaConf.to_container(OmegaConf.create(text), resolve=False) if text.strip() else {}
+    except Exception as e:  # a YAML or OmegaConf parse error: either way not a plan config
+        return f"{path}: not valid YAML ({str(e).splitlines()[0]}); re-run plan.py with overwrite_configs=true"
+    if not isinstance(data, dict):
+        return f"{path}: a plan config must be a mapping of values"
+    for entry in data.get("defaults", []):
+        if entry != "_self_" and not (isinstance(entry, str) and re.fullmatch(r"[\w.-]+/[\w.-]+@_here_", entry)):
+            return (f"{path}: defaults entry {entry!r} is not allowed; a plan config may only inherit from another "
+                    "plan (<Dataset>/<configuration>@_here_)")
+    if "hydra" in data or _has_key(data, "_target_"):
+        return f"{path}: a plan config holds values only; 'hydra' settings and '_target_' are not allowed in it"
+    return None
+
+
+def _has_key(node: object, key: str) -> bool:
+    if isinstance(node, dict):
+        return key in node or any(_has_key(v, key) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_key(v, key) for v in node)
+    return False

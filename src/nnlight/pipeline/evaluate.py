@@ -33,8 +33,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise UserError(f"prediction={prediction}: folder not found")
         summary = evaluate_folder(prediction, reference, EvaluationSettings(
             labels, dataset_json.file_ending, dataset_json.ignore_label, bool(cfg.surface_metrics),
-            float(cfg.tolerance_mm)), num_workers=int(cfg.num_workers))
-        print("\nForeground mean: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
+            float(cfg.tolerance_mm)), num_workers=int(cfg.num_workers), allow_missing=bool(cfg.allow_missing))
+        skipped = summary["references_without_prediction"]
+        print(f"\nScored {summary['cases']} case(s)" + (f" ({skipped} reference case(s) without a prediction were "
+                                                       "left out: allow_missing=true)" if skipped else "")
+              + "\nForeground mean: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
               + f"\n  per case and label: {PredictionFolder(prediction).summary_csv}; all: "
               f"{PredictionFolder(prediction).summary}")
         return summary

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -13,11 +17,11 @@ from nnlight.evaluation.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.folder import input_cases, predict_folder
 from nnlight.inference.predictor import EnsemblePredictor, Predictor
-from nnlight.pipeline.settings import required
+from nnlight.pipeline.settings import required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_text
-from nnlight.utils.folders import CHECKPOINT_NAMES, DatasetResults, ModelFolder, PredictionFolder, RunFolder
+from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json
+from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder, PredictionFolder, RunFolder
 
 
 def _models(cfg: DictConfig) -> tuple[list[tuple[Path, list[str] | None]], Path | None]:
@@ -47,39 +51,98 @@ def _dataset_json(run: RunFolder) -> DatasetJson:
     return load_dataset_json(run.dataset_json)
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """How predict.py predicts (configs/predict.yaml); the model, folders and reference are read separately."""
+
+    checkpoint: CheckpointName = "final"
+    mirroring: bool = True
+    step_size: float = 0.5
+    save_probabilities: bool = False
+    postprocessing: bool = True
+    overwrite: bool = False
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step_size <= 1:
+            raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5 (half a tile)")
+
+
+def _options(cfg: DictConfig) -> PredictOptions:
+    fields = [f.name for f in dataclasses.fields(PredictOptions)]
+    return settings_from_config(PredictOptions, OmegaConf.masked_copy(cfg, fields), "predict")
+
+
+def _check_output(output: Path, input_folder: Path) -> None:
+    """Predictions never land among the input images, and the folder can be written, before anything runs."""
+    if output.resolve() == input_folder.resolve() or input_folder.resolve() in output.resolve().parents:
+        raise UserError(f"output={output} is the input folder or inside it: predictions could replace or be taken "
+                        "for input images; choose an output folder outside the input folder")
+    existing = next(p for p in [output, *output.resolve().parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"output={output}: {existing} is not a folder you can write to; choose another output "
+                        "folder")
+
+
+def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: PredictOptions,
+                   file_ending: str) -> None:
+    """One output folder holds the predictions of one model: refuse to mix in another model's, or settings."""
+    if folder.made_by.is_file():
+        previous = load_json(folder.made_by)
+        if previous.get("model") != made_by["model"]:
+            raise UserError(f"{folder.path} holds predictions of another model ({previous.get('model')}); predict "
+                            "into another output folder, or delete those predictions first")
+        if previous.get("settings") != made_by["settings"] and not options.overwrite:
+            raise UserError(f"{folder.path}: its predictions were made with {previous.get('settings')}; rerun with "
+                            "overwrite=true to redo every case with the new settings, or use another output folder")
+    elif folder.path.is_dir() and any(not p.name.startswith(".") for p in folder.path.glob(f"*{file_ending}")):
+        raise UserError(f"{folder.path} already holds {file_ending} files that predict.py did not write for this "
+                        "model; predict into a new or empty folder")
+
+
 def run(cfg: DictConfig) -> dict:
-    if cfg.checkpoint not in CHECKPOINT_NAMES:
-        raise UserError(f"checkpoint={cfg.checkpoint}: choose one of {', '.join(CHECKPOINT_NAMES)}")
+    options = _options(cfg)
     input_folder = Path(str(required(cfg, "input", "python predict.py model=... input=<folder of images> output=...")))
     output = Path(str(required(cfg, "output", "python predict.py model=... input=... output=<folder>")))
+    _check_output(output, input_folder)
     members, postprocessing_file = _models(cfg)
     start = time.perf_counter()
     predictor = EnsemblePredictor([
-        Predictor.from_model_folder(folder, folds, cfg.checkpoint, bool(cfg.mirroring), float(cfg.step_size),
-                                    str(cfg.device)) for folder, folds in members])
+        Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
+                                    options.device) for folder, folds in members])
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
     cases = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # checked before any write
-    atomic_write_text(PredictionFolder(output).config, OmegaConf.to_yaml(cfg))  # how these predictions were made
-    atomic_write_text(PredictionFolder(output).overrides,
-                      OmegaConf.to_yaml(OmegaConf.create(list(HydraConfig.get().overrides.task))))
-    rules = PostprocessingRules.load(postprocessing_file) if cfg.postprocessing and postprocessing_file \
+    rules = PostprocessingRules.load(postprocessing_file) if options.postprocessing and postprocessing_file \
         and postprocessing_file.is_file() else None
-    report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules,
-                            bool(cfg.save_probabilities), bool(cfg.overwrite))
+    folder = PredictionFolder(output)
+    made_by = {"model": {"members": [[str(r.resolve()) for r in p.model_folders] for p in predictor.predictors],
+                         "checkpoint": options.checkpoint},
+               "settings": {"mirroring": options.mirroring, "step_size": options.step_size,
+                            "postprocessing": rules_as_text(rules) if rules else "none"}}
+    _check_made_by(folder, made_by, options, dataset_json.file_ending)
+    overrides = OmegaConf.to_yaml(OmegaConf.create(list(HydraConfig.get().overrides.task)))
+
+    def record_how_it_is_made() -> None:
+        atomic_write_json(folder.made_by, made_by)
+        atomic_write_text(folder.config, OmegaConf.to_yaml(cfg))
+        atomic_write_text(folder.overrides, overrides)
+
+    report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
+                            options.overwrite, record_how_it_is_made)
     seconds = time.perf_counter() - start
     folds_used = [f"{p.model_folders[0].parent.parent.name}/{p.model_folders[0].parent.name} "
                   f"({', '.join(f.name for f in p.model_folders)})" for p in predictor.predictors]
     lines = [f"\nPredicted {len(report.predicted)} case(s) in {seconds:.1f} s"
              + (f" ({len(report.skipped)} already done, skipped)" if report.skipped else "") + f": {output}",
-             f"  model: {' + '.join(folds_used)}, checkpoint {cfg.checkpoint}, "
-             f"mirroring {'on' if cfg.mirroring else 'off'}, post-processing: "
+             f"  model: {' + '.join(folds_used)}, checkpoint {options.checkpoint}, "
+             f"mirroring {'on' if options.mirroring else 'off'}, post-processing: "
              f"{rules_as_text(rules) if rules else 'none'}"]
     summary = None
     if cfg.reference:
         summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
-            bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm)))
-        lines.append(f"  foreground mean Dice {summary['foreground_mean']['Dice']:.4f} -> "
-                     f"{PredictionFolder(output).summary}, {PredictionFolder(output).summary_csv}")
+            bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm)), allow_missing=True)
+        lines.append(f"  foreground mean Dice {summary['foreground_mean']['Dice']:.4f} over {summary['cases']} "
+                     f"case(s) -> {folder.summary}, {folder.summary_csv}")
     print("\n".join(lines))
     return {"predicted": report.predicted, "skipped": report.skipped, "seconds": seconds, "summary": summary}

@@ -20,7 +20,7 @@ from nnlight.data.datamodule import SegmentationDataModule, deep_supervision_sca
 from nnlight.inference.predictor import TrainingChoices, inference_settings
 from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
 from nnlight.raw.labels import label_key
-from nnlight.training.checkpoint_io import AtomicCheckpointIO
+from nnlight.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
 from nnlight.utils.errors import UserError
@@ -117,8 +117,7 @@ def _training_choices(setup: TrainSetup) -> TrainingChoices:
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
         fast_dev_run: bool) -> None:
     """Train, resuming from ``last.ckpt`` when the run was interrupted; then write ``final.ckpt``."""
-    last = run_folder.checkpoint("last")
-    resume = last if last.is_file() and not fast_dev_run else None
+    resume = None if fast_dev_run else resume_checkpoint([run_folder.checkpoint("last"), run_folder.checkpoint("best")])
     if resume is not None:
         print(f"Resuming from {resume}")
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)

@@ -20,6 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings
+from nnlight.data.splits import DEFAULT_FOLDS, SPLITS_FILE
 from nnlight.nets import NetworkOptions
 from nnlight.pipeline.components import Component, component, components
 from nnlight.pipeline.settings import settings_from_config
@@ -28,6 +29,7 @@ from nnlight.planning.plans import Architecture
 from nnlight.training.losses import LossSettings, check_loss_fits
 from nnlight.training.validation import ValidationOptions
 from nnlight.utils.errors import UserError
+from nnlight.utils.files import load_json
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def prepare(cfg: DictConfig) -> TrainSetup:
                         f"python plan.py dataset={facts.dataset}")
     architecture = _architecture(plan)
     data = settings_from_config(DataSettings, cfg.data, "data")
+    check_fold(data.fold, preprocessed)
     check_patch_size(data.patch_size, architecture.strides)
     loss = settings_from_config(LossSettings, cfg.loss, "loss")
     check_loss_fits(loss, facts.layout, facts.dataset)
@@ -105,6 +108,18 @@ def check_patch_size(patch_size: tuple[int, ...], strides: list[list[int]]) -> N
     if len(patch_size) != len(total) or any(p % t for p, t in zip(patch_size, total, strict=False)):
         raise UserError(f"data.patch_size={list(patch_size)} does not fit the planned network: it needs "
                         f"{len(total)} axes, each a multiple of {total} (the network's total stride per axis)")
+
+
+def check_fold(fold: int | str, preprocessed_dataset: Path) -> None:
+    """Before any folder is made: the fold exists in the dataset's splits (nnU-Net's 5 until a file says more)."""
+    splits = preprocessed_dataset / SPLITS_FILE
+    try:
+        count = len(load_json(splits)) if splits.is_file() else DEFAULT_FOLDS
+    except ValueError:
+        return  # a broken splits file is reported, with the fix, where it is read
+    if fold != "all" and int(fold) >= count:
+        raise UserError(f"data.fold={fold} is out of range: {preprocessed_dataset.name} has folds 0..{count - 1} "
+                        "(or data.fold=all)")
 
 
 def _optimizer(node: DictConfig) -> Component:

@@ -19,6 +19,7 @@ from nnlight.raw.io import (
     SUPPORTED_ENDINGS,
     Geometry,
     ImageReadError,
+    check_finite,
     geometries_match,
     read_images,
     read_seg,
@@ -175,9 +176,9 @@ def read_case(case: RawCase, dataset_json: DatasetJson, kind: str
         problems.append(f"{case.label_file}: geometry (spacing/origin/direction) differs from its image "
                         f"(image spacing {geometry.sitk_spacing}, label {seg_geometry.sitk_spacing}); copy the "
                         "image's geometry into the label")
-    if not np.all(np.isfinite(images)):
-        problems.append(f"{case.image_files[0]}: case {case.case_id!r} contains NaN or Inf values; replace them "
-                        "(e.g. with the image minimum)")
+    nonfinite = check_finite(images, case.image_files)
+    if nonfinite:
+        problems.append(nonfinite)
     if np.issubdtype(seg.dtype, np.floating) and not np.all(np.isfinite(seg)):
         problems.append(f"{case.label_file}: contains NaN or Inf values; a label file holds integers only")
     else:

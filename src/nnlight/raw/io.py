@@ -7,6 +7,8 @@ spacing in the same (z, y, x) order. 2D images become ``(channels, 1, y, x)`` wi
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,56 @@ def reader_kind(file_ending: str, overwrite_reader: str | None = None) -> str:
     raise ImageReadError(f"file ending {file_ending!r} is not supported; use one of {', '.join(SUPPORTED_ENDINGS)}")
 
 
+def _nifti_bytes(header: bytes) -> int | None:
+    """The bytes a NIfTI-1/-2 header announces (offset + voxels x bytes per voxel), or None if not NIfTI."""
+    for order in "<>":
+        size = int(np.frombuffer(header[:4], f"{order}i4")[0]) if len(header) >= 4 else 0
+        if size == 348 and len(header) >= 112:
+            dims = np.frombuffer(header[40:56], f"{order}i2")
+            bitpix, offset = int(np.frombuffer(header[72:74], f"{order}i2")[0]), float(
+                np.frombuffer(header[108:112], f"{order}f4")[0])
+        elif size == 540 and len(header) >= 176:
+            dims = np.frombuffer(header[16:80], f"{order}i8")
+            bitpix, offset = int(np.frombuffer(header[14:16], f"{order}i2")[0]), float(
+                np.frombuffer(header[168:176], f"{order}i8")[0])
+        else:
+            continue
+        if not 1 <= dims[0] <= 7:
+            return None
+        return int(offset) + int(np.prod(dims[1:dims[0] + 1], dtype=np.int64)) * bitpix // 8
+    return None
+
+
+def check_complete(path: Path) -> None:
+    """SimpleITK reads a truncated NIfTI or gzip file as zeros without a word: read the whole stream first and
+    compare it with what the header announces."""
+    name = path.name.lower()
+    if not name.endswith((".gz", ".nii")):
+        return
+    try:
+        with (gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb")) as f:
+            header = f.read(540)
+            total = len(header) + sum(len(chunk) for chunk in iter(lambda: f.read(1 << 24), b""))
+    except (EOFError, OSError, zlib.error) as e:
+        raise ImageReadError(f"{path}: the compressed file is truncated or corrupt ({e}); copy or export it "
+                             "again") from None
+    expected = _nifti_bytes(header) if name.endswith((".nii", ".nii.gz")) else None
+    if expected is not None and total < expected:
+        raise ImageReadError(f"{path}: the file is truncated ({total} of the {expected} bytes its header announces);"
+                             " copy or export it again")
+
+
+def check_finite(images: np.ndarray, files: Sequence[str | Path]) -> str | None:
+    """A message naming the first channel file with NaN or Inf voxels, or None when every voxel is finite."""
+    for channel, file in enumerate(files):
+        if not np.all(np.isfinite(images[channel])):
+            return (f"{file}: contains NaN or Inf voxels, which would be predicted as background without a word; "
+                    "replace them (e.g. with the image minimum)")
+    return None
+
+
 def _read_sitk(path: Path) -> sitk.Image:
+    check_complete(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as e:

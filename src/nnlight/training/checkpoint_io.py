@@ -6,12 +6,16 @@ that is renamed over the old one; loading uses ``torch.load(weights_only=True)``
 
 from __future__ import annotations
 
+import pickle
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write
 
 
@@ -21,4 +25,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
                         ) -> dict[str, Any]:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        return load_checkpoint(Path(path))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents (``weights_only``); a truncated or foreign file is a ``UserError`` naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot be read as a checkpoint ({reason}); it is truncated, corrupt or not "
+                        "written by nnlight — use another checkpoint (checkpoint=best|last|final) or train again"
+                        ) from None
+
+
+def resume_checkpoint(checkpoints: Sequence[Path]) -> Path | None:
+    """The newest intact checkpoint among ``checkpoints`` (last, best): a damaged one is skipped, saying so."""
+    intact, damaged = [], []
+    for path in (p for p in checkpoints if p.is_file()):
+        try:
+            intact.append((int(load_checkpoint(path).get("epoch", -1)), path))
+        except UserError as e:
+            damaged.append(str(e))
+    if damaged and not intact:
+        raise UserError(f"{damaged[0]}. No intact checkpoint is left to resume from; delete "
+                        f"{checkpoints[0].parent} to start the run over")
+    newest = max(intact)[1] if intact else None
+    for message in damaged:
+        print(f"Skipped: {message}\n  resuming from {newest} instead")
+    return newest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,20 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_named(path: str | Path, write: Callable[[Path], object]) -> None:
+    """For writers that need a file name with the right ending (SimpleITK): ``write(tmp)`` to a name unique to
+    this process and call (so concurrent writers of one file never share it), then rename to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{''.join(path.suffixes)}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

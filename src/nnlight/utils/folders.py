@@ -150,6 +150,12 @@ class PredictionFolder:
         return self.path / "summary.csv"
 
     @property
+    def made_by(self) -> Path:
+        """Which model (folders, folds, checkpoint) and settings wrote these predictions: predict.py refuses to
+        mix another model's predictions in."""
+        return self.path / "model.json"
+
+    @property
     def config(self) -> Path:
         """How these predictions were made (predict.py's resolved config)."""
         return self.path / ".hydra" / "config.yaml"
