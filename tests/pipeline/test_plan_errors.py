@@ -136,13 +136,36 @@ FAILURES = [_missing_channel, _missing_label, _shape_mismatch, _geometry_mismatc
             _wrong_json_type, _corrupt_gzip, _truncated_image, _truncated_uncompressed, _image_4d, _empty_labels_tr]
 
 
+def _plan_in_process(dataset: str, roots: Roots) -> str:
+    """plan.py's stage run in this process (the entry point's exit code and format are tested separately)."""
+    from hydra import compose, initialize_config_dir
+
+    from nnlight.pipeline.plan import run
+    from nnlight.utils.errors import UserError
+    from tests.conftest import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("plan", overrides=[f"dataset={dataset}", "num_workers=0", f"paths.raw={roots.raw}",
+                                         f"paths.preprocessed={roots.preprocessed}", f"paths.results={roots.results}"])
+    with pytest.raises(UserError) as error:
+        run(cfg)
+    return str(error.value)
+
+
 @pytest.mark.parametrize("break_dataset", FAILURES, ids=lambda f: f.__name__.strip("_"))
 def test_broken_dataset_is_reported(break_dataset: Callable[[Path], str], demo_3d: Path, roots: Roots) -> None:
     folder = shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     expected_in_message = break_dataset(folder)
+    assert expected_in_message in _plan_in_process(folder.name, roots)
+    assert roots.files_under_outputs() == []
+
+
+def test_a_broken_dataset_ends_plan_py_with_exit_code_2(demo_3d: Path, roots: Roots) -> None:
+    folder = shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    expected_in_message = _truncated_image(folder)
     result = run_script("plan.py", f"dataset={folder.name}", "num_workers=0", roots=roots)
     assert result.returncode == 2, result.stderr
-    assert expected_in_message in result.stderr
+    assert expected_in_message in result.stderr and "nothing was written" in result.stderr
     assert "Traceback" not in result.stderr
     assert roots.files_under_outputs() == []
 
