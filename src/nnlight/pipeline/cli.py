@@ -137,9 +137,12 @@ def plan_file_problems(config_dir: Path, config_name: str, overrides: list[str])
         return None  # reported by first_problem
     chosen = [value for o in parsed if o.get_key_element().lstrip("+~") == "plan"
               for value in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])]
-    folders = _plan_folders(config_dir, config_name)
+    folders, seen = _plan_folders(config_dir, config_name), set()
     while chosen:
         name = chosen.pop()
+        if name in seen:  # a loop of inheritance: Hydra names it
+            continue
+        seen.add(name)
         for path in (f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()):
             problem = plan_file_problem(path)
             if problem:
