@@ -45,15 +45,13 @@ def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuratio
     (["-m", "loss=dice,dice_bce"], "loss=dice_bce: no such option"),
     (["plan=Dataset900_Demo/3d_lowres"], "plan=Dataset900_Demo/3d_lowres: no such option; choose one of "
                                          "Dataset900_Demo/2d, Dataset900_Demo/3d_fullres"),
-    (["network.norm=group"], "network.norm='group': expected one of 'instance', 'batch'"),
-    (["data.fold=abc"], "data.fold='abc': expected an int or one of 'all'"),
     (["data.fold=7"], "data.fold=7 is out of range: Dataset900_Demo has folds 0..4 (or data.fold=all)"),
     (["+hydra.callbacks.x._target_=os.system", "+hydra.callbacks.x.command=true"], "hydra.callbacks: Hydra callbacks"),
 ])
 def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(roots: Roots, overrides: list[str],
                                                                             expected: str) -> None:
     """Group options and keys are checked before Hydra starts; values when the stage reads its settings (the
-    folder Hydra made for the run is removed again)."""
+    folder Hydra made for the run is removed again: data.fold=7 leaves no fold_7 behind)."""
     before = _files(roots)
     plan = [] if any(o.startswith("plan=") for o in overrides) else ["plan=Dataset900_Demo/3d_fullres"]
     result = run_script("train.py", *plan, "debug=fast_dev_run", *overrides, roots=roots)
@@ -64,6 +62,9 @@ def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(r
 
 @pytest.mark.parametrize(("overrides", "expected"), [
     (["+loss.smooth=0"], "unknown setting(s) loss.smooth; valid: batch_dice, dice_smooth"),
+    (["network.norm=group"], "network.norm='group': expected one of 'instance', 'batch'"),
+    (["data.fold=abc"], "data.fold='abc': expected an int or one of 'all'"),
+    (["plan.batch_size=0"], "batch_size=0 is out of range"),
     (["optimizer.lr=fast"], "optimizer (torch.optim.sgd.SGD) could not be created with lr='fast'"),
     (["+optimizer.betas=[0.9,0.99]"], "optimizer: SGD has no argument(s) betas; valid: params, lr, momentum"),
     (["optimizer._target_=torch.optim.Adamm"], "optimizer._target_='torch.optim.Adamm': no such class"),
@@ -183,22 +184,25 @@ def test_the_cascade_is_refused_rather_than_trained_as_full_resolution(roots: Ro
     assert result.returncode == 2 and "is a cascade stage" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("experiment", ["nnUNetTrainerBN", "nnUNetTrainerNoDeepSupervision",
-                                        "nnUNetTrainer_probabilisticOversampling", "nnUNetTrainerDA5"])
-def test_each_new_option_family_trains_and_predicts(roots: Roots, experiment: str) -> None:
-    """nnU-Net's variants by name: a short training, then the run folder predicts (the network rebuilt as trained)."""
+@pytest.mark.parametrize(("experiment", "combined_with"), [
+    ("nnUNetTrainerBN", "network.deep_supervision=false"),  # + nnUNetTrainerNoDeepSupervision
+    ("nnUNetTrainerDA5", "data.oversampling=random_at_batch_rate"),  # + nnUNetTrainer_probabilisticOversampling
+])
+def test_each_new_option_family_trains_and_predicts(roots: Roots, experiment: str, combined_with: str) -> None:
+    """nnU-Net's variants by name (two families per run, as options combine freely): a short training, then the
+    run folder predicts, with the network rebuilt as it was trained."""
     from nnlight.inference.predictor import Predictor
 
-    result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", f"experiment={experiment}", "debug=limit",
-                        "validation.enabled=false", roots=roots)
+    result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", f"experiment={experiment}", combined_with,
+                        "debug=limit", "validation.enabled=false", roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    run = _run(f"{experiment}[debug=limit,validation.enabled=false]", roots)
+    run = _run(f"{experiment}[{','.join(sorted([combined_with, 'debug=limit', 'validation.enabled=false']))}]", roots)
     choices = json.loads((run / "inference.json").read_text())
-    assert choices["network"] == {"norm": "batch" if experiment == "nnUNetTrainerBN" else "instance",
-                                  "deep_supervision": experiment != "nnUNetTrainerNoDeepSupervision"}
+    batch_norm = experiment == "nnUNetTrainerBN"
+    assert choices["network"] == {"norm": "batch" if batch_norm else "instance", "deep_supervision": not batch_norm}
     predictor = Predictor.from_model_folder(run, mirroring=False, device="cpu")
     norms = {type(m).__name__ for m in predictor.networks[0].modules()}
-    assert ("BatchNorm3d" in norms) == (experiment == "nnUNetTrainerBN")
+    assert ("BatchNorm3d" in norms) == batch_norm
     segmentation = predictor.predict(np.random.default_rng(0).normal(size=(2, 16, 32, 28)), (2.5, 1.0, 1.0))
     assert segmentation.segmentation.shape == (16, 32, 28)
 

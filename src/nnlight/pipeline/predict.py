@@ -120,12 +120,12 @@ def run(cfg: DictConfig) -> dict:
                "settings": {"mirroring": options.mirroring, "step_size": options.step_size,
                             "postprocessing": rules_as_text(rules) if rules else "none"}}
     _check_made_by(folder, made_by, options, dataset_json.file_ending)
-    overrides = OmegaConf.to_yaml(OmegaConf.create(list(HydraConfig.get().overrides.task)))
 
     def record_how_it_is_made() -> None:
         atomic_write_json(folder.made_by, made_by)
         atomic_write_text(folder.config, OmegaConf.to_yaml(cfg))
-        atomic_write_text(folder.overrides, overrides)
+        atomic_write_text(folder.overrides, OmegaConf.to_yaml(OmegaConf.create(
+            list(HydraConfig.get().overrides.task))))
 
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made)
