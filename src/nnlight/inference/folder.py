@@ -11,9 +11,9 @@ from tqdm import tqdm
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.export import write_probabilities, write_segmentation
-from nnlight.inference.predictor import EnsemblePredictor, Predictor, check_input
+from nnlight.inference.predictor import EnsemblePredictor, Predictor
 from nnlight.raw.dataset import group_channel_files
-from nnlight.raw.io import check_complete, read_images, reader_kind
+from nnlight.raw.io import read_images, reader_kind
 from nnlight.utils.errors import UserError
 
 
@@ -35,9 +35,6 @@ def input_cases(folder: Path, file_ending: str, num_channels: int) -> dict[str, 
         raise UserError(f"{folder}: {len(problems)} problem(s) with the input images:\n  - " + "\n  - ".join(problems))
     if not cases:
         raise UserError(f"{folder}: no images ending in {file_ending}; name them <case>_0000{file_ending}")
-    for files in cases.values():  # a truncated file is read as zeros without a word; find it before any write
-        for file in files:
-            check_complete(file)
     return cases
 
 
@@ -66,11 +63,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
             assert pending is not None
             images, geometry = pending.result()
             pending = reader.submit(read_images, cases[todo[i + 1]], kind) if i + 1 < len(todo) else None
-            if images.shape[0] != predictor.num_channels:
-                raise UserError(f"{cases[case_id][0]}: case {case_id!r} has {images.shape[0]} channel(s) but the "
-                                f"model expects {predictor.num_channels} {predictor.plan['channel_names']}")
-            check_input(images, geometry, predictor.is_3d, cases[case_id])
-            prediction = predictor.predict(images, geometry, save_probabilities)
+            prediction = predictor.predict(images, geometry, save_probabilities, sources=cases[case_id])
             if i == 0:
                 output_folder.mkdir(parents=True, exist_ok=True)
                 if before_first_write is not None:

@@ -237,34 +237,43 @@ class Predictor:
     def is_3d(self) -> bool:
         return len(self.inference.tile_size) == 3
 
-    def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float],
-                save_probabilities: bool = False) -> Prediction:
+    def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float], save_probabilities: bool = False,
+                sources: Sequence[str | Path] | None = None) -> Prediction:
         """Segment one image ``(channels, z, y, x)`` (2D: ``(channels, 1, y, x)``) given its spacing (z, y, x).
 
         The segmentation has the image's shape (z, y, x); to write it as a file with the input's geometry use
-        :func:`nnlight.inference.export.write_segmentation`.
+        :func:`nnlight.inference.export.write_segmentation`. ``sources`` (the channel files) name the culprit
+        when the image is refused.
         """
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim != 4 or images.shape[0] != self.num_channels:
-            raise UserError(f"the image has shape {images.shape} but the model expects (channels={self.num_channels} "
-                            f"{self.plan['channel_names']}, z, y, x); 2D images are (channels, 1, y, x)")
-        check_input(images, geometry, self.is_3d, [f"channel {c}" for c in range(len(images))])
+        images = check_input(images, geometry, self, sources)
+        return self._segment(images, geometry, save_probabilities)
+
+    def _segment(self, images: np.ndarray, geometry: Geometry | Sequence[float],
+                 save_probabilities: bool) -> Prediction:
         spacing = geometry.spacing if isinstance(geometry, Geometry) else tuple(float(s) for s in geometry)
         case = preprocess_case(images, None, spacing, self.preprocessing)
         scores, are_probabilities = predict_preprocessed(self.networks, case.data, self.inference, self.device)
         return export_scores(scores, are_probabilities, case.properties, self.inference, save_probabilities)
 
 
-def check_input(images: np.ndarray, geometry: Geometry | Sequence[float], model_is_3d: bool,
-                sources: Sequence[str | Path]) -> None:
-    """What would be predicted wrongly without a word: NaN/Inf voxels, a 2D image given to a 3D model."""
-    nonfinite = check_finite(images, sources)
+def check_input(images: np.ndarray, geometry: Geometry | Sequence[float], model: Predictor | EnsemblePredictor,
+                sources: Sequence[str | Path] | None = None) -> np.ndarray:
+    """The image as float32, refused where it would be predicted wrongly without a word: the wrong number of
+    channels, NaN/Inf voxels, a 2D image given to a 3D model. ``sources`` name the files in the message."""
+    images = np.asarray(images, dtype=np.float32)
+    names = list(sources) if sources is not None else [f"channel {c}" for c in range(len(images))]
+    if images.ndim != 4 or images.shape[0] != model.num_channels:
+        raise UserError(f"{names[0]}: the image has shape {images.shape} but the model expects (channels="
+                        f"{model.num_channels} {model.plan['channel_names']}, z, y, x); 2D images are "
+                        "(channels, 1, y, x)")
+    nonfinite = check_finite(images, names)
     if nonfinite:
         raise UserError(nonfinite)
     is_2d = geometry.is_2d if isinstance(geometry, Geometry) else images.shape[1] == 1
-    if is_2d and model_is_3d:
-        raise UserError(f"{sources[0]}: a 2D image, but the model is a 3D configuration; predict 2D images with a "
+    if is_2d and model.is_3d:
+        raise UserError(f"{names[0]}: a 2D image, but the model is a 3D configuration; predict 2D images with a "
                         "2d model (plan=<Dataset>/2d)")
+    return images
 
 
 class EnsemblePredictor:
@@ -283,11 +292,12 @@ class EnsemblePredictor:
     def num_channels(self) -> int:
         return self.predictors[0].num_channels
 
-    def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float],
-                save_probabilities: bool = False) -> Prediction:
+    def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float], save_probabilities: bool = False,
+                sources: Sequence[str | Path] | None = None) -> Prediction:
+        images = check_input(images, geometry, self, sources)  # once, not per member
         if len(self.predictors) == 1:
-            return self.predictors[0].predict(images, geometry, save_probabilities)
-        total = sum(p.predict(images, geometry, save_probabilities=True).probabilities.astype(np.float32)
+            return self.predictors[0]._segment(images, geometry, save_probabilities)
+        total = sum(p._segment(images, geometry, save_probabilities=True).probabilities.astype(np.float32)
                     for p in self.predictors)
         probs = total / len(self.predictors)
         segmentation = scores_to_segmentation(torch.from_numpy(probs),

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nnlight.nets.blocks import (
+    NORMS,
     NormName,
     StackedConvBlocks,
     StackedResidualBlocks,
@@ -169,6 +170,10 @@ class NetworkOptions:
 
     norm: NormName = "instance"
     deep_supervision: bool = True  # a loss on every decoder resolution (weights 1/2^i, the lowest 0)
+
+    def __post_init__(self) -> None:  # also guards values read back from a run folder's inference.json
+        if self.norm not in NORMS:
+            raise ValueError(f"norm={self.norm!r}: choose one of {', '.join(NORMS)}")
 
 
 NETWORKS: dict[str, type[_UNetBase]] = {"PlainConvUNet": PlainConvUNet, "ResidualEncoderUNet": ResidualEncoderUNet}

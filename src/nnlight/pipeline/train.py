@@ -51,14 +51,14 @@ def run(cfg: DictConfig) -> float | None:
 
 def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Path) -> TrainSetup:
     """A refused configuration leaves nothing behind: Hydra has already made the run folder (``.hydra/``, the
-    log), so a folder holding nothing else is removed, with the parents that were made for it."""
+    log), so a folder holding nothing else is removed, with the now empty parents below the results root."""
     try:
         return prepare(cfg)
     except UserError:
         folder = run_folder.path
         if folder.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in folder.iterdir()):
             shutil.rmtree(folder)
-            while folder.parent != results_root.parent and folder.parent.is_dir() and \
+            while folder.parent.resolve() != results_root.resolve() and folder.parent.is_dir() and \
                     not any(folder.parent.iterdir()):
                 folder = folder.parent
                 folder.rmdir()
