@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 # The CPU build of torch is installed first: a plain `torch` requirement would pull a multi-GB CUDA build.
 # On a GPU machine: make install TORCH_SPEC=torch
 TORCH_SPEC ?= torch==2.13.0
+# The demo trains for minutes, not days: a real (not debug) run, so evaluate.py may select it.
+DEMO_BUDGET := trainer.max_epochs=2 data.iterations_per_epoch=2 data.val_iterations_per_epoch=1 data.num_workers=0
 
 .PHONY: install demo test test-all lint bench
 
@@ -20,8 +22,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/nnlight-demo-data --raw data/raw
 	$(BIN)/python plan.py dataset=Dataset900_Demo
-	$(BIN)/python train.py plan=Dataset900_Demo/3d_fullres debug=limit
-	$(BIN)/python train.py plan=Dataset900_Demo/2d debug=limit
+	$(BIN)/python train.py plan=Dataset900_Demo/3d_fullres $(DEMO_BUDGET)
+	$(BIN)/python train.py plan=Dataset900_Demo/2d $(DEMO_BUDGET)
 	$(BIN)/python evaluate.py dataset=Dataset900_Demo
 	$(BIN)/python predict.py model=best dataset=Dataset900_Demo input=data/raw/Dataset900_Demo/imagesTs \
 		output=data/predictions/Dataset900_Demo reference=data/raw/Dataset900_Demo/labelsTs

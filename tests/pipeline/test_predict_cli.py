@@ -12,10 +12,10 @@ import SimpleITK as sitk
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.utils.errors import UserError
-from tests.conftest import Roots, planned_demo, run_script
+from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
 
-TRAIN = ["debug=limit", "validation.mirroring=false"]
-RUN = "baseline[debug=limit,validation.mirroring=false]"
+TRAIN = [*TINY_BUDGET, "validation.mirroring=false"]
+RUN = f"baseline[{TINY_NAME},validation.mirroring=false]"
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,10 @@ def test_evaluate_writes_the_cv_table_plot_and_best_choice(trained: Roots) -> No
     assert {f"2d/{RUN}", f"3d_fullres/{RUN}", f"2d/{RUN} + 3d_fullres/{RUN}"} == names
     chosen = best["candidates"][best["selected"]["name"]]["foreground_mean"]["Dice"]
     assert chosen == max(c["foreground_mean"]["Dice"] for c in best["candidates"].values())
-    assert (results / "cv_results.png").stat().st_size > 1000 and "| model | Dice |" in \
-        (results / "cv_results.md").read_text()
+    table = (results / "cv_results.md").read_text()
+    assert (results / "cv_results.png").stat().st_size > 1000 and "| model | folds | Dice |" in table
+    assert "**Incomplete cross-validation** (fewer than 5 folds) for 3 of 3" in table and "| 1/5 incomplete |" in table
+    assert best["selected"]["cv_complete"] is False
     crossval = json.loads((results / "3d_fullres" / RUN / "crossval" / "summary.json").read_text())
     assert {"Dice", "IoU", "HD95", "NSD"} <= set(crossval["foreground_mean"])
     assert (results / "3d_fullres" / RUN / "crossval" / "summary.csv").read_text().startswith("case,label,Dice")

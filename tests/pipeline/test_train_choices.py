@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nnlight.raw.synthetic import make_synthetic_dataset
-from tests.conftest import Roots, planned_demo, run_script
+from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +129,9 @@ def test_help_lists_every_group_with_its_options(roots: Roots) -> None:
 
 
 def test_a_region_dataset_trains_region_based_by_default(roots: Roots) -> None:
-    result = run_script("train.py", "plan=Dataset910_Regions/2d", "debug=limit", roots=roots)
+    result = run_script("train.py", "plan=Dataset910_Regions/2d", *TINY_BUDGET, roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    run = _run("baseline[debug=limit]", roots, "Dataset910_Regions", "2d")
+    run = _run(f"baseline[{TINY_NAME}]", roots, "Dataset910_Regions", "2d")
     state = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)["state_dict"]
     head = next(v for k, v in state.items() if k.endswith("seg_layers.0.weight"))
     assert head.shape[0] == 2  # one sigmoid output per region, no background

@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from tests.conftest import REPO, Roots, planned_demo, run_script
+from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
 
 
 @pytest.fixture(scope="module")
@@ -133,15 +133,16 @@ def test_hand_broken_plan_architecture_names_the_fix(planned_roots: Roots, tmp_p
 def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned_roots: Roots) -> None:
     common = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=1", "data.iterations_per_epoch=1",
               "validation.enabled=false"]
-    for logger in ("tensorboard", "wandb"):  # no W&B account or network on the test machines
-        result = run_script("train.py", *common, f"logger={logger}", roots=planned_roots)
+    for fold, logger in enumerate(("tensorboard", "wandb")):  # no W&B account or network on the test machines
+        result = run_script("train.py", *common, f"logger={logger}", f"data.fold={fold}", roots=planned_roots)
         assert result.returncode == 0, result.stderr[-3000:]
-    # the logger does not change what is trained, so both runs share one folder (validation.enabled is in the name)
-    run = planned_roots.results / "Dataset900_Demo" / "2d" / \
-        "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1,validation.enabled=false]" / "fold_0"
-    assert list((run / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard event file"
-    offline_runs = list((run / "wandb").glob("offline-run-*"))
+    # the logger does not change what is trained, so it is not in the name (validation.enabled is)
+    model = planned_roots.results / "Dataset900_Demo" / "2d" / \
+        "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1,validation.enabled=false]"
+    assert list((model / "fold_0" / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    offline_runs = list((model / "fold_1" / "wandb").glob("offline-run-*"))
     assert offline_runs and list(offline_runs[0].glob("run-*.wandb")), "no offline W&B run"
+    run = model / "fold_1"
     assert (run / "logs" / "metrics.csv").is_file()
 
 
@@ -174,7 +175,7 @@ def test_submitit_launcher_runs_a_fold_sweep(planned_roots: Roots) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     runs = _runs(planned_roots, "2d")
     assert "baseline[debug=fast_dev_run]/fold_1" in runs
-    assert list((planned_roots.results / "Dataset900_Demo" / "2d" / ".submitit").glob("*/*_result.pkl"))
+    assert list((planned_roots.results / "sweeps").glob("*/.submitit/*/*_result.pkl"))  # the sweep's own record
 
 
 def test_run_names_spell_booleans_the_same_in_single_runs_and_multiruns() -> None:
@@ -189,3 +190,58 @@ def test_an_unknown_optimized_metric_is_named_before_training(planned_roots: Roo
     result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "optimized_metric=dice",
                         roots=planned_roots)
     assert result.returncode == 2 and "optimized_metric=dice" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_multirun_over_two_plans_trains_each_in_its_own_folder(planned_roots: Roots) -> None:
+    result = run_script("train.py", "-m", "plan=Dataset900_Demo/2d,Dataset900_Demo/3d_fullres", *TINY_BUDGET,
+                        "validation.enabled=false", roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" not in result.stdout
+    name = f"baseline[{TINY_NAME},validation.enabled=false]"
+    runs = [planned_roots.results / "Dataset900_Demo" / c / name / "fold_0" for c in ("2d", "3d_fullres")]
+    identities = [json.loads((r / "run_config.json").read_text()) for r in runs]
+    assert [i["config"]["plan"]["configuration"] for i in identities] == ["2d", "3d_fullres"]
+    assert identities[0]["config_hash"] != identities[1]["config_hash"]
+    assert all((r / "checkpoints" / "final.ckpt").is_file() and (r / "run_stats.json").is_file() for r in runs)
+    assert len(list((planned_roots.results / "sweeps").glob("*/multirun.yaml"))) >= 1  # kept per sweep
+
+    again = run_script("train.py", "plan=Dataset900_Demo/2d", *TINY_BUDGET, "validation.enabled=false",
+                       roots=planned_roots)
+    assert again.returncode == 0 and "Already trained" in again.stdout  # a finished run is not trained twice
+
+    before = {p: p.stat().st_mtime_ns for p in runs[0].rglob("*") if p.is_file()}
+    other_plan = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", *TINY_BUDGET, "validation.enabled=false",
+                            f"hydra.run.dir='{runs[0]}'", roots=planned_roots)  # another plan, forced into it
+    assert other_plan.returncode == 2 and "Traceback" not in other_plan.stderr
+    assert "holds a run trained with another configuration (plan.configuration: was 2d, now 3d_fullres" \
+        in other_plan.stderr
+    assert {p: p.stat().st_mtime_ns for p in runs[0].rglob("*") if p.is_file() and p.name != "train.log"} == \
+        {p: t for p, t in before.items() if p.name != "train.log"}  # nothing of the first run was touched
+
+
+def test_a_failing_sweep_job_is_recorded_and_the_others_run(planned_roots: Roots) -> None:
+    """Fold 0 and fold 1 of a sweep; fold 1's folder is blocked by a foreign checkpoint: fold 0 still trains."""
+    name = "baseline[data.iterations_per_epoch=2,data.val_iterations_per_epoch=1,seed=7,trainer.max_epochs=2," \
+        "validation.enabled=false]"
+    folder = planned_roots.results / "Dataset900_Demo" / "2d" / name
+    (folder / "fold_1" / "checkpoints").mkdir(parents=True)
+    (folder / "fold_1" / "checkpoints" / "last.ckpt").write_bytes(b"from somewhere else")
+    result = run_script("train.py", "-m", "plan=Dataset900_Demo/2d", "data.fold=1,0", *TINY_BUDGET,
+                        "validation.enabled=false", "seed=7", roots=planned_roots)
+    assert result.returncode == 1
+    assert "no run_config.json saying how" in result.stderr
+    assert (folder / "fold_0" / "run_stats.json").is_file()  # the job after the failed one ran
+    assert not (folder / "fold_1" / "run_config.json").exists()
+
+
+def test_deterministic_reruns_give_identical_metrics(planned_roots: Roots, tmp_path: Path) -> None:
+    args = ["plan=Dataset900_Demo/2d", *TINY_BUDGET, "trainer.deterministic=true", "validation.mirroring=false"]
+    summaries = []
+    for attempt in ("first", "second"):
+        roots = Roots(planned_roots.raw, planned_roots.preprocessed, tmp_path / attempt)
+        result = run_script("train.py", *args, roots=roots)
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = next((roots.results / "Dataset900_Demo" / "2d").glob("*/fold_0"))
+        assert json.loads((run / "run_stats.json").read_text())["deterministic"] is True
+        summaries.append((run / "validation" / "summary.json").read_bytes())
+    assert summaries[0] == summaries[1]

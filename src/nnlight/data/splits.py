@@ -62,6 +62,17 @@ def load_or_create_splits(dataset_folder: Path, case_ids: Sequence[str], n_split
     return splits
 
 
+def fold_count(dataset_folder: Path) -> int:
+    """How many folds the dataset's cross-validation has: the splits file's, or nnU-Net's 5 before one exists."""
+    path = dataset_folder / SPLITS_FILE
+    if not path.is_file():
+        return DEFAULT_FOLDS
+    try:
+        return len(load_json(path))
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e}); fix it or delete it to regenerate the splits") from None
+
+
 def fold_cases(splits: list[Split], fold: int | Literal["all"], case_ids: Sequence[str]) -> Split:
     """Training and validation case ids of ``fold``; ``"all"`` trains (and validates) on every case."""
     if fold == "all":

@@ -10,6 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nnlight.evaluation.metrics import SCORES, case_metrics, summarize
 from nnlight.raw.io import geometries_match, read_seg, reader_kind
 from nnlight.utils.errors import UserError
@@ -36,11 +38,16 @@ def _score_case(pair: tuple[str, Path, Path], settings: EvaluationSettings) -> t
         raise UserError(f"{prediction_file}: shape {prediction.shape[1:]} / spacing {prediction_geometry.spacing} "
                         f"differs from the reference {reference_file} ({reference.shape[1:]} / "
                         f"{reference_geometry.spacing}); predictions must be on the reference's grid")
-    reference, prediction, spacing = reference[0], prediction[0], reference_geometry.spacing
+    return case_id, score_case(reference[0], prediction[0], reference_geometry.spacing, settings)
+
+
+def score_case(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
+               settings: EvaluationSettings) -> dict[str, dict[str, float]]:
+    """Every label's metrics for one case on the reference's 3D grid (a 2D image has one dummy slice)."""
     if reference.shape[0] == 1:  # a 2D image: surfaces are contours in the plane, not the dummy slice's faces
         reference, prediction, spacing = reference[0], prediction[0], spacing[1:]
-    return case_id, case_metrics(reference, prediction, settings.labels, settings.ignore_label,
-                                 spacing if settings.surface_metrics else None, settings.tolerance_mm)
+    return case_metrics(reference, prediction, settings.labels, settings.ignore_label,
+                        spacing if settings.surface_metrics else None, settings.tolerance_mm)
 
 
 def evaluate_folder(prediction_folder: Path, reference_folder: Path, settings: EvaluationSettings,

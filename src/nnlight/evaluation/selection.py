@@ -45,13 +45,20 @@ class TrainedModel:
     def name(self) -> str:
         return self.folder.name
 
+    def complete(self, fold_count: int) -> bool:
+        """Every fold of the cross-validation trained and validated."""
+        return {str(k) for k in range(fold_count)} <= set(self.folds)
+
 
 def find_trained_models(dataset_results: DatasetResults, file_ending: str) -> list[TrainedModel]:
-    """Every configuration folder with at least one finished fold (its validation summary present)."""
+    """Every configuration folder with at least one finished cross-validation fold (its validation summary
+    present). Debug runs and ``fold_all`` (validated on its own training cases) are never candidates."""
     models = []
     for folder in dataset_results.model_folders():
-        runs = [r for r in folder.runs() if r.validation_summary.is_file()]
-        if not runs:
+        runs = [r for r in folder.runs() if r.validation_summary.is_file() and r.fold != "all"]
+        if not runs or folder.is_debug:
+            if runs:
+                print(f"Left out of model selection: {folder.name} (a debug run)")
             continue
         cases = {p.name[:-len(file_ending)]: p for r in runs for p in sorted(r.validation.glob(f"*{file_ending}"))
                  if not p.name.startswith(".")}
@@ -99,13 +106,17 @@ def _load_segmentations(folder: Path, cases: Sequence[str], file_ending: str) ->
 
 def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,
                 ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
-                num_workers: int = 2) -> dict[str, Any]:
-    """Score every model and pair ensemble on cross-validation, pick the best, determine its post-processing."""
+                num_workers: int = 2, fold_count: int = 5) -> dict[str, Any]:
+    """Score every model and pair ensemble on cross-validation, pick the best, determine its post-processing.
+
+    A model with fewer than ``fold_count`` folds takes part, marked incomplete in every table and in
+    ``best_configuration.json`` (nnU-Net would refuse it; a partial comparison is still worth seeing).
+    """
     dataset_results = DatasetResults(results_folder)
     models = find_trained_models(dataset_results, file_ending)
     if not models:
         raise UserError(f"{results_folder}: no trained model with validation predictions; train at least one fold "
-                        "(python train.py plan=<Dataset>/<configuration> data.fold=0)")
+                        "(python train.py plan=<Dataset>/<configuration> data.fold=0); debug runs do not count")
     common = sorted(set.intersection(*(set(m.cases) for m in models)))
     if not common:
         raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
@@ -148,11 +159,15 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                                  for m in best["members"]],
                      "postprocessing": dataset_results.postprocessing.name,
                      "postprocessing_rules": rules_as_text(rules),
-                     "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after)},
+                     "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after),
+                     "cv_complete": all(m.complete(fold_count) for m in best["members"])},
         "cases_compared": len(common),
+        "fold_count": fold_count,
         "candidates": {n: {"foreground_mean": c["common"]["foreground_mean"],
                            "mean": c["common"]["mean"], "members": [m.name for m in c["members"]],
-                           "folds": {m.name: m.folds for m in c["members"]}} for n, c in candidates.items()},
+                           "folds": {m.name: m.folds for m in c["members"]},
+                           "cv_complete": all(m.complete(fold_count) for m in c["members"])}
+                       for n, c in candidates.items()},
     }
     atomic_write_json(dataset_results.best_configuration, result)
     atomic_write_text(dataset_results.cv_table, results_table(result))
@@ -169,13 +184,23 @@ def results_table(result: Mapping[str, Any]) -> str:
     """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD."""
     rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
     lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}**, "
-             f"post-processing: {result['selected']['postprocessing_rules']}.", "",
-             "| model | Dice | HD95 (mm) | NSD |", "|---|---|---|---|"]
+             f"post-processing: {result['selected']['postprocessing_rules']}.", ""]
+    incomplete = [name for name, c in rows if not c.get("cv_complete", True)]
+    if incomplete:
+        lines += [f"**Incomplete cross-validation** (fewer than {result.get('fold_count', 5)} folds) for "
+                  f"{len(incomplete)} of {len(rows)} candidate(s): their figures cover only the folds trained so "
+                  "far; train the missing folds before trusting the choice.", ""]
+    lines += ["| model | folds | Dice | HD95 (mm) | NSD |", "|---|---|---|---|---|"]
     for name, c in rows:
         fg = c["foreground_mean"]
-        lines.append(f"| {name} | {fg['Dice']:.4f} | {fg.get('HD95', float('nan')):.2f} | "
-                     f"{fg.get('NSD', float('nan')):.4f} |")
+        lines.append(f"| {name} | {_folds_cell(c, result.get('fold_count', 5))} | {fg['Dice']:.4f} | "
+                     f"{fg.get('HD95', float('nan')):.2f} | {fg.get('NSD', float('nan')):.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def _folds_cell(candidate: Mapping[str, Any], fold_count: int) -> str:
+    trained = min(len(f) for f in candidate["folds"].values())
+    return f"{trained}/{fold_count}" + ("" if candidate.get("cv_complete", True) else " incomplete")
 
 
 def _wrap(name: str, width: int = 40) -> str:
@@ -197,7 +222,8 @@ def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
     values = [c["foreground_mean"]["Dice"] for _, c in rows]
     colors = ["tab:green" if n == result["selected"]["name"] else "tab:blue" for n, _ in rows]
     ax.barh(range(len(rows)), values, color=colors)
-    ax.set_yticks(range(len(rows)), [_wrap(n) for n, _ in rows], fontsize=7)
+    ax.set_yticks(range(len(rows)), [_wrap(n) + ("" if c.get("cv_complete", True) else "\n(incomplete CV)")
+                                     for n, c in rows], fontsize=7)
     ax.set(xlabel="foreground mean Dice (cross-validation)", xlim=(0, 1),
            title=f"{title}: {result['cases_compared']} case(s), green = selected")
     for i, v in enumerate(values):

@@ -6,6 +6,8 @@ import importlib
 import sys
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
@@ -22,4 +24,6 @@ def run_stage(stage: str, cfg: DictConfig) -> Any:
         return run(cfg)
     except UserError as e:
         print(f"\nnnlight: error: {e}", file=sys.stderr)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the job as failed and runs the sweep's other jobs; the sweep then exits 1
         sys.exit(USER_ERROR_EXIT_CODE)

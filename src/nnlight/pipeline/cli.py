@@ -58,7 +58,7 @@ def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> s
             variants += [[*first[:i], _with_value(override, value), *first[i + 1:]]
                          for value in override.sweep_string_iterator()]
     for variant in variants if len(variants) == 1 else variants[1:]:
-        problem = _compose_problem(config_dir, config_name, variant)
+        problem = composition_problem(config_dir, config_name, variant)
         if problem:
             return problem
     return None
@@ -68,7 +68,8 @@ def _with_value(override: object, value: str) -> str:
     return f"{override.get_key_element()}={value}"  # type: ignore[attr-defined]
 
 
-def _compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
+def compose_config(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
+    """The config an entry point would run with (``hydra`` node included), composed outside any run."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
@@ -77,9 +78,10 @@ def _compose(config_dir: Path, config_name: str, overrides: list[str]) -> DictCo
         GlobalHydra.instance().clear()
 
 
-def _compose_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+def composition_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
+    """Why these overrides do not compose (unknown option, key or value), in one line; None if they do."""
     try:
-        _compose(config_dir, config_name, overrides)
+        compose_config(config_dir, config_name, overrides)
     except MissingConfigException as e:
         group, _, option = str(e.missing_cfg_file).partition("/")
         options = list(e.options or []) or _plan_options(config_dir, config_name) if group == "plan" else \
@@ -104,7 +106,7 @@ def _composition_problem(config_dir: Path, config_name: str, overrides: list[str
         parent = key.rpartition(".")[0]
         rest = [o for o in overrides if o.split("=")[0].lstrip("+~") != key]
         try:
-            node = _compose(config_dir, config_name, rest)
+            node = compose_config(config_dir, config_name, rest)
             node = OmegaConf.select(node, parent) if parent else node
             valid = sorted(str(k) for k in node if k != "hydra") if isinstance(node, DictConfig) else []
         except (HydraException, ValueError):

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from nnlight.data.splits import fold_count
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.selection import results_table, select_best
 from nnlight.pipeline.plan import resolve_raw_folder
@@ -43,7 +44,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return summary
     results = Path(cfg.paths.results) / raw_folder.name
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
-                         bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers))
+                         bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers),
+                         fold_count(Path(cfg.paths.preprocessed) / raw_folder.name))
     print("\n" + results_table(result))
     folder = DatasetResults(results)
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"

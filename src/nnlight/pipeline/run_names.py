@@ -5,6 +5,7 @@ Kept apart from the training code so registering the resolver costs no torch/Lig
 
 from __future__ import annotations
 
+import os
 import re
 
 from omegaconf import OmegaConf
@@ -20,5 +21,13 @@ def overrides_suffix(override_dirname: str) -> str:
     return f"[{normalized}]" if normalized else ""
 
 
+def absolute(path: str) -> str:
+    """A multirun job's folder is ``sweep.dir / sweep.subdir``: an absolute subdir puts it where a single run
+    with the same choices goes, while the sweep's own record stays in its per-sweep folder."""
+    return os.path.abspath(path)
+
+
 if not OmegaConf.has_resolver("nnlight_overrides"):
     OmegaConf.register_new_resolver("nnlight_overrides", overrides_suffix)
+if not OmegaConf.has_resolver("nnlight_absolute"):
+    OmegaConf.register_new_resolver("nnlight_absolute", absolute)

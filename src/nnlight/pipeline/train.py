@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import shutil
-import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,41 +12,78 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnlight import __version__
 from nnlight.data.augmentation import spatial_augmentation_geometry
 from nnlight.data.datamodule import SegmentationDataModule, deep_supervision_scales
+from nnlight.evaluation.folder import EvaluationSettings
+from nnlight.fingerprint import load_fingerprint
 from nnlight.inference.predictor import TrainingChoices, inference_settings
+from nnlight.pipeline.run_record import (
+    RunIdentityCheck,
+    check_same_run,
+    config_hash,
+    finished_stats,
+    ignored_keys,
+    recording_failure,
+    run_identity,
+    write_run_config,
+    write_stats,
+)
 from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write, atomic_write_json, load_json
+from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import RunFolder
-from nnlight.utils.provenance import device_name
+from nnlight.utils.provenance import device_name, source_revision
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Check everything, build data + task + trainer, write the run folder's files, fit, validate, report."""
-    run_folder = RunFolder(Path(HydraConfig.get().runtime.output_dir))
+    """Check everything, then train, validate and report — or, for a run that finished before, only report."""
+    hydra = HydraConfig.get()
+    run_folder = RunFolder(Path(hydra.runtime.output_dir))
     setup = _prepare_or_remove(cfg, run_folder, Path(cfg.paths.results))
+    identity = run_identity(cfg, ignored_keys(hydra))
+    check_same_run(run_folder, identity)
+    stats = None if setup.fast_dev_run else finished_stats(run_folder)
+    if stats is not None:
+        print(f"Already trained: {run_folder.path} (finished {stats['finished_at']}); nothing to do. To train it "
+              "again, delete that folder")
+        return _optimized_metric(setup.optimized_metric, stats["summary"], stats["logged_metrics"])
+    with recording_failure(run_folder):
+        return _train(cfg, setup, run_folder, identity, hydra.runtime.choices.get("debug"))
+
+
+def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: dict[str, Any],
+           debug: str | None) -> float | None:
     L.seed_everything(setup.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
-    trainer = build_trainer(setup, run_folder)
+    monitor = ResourceMonitor()
+    trainer = build_trainer(setup, run_folder, [monitor, RunIdentityCheck(config_hash(identity))])
     if trainer.is_global_zero:
-        write_run_files(setup, run_folder, cfg)
-    fit(trainer, task, data, run_folder, setup.fast_dev_run)
-    ema = trainer.callback_metrics.get("val/pseudo_dice_ema")
+        write_run_files(setup, run_folder, cfg, identity, debug)
+    resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run)
+    logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
-                               "pseudo_dice_ema": float(ema) if ema is not None else None}
+                               "pseudo_dice_ema": logged.get("val/pseudo_dice_ema")}
     if trainer.is_global_zero:
+        device = trainer.strategy.root_device
+        started = time.perf_counter()
         if setup.validation.enabled and not setup.fast_dev_run:
-            summary |= validate_fold(task, data, setup, run_folder, trainer.strategy.root_device)
+            summary |= validate_fold(task, data, setup, run_folder, device)
+        if not setup.fast_dev_run:
+            write_stats(run_folder, {
+                "summary": summary, "logged_metrics": logged, "resumed": resumed, **monitor.report(device),
+                "validation_seconds": round(time.perf_counter() - started, 3),
+                "parameters": sum(p.numel() for p in task.network.parameters()), "device": device_name(),
+                "deterministic": bool(setup.trainer.get("deterministic")), "debug": debug})
         _print_summary(summary, run_folder, setup)
-    return _optimized_metric(setup.optimized_metric, summary, trainer)
+    return _optimized_metric(setup.optimized_metric, summary, logged)
 
 
 def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Path) -> TrainSetup:
@@ -83,10 +120,10 @@ def build_task(setup: TrainSetup) -> SegmentationTask:
     return task
 
 
-def build_trainer(setup: TrainSetup, run_folder: RunFolder) -> L.Trainer:
+def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[L.Callback]) -> L.Trainer:
     callbacks = [ModelCheckpoint(dirpath=run_folder.checkpoints, filename="best", monitor="val/pseudo_dice_ema",
                                  mode="max", save_last=True, save_top_k=1),
-                 *(c.create() for c in setup.callbacks)]
+                 *own_callbacks, *(c.create() for c in setup.callbacks)]
     loggers = [c.create(save_dir=str(run_folder.path)) for c in setup.loggers]
     try:
         return L.Trainer(**setup.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,
@@ -96,9 +133,15 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder) -> L.Trainer:
         raise UserError(f"trainer.*: {e}. See configs/trainer/default.yaml and Lightning's Trainer arguments") from None
 
 
-def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig) -> None:
-    """A run folder is self-contained for inference: plan, training choices, dataset files, provenance."""
-    atomic_write_json(run_folder.provenance, _provenance(setup.seed))
+def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, identity: dict[str, Any],
+                    debug: str | None) -> None:
+    """A run folder is self-contained for inference and says how it was made: its config (and overrides),
+    plan, training choices, dataset files, provenance."""
+    write_run_config(run_folder, identity, debug)
+    atomic_write_text(run_folder.hydra_config, OmegaConf.to_yaml(cfg))
+    atomic_write_text(run_folder.hydra_overrides, OmegaConf.to_yaml(OmegaConf.create(
+        list(HydraConfig.get().overrides.task))))
+    atomic_write_json(run_folder.provenance, _provenance(setup))
     atomic_write_json(run_folder.plan, setup.plan)
     atomic_write_json(run_folder.inference, _training_choices(setup).to_json())
     copies = {run_folder.dataset_json: "dataset.json", run_folder.fingerprint: "fingerprint.json",
@@ -115,14 +158,16 @@ def _training_choices(setup: TrainSetup) -> TrainingChoices:
 
 
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
-        fast_dev_run: bool) -> None:
-    """Train, resuming from ``last.ckpt`` when the run was interrupted; then write ``final.ckpt``."""
+        fast_dev_run: bool) -> bool:
+    """Train, resuming from ``last.ckpt`` when the run was interrupted; then write ``final.ckpt``. True if
+    resumed."""
     resume = None if fast_dev_run else resume_checkpoint([run_folder.checkpoint("last"), run_folder.checkpoint("best")])
     if resume is not None:
         print(f"Resuming from {resume}")
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     if not fast_dev_run:
         trainer.save_checkpoint(run_folder.checkpoint("final"), weights_only=False)
+    return resume is not None
 
 
 def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: TrainSetup, run_folder: RunFolder,
@@ -130,28 +175,27 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     """The fold's validation cases predicted (sliding window), exported in their original geometry, scored."""
     task.network.decoder.deep_supervision = False
     choices = _training_choices(setup)
+    options = setup.validation
+    scoring = EvaluationSettings(dict(setup.facts.layout.labels),
+                                 load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
+                                 setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm)
     result = validate(task.network, data.val_cases, ValidationSettings(
         store=setup.preprocessed_dataset / str(setup.plan["data_identifier"]), raw_labels=setup.raw_labels,
-        file_ending=load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
-        labels=dict(setup.facts.layout.labels), ignore_label=setup.facts.layout.ignore_label,
-        save_probabilities=setup.validation.save_probabilities,
+        scoring=scoring, save_probabilities=options.save_probabilities,
         inference=inference_settings(setup.plan, setup.facts.layout, choices.tile_size,
-                                     choices.mirror_axes if setup.validation.mirroring else (),
-                                     setup.validation.step_size)), run_folder.validation, device)
+                                     choices.mirror_axes if options.mirroring else (), options.step_size)),
+        run_folder.validation, device)
     return {"validation_dice": result["foreground_mean"]["Dice"],
             "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()}}
 
 
-def _provenance(seed: int) -> dict[str, Any]:
-    try:
-        revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                  cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        revision = None
-    return {"nnlight": __version__, "torch": torch.__version__, "lightning": L.__version__,
+def _provenance(setup: TrainSetup) -> dict[str, Any]:
+    fingerprint = setup.preprocessed_dataset / "fingerprint.json"
+    return {"nnlight": __version__, **source_revision(), "torch": torch.__version__, "lightning": L.__version__,
             "python": platform.python_version(), "device": device_name(),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-            "seed": seed, "git_revision": revision}
+            "seed": setup.seed,
+            "fingerprint_sha256": load_fingerprint(fingerprint).sha256()[:16] if fingerprint.is_file() else None}
 
 
 def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainSetup) -> None:
@@ -171,9 +215,9 @@ def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainS
     print("\n".join(lines))
 
 
-def _optimized_metric(name: str | None, summary: dict[str, Any], trainer: L.Trainer) -> float | None:
+def _optimized_metric(name: str | None, summary: dict[str, Any], logged: dict[str, float]) -> float | None:
     """What a sweeper maximizes: ``validation_dice`` (end-of-training validation) or a logged metric."""
-    value = summary.get(name, trainer.callback_metrics.get(name)) if name else None
+    value = summary.get(name, logged.get(name)) if name else None
     if value is None and name is not None:
         print(f"optimized_metric={name} was not computed in this run (validation disabled or a debug run)")
     return None if value is None else float(value)

@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings
-from nnlight.data.splits import DEFAULT_FOLDS, SPLITS_FILE
+from nnlight.data.splits import fold_count
 from nnlight.nets import NetworkOptions
 from nnlight.pipeline.components import Component, component, components
 from nnlight.pipeline.settings import settings_from_config
@@ -29,7 +29,6 @@ from nnlight.planning.plans import Architecture
 from nnlight.training.losses import LossSettings, check_loss_fits
 from nnlight.training.validation import ValidationOptions
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import load_json
 
 
 @dataclass(frozen=True)
@@ -112,10 +111,9 @@ def check_patch_size(patch_size: tuple[int, ...], strides: list[list[int]]) -> N
 
 def check_fold(fold: int | str, preprocessed_dataset: Path) -> None:
     """Before any folder is made: the fold exists in the dataset's splits (nnU-Net's 5 until a file says more)."""
-    splits = preprocessed_dataset / SPLITS_FILE
     try:
-        count = len(load_json(splits)) if splits.is_file() else DEFAULT_FOLDS
-    except ValueError:
+        count = fold_count(preprocessed_dataset)
+    except UserError:
         return  # a broken splits file is reported, with the fix, where it is read
     if fold != "all" and int(fold) >= count:
         raise UserError(f"data.fold={fold} is out of range: {preprocessed_dataset.name} has folds 0..{count - 1} "

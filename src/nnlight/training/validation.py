@@ -2,12 +2,13 @@
 
 Cases are predicted from the case store (already preprocessed) with the sliding window, written in the
 original geometry into ``validation/`` and compared with ``labelsTr`` of the raw dataset; ``summary.json``
-holds per-case and mean Dice/IoU per label (nnU-Net's definitions). Finished cases are skipped on rerun.
+holds per-case and mean Dice/IoU per label (nnU-Net's definitions), with HD95 and normalized surface Dice
+unless ``surface_metrics=false``. Finished cases are skipped on rerun.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from nnlight.evaluation.metrics import case_metrics, summarize
+from nnlight.evaluation.folder import EvaluationSettings, score_case
+from nnlight.evaluation.metrics import summarize
 from nnlight.inference.export import geometry_from_properties, write_probabilities, write_segmentation
 from nnlight.inference.predictor import InferenceSettings, export_scores, predict_preprocessed
 from nnlight.preprocessing.store import load_case
@@ -32,32 +34,35 @@ class ValidationOptions:
     mirroring: bool = True  # test-time augmentation over the axes mirrored in training
     step_size: float = 0.5  # tile overlap: step = step_size x tile
     save_probabilities: bool = True  # validation/<case>.npz: what evaluate.py averages for ensembles
+    surface_metrics: bool = True  # HD95 and normalized surface Dice besides Dice and IoU
+    tolerance_mm: float = 1.0  # normalized surface Dice tolerance
 
     def __post_init__(self) -> None:
         if not 0 < self.step_size <= 1:
             raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5")
+        if self.tolerance_mm <= 0:
+            raise ValueError(f"tolerance_mm={self.tolerance_mm}: use a positive distance in mm, e.g. 1.0")
 
 
 @dataclass(frozen=True)
 class ValidationSettings:
     store: Path  # <preprocessed>/<Dataset>/<data identifier>
     raw_labels: Path  # <raw>/<Dataset>/labelsTr
-    file_ending: str
-    labels: Mapping[str, int | Sequence[int]]
+    scoring: EvaluationSettings  # labels, file ending, ignore label, surface metrics
     inference: InferenceSettings
-    ignore_label: int | None = None
     save_probabilities: bool = False  # <case>.npz beside each segmentation: what configuration ensembles average
 
 
 def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: ValidationSettings, out_folder: Path,
              device: torch.device) -> dict[str, Any]:
     out_folder.mkdir(parents=True, exist_ok=True)
-    kind = reader_kind(settings.file_ending)
+    file_ending = settings.scoring.file_ending
+    kind = reader_kind(file_ending)
     network = network.to(device).eval()
     per_case = {}
     for case_id in tqdm(case_ids, desc="Validation", unit="case"):
         data, _, properties = load_case(settings.store, case_id)
-        out = out_folder / f"{case_id}{settings.file_ending}"
+        out = out_folder / f"{case_id}{file_ending}"
         if out.is_file():
             prediction, _ = read_seg(out, kind)
             prediction = prediction[0]
@@ -69,11 +74,11 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
                 write_probabilities(out_folder / f"{case_id}.npz", exported.probabilities)
             prediction = exported.segmentation
             write_segmentation(prediction, out, geometry_from_properties(properties))
-        reference_file = settings.raw_labels / f"{case_id}{settings.file_ending}"
+        reference_file = settings.raw_labels / f"{case_id}{file_ending}"
         if reference_file.is_file():
-            reference, _ = read_seg(reference_file, kind)
-            per_case[case_id] = case_metrics(reference[0], prediction.reshape(reference.shape[1:]),
-                                             settings.labels, settings.ignore_label)
+            reference, geometry = read_seg(reference_file, kind)
+            per_case[case_id] = score_case(reference[0], prediction.reshape(reference.shape[1:]), geometry.spacing,
+                                           settings.scoring)
     summary = summarize(per_case)
     atomic_write_json(PredictionFolder(out_folder).summary, summary)
     return summary

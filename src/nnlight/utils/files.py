@@ -55,6 +55,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def write_if_changed(path: str | Path, data: bytes) -> bool:
+    """Atomically replace ``path`` only when its content would change (a rerun leaves files untouched)."""
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    atomic_write(path, lambda f: f.write(data))
+    return True
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays and tuples (recursively) into plain JSON types."""
     if isinstance(obj, dict):

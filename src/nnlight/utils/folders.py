@@ -50,6 +50,29 @@ class RunFolder:
         return self.path / "provenance.json"
 
     @property
+    def run_config(self) -> Path:
+        """The run's identity: the training config it was made with (and its hash), checked on every restart."""
+        return self.path / "run_config.json"
+
+    @property
+    def stats(self) -> Path:
+        """Written when training (and validation) finished: cost figures and the run's summary metrics."""
+        return self.path / "run_stats.json"
+
+    @property
+    def failure(self) -> Path:
+        """Written when the run failed: the error and its traceback (removed once the run finishes)."""
+        return self.path / "failure.json"
+
+    @property
+    def hydra_config(self) -> Path:
+        return self.path / ".hydra" / "config.yaml"
+
+    @property
+    def hydra_overrides(self) -> Path:
+        return self.path / ".hydra" / "overrides.yaml"
+
+    @property
     def dataset_json(self) -> Path:
         return self.path / "dataset.json"
 
@@ -86,6 +109,11 @@ class ModelFolder:
     def name(self) -> str:
         """``<configuration>/<experiment>``, as tables show it."""
         return f"{self.path.parent.name}/{self.path.name}"
+
+    @property
+    def is_debug(self) -> bool:
+        """Trained under a ``debug=`` profile (the choice is always part of the name): never a result."""
+        return "[debug=" in self.path.name or ",debug=" in self.path.name
 
     def fold(self, fold: int | str) -> RunFolder:
         return RunFolder(self.path / f"fold_{fold}")

@@ -21,8 +21,8 @@ R = TypeVar("R")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: the kernel kills this worker when its parent dies (even by SIGKILL, which runs no
+def die_with_parent(parent: int) -> None:
+    """Worker (or child process) initializer: the kernel kills it when its parent dies (even by SIGKILL, which runs no
     cleanup), so a killed plan.py leaves no orphaned workers holding memory (Linux; elsewhere a no-op)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -48,7 +48,7 @@ def map_with_progress(fn: Callable[[T], R], items: Iterable[T], num_workers: int
         context = multiprocessing.get_context("spawn")
         try:
             with ProcessPoolExecutor(max_workers=min(num_workers, len(items)), mp_context=context,
-                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+                                     initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(fn, item) for item in items]
                 for future in as_completed(futures):
                     yield future.result()

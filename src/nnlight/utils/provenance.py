@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
@@ -18,3 +19,19 @@ def device_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def source_revision() -> dict[str, str | bool | None]:
+    """The git commit of nnlight's source and whether it had uncommitted changes (None outside a checkout)."""
+    source = Path(__file__).parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=source)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    revision = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if revision else None
+    return {"git_revision": revision, "git_uncommitted_changes": bool(changes) if changes is not None else None}

@@ -1,0 +1,1 @@
+"""Benchmark suites: datasets × configurations × variants × folds × seeds, one results table and a report."""

@@ -1,0 +1,275 @@
+"""Stage `benchmark`: a suite end to end — check, plan what is not planned, train every unfinished run (train.py
+sweeps, any Hydra launcher), then write the tables and the report under ``<results>/benchmarks/<suite>/``.
+
+Every run is an ordinary train.py run, so a finished one is recognised by its own folder (``run_stats.json``)
+and skipped, an interrupted one resumes from its last checkpoint, and a failed one is recorded with its error
+while the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+import nnlight.pipeline.run_names  # noqa: F401  (the run folder's name resolvers, for composing run folders)
+from nnlight.benchmarking.report import comparisons, per_case_plot, rank_plot, ranks, report_markdown, variant_results
+from nnlight.benchmarking.suite import (
+    Suite,
+    SuiteDataset,
+    SuiteRun,
+    read_suite,
+    run_overrides,
+    suite_runs,
+    sweep_overrides,
+)
+from nnlight.benchmarking.table import CASE_COLUMNS, RUN_COLUMNS, case_rows, run_row, to_csv
+from nnlight.pipeline.cli import compose_config, composition_problem
+from nnlight.pipeline.plan import planner_settings, resolve_raw_folder
+from nnlight.planning.export import config_name
+from nnlight.raw.synthetic import make_synthetic_dataset
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import load_json, write_if_changed
+from nnlight.utils.folders import RunFolder
+from nnlight.utils.parallel import die_with_parent
+
+ENTRY_POINTS = Path(__file__).resolve().parents[3]  # the checkout's train.py, plan.py and configs/
+CONFIGS = ENTRY_POINTS / "configs"
+
+
+@dataclass(frozen=True)
+class Roots:
+    raw: Path
+    preprocessed: Path
+    results: Path
+
+    def export(self) -> None:
+        """train.py (and the configs composed here) find the roots through the environment."""
+        os.environ.update({"NNLIGHT_RAW": str(self.raw), "NNLIGHT_PREPROCESSED": str(self.preprocessed),
+                           "NNLIGHT_RESULTS": str(self.results)})
+
+
+@dataclass(frozen=True)
+class BenchmarkFolder:
+    """``<results>/benchmarks/<suite>/``: the tables, the report, the plots and the train.py logs."""
+
+    path: Path
+
+    @property
+    def runs_table(self) -> Path:
+        return self.path / "runs.csv"
+
+    @property
+    def results_table(self) -> Path:
+        return self.path / "results.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    def log(self, run: SuiteRun) -> Path:
+        return self.path / "logs" / f"{run.dataset}__{run.configuration}__{run.variant}__seed{run.seed}.log"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    suite = read_suite(OmegaConf.to_container(cfg.suite, resolve=True))  # type: ignore[arg-type]
+    roots = Roots(*(Path(str(cfg.paths[k])).resolve() for k in ("raw", "preprocessed", "results")))
+    roots.export()
+    if not (ENTRY_POINTS / "train.py").is_file():
+        raise UserError(f"{ENTRY_POINTS / 'train.py'} not found: benchmark.py runs from an nnlight checkout")
+    raw_folders = {d.name: _raw_folder(d, roots.raw) for d in suite.datasets}
+    check_variants(suite)
+    folder = BenchmarkFolder(roots.results / "benchmarks" / suite.name)
+    planned, not_planned = plan_datasets(suite, raw_folders, roots, plan_all=False)
+    runs = {r.key(): r for r in suite_runs(suite, planned)}
+    folders = {key: run_folder(run_overrides(suite, r)) for key, r in runs.items()}
+    pending = [r for key, r in runs.items() if not folders[key].stats.is_file()]
+    unplanned = [d for d in suite.datasets if not any(k[0] == raw_folders[d.name].name for k in planned)]
+    if bool(cfg.dry_run):
+        _print_plan(runs, folders, unplanned)
+        return {"runs": len(runs), "pending": len(pending)}
+    if pending or unplanned:  # plan (or finish preprocessing) only where there is training to do
+        pending_datasets = {r.dataset for r in pending} | {raw_folders[d.name].name for d in unplanned}
+        planned, not_planned = plan_datasets(suite, raw_folders, roots, plan_all=True, only=pending_datasets)
+        runs = {r.key(): r for r in suite_runs(suite, planned)}
+        folders = {key: run_folder(run_overrides(suite, r)) for key, r in runs.items()}
+        pending = [r for key, r in runs.items() if not folders[key].stats.is_file()]
+        train_pending(suite, pending, folder)
+    else:
+        print(f"Suite {suite.name}: all {len(runs)} run(s) finished before; only the tables and report are checked")
+    return write_results(suite, runs, folders, folder, roots.results, not_planned)
+
+
+def _raw_folder(dataset: SuiteDataset, raw_root: Path) -> Path:
+    """The dataset's raw folder; a synthetic one is generated (into a temporary folder, then moved) if absent."""
+    if dataset.synthetic is not None:
+        target = raw_root / dataset.name
+        if not target.is_dir():
+            raw_root.mkdir(parents=True, exist_ok=True)
+            number, _, name = dataset.name.removeprefix("Dataset").partition("_")
+            spec = dict(dataset.synthetic)
+            spec["shape"] = tuple(spec.get("shape", (24, 48, 40)))
+            with tempfile.TemporaryDirectory(dir=raw_root) as scratch:
+                made = make_synthetic_dataset(scratch, int(number), name, **spec)
+                made.rename(target)
+            print(f"Generated the synthetic dataset {target}")
+        return target
+    folder = resolve_raw_folder(dataset.name, raw_root)
+    if not (folder / "dataset.json").is_file():
+        raise UserError(f"suite dataset {dataset.name}: {folder / 'dataset.json'} not found (set paths.raw or "
+                        "NNLIGHT_RAW to where the raw datasets are)")
+    return folder
+
+
+def check_variants(suite: Suite) -> None:
+    """Compose train.py's config for every variant (with a stand-in plan) before anything runs: an unknown
+    option, key or value is named with its variant. Overrides of plan values are checked once planned."""
+    with tempfile.TemporaryDirectory() as scratch:
+        stub = Path(scratch) / "plan" / "_suite_check" / "stub.yaml"
+        stub.parent.mkdir(parents=True)
+        stub.write_text("dataset: _suite_check\nconfiguration: stub\n")
+        for variant in suite.variants:
+            overrides = [o for o in [*suite.variant_overrides(variant), *suite.launcher]
+                         if not o.lstrip("+~").startswith("plan.")]
+            problem = composition_problem(CONFIGS, "train", [*overrides, "plan=_suite_check/stub", "data.fold=0",
+                                                             f"hydra.searchpath=[file://{scratch}]"])
+            if problem:
+                raise UserError(f"suite {suite.name}, variant {variant}: {problem}")
+
+
+def _planner(preset: str) -> tuple[str, str]:
+    """(plans name, config suffix) of a planner preset."""
+    try:
+        settings = planner_settings(compose_config(CONFIGS, "plan", ["dataset=_", f"planner={preset}"]))
+    except Exception as e:  # a Hydra composition error: the preset does not exist
+        raise UserError(f"suite planner={preset}: {str(e).splitlines()[0]}") from None
+    return settings.plans_name, settings.config_suffix
+
+
+def plan_datasets(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan_all: bool,
+                  only: set[str] | None = None) -> tuple[dict[tuple[str, str], str], list[tuple[str, str]]]:
+    """Plan (and preprocess) the datasets; return the plan config of every (dataset, configuration) of the suite
+    that nnU-Net's rules planned, and the pairs they did not (e.g. 3d_fullres of a 2D dataset)."""
+    planned: dict[tuple[str, str], str] = {}
+    not_planned: list[tuple[str, str]] = []
+    for dataset in suite.datasets:
+        name = raw_folders[dataset.name].name
+        plans_name, suffix = _planner(dataset.planner)
+        plans_file = roots.preprocessed / name / f"{plans_name}.json"
+        if plan_all and (only is None or name in only):
+            _plan(raw_folders[dataset.name], dataset.planner, roots)
+        if not plans_file.is_file():
+            continue
+        configurations = load_json(plans_file).get("configurations", {})
+        for configuration in dataset.configurations:
+            if configuration in configurations:
+                planned[(name, configuration)] = f"{name}/{config_name(configuration, suffix)}"
+            else:
+                not_planned.append((name, configuration))
+    return planned, not_planned
+
+
+def _plan(raw_folder: Path, preset: str, roots: Roots) -> None:
+    """plan.py in this process: verify, fingerprint (reused), plan, preprocess (cases already done are kept)."""
+    from nnlight.pipeline import plan
+
+    print(f"\nPlanning {raw_folder.name} (planner={preset}) ...")
+    plan.run(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", f"planner={preset}"]))
+
+
+def run_folder(overrides: list[str]) -> RunFolder:
+    """The folder train.py gives a run with these overrides (Hydra composes the name, as in train.py)."""
+    cfg = compose_config(CONFIGS, "train", overrides)
+    hydra = HydraConfig.instance()
+    previous = hydra.cfg
+    hydra.set_config(cfg)
+    try:
+        return RunFolder(Path(str(cfg.hydra.run.dir)).resolve())
+    finally:
+        hydra.cfg = previous
+
+
+def _print_plan(runs: dict[tuple, SuiteRun], folders: dict[tuple, RunFolder], unplanned: list[SuiteDataset]) -> None:
+    for key, r in runs.items():
+        state = "finished" if folders[key].stats.is_file() else "to train"
+        print(f"{state:9s} {r.dataset} / {r.configuration} / {r.variant} / fold {r.fold} / seed {r.seed}: "
+              f"{folders[key].path}")
+    for d in unplanned:
+        print(f"to plan   {d.name} ({', '.join(d.configurations)})")
+
+
+def train_pending(suite: Suite, pending: list[SuiteRun], folder: BenchmarkFolder) -> None:
+    """One train.py multirun per (dataset, configuration, variant, seed) over its unfinished folds;
+    ``parallel_sweeps`` of them at once. A failed sweep is logged; the others go on."""
+    groups: dict[tuple, list[SuiteRun]] = defaultdict(list)
+    for r in pending:
+        groups[(r.dataset, r.configuration, r.variant, r.seed)].append(r)
+    queue, running, done = list(groups.values()), [], 0
+    print(f"\nSuite {suite.name}: {len(pending)} run(s) to train in {len(queue)} train.py sweep(s); logs in "
+          f"{folder.path / 'logs'}")
+    while queue or running:
+        while queue and len(running) < suite.parallel_sweeps:
+            runs = queue.pop(0)
+            running.append((runs, _start_sweep(suite, runs, folder.log(runs[0]))))
+        time.sleep(0.5)
+        for entry in [e for e in running if e[1].poll() is not None]:
+            running.remove(entry)
+            runs, process = entry
+            done += 1
+            outcome = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}; see " \
+                f"{folder.log(runs[0])})"
+            print(f"[{done}/{len(groups)}] {runs[0].dataset} / {runs[0].configuration} / {runs[0].variant} / seed "
+                  f"{runs[0].seed}, fold(s) {', '.join(str(r.fold) for r in runs)}: {outcome}")
+
+
+def _start_sweep(suite: Suite, runs: list[SuiteRun], log: Path) -> subprocess.Popen:
+    command = [sys.executable, str(ENTRY_POINTS / "train.py"), "-m", *sweep_overrides(suite, runs)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
+        handle.flush()
+        parent = os.getpid()
+        return subprocess.Popen(command, cwd=ENTRY_POINTS, stdout=handle, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: die_with_parent(parent))
+
+
+def write_results(suite: Suite, runs: dict[tuple, SuiteRun], folders: dict[tuple, RunFolder],
+                  folder: BenchmarkFolder, results_root: Path, not_planned: list[tuple[str, str]]) -> dict[str, Any]:
+    """The tables, the report and the plots; each file is replaced only if its content changed."""
+    run_rows = [run_row(r, folders[key], results_root, folder.log(r)) for key, r in runs.items()]
+    rows = [row for run_row_, key in zip(run_rows, runs, strict=True) for row in case_rows(run_row_, folders[key])]
+    results = variant_results(suite, run_rows, rows)
+    task_ranks = ranks(results)
+    tests = comparisons(suite, results)
+    changed = [path.name for path, data in (
+        (folder.runs_table, to_csv(run_rows, RUN_COLUMNS).encode()),
+        (folder.results_table, to_csv(rows, CASE_COLUMNS).encode()),
+        (folder.report, report_markdown(suite, run_rows, results, task_ranks, tests, not_planned).encode()),
+        (folder.path / "per_case_dice.png", per_case_plot(suite, results)),
+        (folder.path / "ranks.png", rank_plot(suite, task_ranks)),
+        (folder.path / "suite.yaml", OmegaConf.to_yaml(OmegaConf.create(_suite_record(suite))).encode()))
+        if write_if_changed(path, data)]
+    finished = sum(r["status"] == "finished" for r in run_rows)
+    missing = len(run_rows) - finished
+    print(f"\nSuite {suite.name}: {finished} of {len(run_rows)} run(s) finished"
+          + (f", {missing} without a result (listed in the report)" if missing else "")
+          + f"\n  report:  {folder.report}\n  tables:  {folder.results_table}, {folder.runs_table}"
+          + f"\n  updated: {', '.join(changed) or 'nothing (the results did not change)'}")
+    return {"runs": len(run_rows), "finished": finished, "report": str(folder.report)}
+
+
+def _suite_record(suite: Suite) -> dict[str, Any]:
+    return {"name": suite.name, "datasets": [vars(d) | {"configurations": list(d.configurations)}
+                                             for d in suite.datasets],
+            "folds": list(suite.folds), "seeds": list(suite.seeds), "baseline": suite.baseline,
+            "variants": {k: list(v) for k, v in suite.variants.items()}, "budget": suite.budget.overrides(),
+            "overrides": list(suite.overrides), "launcher": list(suite.launcher)}

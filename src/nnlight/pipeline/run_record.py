@@ -1,0 +1,126 @@
+"""What a run folder says about itself: the configuration it was trained with (its identity), how it ended
+(``run_stats.json`` when finished, ``failure.json`` when it failed), and the refusal to mix runs.
+
+The identity is the resolved training config less the keys that by design do not change what is trained
+(where files go, worker counts, devices, loggers: the keys left out of the run's name in
+``configs/hydra/train.yaml``). A run folder only ever continues the run it was made for: a checkpoint written
+under another plan, experiment or value is never resumed, whatever folder it was put in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_json, load_json
+from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
+
+LOCATION_KEYS = ("plan", "data.fold", "experiment")  # left out of the name because they are the folder's path
+
+
+def ignored_keys(hydra_config: DictConfig) -> list[str]:
+    """The keys that name no difference in training: the run name's exclusions less the folder's own parts."""
+    excluded = hydra_config.job.config.override_dirname.exclude_keys
+    return [str(k) for k in excluded if k not in LOCATION_KEYS]
+
+
+def run_identity(cfg: DictConfig, ignored: Sequence[str]) -> dict[str, Any]:
+    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    config.pop("hydra", None)
+    for key in ignored:
+        *parents, leaf = key.split(".")
+        node: Any = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return config
+
+
+def config_hash(identity: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: was {old}, now {new}"]
+
+
+def check_same_run(run_folder: RunFolder, identity: Mapping[str, Any]) -> None:
+    """Refuse to continue (or overwrite) a folder that holds another run; ``UserError`` naming the differences."""
+    record = run_folder.run_config
+    if record.is_file():
+        stored = load_json(record)
+        if stored.get("config_hash") == config_hash(identity):
+            return
+        changes = sorted(_differences(stored.get("config", {}), dict(identity)),
+                         key=lambda c: not c.startswith(("plan.dataset:", "plan.configuration:", "experiment_name:")))
+        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        raise UserError(f"{run_folder.path} holds a run trained with another configuration ({shown or 'differs'}); "
+                        "a run never continues another run's checkpoints. Change an override so this run gets "
+                        "its own folder, or delete that folder to start it again")
+    leftovers = [run_folder.checkpoint(n) for n in CHECKPOINT_NAMES if run_folder.checkpoint(n).is_file()]
+    if leftovers:
+        raise UserError(f"{run_folder.path} has checkpoints ({leftovers[0].name}) but no {record.name} saying how "
+                        "they were made (an older nnlight, or copied by hand); nnlight will not resume them. Delete "
+                        f"{run_folder.checkpoints} to train this run from the start")
+
+
+def write_run_config(run_folder: RunFolder, identity: Mapping[str, Any], debug: str | None) -> None:
+    atomic_write_json(run_folder.run_config, {"config_hash": config_hash(identity), "debug": debug,
+                                              "config": identity})
+
+
+def finished_stats(run_folder: RunFolder) -> dict[str, Any] | None:
+    """``run_stats.json`` of a run that trained (and validated) to the end, else None."""
+    return load_json(run_folder.stats) if run_folder.stats.is_file() else None
+
+
+def write_stats(run_folder: RunFolder, stats: Mapping[str, Any]) -> None:
+    atomic_write_json(run_folder.stats, {**stats, "finished_at": _now()})
+    run_folder.failure.unlink(missing_ok=True)
+
+
+@contextmanager
+def recording_failure(run_folder: RunFolder) -> Iterator[None]:
+    """A run that raises leaves ``failure.json`` (the error and its traceback) for suites and for the user."""
+    try:
+        yield
+    except BaseException as e:  # KeyboardInterrupt too: the record says the run did not finish
+        if run_folder.path.is_dir():
+            atomic_write_json(run_folder.failure, {
+                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(), "failed_at": _now()})
+        raise
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunIdentityCheck(L.Callback):
+    """Carries the run's config hash inside every checkpoint and refuses to resume one with another hash
+    (a checkpoint copied into a run folder by hand)."""
+
+    def __init__(self, run_hash: str) -> None:
+        self.run_hash = run_hash
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"config_hash": self.run_hash}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        stored = state_dict.get("config_hash")
+        if stored != self.run_hash:
+            raise UserError(f"the checkpoint being resumed was made by another run (config hash {stored}, this run "
+                            f"{self.run_hash}); nnlight does not continue another run's training. Delete the "
+                            "run folder's checkpoints/ to train this run from the start")
