@@ -86,8 +86,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     roots.export()
     if not (ENTRY_POINTS / "train.py").is_file():
         raise UserError(f"{ENTRY_POINTS / 'train.py'} not found: benchmark.py runs from an nnlight checkout")
-    raw_folders = {d.name: _raw_folder(d, roots.raw) for d in suite.datasets}
     check_variants(suite)
+    raw_folders = {d.name: _raw_folder(d, roots.raw) for d in suite.datasets if d.synthetic is None}
+    raw_folders |= {d.name: _raw_folder(d, roots.raw) for d in suite.datasets if d.synthetic is not None}
     folder = BenchmarkFolder(roots.results / "benchmarks" / suite.name)
     planned, not_planned = plan_datasets(suite, raw_folders, roots, plan_all=False)
     runs = {r.key(): r for r in suite_runs(suite, planned)}
@@ -110,7 +111,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _raw_folder(dataset: SuiteDataset, raw_root: Path) -> Path:
-    """The dataset's raw folder; a synthetic one is generated (into a temporary folder, then moved) if absent."""
+    """The dataset's raw folder; a synthetic one is generated (into a temporary folder, then moved) if absent,
+    once every real dataset was found."""
     if dataset.synthetic is not None:
         target = raw_root / dataset.name
         if not target.is_dir():

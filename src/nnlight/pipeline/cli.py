@@ -83,6 +83,8 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
     try:
         compose_config(config_dir, config_name, overrides)
     except MissingConfigException as e:
+        if str(e.missing_cfg_file).startswith("hydra/sweeper/optuna"):
+            return "hparams_search needs Hydra's Optuna sweeper: pip install \"nnlight[sweep]\""
         group, _, option = str(e.missing_cfg_file).partition("/")
         options = list(e.options or []) or _plan_options(config_dir, config_name) if group == "plan" else \
             list(e.options or [])

@@ -1,0 +1,40 @@
+"""The report's statistics by hand: ranks with ties, Holm's correction, the paired test and its effect size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import wilcoxon
+
+from nnlight.benchmarking.report import Comparison, VariantResult, holm, paired_comparison, ranks
+
+
+def _result(dice: list[float], cases: dict[str, float], finished: int = 2, expected: int = 2) -> VariantResult:
+    return VariantResult(expected, finished, dice, [], [], cases, 0.0, [], None, None, None)
+
+
+def test_ranks_share_ties_and_leave_out_incomplete_cross_validations() -> None:
+    results = {("D", "2d"): {"a": _result([0.8, 0.8], {}), "b": _result([0.7, 0.9], {}), "c": _result([0.5], {}),
+                             "d": _result([0.9], {}, finished=1)}}
+    assert ranks(results) == {("D", "2d"): {"a": 1.5, "b": 1.5, "c": 3.0}}  # d has 1 of 2 folds: not ranked
+
+
+def test_holm_multiplies_the_sorted_p_values_and_keeps_them_monotone() -> None:
+    tests = [Comparison(("D", "2d"), v, 5, 0.0, 0.0, p) for v, p in (("a", 0.01), ("b", 0.04), ("c", 0.03))]
+    assert [c.p_holm for c in holm(tests)] == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_paired_comparison_uses_the_common_cases() -> None:
+    baseline = _result([0.5], {"c1": 0.5, "c2": 0.6, "c3": 0.7, "c4": 0.2, "c5": 0.3, "only_base": 0.9})
+    variant = _result([0.6], {"c1": 0.6, "c2": 0.8, "c3": 0.65, "c4": 0.5, "c5": 0.7})
+    comparison = paired_comparison(("D", "2d"), "v", variant, baseline)
+    differences = np.array([0.1, 0.2, -0.05, 0.3, 0.4])
+    assert comparison.cases == 5 and comparison.mean_difference == pytest.approx(differences.mean())
+    assert comparison.p_value == pytest.approx(wilcoxon(differences).pvalue)
+    assert comparison.rank_biserial == pytest.approx((2 + 3 + 4 + 5 - 1) / 15)  # ranks of |d|: 0.05 is the smallest
+
+
+def test_identical_cases_are_no_difference() -> None:
+    same = {"c1": 0.5, "c2": 0.6}
+    comparison = paired_comparison(("D", "2d"), "v", _result([0.5], same), _result([0.5], same))
+    assert comparison.p_value == 1.0 and comparison.rank_biserial == 0.0

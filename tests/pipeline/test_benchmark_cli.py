@@ -1,0 +1,82 @@
+"""benchmark.py end to end: the smoke suite (killed and resumed, then rerun), and wrong suites refused."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nnlight.benchmarking.table import CASE_COLUMNS, RUN_COLUMNS
+from tests.conftest import REPO, SHARED_DATASETS, Roots, run_script
+
+
+def _files(roots: Roots) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for root in (roots.raw, roots.preprocessed, roots.results) if root.exists()
+            for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("suite.datasets=[Dataset999_Nowhere]", "suite dataset Dataset999_Nowhere: "),
+    ('suite.variants.dice_loss=["loss=dicey"]', "suite smoke, variant dice_loss: loss=dicey: no such option"),
+    ('suite.overrides=["trainer.max_epoch=2"]', "variant baseline: trainer.max_epoch: no such setting"),
+    ("suite.baseline=nnunet", "suite.baseline=nnunet: not one of the variants"),
+])
+def test_a_wrong_suite_is_refused_before_anything_runs(roots: Roots, override: str, message: str) -> None:
+    result = run_script("benchmark.py", "suite=smoke", override, roots=roots)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert _files(roots) == {}  # no dataset generated, nothing planned or trained
+
+
+def test_smoke_suite_survives_a_kill_and_a_finished_suite_reruns_as_a_no_op(roots: Roots) -> None:
+    command = [sys.executable, str(REPO / "benchmark.py"), "suite=smoke"]
+    process = subprocess.Popen(command, cwd=REPO, env=roots.env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None and not list(roots.results.rglob("run_stats.json")):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-suite: one run finished, the next one training
+    process.wait()
+    assert len(list(roots.results.rglob("run_stats.json"))) < 8, "the suite finished before it could be killed"
+
+    resumed = run_script("benchmark.py", "suite=smoke", roots=roots)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    folder = roots.results / "benchmarks" / "smoke"
+    runs = list(csv.DictReader((folder / "runs.csv").open()))
+    assert len(runs) == 8 and {r["status"] for r in runs} == {"finished"}
+    assert list(runs[0]) == RUN_COLUMNS and all(r["config_hash"] and r["fingerprint_sha256"] for r in runs)
+    assert {r["deterministic"] for r in runs} == {"True"} and all(float(r["seconds_per_epoch"]) > 0 for r in runs)
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert list(rows[0]) == CASE_COLUMNS
+    assert {(r["dataset"], r["variant"], r["fold"]) for r in rows} == {
+        (d, v, f) for d in ("Dataset981_SmokeGray", "Dataset982_SmokeRGB") for v in ("baseline", "dice_loss")
+        for f in ("0", "1")}
+    assert all(r["Dice"] != "" and r["HD95"] != "" and r["NSD"] != "" for r in rows)
+    report = (folder / "report.md").read_text()
+    assert "8 finished, 0 failed, 0 not finished, of 8" in report and "| dice_loss | 2/2 |" not in report
+    assert "## Ranking" in report and "Wilcoxon" in report and "| Dataset981_SmokeGray / 2d | dice_loss | 3 |" in report
+    for plot in ("per_case_dice.png", "ranks.png"):
+        assert (folder / plot).read_bytes()[:4] == b"\x89PNG"
+
+    before = _files(roots)
+    again = run_script("benchmark.py", "suite=smoke", roots=roots)
+    assert again.returncode == 0 and "all 8 run(s) finished before" in again.stdout
+    assert "updated: nothing" in again.stdout
+    assert _files(roots) == before  # rerunning a finished suite changes nothing
+
+
+def test_the_cluster_suite_composes_with_its_launcher(roots: Roots) -> None:
+    """nnunet_full is for a GPU cluster: here it is only checked and listed (dry_run), nothing is written."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'nnlight[slurm]'")
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"{SHARED_DATASETS} is not available (the team's real datasets)")
+    result = run_script("benchmark.py", "suite=nnunet_full", "dry_run=true", f"paths.raw={SHARED_DATASETS}",
+                        roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "to plan   Dataset101_BraTS2015Mini (2d, 3d_fullres)" in result.stdout
+    assert _files(roots) == {}

@@ -1,0 +1,46 @@
+"""hparams_search=...: an Optuna study stored under the results folder, resumed after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_script
+
+optuna = pytest.importorskip("optuna", reason="pip install 'nnlight[sweep]'")
+
+SEARCH = ["hparams_search=lr_weight_decay", "plan=Dataset900_Demo/2d", "hydra.sweeper.n_trials=3", *TINY_BUDGET,
+          "trainer.max_epochs=1", "validation.mirroring=false"]
+
+
+def test_a_killed_search_resumes_from_its_study(demo_3d: Path, tmp_path: Path) -> None:
+    roots = planned_demo(demo_3d, tmp_path)
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *SEARCH], cwd=REPO, env=roots.env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None and not list(roots.results.rglob("run_stats.json")):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(list(roots.results.rglob("run_stats.json"))) < 3, "the search finished before it could be killed"
+
+    resumed = run_script("train.py", *SEARCH, roots=roots)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "of 3 trial(s) finished before; running" in resumed.stdout
+    storage = f"sqlite:///{roots.results / 'sweeps' / 'optuna' / 'Dataset900_Demo_2d_fold0_lr_weight_decay.db'}"
+    study = optuna.load_study(study_name="Dataset900_Demo_2d_fold0_lr_weight_decay", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3  # the finished trial kept, only the missing ones run
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(list(roots.results.rglob("run_stats.json"))) == 3  # one run folder per finished trial
+    sweeps = sorted((roots.results / "sweeps").glob("20*"))
+    assert len(sweeps) == 2  # each sweep keeps its own record
+    summary = (sweeps[-1] / "trials.md").read_text()
+    assert "3 finished trial(s)" in summary and "Best: trial" in summary and (sweeps[-1] / "trials.png").is_file()
+    assert (sweeps[-1] / "optimization_results.yaml").is_file()
