@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_script
+from tests.conftest import REPO, TINY_BUDGET, planned_demo, run_script
 
 optuna = pytest.importorskip("optuna", reason="pip install 'nnlight[sweep]'")
 
