@@ -49,6 +49,7 @@ class ResourceMonitor(L.Callback):
 
     def __init__(self) -> None:
         self.fit_start = 0.0
+        self.fit_seconds = 0.0
         self.epoch_start = 0.0
         self.epoch_seconds: list[float] = []
         self.host_peak_is_this_run = False
@@ -65,11 +66,14 @@ class ResourceMonitor(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_seconds.append(time.perf_counter() - self.epoch_start)
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fit_seconds = time.perf_counter() - self.fit_start
+
     def report(self, device: torch.device) -> dict[str, Any]:
         """The figures of the fit this process ran (a resumed run: the part after the resume)."""
         epochs = self.epoch_seconds
         return {
-            "train_seconds": round(time.perf_counter() - self.fit_start, 3),
+            "train_seconds": round(self.fit_seconds, 3),
             "epochs_timed": len(epochs),
             "seconds_per_epoch": round(sum(epochs) / len(epochs), 3) if epochs else None,
             "peak_host_memory_mb": round(host_peak_mb(), 1),
