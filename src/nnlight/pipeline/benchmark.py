@@ -99,12 +99,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         _print_plan(runs, folders, unplanned)
         return {"runs": len(runs), "pending": len(pending)}
     if pending or unplanned:  # plan (or finish preprocessing) only where there is training to do
+        started = time.perf_counter()
         pending_datasets = {r.dataset for r in pending} | {raw_folders[d.name].name for d in unplanned}
         planned, not_planned = plan_datasets(suite, raw_folders, roots, plan_all=True, only=pending_datasets)
         runs = {r.key(): r for r in suite_runs(suite, planned)}
         folders = {key: run_folder(run_overrides(suite, r)) for key, r in runs.items()}
         pending = [r for key, r in runs.items() if not folders[key].stats.is_file()]
+        planning = time.perf_counter() - started
         train_pending(suite, pending, folder)
+        _print_overhead(planning, time.perf_counter() - started - planning, [folders[r.key()] for r in pending])
     else:
         print(f"Suite {suite.name}: all {len(runs)} run(s) finished before; only the tables and report are checked")
     return write_results(suite, runs, folders, folder, roots.results, not_planned)
@@ -231,6 +234,17 @@ def train_pending(suite: Suite, pending: list[SuiteRun], folder: BenchmarkFolder
                 f"{folder.log(runs[0])})"
             print(f"[{done}/{len(groups)}] {runs[0].dataset} / {runs[0].configuration} / {runs[0].variant} / seed "
                   f"{runs[0].seed}, fold(s) {', '.join(str(r.fold) for r in runs)}: {outcome}")
+
+
+def _print_overhead(planning: float, training: float, trained: list[RunFolder]) -> None:
+    """What the suite machinery costs beside the work itself: the sweeps' wall time less every run's fit and
+    validation (process start, Hydra composition, data set-up, checkpoints, writing the run files)."""
+    stats = [load_json(f.stats) for f in trained if f.stats.is_file()]
+    work = sum(s["train_seconds"] + s["validation_seconds"] for s in stats)
+    if stats:
+        print(f"\nTimes: planning and checks {planning:.1f} s; training sweeps {training:.1f} s wall for {len(stats)} "
+              f"run(s), of which fits + validations {work:.1f} s: {(training - work) / len(stats):.1f} s per run "
+              "outside them")
 
 
 def _start_sweep(suite: Suite, runs: list[SuiteRun], log: Path) -> subprocess.Popen:
