@@ -80,6 +80,20 @@ class BenchmarkFolder:
         return self.path / "logs" / f"{run.dataset}__{run.configuration}__{run.variant}__seed{run.seed}.log"
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """The suite's runs as far as its datasets are planned, with their folders."""
+
+    runs: dict[tuple, SuiteRun]
+    folders: dict[tuple, RunFolder]
+    not_planned: list[tuple[str, str]]  # (dataset, configuration) that nnU-Net's rules did not plan
+    unplanned: list[str]  # datasets without plans yet
+
+    @property
+    def pending(self) -> list[SuiteRun]:
+        return [r for key, r in self.runs.items() if not self.folders[key].stats.is_file()]
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     suite = read_suite(OmegaConf.to_container(cfg.suite, resolve=True))  # type: ignore[arg-type]
     roots = Roots(*(Path(str(cfg.paths[k])).resolve() for k in ("raw", "preprocessed", "results")))
@@ -90,27 +104,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     raw_folders = {d.name: _raw_folder(d, roots.raw) for d in suite.datasets if d.synthetic is None}
     raw_folders |= {d.name: _raw_folder(d, roots.raw) for d in suite.datasets if d.synthetic is not None}
     folder = BenchmarkFolder(roots.results / "benchmarks" / suite.name)
-    planned, not_planned = plan_datasets(suite, raw_folders, roots, plan_all=False)
-    runs = {r.key(): r for r in suite_runs(suite, planned)}
-    folders = {key: run_folder(run_overrides(suite, r)) for key, r in runs.items()}
-    pending = [r for key, r in runs.items() if not folders[key].stats.is_file()]
-    unplanned = [d for d in suite.datasets if not any(k[0] == raw_folders[d.name].name for k in planned)]
+    state = expand(suite, raw_folders, roots)
     if bool(cfg.dry_run):
-        _print_plan(runs, folders, unplanned)
-        return {"runs": len(runs), "pending": len(pending)}
-    if pending or unplanned:  # plan (or finish preprocessing) only where there is training to do
+        _print_plan(state)
+        return {"runs": len(state.runs), "pending": len(state.pending)}
+    if state.pending or state.unplanned:  # plan (or finish preprocessing) only where there is training to do
         started = time.perf_counter()
-        pending_datasets = {r.dataset for r in pending} | {raw_folders[d.name].name for d in unplanned}
-        planned, not_planned = plan_datasets(suite, raw_folders, roots, plan_all=True, only=pending_datasets)
-        runs = {r.key(): r for r in suite_runs(suite, planned)}
-        folders = {key: run_folder(run_overrides(suite, r)) for key, r in runs.items()}
-        pending = [r for key, r in runs.items() if not folders[key].stats.is_file()]
+        state = expand(suite, raw_folders, roots, plan={r.dataset for r in state.pending} | set(state.unplanned))
         planning = time.perf_counter() - started
+        pending = state.pending
         train_pending(suite, pending, folder)
-        _print_overhead(planning, time.perf_counter() - started - planning, [folders[r.key()] for r in pending])
+        _print_overhead(planning, time.perf_counter() - started - planning, [state.folders[r.key()] for r in pending])
     else:
-        print(f"Suite {suite.name}: all {len(runs)} run(s) finished before; only the tables and report are checked")
-    return write_results(suite, runs, folders, folder, roots.results, not_planned)
+        print(f"Suite {suite.name}: all {len(state.runs)} run(s) finished before; only the tables and report are "
+              "checked")
+    return write_results(suite, state, folder, roots.results)
 
 
 def _raw_folder(dataset: SuiteDataset, raw_root: Path) -> Path:
@@ -160,19 +168,20 @@ def _planner(preset: str) -> tuple[str, str]:
     return settings.plans_name, settings.config_suffix
 
 
-def plan_datasets(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan_all: bool,
-                  only: set[str] | None = None) -> tuple[dict[tuple[str, str], str], list[tuple[str, str]]]:
-    """Plan (and preprocess) the datasets; return the plan config of every (dataset, configuration) of the suite
-    that nnU-Net's rules planned, and the pairs they did not (e.g. 3d_fullres of a 2D dataset)."""
+def expand(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan: set[str] = frozenset()) -> Expansion:
+    """Plan (and preprocess) the datasets named in ``plan``, then every run of the suite whose (dataset,
+    configuration) nnU-Net's rules planned, with the folder train.py gives it."""
     planned: dict[tuple[str, str], str] = {}
     not_planned: list[tuple[str, str]] = []
+    unplanned: list[str] = []
     for dataset in suite.datasets:
         name = raw_folders[dataset.name].name
         plans_name, suffix = _planner(dataset.planner)
+        if name in plan:
+            _plan(raw_folders[dataset.name], dataset.planner)
         plans_file = roots.preprocessed / name / f"{plans_name}.json"
-        if plan_all and (only is None or name in only):
-            _plan(raw_folders[dataset.name], dataset.planner, roots)
         if not plans_file.is_file():
+            unplanned.append(name)
             continue
         configurations = load_json(plans_file).get("configurations", {})
         for configuration in dataset.configurations:
@@ -180,10 +189,12 @@ def plan_datasets(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan
                 planned[(name, configuration)] = f"{name}/{config_name(configuration, suffix)}"
             else:
                 not_planned.append((name, configuration))
-    return planned, not_planned
+    runs = {r.key(): r for r in suite_runs(suite, planned)}
+    return Expansion(runs, {key: run_folder(run_overrides(suite, r)) for key, r in runs.items()}, not_planned,
+                     unplanned)
 
 
-def _plan(raw_folder: Path, preset: str, roots: Roots) -> None:
+def _plan(raw_folder: Path, preset: str) -> None:
     """plan.py in this process: verify, fingerprint (reused), plan, preprocess (cases already done are kept)."""
     from nnlight.pipeline import plan
 
@@ -203,13 +214,13 @@ def run_folder(overrides: list[str]) -> RunFolder:
         hydra.cfg = previous
 
 
-def _print_plan(runs: dict[tuple, SuiteRun], folders: dict[tuple, RunFolder], unplanned: list[SuiteDataset]) -> None:
-    for key, r in runs.items():
-        state = "finished" if folders[key].stats.is_file() else "to train"
-        print(f"{state:9s} {r.dataset} / {r.configuration} / {r.variant} / fold {r.fold} / seed {r.seed}: "
-              f"{folders[key].path}")
-    for d in unplanned:
-        print(f"to plan   {d.name} ({', '.join(d.configurations)})")
+def _print_plan(state: Expansion) -> None:
+    for key, r in state.runs.items():
+        status = "finished" if state.folders[key].stats.is_file() else "to train"
+        print(f"{status:9s} {r.dataset} / {r.configuration} / {r.variant} / fold {r.fold} / seed {r.seed}: "
+              f"{state.folders[key].path}")
+    for name in state.unplanned:
+        print(f"to plan   {name}")
 
 
 def train_pending(suite: Suite, pending: list[SuiteRun], folder: BenchmarkFolder) -> None:
@@ -258,18 +269,18 @@ def _start_sweep(suite: Suite, runs: list[SuiteRun], log: Path) -> subprocess.Po
                                 preexec_fn=lambda: die_with_parent(parent))
 
 
-def write_results(suite: Suite, runs: dict[tuple, SuiteRun], folders: dict[tuple, RunFolder],
-                  folder: BenchmarkFolder, results_root: Path, not_planned: list[tuple[str, str]]) -> dict[str, Any]:
+def write_results(suite: Suite, state: Expansion, folder: BenchmarkFolder, results_root: Path) -> dict[str, Any]:
     """The tables, the report and the plots; each file is replaced only if its content changed."""
-    run_rows = [run_row(r, folders[key], results_root, folder.log(r)) for key, r in runs.items()]
-    rows = [row for run_row_, key in zip(run_rows, runs, strict=True) for row in case_rows(run_row_, folders[key])]
+    run_rows = [run_row(r, state.folders[key], results_root, folder.log(r)) for key, r in state.runs.items()]
+    rows = [row for run_row_, key in zip(run_rows, state.runs, strict=True)
+            for row in case_rows(run_row_, state.folders[key])]
     results = variant_results(suite, run_rows, rows)
     task_ranks = ranks(results)
     tests = comparisons(suite, results)
     changed = [path.name for path, data in (
         (folder.runs_table, to_csv(run_rows, RUN_COLUMNS).encode()),
         (folder.results_table, to_csv(rows, CASE_COLUMNS).encode()),
-        (folder.report, report_markdown(suite, run_rows, results, task_ranks, tests, not_planned).encode()),
+        (folder.report, report_markdown(suite, run_rows, results, task_ranks, tests, state.not_planned).encode()),
         (folder.path / "per_case_dice.png", per_case_plot(suite, results)),
         (folder.path / "ranks.png", rank_plot(suite, task_ranks)),
         (folder.path / "suite.yaml", OmegaConf.to_yaml(OmegaConf.create(_suite_record(suite))).encode()))
