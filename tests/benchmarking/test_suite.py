@@ -48,6 +48,7 @@ def test_an_experiment_name_is_a_variant_and_runs_are_typed_overrides() -> None:
     ({"datasets": [{"name": "Smoke", "synthetic": {"num_cases": 4}}]}, "a synthetic dataset needs a DatasetXXX_Name"),
     ({"variants": {"base": [], "my variant": []}}, "suite.variants.my variant: a variant name may hold"),
     ({"name": "../x"}, "suite.name='../x': letters, digits"),
+    ({"variants": {"base": [], "quick": ["debug=limit"]}}, "suite.variants.quick: a debug profile makes no result"),
 ])
 def test_a_wrong_suite_setting_is_named(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")

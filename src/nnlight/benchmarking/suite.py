@@ -160,12 +160,17 @@ def read_suite(node: Mapping[str, Any]) -> Suite:
     _unknown(budget, _BUDGET_KEYS, "suite.budget")
     for key, value in budget.items():
         _ints(value, f"suite.budget.{key}", 1)
+    common = _strings(node["overrides"], "suite.overrides") if node.get("overrides") else ()
+    for where, overrides in [("suite.overrides", common), *((f"suite.variants.{k}", v) for k, v in variants.items())]:
+        if any(o.lstrip("+").startswith("debug=") for o in overrides):
+            raise UserError(f"{where}: a debug profile makes no result; a suite's runs are real runs (set a short "
+                            "budget: instead)")
     parallel = node.get("parallel_sweeps", 1)
     _ints(parallel, "suite.parallel_sweeps", 1)
     return Suite(name=name, datasets=datasets, folds=_ints(node.get("folds", [0, 1, 2, 3, 4]), "suite.folds", 0),
                  seeds=_ints(node.get("seeds", [12345]), "suite.seeds", 0), baseline=str(node["baseline"]),
                  variants=variants, budget=Budget(**budget),
-                 overrides=_strings(node["overrides"], "suite.overrides") if node.get("overrides") else (),
+                 overrides=common,
                  launcher=_strings(node["launcher"], "suite.launcher") if node.get("launcher") else (),
                  parallel_sweeps=int(parallel), description=str(node.get("description", "")))
 
