@@ -218,6 +218,13 @@ def test_a_multirun_over_two_plans_trains_each_in_its_own_folder(planned_roots: 
     assert {p: p.stat().st_mtime_ns for p in runs[0].rglob("*") if p.is_file() and p.name != "train.log"} == \
         {p: t for p, t in before.items() if p.name != "train.log"}  # nothing of the first run was touched
 
+    shutil.copy(runs[1] / "checkpoints" / "last.ckpt", runs[0] / "checkpoints" / "last.ckpt")  # copied by hand
+    (runs[0] / "run_stats.json").unlink()  # as if the 2d run had been killed before it finished
+    foreign = run_script("train.py", "plan=Dataset900_Demo/2d", *TINY_BUDGET, "validation.enabled=false",
+                         roots=planned_roots)
+    assert foreign.returncode == 2 and "Traceback" not in foreign.stderr
+    assert "the checkpoint being resumed was made by another run" in foreign.stderr
+
 
 def test_a_failing_sweep_job_is_recorded_and_the_others_run(planned_roots: Roots) -> None:
     """Fold 0 and fold 1 of a sweep; fold 1's folder is blocked by a foreign checkpoint: fold 0 still trains."""

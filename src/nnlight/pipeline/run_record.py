@@ -15,11 +15,13 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from nnlight.training.checkpoint_io import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
@@ -108,9 +110,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class RunIdentityCheck(L.Callback):
-    """Carries the run's config hash inside every checkpoint and refuses to resume one with another hash
-    (a checkpoint copied into a run folder by hand)."""
+class RunIdentity(L.Callback):
+    """Carries the run's config hash inside every checkpoint (see :func:`check_checkpoint`)."""
 
     def __init__(self, run_hash: str) -> None:
         self.run_hash = run_hash
@@ -118,9 +119,13 @@ class RunIdentityCheck(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"config_hash": self.run_hash}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        stored = state_dict.get("config_hash")
-        if stored != self.run_hash:
-            raise UserError(f"the checkpoint being resumed was made by another run (config hash {stored}, this run "
-                            f"{self.run_hash}); nnlight does not continue another run's training. Delete the "
-                            "run folder's checkpoints/ to train this run from the start")
+
+def check_checkpoint(path: Path, run_hash: str) -> None:
+    """Before resuming: the checkpoint was written by this run (not copied in from another one by hand)."""
+    checkpoint = load_checkpoint(path)
+    stored = next((state.get("config_hash") for key, state in checkpoint.get("callbacks", {}).items()
+                   if key.startswith(RunIdentity.__name__)), None)
+    if stored != run_hash:
+        raise UserError(f"{path}: the checkpoint being resumed was made by another run (config hash {stored}, this "
+                        f"run {run_hash}); nnlight does not continue another run's training. Delete "
+                        f"{path.parent} to train this run from the start")

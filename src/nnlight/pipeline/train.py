@@ -21,7 +21,8 @@ from nnlight.evaluation.folder import EvaluationSettings
 from nnlight.fingerprint import load_fingerprint
 from nnlight.inference.predictor import TrainingChoices, inference_settings
 from nnlight.pipeline.run_record import (
-    RunIdentityCheck,
+    RunIdentity,
+    check_checkpoint,
     check_same_run,
     config_hash,
     finished_stats,
@@ -64,10 +65,11 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     L.seed_everything(setup.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
     monitor = ResourceMonitor()
-    trainer = build_trainer(setup, run_folder, [monitor, RunIdentityCheck(config_hash(identity))])
+    run_hash = config_hash(identity)
+    trainer = build_trainer(setup, run_folder, [monitor, RunIdentity(run_hash)])
     if trainer.is_global_zero:
         write_run_files(setup, run_folder, cfg, identity, debug)
-    resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run)
+    resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash)
     logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
                                "pseudo_dice_ema": logged.get("val/pseudo_dice_ema")}
@@ -158,11 +160,12 @@ def _training_choices(setup: TrainSetup) -> TrainingChoices:
 
 
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
-        fast_dev_run: bool) -> bool:
-    """Train, resuming from ``last.ckpt`` when the run was interrupted; then write ``final.ckpt``. True if
-    resumed."""
+        fast_dev_run: bool, run_hash: str) -> bool:
+    """Train, resuming from ``last.ckpt`` (if this run wrote it) when the run was interrupted; then write
+    ``final.ckpt``. True if resumed."""
     resume = None if fast_dev_run else resume_checkpoint([run_folder.checkpoint("last"), run_folder.checkpoint("best")])
     if resume is not None:
+        check_checkpoint(resume, run_hash)
         print(f"Resuming from {resume}")
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     if not fast_dev_run:
