@@ -26,6 +26,8 @@ def _files(roots: Roots) -> dict[Path, int]:
     ('suite.variants.dice_loss=["loss=dicey"]', "suite smoke, variant dice_loss: loss=dicey: no such option"),
     ('suite.overrides=["trainer.max_epoch=2"]', "variant baseline: trainer.max_epoch: no such setting"),
     ("suite.baseline=nnunet", "suite.baseline=nnunet: not one of the variants"),
+    ('suite.plan_overrides=["num_workerz=0"]', "suite smoke, planning Dataset981_SmokeGray: num_workerz: no such"),
+    ("suite.planner=resenc_xxl", "planner=resenc_xxl: no such option"),
 ])
 def test_a_wrong_suite_is_refused_before_anything_runs(roots: Roots, override: str, message: str) -> None:
     result = run_script("benchmark.py", "suite=smoke", override, roots=roots)

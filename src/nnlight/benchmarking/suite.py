@@ -16,7 +16,7 @@ from nnlight.utils.errors import UserError
 
 TRAINABLE_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
 _SUITE_KEYS = {"name", "description", "datasets", "planner", "configurations", "folds", "seeds", "baseline",
-               "variants", "budget", "overrides", "launcher", "parallel_sweeps"}
+               "variants", "budget", "overrides", "plan_overrides", "launcher", "parallel_sweeps"}
 _DATASET_KEYS = {"name", "planner", "configurations", "synthetic"}
 _BUDGET_KEYS = {"max_epochs", "iterations_per_epoch", "val_iterations_per_epoch"}
 _SYNTHETIC_KEYS = {"num_cases", "shape", "num_channels", "num_test_cases"}
@@ -54,6 +54,7 @@ class Suite:
     variants: dict[str, tuple[str, ...]]  # name -> train.py overrides
     budget: Budget
     overrides: tuple[str, ...]  # for every run (e.g. data.num_workers=0)
+    plan_overrides: tuple[str, ...]  # plan.py overrides for every dataset (e.g. num_workers=0)
     launcher: tuple[str, ...]  # train.py overrides that choose a Hydra launcher, e.g. launcher=submitit_slurm
     parallel_sweeps: int = 1  # train.py sweeps at once (a cluster launcher: as many as the queue takes)
     description: str = ""
@@ -165,12 +166,17 @@ def read_suite(node: Mapping[str, Any]) -> Suite:
         if any(o.lstrip("+").startswith("debug=") for o in overrides):
             raise UserError(f"{where}: a debug profile makes no result; a suite's runs are real runs (set a short "
                             "budget: instead)")
+    plan_overrides = _strings(node["plan_overrides"], "suite.plan_overrides") if node.get("plan_overrides") else ()
+    if any(o.lstrip("+~").split("=")[0] in ("planner", "dataset") for o in plan_overrides):
+        raise UserError("suite.plan_overrides: choose the planner preset with suite.planner (or a dataset's planner:) "
+                        "and the datasets with suite.datasets")
     parallel = node.get("parallel_sweeps", 1)
     _ints(parallel, "suite.parallel_sweeps", 1)
     return Suite(name=name, datasets=datasets, folds=_ints(node.get("folds", [0, 1, 2, 3, 4]), "suite.folds", 0),
                  seeds=_ints(node.get("seeds", [12345]), "suite.seeds", 0), baseline=str(node["baseline"]),
                  variants=variants, budget=Budget(**budget),
                  overrides=common,
+                 plan_overrides=plan_overrides,
                  launcher=_strings(node["launcher"], "suite.launcher") if node.get("launcher") else (),
                  parallel_sweeps=int(parallel), description=str(node.get("description", "")))
 

@@ -144,8 +144,9 @@ def _raw_folder(dataset: SuiteDataset, raw_root: Path) -> Path:
 
 
 def check_variants(suite: Suite) -> None:
-    """Compose train.py's config for every variant (with a stand-in plan) before anything runs: an unknown
-    option, key or value is named with its variant. Overrides of plan values are checked once planned."""
+    """Compose train.py's config for every variant (with a stand-in plan) and plan.py's for every dataset before
+    anything runs: an unknown option, key or value is named with its variant or dataset. Overrides of plan values
+    are checked once planned."""
     with tempfile.TemporaryDirectory() as scratch:
         stub = Path(scratch) / "plan" / "_suite_check" / "stub.yaml"
         stub.parent.mkdir(parents=True)
@@ -157,6 +158,11 @@ def check_variants(suite: Suite) -> None:
                                                              f"hydra.searchpath=[file://{scratch}]"])
             if problem:
                 raise UserError(f"suite {suite.name}, variant {variant}: {problem}")
+    for dataset in suite.datasets:
+        problem = composition_problem(CONFIGS, "plan",
+                                      ["dataset=_", f"planner={dataset.planner}", *suite.plan_overrides])
+        if problem:
+            raise UserError(f"suite {suite.name}, planning {dataset.name}: {problem}")
 
 
 def _planner(preset: str) -> tuple[str, str]:
@@ -178,7 +184,7 @@ def expand(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan: set[s
         name = raw_folders[dataset.name].name
         plans_name, suffix = _planner(dataset.planner)
         if name in plan:
-            _plan(raw_folders[dataset.name], dataset.planner)
+            _plan(raw_folders[dataset.name], [f"planner={dataset.planner}", *suite.plan_overrides])
         plans_file = roots.preprocessed / name / f"{plans_name}.json"
         if not plans_file.is_file():
             unplanned.append(name)
@@ -194,12 +200,12 @@ def expand(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan: set[s
                      unplanned)
 
 
-def _plan(raw_folder: Path, preset: str) -> None:
+def _plan(raw_folder: Path, overrides: list[str]) -> None:
     """plan.py in this process: verify, fingerprint (reused), plan, preprocess (cases already done are kept)."""
     from nnlight.pipeline import plan
 
-    print(f"\nPlanning {raw_folder.name} (planner={preset}) ...")
-    plan.run(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", f"planner={preset}"]))
+    print(f"\nPlanning {raw_folder.name} ({' '.join(overrides)}) ...")
+    plan.run(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", *overrides]))
 
 
 def run_folder(overrides: list[str]) -> RunFolder:
@@ -299,4 +305,5 @@ def _suite_record(suite: Suite) -> dict[str, Any]:
                                              for d in suite.datasets],
             "folds": list(suite.folds), "seeds": list(suite.seeds), "baseline": suite.baseline,
             "variants": {k: list(v) for k, v in suite.variants.items()}, "budget": suite.budget.overrides(),
-            "overrides": list(suite.overrides), "launcher": list(suite.launcher)}
+            "overrides": list(suite.overrides), "plan_overrides": list(suite.plan_overrides),
+            "launcher": list(suite.launcher)}
