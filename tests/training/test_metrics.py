@@ -37,3 +37,11 @@ def test_regions_use_sigmoid_outputs_and_the_ignore_channel() -> None:
     target = torch.tensor([[[1, 0, 0], [1, 0, 0], [0, 0, 1]]])  # last channel: voxel 3 is ignored
     metric.update(logits, target)
     assert metric.tp.tolist() == [1, 1] and metric.fp.tolist() == [1, 0] and metric.fn.tolist() == [0, 0]
+
+
+def test_a_single_foreground_class_still_gives_one_value_per_class() -> None:
+    """nnU-Net datasets with one label (membranes, vessels): torchmetrics would return a bare scalar."""
+    metric = PseudoDice(LabelLayout.from_mapping({"background": 0, "membrane": 1}))
+    logits = torch.nn.functional.one_hot(torch.tensor([1, 1, 0, 0]), 2).T[None].float()
+    metric.update(logits, torch.tensor([[[1, 0, 1, 0]]]))  # TP 1, FP 1, FN 1
+    assert metric.per_class().tolist() == [0.5]

@@ -45,3 +45,7 @@ class PseudoDice(Metric):
 
     def compute(self) -> torch.Tensor:
         return 2 * self.tp / (2 * self.tp + self.fp + self.fn)
+
+    def per_class(self) -> torch.Tensor:
+        """One value per class, also for a single foreground class (torchmetrics squeezes that to a scalar)."""
+        return self.compute().reshape(-1)

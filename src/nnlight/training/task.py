@@ -84,7 +84,7 @@ class SegmentationTask(L.LightningModule):
         self.pseudo_dice.update(outputs[0], targets[0])
 
     def on_validation_epoch_end(self) -> None:
-        dice = self.pseudo_dice.compute()  # summed over all ranks: the same value everywhere
+        dice = self.pseudo_dice.per_class()  # summed over all ranks: the same value everywhere
         self.pseudo_dice.reset()
         if self.trainer.sanity_checking:  # the sanity check is not an epoch
             return
