@@ -35,7 +35,7 @@ test-all: install
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks plan.py train.py predict.py evaluate.py
+	$(BIN)/ruff check src tests benchmarks plan.py train.py predict.py evaluate.py benchmark.py
 
 bench: install
 	$(BIN)/python benchmarks/plan_speed.py ../shared/datasets/Dataset101_BraTS2015Mini
