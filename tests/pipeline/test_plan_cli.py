@@ -58,12 +58,12 @@ def test_plan_3d_demo_end_to_end(demo_3d: Path, roots: Roots) -> None:
 
 def test_rerun_reuses_fingerprint_and_keeps_edited_configs(demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", roots=roots).returncode == 0
     configs = _generated(roots, "Dataset900_Demo")
     edited = configs["3d_fullres"].read_text().replace("batch_size: 2", "batch_size: 5")
     configs["3d_fullres"].write_text(edited)
 
-    again = run_script("plan.py", "dataset=Dataset900_Demo", roots=roots)
+    again = run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", roots=roots)
     assert again.returncode == 0, again.stderr
     assert "Reusing fingerprint" in again.stdout
     assert "Preprocessed nnUNetPlans_3d_fullres: 0 case(s) written, 5 already done" in again.stdout
@@ -71,14 +71,14 @@ def test_rerun_reuses_fingerprint_and_keeps_edited_configs(demo_3d: Path, roots:
     assert configs["3d_fullres"].read_text() == edited
     assert "unchanged" in again.stdout  # the 2d config was not rewritten
 
-    forced = run_script("plan.py", "dataset=Dataset900_Demo", "overwrite_configs=true", roots=roots)
+    forced = run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "overwrite_configs=true", roots=roots)
     assert forced.returncode == 0
     assert "batch_size: 2" in configs["3d_fullres"].read_text()
 
 
 def test_plan_2d_png_demo(demo_2d: Path, roots: Roots) -> None:
     shutil.copytree(demo_2d, roots.raw / demo_2d.name)
-    result = run_script("plan.py", f"dataset={demo_2d.name}", roots=roots)
+    result = run_script("plan.py", "num_workers=0", f"dataset={demo_2d.name}", roots=roots)
     assert result.returncode == 0, result.stderr
     assert set(_generated(roots, demo_2d.name)) == {"2d"}
     fingerprint = json.loads((roots.preprocessed / demo_2d.name / "fingerprint.json").read_text())
@@ -87,8 +87,8 @@ def test_plan_2d_png_demo(demo_2d: Path, roots: Roots) -> None:
 
 def test_planner_presets_and_memory_target(demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    result = run_script("plan.py", "dataset=Dataset900_Demo", "planner=resenc_l", "planner.gpu_memory_target_gb=12",
-                        roots=roots)
+    result = run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "planner=resenc_l",
+                        "planner.gpu_memory_target_gb=12", roots=roots)
     assert result.returncode == 0, result.stderr
     configs = _generated(roots, "Dataset900_Demo")
     assert set(configs) == {"2d_resenc_l", "3d_fullres_resenc_l"}
@@ -100,7 +100,7 @@ def test_planner_presets_and_memory_target(demo_3d: Path, roots: Roots) -> None:
 
 def test_plan_from_fingerprint_alone_matches_full_planning(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", roots=roots).returncode == 0
     full = _generated(roots, "Dataset900_Demo")
     fingerprint = tmp_path / "dataset_fingerprint.json"
     shutil.copy(roots.preprocessed / "Dataset900_Demo" / "fingerprint.json", fingerprint)
@@ -117,7 +117,7 @@ def test_plan_from_fingerprint_alone_matches_full_planning(demo_3d: Path, roots:
 
 def test_import_nnunet_plans(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    assert run_script("plan.py", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", roots=roots).returncode == 0
     exported = roots.preprocessed / "Dataset900_Demo" / "nnUNetPlans.json"
     other = Roots(roots.raw, tmp_path / "p2", tmp_path / "res2")
     result = run_script("plan.py", "dataset=Dataset900_Demo", f"nnunet_plans={exported}", roots=other)
@@ -143,7 +143,7 @@ def test_plan_shared_datasets_equals_nnunet(name: str, roots: Roots) -> None:
     run once in a separate environment.
     """
     folder = shared_dataset(name)
-    result = run_script("plan.py", f"dataset={folder}", roots=roots)
+    result = run_script("plan.py", "num_workers=0", f"dataset={folder}", roots=roots)
     assert result.returncode == 0, result.stderr
     reference = json.loads((Path(__file__).parent / "data" / f"nnunet_2.8.1_{name}.json").read_text())
 
