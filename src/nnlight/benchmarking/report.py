@@ -282,15 +282,17 @@ def rank_plot(suite: Suite, task_ranks: Mapping[Task, Mapping[str, float]]) -> b
     tasks, variants = list(task_ranks), list(suite.variants)
     grid = np.array([[task_ranks[t].get(v, np.nan) for v in variants] for t in tasks]) if tasks else \
         np.full((1, len(variants)), np.nan)
-    fig = Figure(figsize=(2 + 1.3 * len(variants), 1.5 + 0.45 * max(len(tasks), 1)))
+    fig = Figure(figsize=(4.5 + 1.1 * len(variants), 1.6 + 0.45 * max(len(tasks), 1)))
     ax = fig.subplots()
-    image = ax.imshow(grid, cmap="viridis_r", vmin=1, vmax=max(len(variants), 2), aspect="auto")
+    worst = max(len(variants), 2)
+    image = ax.imshow(grid, cmap="viridis_r", vmin=1, vmax=worst, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
-            ax.text(j, i, f"{value:g}", ha="center", va="center", color="white", fontsize=9)
+            ax.text(j, i, f"{value:g}", ha="center", va="center", fontsize=10,
+                    color="black" if value <= (1 + worst) / 2 else "white")
     ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(tasks) or 1), [_task_name(t) for t in tasks] or ["(no complete result)"], fontsize=8)
-    ax.set_title(f"{suite.name}: rank by mean Dice (1 = best)")
-    fig.colorbar(image, ax=ax, label="rank")
+    ax.set_title(f"{suite.name}: rank by mean Dice", fontsize=10)
+    fig.colorbar(image, ax=ax, label="rank (1 = best)", ticks=range(1, worst + 1))
     fig.tight_layout()
     return _png(fig)
