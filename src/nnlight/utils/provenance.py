@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from pathlib import Path
@@ -21,8 +22,12 @@ def device_name() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def source_revision() -> dict[str, str | bool | None]:
-    """The git commit of nnlight's source and whether it had uncommitted changes (None outside a checkout)."""
+    """The git commit of nnlight's source and whether it had uncommitted changes (None outside a checkout).
+
+    Read once per process: the code a process runs is what it imported, even if the checkout moves on while a
+    sweep's later jobs train in the same process."""
     source = Path(__file__).parent
 
     def git(*args: str) -> str | None:
