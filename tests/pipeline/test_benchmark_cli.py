@@ -82,3 +82,10 @@ def test_the_cluster_suite_composes_with_its_launcher(roots: Roots) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "to plan   Dataset101_BraTS2015Mini" in result.stdout
     assert _files(roots) == {}
+
+
+def test_a_dry_run_lists_the_work_and_writes_nothing(roots: Roots) -> None:
+    result = run_script("benchmark.py", "suite=smoke", "dry_run=true", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "to plan   Dataset981_SmokeGray" in result.stdout and "to plan   Dataset982_SmokeRGB" in result.stdout
+    assert _files(roots) == {}  # not even the synthetic datasets are generated

@@ -101,8 +101,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not (ENTRY_POINTS / "train.py").is_file():
         raise UserError(f"{ENTRY_POINTS / 'train.py'} not found: benchmark.py runs from an nnlight checkout")
     check_variants(suite)
-    raw_folders = {d.name: _raw_folder(d, roots.raw) for d in suite.datasets if d.synthetic is None}
-    raw_folders |= {d.name: _raw_folder(d, roots.raw) for d in suite.datasets if d.synthetic is not None}
+    generate = not cfg.dry_run
+    raw_folders = {d.name: _raw_folder(d, roots.raw, generate) for d in suite.datasets if d.synthetic is None}
+    raw_folders |= {d.name: _raw_folder(d, roots.raw, generate) for d in suite.datasets if d.synthetic is not None}
     folder = BenchmarkFolder(roots.results / "benchmarks" / suite.name)
     state = expand(suite, raw_folders, roots)
     if bool(cfg.dry_run):
@@ -121,12 +122,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return write_results(suite, state, folder, roots.results)
 
 
-def _raw_folder(dataset: SuiteDataset, raw_root: Path) -> Path:
-    """The dataset's raw folder; a synthetic one is generated (into a temporary folder, then moved) if absent,
-    once every real dataset was found."""
+def _raw_folder(dataset: SuiteDataset, raw_root: Path, generate: bool) -> Path:
+    """The dataset's raw folder; a synthetic one is generated (into a temporary folder, then moved) if absent
+    and ``generate``, once every real dataset was found."""
     if dataset.synthetic is not None:
         target = raw_root / dataset.name
-        if not target.is_dir():
+        if generate and not target.is_dir():
             raw_root.mkdir(parents=True, exist_ok=True)
             number, _, name = dataset.name.removeprefix("Dataset").partition("_")
             spec = dict(dataset.synthetic)
