@@ -249,6 +249,6 @@ def test_deterministic_reruns_give_identical_metrics(planned_roots: Roots, tmp_p
         result = run_script("train.py", *args, roots=roots)
         assert result.returncode == 0, result.stderr[-3000:]
         run = next((roots.results / "Dataset900_Demo" / "2d").glob("*/fold_0"))
-        assert json.loads((run / "run_stats.json").read_text())["deterministic"] is True
+        assert json.loads((run / "run_config.json").read_text())["config"]["trainer"]["deterministic"] is True
         summaries.append((run / "validation" / "summary.json").read_bytes())
     assert summaries[0] == summaries[1]

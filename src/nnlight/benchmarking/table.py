@@ -27,15 +27,16 @@ def run_row(run: SuiteRun, folder: RunFolder, results_root: Path, log: Path | No
     row: dict[str, Any] = dict(zip(KEY_COLUMNS, run.key(), strict=True))
     row["run_folder"] = str(folder.path.relative_to(results_root))
     if folder.stats.is_file():
-        stats, provenance = load_json(folder.stats), load_json(folder.provenance)
+        stats, provenance, identity = (load_json(p) for p in (folder.stats, folder.provenance, folder.run_config))
         row |= {"status": "finished", "error": "",
                 "foreground_dice": stats["summary"].get("validation_dice"), "epochs": stats["summary"]["epochs"],
                 **{k: stats.get(k) for k in ("train_seconds", "seconds_per_epoch", "validation_seconds",
                                              "peak_host_memory_mb", "peak_child_process_memory_mb",
-                                             "peak_device_memory_mb", "parameters", "device", "deterministic")},
+                                             "peak_device_memory_mb", "parameters", "device")},
                 "nnlight_version": provenance.get("nnlight"), "git_revision": provenance.get("git_revision"),
                 "git_uncommitted_changes": provenance.get("git_uncommitted_changes"),
-                "config_hash": load_json(folder.run_config)["config_hash"],
+                "config_hash": identity["config_hash"],
+                "deterministic": bool(identity["config"]["trainer"].get("deterministic")),
                 "fingerprint_sha256": provenance.get("fingerprint_sha256")}
     elif folder.failure.is_file():
         row |= {"status": "failed", "error": load_json(folder.failure)["error"]}

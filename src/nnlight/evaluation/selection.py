@@ -56,9 +56,9 @@ def find_trained_models(dataset_results: DatasetResults, file_ending: str) -> li
     models = []
     for folder in dataset_results.model_folders():
         runs = [r for r in folder.runs() if r.validation_summary.is_file() and r.fold != "all"]
+        if runs and folder.is_debug:
+            print(f"Left out of model selection: {folder.name} (a debug run)")
         if not runs or folder.is_debug:
-            if runs:
-                print(f"Left out of model selection: {folder.name} (a debug run)")
             continue
         cases = {p.name[:-len(file_ending)]: p for r in runs for p in sorted(r.validation.glob(f"*{file_ending}"))
                  if not p.name.startswith(".")}
@@ -185,22 +185,22 @@ def results_table(result: Mapping[str, Any]) -> str:
     rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
     lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}**, "
              f"post-processing: {result['selected']['postprocessing_rules']}.", ""]
-    incomplete = [name for name, c in rows if not c.get("cv_complete", True)]
+    incomplete = [name for name, c in rows if not c["cv_complete"]]
     if incomplete:
-        lines += [f"**Incomplete cross-validation** (fewer than {result.get('fold_count', 5)} folds) for "
+        lines += [f"**Incomplete cross-validation** (fewer than {result['fold_count']} folds) for "
                   f"{len(incomplete)} of {len(rows)} candidate(s): their figures cover only the folds trained so "
                   "far; train the missing folds before trusting the choice.", ""]
     lines += ["| model | folds | Dice | HD95 (mm) | NSD |", "|---|---|---|---|---|"]
     for name, c in rows:
         fg = c["foreground_mean"]
-        lines.append(f"| {name} | {_folds_cell(c, result.get('fold_count', 5))} | {fg['Dice']:.4f} | "
+        lines.append(f"| {name} | {_folds_cell(c, result['fold_count'])} | {fg['Dice']:.4f} | "
                      f"{fg.get('HD95', float('nan')):.2f} | {fg.get('NSD', float('nan')):.4f} |")
     return "\n".join(lines) + "\n"
 
 
 def _folds_cell(candidate: Mapping[str, Any], fold_count: int) -> str:
     trained = min(len(f) for f in candidate["folds"].values())
-    return f"{trained}/{fold_count}" + ("" if candidate.get("cv_complete", True) else " incomplete")
+    return f"{trained}/{fold_count}" + ("" if candidate["cv_complete"] else " incomplete")
 
 
 def _wrap(name: str, width: int = 40) -> str:
@@ -222,7 +222,7 @@ def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
     values = [c["foreground_mean"]["Dice"] for _, c in rows]
     colors = ["tab:green" if n == result["selected"]["name"] else "tab:blue" for n, _ in rows]
     ax.barh(range(len(rows)), values, color=colors)
-    ax.set_yticks(range(len(rows)), [_wrap(n) + ("" if c.get("cv_complete", True) else "\n(incomplete CV)")
+    ax.set_yticks(range(len(rows)), [_wrap(n) + ("" if c["cv_complete"] else "\n(incomplete CV)")
                                      for n, c in rows], fontsize=7)
     ax.set(xlabel="foreground mean Dice (cross-validation)", xlim=(0, 1),
            title=f"{title}: {result['cases_compared']} case(s), green = selected")

@@ -82,8 +82,7 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
             write_stats(run_folder, {
                 "summary": summary, "logged_metrics": logged, "resumed": resumed, **monitor.report(device),
                 "validation_seconds": round(time.perf_counter() - started, 3),
-                "parameters": sum(p.numel() for p in task.network.parameters()), "device": device_name(),
-                "deterministic": bool(setup.trainer.get("deterministic")), "debug": debug})
+                "parameters": sum(p.numel() for p in task.network.parameters()), "device": device_name()})
         _print_summary(summary, run_folder, setup)
     return _optimized_metric(setup.optimized_metric, summary, logged)
 

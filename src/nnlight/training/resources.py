@@ -2,7 +2,8 @@
 
 Measured by a callback so every run records it the same way. Peak host memory is the main process's
 high-water mark (``VmHWM``), reset when fitting starts so that jobs run one after another in one process
-(Hydra's basic launcher) each report their own; data-loading and export workers are child processes, reported apart.
+(Hydra's basic launcher) each report their own; data-loading and export workers are child processes,
+reported apart.
 """
 
 from __future__ import annotations
@@ -34,13 +35,16 @@ def host_peak_mb() -> float:
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return _max_rss_mb(resource.RUSAGE_SELF)
 
 
 def child_processes_peak_mb() -> float:
     """The largest finished child process (data-loading and export workers) of this process so far."""
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return _max_rss_mb(resource.RUSAGE_CHILDREN)
+
+
+def _max_rss_mb(who: int) -> float:
+    peak = resource.getrusage(who).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
