@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 from pathlib import Path
 
 import pytest
 import torch
 
+from nnlight.data import datamodule
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
 from nnlight.utils.errors import UserError
@@ -93,11 +96,50 @@ def test_augmentation_preview_names_a_missing_plan(tmp_path: Path, capsys: pytes
     assert "Dataset999_Nope/nnUNetPlans.json" in capsys.readouterr().err
 
 
-def test_sampling_is_a_function_of_seed_and_epoch(preprocessed, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampling_is_a_function_of_seed_and_epoch(preprocessed) -> None:
     """What makes a resumed run draw the same patches as an uninterrupted one."""
-    module = _module(preprocessed, "3d_fullres", 0)
-    first, again = list(module.train_dataloader()), list(module.train_dataloader())
+    loader = _module(preprocessed, "3d_fullres", 0).train_dataloader()
+    first, again = list(loader), list(loader)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
-    monkeypatch.setattr(SegmentationDataModule, "epoch", property(lambda self: 1))
-    next_epoch = list(module.train_dataloader())
+    loader.sampler.set_epoch(1)  # what Lightning calls at every epoch start
+    next_epoch = list(loader)
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, next_epoch, strict=True))
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(preprocessed) -> None:
+    in_process = list(_module(preprocessed, "3d_fullres", 0).train_dataloader())
+    two_workers = list(_module(preprocessed, "3d_fullres", 2).train_dataloader())
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+               for a, b in zip(in_process, two_workers, strict=True))
+
+
+def test_workers_persist_across_epochs(preprocessed) -> None:
+    """Worker start-up is paid once per run, not once per epoch."""
+    loader = _module(preprocessed, "3d_fullres", 2).train_dataloader()
+    assert loader.persistent_workers and not loader.pin_memory  # pinned memory only when training on a GPU
+    list(loader)
+    workers = {p.pid for p in multiprocessing.active_children()}
+    loader.sampler.set_epoch(1)
+    list(loader)
+    assert len(workers) >= 2 and workers <= {p.pid for p in multiprocessing.active_children()}
+    del loader
+
+
+def test_worker_counts_follow_the_cores(preprocessed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nnU-Net's default: min(12, cores) for training, half of it for validation; an explicit count wins."""
+    module = _module(preprocessed, "3d_fullres", 0)
+    assert module.worker_counts() == (0, 0)
+    module.settings = dataclasses.replace(module.settings, num_workers="auto")
+    for cores, expected in ((1, (1, 1)), (2, (2, 1)), (16, (12, 6)), (128, (12, 6))):
+        monkeypatch.setattr(datamodule, "usable_cpus", lambda cores=cores: cores)
+        assert module.worker_counts() == expected
+    assert datamodule.default_num_workers(processes_per_node=4) == 12  # 128 cores over 4 GPUs: still capped
+    monkeypatch.setattr(datamodule, "usable_cpus", lambda: 16)
+    assert datamodule.default_num_workers(processes_per_node=4) == 4
+
+
+def test_prefetch_is_bounded_by_memory() -> None:
+    gib = 2**30
+    assert datamodule.prefetch_factor(1, 10 * 2**20, 16 * gib) == 4  # one worker: a deeper queue
+    assert datamodule.prefetch_factor(12, 10 * 2**20, 16 * gib) == 2  # PyTorch's default per worker
+    assert datamodule.prefetch_factor(12, 300 * 2**20, 16 * gib) == 1  # 12 x 2 x 300 MB > 1/8 of 16 GiB

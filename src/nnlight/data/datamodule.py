@@ -10,7 +10,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nnlight.data.augmentation import (
     AugmentationSettings,
@@ -22,38 +22,73 @@ from nnlight.data.augmentation import (
 from nnlight.data.sampling import Oversampling, PatchSampler, rank_sampling
 from nnlight.data.splits import fold_cases, load_or_create_splits
 from nnlight.planning.plans import ConfigurationPlan
-from nnlight.preprocessing.store import completed_cases
+from nnlight.preprocessing.store import completed_cases, load_arrays
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.raw.labels import LabelLayout, label_key
 from nnlight.utils.errors import UserError
+from nnlight.utils.machine import total_memory_bytes, usable_cpus
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+MAX_DEFAULT_WORKERS = 12  # nnU-Net's default number of augmentation processes
+MIN_QUEUED_BATCHES = 8
+PREFETCH_MEMORY_SHARE = 0.125
 
 
-class _PatchBatches(IterableDataset):
-    """``iterations`` batches of one epoch, shared among the DataLoader workers.
+class _PatchBatches(Dataset):
+    """Batch ``i`` of an epoch, drawn from its own random stream ``(seed, epoch, i)``.
 
-    Each (seed, epoch, worker) draws its own stream, so a resumed run samples exactly what an
-    uninterrupted one would have (the loader is rebuilt every epoch).
+    Which worker reads a batch, and how many workers there are, does not change it: a resumed run or one
+    with another ``data.num_workers`` samples exactly what an uninterrupted one would have. Each worker
+    process keeps one :class:`PatchSampler` (and its memory maps) for the whole run.
     """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
-                 oversample_foreground: float, iterations: int, seed: int, epoch: int, probabilistic: bool,
-                 annotated_key: str | None) -> None:
+                 oversample_foreground: float, seed: int, probabilistic: bool, annotated_key: str | None) -> None:
         self.args = (folder, list(case_ids), list(patch_size), batch_size, oversample_foreground)
         self.sampler_options = {"probabilistic": probabilistic, "annotated_key": annotated_key}
-        self.iterations = iterations
         self.seed = seed
-        self.epoch = epoch
+        self._sampler: PatchSampler | None = None
 
-    def __iter__(self) -> Iterator[Batch]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        sampler = PatchSampler(*self.args, seed=np.random.SeedSequence([self.seed, self.epoch, worker]),
-                               **self.sampler_options)
-        for _ in range(worker, self.iterations, workers):
-            images, labels, _ = sampler.sample()
-            yield torch.from_numpy(images), torch.from_numpy(labels)
+    def __getitem__(self, key: tuple[int, int]) -> Batch:
+        epoch, index = key
+        if self._sampler is None:
+            self._sampler = PatchSampler(*self.args, **self.sampler_options)
+        self._sampler.rng = np.random.default_rng([self.seed, epoch, index])
+        images, labels, _ = self._sampler.sample()
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+class _EpochBatches(Sampler[tuple[int, int]]):
+    """The keys ``(epoch, 0..iterations-1)`` of one epoch; Lightning tells it the epoch (``set_epoch``)."""
+
+    def __init__(self, iterations: int, fixed_epoch: bool) -> None:
+        self.iterations = iterations
+        self.fixed_epoch = fixed_epoch  # debug=overfit: the same batches every epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if not self.fixed_epoch:
+            self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, i) for i in range(self.iterations))
+
+
+def default_num_workers(processes_per_node: int = 1) -> int:
+    """nnU-Net's default: 12 augmentation workers, never more than the cores (shared by the node's processes)."""
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cpus() // max(processes_per_node, 1)))
+
+
+def prefetch_factor(workers: int, batch_bytes: int, memory_bytes: int) -> int:
+    """Batches each worker keeps ready: 2 (PyTorch's default) to 4, so that together at least
+    ``MIN_QUEUED_BATCHES`` buffer slow reads, but never more than ``PREFETCH_MEMORY_SHARE`` of the machine's
+    memory (a 3D batch at the initial patch size is hundreds of MB)."""
+    wanted = min(4, max(2, -(-MIN_QUEUED_BATCHES // workers)))
+    affordable = int(memory_bytes * PREFETCH_MEMORY_SHARE // max(workers * batch_bytes, 1))
+    return max(1, min(wanted, affordable))
 
 
 @dataclass(frozen=True)
@@ -67,19 +102,21 @@ class DataSettings:
     oversampling: Oversampling = "last_in_batch"  # random / random_at_batch_rate: nnU-Net's probabilistic variants
     iterations_per_epoch: int = 250
     val_iterations_per_epoch: int = 50
-    num_workers: int = 2
+    num_workers: int | Literal["auto"] = "auto"  # auto: min(12, cores per training process), as nnU-Net
     same_patches_every_epoch: bool = False  # debug=overfit: one fixed set of batches
 
     def __post_init__(self) -> None:
         checks = {"batch_size": self.batch_size >= 1, "iterations_per_epoch": self.iterations_per_epoch >= 1,
-                  "val_iterations_per_epoch": self.val_iterations_per_epoch >= 1, "num_workers": self.num_workers >= 0,
+                  "val_iterations_per_epoch": self.val_iterations_per_epoch >= 1,
+                  "num_workers": self.num_workers == "auto" or int(self.num_workers) >= 0,
                   "oversample_foreground": 0 <= self.oversample_foreground <= 1,
                   "patch_size": len(self.patch_size) in (2, 3) and min(self.patch_size) >= 1,
                   "fold": self.fold == "all" or (isinstance(self.fold, int) and self.fold >= 0)}
         wrong = [name for name, ok in checks.items() if not ok]
         if wrong:
             raise ValueError(f"{wrong[0]}={getattr(self, wrong[0])!r} is out of range (batch size and iterations "
-                             "at least 1, oversample_foreground in [0, 1], 2 or 3 patch axes, fold >= 0 or all)")
+                             "at least 1, oversample_foreground in [0, 1], 2 or 3 patch axes, fold >= 0 or all, "
+                             "num_workers >= 0 or auto)")
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -125,19 +162,42 @@ class SegmentationDataModule(L.LightningDataModule):
     def epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _loader(self, cases: list[str], patch: Sequence[int], iterations: int, seed_offset: int) -> DataLoader:
+    def worker_counts(self) -> tuple[int, int]:
+        """Training and validation DataLoader workers: ``data.num_workers`` (auto: nnU-Net's min(12, cores),
+        the cores shared by this node's training processes) and, as nnU-Net, half as many for validation."""
+        requested = self.settings.num_workers
+        train = default_num_workers(self.trainer.num_devices if self.trainer is not None else 1) \
+            if requested == "auto" else int(requested)
+        return train, (max(1, train // 2) if train else 0)
+
+    def on_gpu(self) -> bool:
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
+    def batch_bytes(self, patch: Sequence[int]) -> int:
+        """Host memory of one batch: float32 images of every channel + int16 labels."""
+        channels = load_arrays(self.store, self.train_cases[0])[0].shape[0] if self.train_cases else 1
+        return self.batch_size * (4 * channels + 2) * int(np.prod(patch))
+
+    def _loader(self, cases: list[str], patch: Sequence[int], iterations: int, workers: int,
+                seed_offset: int) -> DataLoader:
+        """Workers are started once and kept for the whole run (``persistent_workers``); on a GPU the
+        batches arrive in pinned memory, so Lightning's copy to the device does not block."""
         s = self.settings
-        batches = _PatchBatches(self.store, cases, patch, self.batch_size, self.oversample, iterations,
-                                self.seed + 1000 * self.rank + seed_offset,
-                                0 if s.same_patches_every_epoch else self.epoch,
-                                s.oversampling != "last_in_batch", self.annotated_key)
-        return DataLoader(batches, batch_size=None, num_workers=s.num_workers, pin_memory=torch.cuda.is_available())
+        batches = _PatchBatches(self.store, cases, patch, self.batch_size, self.oversample,
+                                self.seed + 1000 * self.rank + seed_offset, s.oversampling != "last_in_batch",
+                                self.annotated_key)
+        queue = {"persistent_workers": True, "prefetch_factor": prefetch_factor(
+            workers, self.batch_bytes(patch), total_memory_bytes())} if workers else {}
+        return DataLoader(batches, batch_size=None, sampler=_EpochBatches(iterations, s.same_patches_every_epoch),
+                          num_workers=workers, pin_memory=self.on_gpu(), **queue)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_cases, self.initial_patch_size, self.settings.iterations_per_epoch, 0)
+        return self._loader(self.train_cases, self.initial_patch_size, self.settings.iterations_per_epoch,
+                            self.worker_counts()[0], 0)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_cases, self.patch_size, self.settings.val_iterations_per_epoch, 1)
+        return self._loader(self.val_cases, self.patch_size, self.settings.val_iterations_per_epoch,
+                            self.worker_counts()[1], 1)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Augment training batches on the device; validation only maps -1 to 0. Targets per DS output."""

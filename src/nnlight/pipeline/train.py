@@ -128,7 +128,8 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[
     loggers = [c.create(save_dir=str(run_folder.path)) for c in setup.loggers]
     try:
         return L.Trainer(**setup.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,
-                         callbacks=callbacks, reload_dataloaders_every_n_epochs=1,  # per-epoch seeds: exact resume
+                         callbacks=callbacks,
+                         use_distributed_sampler=False,  # each rank draws its own batches (the data module's seeds)
                          logger=loggers or False, enable_model_summary=False, plugins=[AtomicCheckpointIO()])
     except (TypeError, ValueError) as e:
         raise UserError(f"trainer.*: {e}. See configs/trainer/default.yaml and Lightning's Trainer arguments") from None
