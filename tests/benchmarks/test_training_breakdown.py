@@ -1,0 +1,34 @@
+"""The training breakdown benchmark in CI size: every row is measured (not how fast: that is BENCHMARKS.md's job)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from benchmarks.training_breakdown import main
+
+
+def test_breakdown_measures_every_part_of_an_iteration_and_an_epoch(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    for root in ("RAW", "PREPROCESSED", "RESULTS"):
+        monkeypatch.setenv(f"NNLIGHT_{root}", str(tmp_path / root))  # the benchmark points them at its work folder
+    result = main(["--shape", "16", "32", "28", "--epochs", "2", "--iterations", "3", "--val-iterations", "2",
+                   "--bare-steps", "1", "--workers", "1", "--work", str(tmp_path)])
+    iteration, epoch = dict(result.iteration), dict(result.epoch)
+    assert list(iteration) == ["waiting for the next batch (data workers)", "host -> device copy",
+                               "augmentation on the device", "training step in Lightning",
+                               "  of which the bare PyTorch step", "  of which Lightning + logging",
+                               "loop, between the hooks", "iteration (steady state)"]
+    assert all(value >= 0 and math.isfinite(value) for value in iteration.values())
+    assert iteration["training step in Lightning"] > 0 and result.bare_step > 0
+    assert iteration["iteration (steady state)"] >= iteration["training step in Lightning"]
+    assert list(epoch) == ["first batch of the run (worker start-up)", "first batch of a later epoch",
+                           "training iterations (3)", "validation (2 batches)", "checkpoint saving", "epoch (wall)",
+                           "epoch overhead (epoch - iterations x steady iteration)"]
+    assert epoch["checkpoint saving"] > 0 and epoch["validation (2 batches)"] > 0
+    assert epoch["epoch (wall)"] >= epoch["training iterations (3)"]
+    assert result.workers == 1 and result.worker_rate_per_core > 0
+    printed = capsys.readouterr().out
+    assert "| per training iteration |" in printed and "cores keep up with the bare step" in printed
