@@ -12,13 +12,18 @@ import torch
 
 from nnlight.data.datamodule import SegmentationDataModule, plan_datamodule
 from nnlight.nets import NetworkOptions
+from nnlight.pipeline import plan as plan_stage
+from nnlight.pipeline.cli import compose_config
 from nnlight.planning import plans_from_nnunet
 from nnlight.planning.plans import ConfigurationPlan
+from nnlight.raw.synthetic import make_synthetic_dataset
 from nnlight.training.losses import LossSettings
 from nnlight.training.schedules import PolyLR
 from nnlight.training.task import SegmentationTask
 from nnlight.utils.files import load_json
 from nnlight.utils.provenance import device_name
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def setup(dataset_folder: Path, configuration: str, iterations: int, workers: int
@@ -32,6 +37,23 @@ def setup(dataset_folder: Path, configuration: str, iterations: int, workers: in
                                               weight_decay=3e-5),
                             functools.partial(PolyLR, max_epochs=1000))
     return plan, data, task
+
+
+def planned_dataset(work: Path, raw_folder: Path | None, shape: list[int], channels: int, cases: int,
+                    name: str, preprocess: bool = True) -> str:
+    """Plan (+ preprocess) ``raw_folder`` (or a generated synthetic dataset) under ``work``; the dataset's name.
+
+    Points the ``NNLIGHT_*`` roots at ``work`` for the rest of the process (train.py's config reads them)."""
+    for root in ("raw", "preprocessed", "results"):
+        os.environ[f"NNLIGHT_{root.upper()}"] = str(work / root)
+    if raw_folder is None:
+        raw_folder = work / "raw" / f"Dataset990_{name}"
+        if not raw_folder.is_dir():
+            make_synthetic_dataset(work / "raw", 990, name, num_cases=cases, shape=tuple(shape),
+                                   spacing=(1.0,) * len(shape), num_channels=channels, num_test_cases=0)
+    plan_stage.run(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", "num_workers=0",
+                                                    f"preprocess={str(preprocess).lower()}"]))
+    return raw_folder.name
 
 
 def provenance(label: str) -> str:

@@ -19,9 +19,11 @@ def test_breakdown_measures_every_part_of_an_iteration_and_an_epoch(tmp_path: Pa
     iteration, epoch = dict(result.iteration), dict(result.epoch)
     assert list(iteration) == ["waiting for the next batch (data workers)", "host -> device copy",
                                "augmentation on the device", "training step in Lightning",
-                               "  of which the bare PyTorch step", "  of which Lightning + logging",
+                               "  the bare PyTorch step (measured apart)",
+                               "  Lightning + logging (difference; negative = within noise)",
                                "loop, between the hooks", "iteration (steady state)"]
-    assert all(value >= 0 and math.isfinite(value) for value in iteration.values())
+    assert all(math.isfinite(value) for value in iteration.values())
+    assert all(value >= 0 for name, value in iteration.items() if "difference" not in name)
     assert iteration["training step in Lightning"] > 0 and result.bare_step > 0
     assert iteration["iteration (steady state)"] >= iteration["training step in Lightning"]
     assert list(epoch) == ["first batch of the run (worker start-up)", "first batch of a later epoch",

@@ -49,3 +49,35 @@ def test_out_of_memory_falls_back_to_a_cpu_accumulator(monkeypatch) -> None:
     settings = InferenceSettings(tile_size=[4, 4, 4], num_outputs=2, transpose_backward=[0, 1, 2])
     scores, _ = predict_preprocessed([network], torch.randn(1, 4, 4, 4).numpy(), settings, torch.device("cpu"))
     assert len(calls) == 2 and calls[1].type == "cpu" and scores.shape == (2, 4, 4, 4)
+
+
+def test_inference_precision_follows_training_on_a_gpu_and_is_float32_on_the_cpu() -> None:
+    from nnlight.inference.predictor import inference_precision
+
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert inference_precision("auto", "bf16-mixed", gpu) == "bf16-mixed"
+    assert inference_precision("auto", "32", gpu) == "32"  # trained in float32: predicted in float32
+    assert inference_precision("auto", None, gpu) == "16-mixed"  # not recorded (older runs): nnU-Net's fp16
+    assert inference_precision("auto", "16-mixed", cpu) == "32"
+    assert inference_precision("bf16-mixed", "32", cpu) == "bf16-mixed"  # asked for explicitly
+
+
+def test_unknown_precision_names_the_valid_ones() -> None:
+    import pytest
+
+    from nnlight.utils.errors import UserError
+
+    with pytest.raises(UserError, match="16-mixed"):
+        InferenceSettings(tile_size=[4, 4], num_outputs=2, transpose_backward=[0, 1, 2], precision="fp8")
+
+
+def test_batched_tiles_give_the_same_scores_as_one_at_a_time() -> None:
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 1))
+    image = torch.randn(1, 12, 20, 20)
+    one = InferenceSettings(tile_size=[8, 8, 8], num_outputs=2, transpose_backward=[0, 1, 2], tile_batch=1,
+                            mirror_axes=(0, 2))
+    four = InferenceSettings(**{**one.__dict__, "tile_batch": 4})
+    expected, _ = predict_preprocessed([network], image.numpy(), one, torch.device("cpu"))
+    batched, _ = predict_preprocessed([network], image.numpy(), four, torch.device("cpu"))
+    assert torch.allclose(expected, batched, atol=1e-5)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.utils.errors import UserError
@@ -250,6 +251,27 @@ def test_python_api_on_arrays_equals_the_file_prediction(trained: Roots, tmp_pat
     broken[1, 2, 3, 4] = np.nan  # NIfTI files cannot carry NaN through ITK, but arrays (and .mha/.nrrd) can
     with pytest.raises(UserError, match="channel 1: contains NaN or Inf voxels"):
         predictor.predict(broken, geometry.spacing)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_prediction_keeps_the_float32_argmax(trained: Roots, precision: str) -> None:
+    """Autocast really runs (the scores differ from float32) and changes at most 0.1 % of the segmentation."""
+    from nnlight.inference.predictor import Predictor
+    from nnlight.raw.io import read_images
+
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
+    files = sorted((trained.raw / "Dataset900_Demo" / "imagesTr").glob("demo_001_*.nii.gz"))
+    images, geometry = read_images(files, "sitk")
+    exact = Predictor.from_model_folder(model, device="cpu", precision="32")
+    mixed = Predictor.from_model_folder(model, device="cpu", precision=precision)
+    assert exact.inference.precision == "32" and mixed.inference.precision == precision
+    case = exact.prepare(images, geometry)
+    exact_scores, mixed_scores = exact.scores(case)[0], mixed.scores(case)[0]
+    assert not torch.equal(exact_scores, mixed_scores)
+    assert torch.allclose(exact_scores, mixed_scores, atol=0.1 * float(exact_scores.abs().max()))
+    agreement = np.mean(exact.export(case, (exact_scores, False), False).segmentation
+                        == mixed.export(case, (mixed_scores, False), False).segmentation)
+    assert agreement >= 0.999
 
 
 def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Path, roots: Roots) -> None:

@@ -11,9 +11,10 @@ from tqdm import tqdm
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.export import write_probabilities, write_segmentation
-from nnlight.inference.predictor import EnsemblePredictor, Predictor
+from nnlight.inference.predictor import EnsemblePredictor, Predictor, Scores
+from nnlight.preprocessing.case import PreprocessedCase
 from nnlight.raw.dataset import group_channel_files
-from nnlight.raw.io import read_images, reader_kind
+from nnlight.raw.io import Geometry, read_images, reader_kind
 from nnlight.utils.errors import UserError
 
 
@@ -44,34 +45,49 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                    before_first_write: Callable[[], None] | None = None) -> FolderReport:
     """Segment every case (from :func:`input_cases`) into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
 
-    Reading and preprocessing the next case overlaps with predicting the current one. ``before_first_write``
+    Three stages overlap: while the device predicts case i, one thread reads and preprocesses case i+1 and
+    another exports case i-1 (resampling to the input grid, post-processing, writing). ``before_first_write``
     runs once the first case has been read, checked and predicted (predict.py records how the folder is made),
-    so an input refused there leaves the output folder untouched.
+    so an input refused there leaves the output folder untouched; a case refused later stops the run after the
+    cases before it are written.
     """
+    ensemble = predictor if isinstance(predictor, EnsemblePredictor) else EnsemblePredictor([predictor])
     kind = reader_kind(file_ending)
 
     def finished(case_id: str) -> bool:
         return (output_folder / f"{case_id}{file_ending}").is_file() and \
             (not save_probabilities or (output_folder / f"{case_id}.npz").is_file())
 
+    def load(case_id: str) -> tuple[Geometry, list[PreprocessedCase]]:
+        images, geometry = read_images(cases[case_id], kind)
+        return geometry, ensemble.prepare(images, geometry, sources=cases[case_id])
+
+    def write(case_id: str, geometry: Geometry, prepared: list[PreprocessedCase], scores: list[Scores]) -> None:
+        prediction = ensemble.export(prepared, scores, save_probabilities)
+        segmentation = prediction.segmentation
+        if postprocessing is not None:
+            segmentation = apply_postprocessing(segmentation, postprocessing, ensemble.layout.foreground_values)
+        if prediction.probabilities is not None:  # first, so a finished segmentation means a finished case
+            write_probabilities(output_folder / f"{case_id}.npz", prediction.probabilities)
+        write_segmentation(segmentation, output_folder / f"{case_id}{file_ending}", geometry)
+
     todo = [c for c in cases if overwrite or not finished(c)]
     skipped = [c for c in cases if c not in todo]
-    foreground = predictor.layout.foreground_values
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending: Future | None = reader.submit(read_images, cases[todo[0]], kind) if todo else None
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future | None = reader.submit(load, todo[0]) if todo else None
+        exporting: Future | None = None
         for i, case_id in enumerate(tqdm(todo, desc="Predicting", unit="case")):
             assert pending is not None
-            images, geometry = pending.result()
-            pending = reader.submit(read_images, cases[todo[i + 1]], kind) if i + 1 < len(todo) else None
-            prediction = predictor.predict(images, geometry, save_probabilities, sources=cases[case_id])
+            geometry, prepared = pending.result()
+            pending = reader.submit(load, todo[i + 1]) if i + 1 < len(todo) else None
+            scores = ensemble.scores(prepared)
+            if exporting is not None:
+                exporting.result()  # one export at a time (memory), and its error surfaces here
             if i == 0:
                 output_folder.mkdir(parents=True, exist_ok=True)
                 if before_first_write is not None:
                     before_first_write()
-            segmentation = prediction.segmentation
-            if postprocessing is not None:
-                segmentation = apply_postprocessing(segmentation, postprocessing, foreground)
-            if prediction.probabilities is not None:  # first, so a finished segmentation means a finished case
-                write_probabilities(output_folder / f"{case_id}.npz", prediction.probabilities)
-            write_segmentation(segmentation, output_folder / f"{case_id}{file_ending}", geometry)
+            exporting = writer.submit(write, case_id, geometry, prepared, scores)
+        if exporting is not None:
+            exporting.result()
     return FolderReport(todo, skipped, output_folder)

@@ -9,7 +9,7 @@ ensemble (averaged probabilities) and the export back to the input's exact grid.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,45 @@ from nnlight.inference.sliding_window import sliding_window_predict
 from nnlight.nets import NetworkOptions, build_network
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture
-from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
+from nnlight.preprocessing.case import PreprocessedCase, PreprocessingSettings, preprocess_case
 from nnlight.raw.io import Geometry, check_finite
 from nnlight.raw.labels import LabelLayout
 from nnlight.training.checkpoint_io import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder, RunFolder
+
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"32": None, "16-mixed": torch.float16,
+                                                  "bf16-mixed": torch.bfloat16}
+MAX_TILE_BATCH = 8  # beyond this a GPU gains nothing measurable and the memory estimate gets riskier
+TILE_MEMORY_SHARE = 0.5  # of the free GPU memory the tiles of one forward pass may take
+
+
+def inference_precision(requested: str, training_precision: str | None, device: torch.device) -> str:
+    """``auto``: on a GPU the precision the model was trained in (16-mixed if not recorded: nnU-Net's), on the
+    CPU float32 (autocast there is slower than float32 on most CPUs). Anything else is taken as asked."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return "32"
+    return training_precision or "16-mixed"
+
+
+def choose_tile_batch(network: torch.nn.Module, channels: int, settings: InferenceSettings,
+                      device: torch.device) -> int:
+    """How many tiles to push through the network at once: 1 on the CPU; on a GPU as many as half the free
+    memory holds, from the peak memory of one measured forward pass (at most ``MAX_TILE_BATCH``)."""
+    if device.type != "cuda":
+        return 1
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    dtype = AUTOCAST_DTYPES[settings.precision]
+    with torch.no_grad(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        network(torch.zeros((1, channels, *settings.tile_size), device=device))
+    per_tile = max(torch.cuda.max_memory_allocated(device) - before, 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(MAX_TILE_BATCH, int(free * TILE_MEMORY_SHARE // per_tile)))
 
 
 @dataclass(frozen=True)
@@ -45,7 +77,15 @@ class InferenceSettings:
     region_class_order: list[int] | None = None  # region-based models: the label each region paints, in order
     mirror_axes: tuple[int, ...] = ()
     step_size: float = 0.5
-    tile_batch: int = 1
+    tile_batch: int = 0  # tiles per forward pass; 0 = chosen from the device's free memory
+    precision: str = "32"  # 32 | 16-mixed | bf16-mixed (autocast)
+
+    def __post_init__(self) -> None:
+        if self.precision not in AUTOCAST_DTYPES:
+            raise UserError(f"precision={self.precision}: choose one of {', '.join(AUTOCAST_DTYPES)} (or auto)")
+
+
+Scores = tuple[torch.Tensor, bool]  # class scores of a preprocessed case, and whether they are probabilities
 
 
 @dataclass
@@ -55,7 +95,7 @@ class Prediction:
 
 
 def predict_preprocessed(networks: Sequence[torch.nn.Module], image: np.ndarray | torch.Tensor,
-                         settings: InferenceSettings, device: torch.device) -> tuple[torch.Tensor, bool]:
+                         settings: InferenceSettings, device: torch.device) -> Scores:
     """Scores ``(outputs, *spatial)`` on the CPU for a preprocessed image, and whether they are probabilities.
 
     One network gives logits (exported as nnU-Net does); several are an ensemble whose probabilities are
@@ -94,8 +134,8 @@ def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Map
 def _sliding_window(network: torch.nn.Module, image: torch.Tensor, settings: InferenceSettings,
                     device: torch.device) -> torch.Tensor:
     return sliding_window_predict(network, image, settings.tile_size, settings.num_outputs, settings.step_size,
-                                  mirror_axes=settings.mirror_axes, tile_batch=settings.tile_batch,
-                                  network_device=device)
+                                  mirror_axes=settings.mirror_axes, tile_batch=settings.tile_batch or 1,
+                                  network_device=device, autocast_dtype=AUTOCAST_DTYPES[settings.precision])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -135,10 +175,11 @@ class TrainingChoices:
     tile_size: list[int]  # the training patch (data.patch_size)
     mirror_axes: tuple[int, ...]  # network-input axes mirrored in training (test-time mirroring uses only these)
     network: NetworkOptions
+    precision: str | None = field(default=None, compare=False)  # the training precision (folds may differ)
 
     def to_json(self) -> dict[str, Any]:
         return {"tile_size": list(self.tile_size), "mirror_axes": list(self.mirror_axes),
-                "network": asdict(self.network)}
+                "network": asdict(self.network), "precision": self.precision}
 
     @classmethod
     def load(cls, run: RunFolder, plan: Mapping[str, Any]) -> TrainingChoices:
@@ -148,7 +189,8 @@ class TrainingChoices:
         data = load_json(run.inference)
         try:  # files from before tile_size/network were recorded: those runs used the plan's patch, instance norm
             return cls([int(t) for t in data.get("tile_size", plan["patch_size"])],
-                       tuple(int(a) for a in data["mirror_axes"]), NetworkOptions(**data.get("network", {})))
+                       tuple(int(a) for a in data["mirror_axes"]), NetworkOptions(**data.get("network", {})),
+                       data.get("precision"))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{run.inference}: malformed ({e!r}); train the fold again") from None
 
@@ -187,12 +229,18 @@ def preprocessing_settings_from_plan(plan: Mapping[str, Any]) -> PreprocessingSe
 
 
 def inference_settings(plan: Mapping[str, Any], layout: LabelLayout, tile_size: Sequence[int],
-                       mirror_axes: Sequence[int], step_size: float) -> InferenceSettings:
+                       mirror_axes: Sequence[int], step_size: float, precision: str = "32") -> InferenceSettings:
     """How a model of this plan turns a preprocessed image into scores (validation and prediction alike)."""
     return InferenceSettings(
         tile_size=list(tile_size), num_outputs=layout.num_outputs, transpose_backward=list(plan["transpose_backward"]),
         region_class_order=list(layout.regions_class_order or ()) if layout.has_regions else None,
-        mirror_axes=tuple(a for a in mirror_axes if a < len(tile_size)), step_size=step_size)
+        mirror_axes=tuple(a for a in mirror_axes if a < len(tile_size)), step_size=step_size, precision=precision)
+
+
+def with_tile_batch(settings: InferenceSettings, network: torch.nn.Module, channels: int, device: torch.device,
+                    tile_batch: int = 0) -> InferenceSettings:
+    """``settings`` with the tile batch fixed: ``tile_batch``, or (0) chosen for this network and device."""
+    return replace(settings, tile_batch=tile_batch or choose_tile_batch(network, channels, settings, device))
 
 
 class Predictor:
@@ -200,7 +248,9 @@ class Predictor:
 
     def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], choices: TrainingChoices,
                  mirroring: bool = True, step_size: float = 0.5, device: torch.device | None = None,
-                 model_folders: Sequence[Path] = ()) -> None:
+                 model_folders: Sequence[Path] = (), precision: str = "auto", tile_batch: int = 0) -> None:
+        """``precision``: 32 | 16-mixed | bf16-mixed | auto (:func:`inference_precision`); ``tile_batch``: tiles
+        per forward pass, 0 = chosen from the free memory (:func:`choose_tile_batch`)."""
         self.plan = dict(plan)
         self.facts = DatasetFacts.from_plan(plan)
         self.layout = self.facts.layout
@@ -208,13 +258,14 @@ class Predictor:
         self.networks = [n.to(self.device) for n in networks]
         self.model_folders = list(model_folders)
         self.preprocessing = preprocessing_settings_from_plan(plan)
-        self.inference = inference_settings(plan, self.layout, choices.tile_size,
-                                            choices.mirror_axes if mirroring else (), step_size)
+        settings = inference_settings(plan, self.layout, choices.tile_size, choices.mirror_axes if mirroring else (),
+                                      step_size, inference_precision(precision, choices.precision, self.device))
+        self.inference = with_tile_batch(settings, self.networks[0], self.num_channels, self.device, tile_batch)
 
     @classmethod
     def from_model_folder(cls, model_folder: str | Path, folds: Sequence[int | str] | None = None,
                           checkpoint: CheckpointName = "final", mirroring: bool = True, step_size: float = 0.5,
-                          device: str = "auto") -> Predictor:
+                          device: str = "auto", precision: str = "auto", tile_batch: int = 0) -> Predictor:
         """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``)."""
         runs = find_runs(Path(model_folder), folds)
         plan = load_json(runs[0].plan)
@@ -227,7 +278,8 @@ class Predictor:
                                 "ensemble needs one")
         facts = DatasetFacts.from_plan(plan, str(runs[0].plan))
         networks = [_load_network(run, plan, facts, choices.network, checkpoint) for run in runs]
-        return cls(networks, plan, choices, mirroring, step_size, resolve_device(device), [r.path for r in runs])
+        return cls(networks, plan, choices, mirroring, step_size, resolve_device(device), [r.path for r in runs],
+                   precision, tile_batch)
 
     @property
     def num_channels(self) -> int:
@@ -250,10 +302,20 @@ class Predictor:
 
     def _segment(self, images: np.ndarray, geometry: Geometry | Sequence[float],
                  save_probabilities: bool) -> Prediction:
+        case = self.prepare(images, geometry)
+        return self.export(case, self.scores(case), save_probabilities)
+
+    def prepare(self, images: np.ndarray, geometry: Geometry | Sequence[float]) -> PreprocessedCase:
+        """The checked image preprocessed as in training (crop, normalize, resample to the plan's spacing)."""
         spacing = geometry.spacing if isinstance(geometry, Geometry) else tuple(float(s) for s in geometry)
-        case = preprocess_case(images, None, spacing, self.preprocessing)
-        scores, are_probabilities = predict_preprocessed(self.networks, case.data, self.inference, self.device)
-        return export_scores(scores, are_probabilities, case.properties, self.inference, save_probabilities)
+        return preprocess_case(images, None, spacing, self.preprocessing)
+
+    def scores(self, case: PreprocessedCase) -> Scores:
+        """The sliding window of every fold on the device: scores on the CPU, and whether they are probabilities."""
+        return predict_preprocessed(self.networks, case.data, self.inference, self.device)
+
+    def export(self, case: PreprocessedCase, scores: Scores, with_probabilities: bool) -> Prediction:
+        return export_scores(*scores, case.properties, self.inference, with_probabilities)
 
 
 def check_input(images: np.ndarray, geometry: Geometry | Sequence[float], model: Predictor | EnsemblePredictor,
@@ -294,11 +356,27 @@ class EnsemblePredictor:
 
     def predict(self, images: np.ndarray, geometry: Geometry | Sequence[float], save_probabilities: bool = False,
                 sources: Sequence[str | Path] | None = None) -> Prediction:
-        images = check_input(images, geometry, self, sources)  # once, not per member
+        cases = self.prepare(images, geometry, sources)
+        return self.export(cases, self.scores(cases), save_probabilities)
+
+    # The three steps apart, so that a folder's cases can overlap them: the next case is read and preprocessed
+    # and the previous one exported while the device predicts the current one (inference/folder.py).
+    def prepare(self, images: np.ndarray, geometry: Geometry | Sequence[float],
+                sources: Sequence[str | Path] | None = None) -> list[PreprocessedCase]:
+        """The image checked once, then preprocessed for each member (their plans may differ)."""
+        images = check_input(images, geometry, self, sources)
+        return [p.prepare(images, geometry) for p in self.predictors]
+
+    def scores(self, cases: Sequence[PreprocessedCase]) -> list[Scores]:
+        return [p.scores(c) for p, c in zip(self.predictors, cases, strict=True)]
+
+    def export(self, cases: Sequence[PreprocessedCase], scores: Sequence[Scores],
+               save_probabilities: bool) -> Prediction:
+        """The segmentation on the input's grid; several members: their probabilities averaged there first."""
         if len(self.predictors) == 1:
-            return self.predictors[0]._segment(images, geometry, save_probabilities)
-        total = sum(p._segment(images, geometry, save_probabilities=True).probabilities.astype(np.float32)
-                    for p in self.predictors)
+            return self.predictors[0].export(cases[0], scores[0], save_probabilities)
+        total = sum(p.export(c, s, with_probabilities=True).probabilities.astype(np.float32)
+                    for p, c, s in zip(self.predictors, cases, scores, strict=True))
         probs = total / len(self.predictors)
         segmentation = scores_to_segmentation(torch.from_numpy(probs),
                                               self.predictors[0].inference.region_class_order,

@@ -39,12 +39,12 @@ def gaussian_importance(tile_size: Sequence[int], sigma_scale: float = 1 / 8, pe
 
 
 def _mirrored_predict(network: Network, tiles: torch.Tensor, mirror_axes: Sequence[int]) -> torch.Tensor:
-    """Mean of the predictions over every combination of flipped spatial axes (2^n passes)."""
+    """Mean of the float32 predictions over every combination of flipped spatial axes (2^n passes)."""
     dims = [a + 2 for a in mirror_axes]
     combos = [c for n in range(1, len(dims) + 1) for c in itertools.combinations(dims, n)]
-    prediction = network(tiles)
+    prediction = network(tiles).float()
     for axes in combos:
-        prediction = prediction + torch.flip(network(torch.flip(tiles, axes)), axes)
+        prediction += torch.flip(network(torch.flip(tiles, axes)), axes).float()
     return prediction / (len(combos) + 1)
 
 
@@ -56,12 +56,14 @@ def _tiles(image_size: Sequence[int], tile_size: Sequence[int], step_size: float
 @torch.no_grad()
 def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Sequence[int], num_classes: int,
                            step_size: float = 0.5, use_gaussian: bool = True, mirror_axes: Sequence[int] = (),
-                           tile_batch: int = 1, network_device: torch.device | None = None) -> torch.Tensor:
+                           tile_batch: int = 1, network_device: torch.device | None = None,
+                           autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Logits ``(num_classes, *spatial)`` for an image ``(c, *spatial)``, accumulated on ``image``'s device.
 
-    Tiles go through the network on ``network_device`` (default: the image's device), so a GPU network can
-    fill a CPU accumulator when the whole image does not fit in GPU memory. A 2D tile on a 3D image (a 2d
-    configuration) predicts slice by slice along the first axis.
+    Tiles go through the network on ``network_device`` (default: the image's device), ``tile_batch`` at a time,
+    so a GPU network can fill a CPU accumulator when the whole image does not fit in GPU memory. With
+    ``autocast_dtype`` (float16/bfloat16) the network runs in mixed precision; the Gaussian-weighted sums stay
+    float32. A 2D tile on a 3D image (a 2d configuration) predicts slice by slice along the first axis.
     """
     slice_by_slice = len(tile_size) == image.ndim - 2
     if slice_by_slice:
@@ -79,11 +81,14 @@ def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Seq
     logits = torch.zeros((num_classes, *padded_size), device=image.device)
     weight_sum = torch.zeros(padded_size, device=image.device)
 
+    device = network_device or image.device
+
     def run(batch: list[tuple[slice, ...]]) -> None:
-        tiles = torch.stack([image[(slice(None), *s)] for s in batch]).to(network_device or image.device)
+        tiles = torch.stack([image[(slice(None), *s)] for s in batch]).to(device, non_blocking=True)
         if slice_by_slice:
             tiles = tiles[:, :, 0]
-        predicted = _mirrored_predict(network, tiles, mirror_axes) if mirror_axes else network(tiles)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            predicted = _mirrored_predict(network, tiles, mirror_axes)
         predicted = predicted.to(logits.device)
         if slice_by_slice:
             predicted = predicted[:, :, None]

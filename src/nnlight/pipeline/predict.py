@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +16,7 @@ from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.folder import input_cases, predict_folder
-from nnlight.inference.predictor import EnsemblePredictor, Predictor
+from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor
 from nnlight.pipeline.settings import required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
@@ -62,10 +62,16 @@ class PredictOptions:
     postprocessing: bool = True
     overwrite: bool = False
     device: str = "auto"
+    precision: str = "auto"
+    tile_batch: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         if not 0 < self.step_size <= 1:
             raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5 (half a tile)")
+        if self.precision not in ("auto", *AUTOCAST_DTYPES):
+            raise ValueError(f"precision={self.precision}: choose auto, {', '.join(AUTOCAST_DTYPES)}")
+        if self.tile_batch != "auto" and int(self.tile_batch) < 1:
+            raise ValueError(f"tile_batch={self.tile_batch}: use auto or a number of tiles >= 1")
 
 
 def _options(cfg: DictConfig) -> PredictOptions:
@@ -109,7 +115,9 @@ def run(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     predictor = EnsemblePredictor([
         Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
-                                    options.device) for folder, folds in members])
+                                    options.device, options.precision,
+                                    0 if options.tile_batch == "auto" else int(options.tile_batch))
+        for folder, folds in members])
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
     cases = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # checked before any write
     rules = PostprocessingRules.load(postprocessing_file) if options.postprocessing and postprocessing_file \
@@ -118,6 +126,7 @@ def run(cfg: DictConfig) -> dict:
     made_by = {"model": {"members": [[str(r.resolve()) for r in p.model_folders] for p in predictor.predictors],
                          "checkpoint": options.checkpoint},
                "settings": {"mirroring": options.mirroring, "step_size": options.step_size,
+                            "precision": [p.inference.precision for p in predictor.predictors],
                             "postprocessing": rules_as_text(rules) if rules else "none"}}
     _check_made_by(folder, made_by, options, dataset_json.file_ending)
 
@@ -135,7 +144,9 @@ def run(cfg: DictConfig) -> dict:
     lines = [f"\nPredicted {len(report.predicted)} case(s) in {seconds:.1f} s"
              + (f" ({len(report.skipped)} already done, skipped)" if report.skipped else "") + f": {output}",
              f"  model: {' + '.join(folds_used)}, checkpoint {options.checkpoint}, "
-             f"mirroring {'on' if options.mirroring else 'off'}, post-processing: "
+             f"mirroring {'on' if options.mirroring else 'off'}, precision "
+             f"{'/'.join(sorted({p.inference.precision for p in predictor.predictors}))}, tiles per pass "
+             f"{predictor.predictors[0].inference.tile_batch}, post-processing: "
              f"{rules_as_text(rules) if rules else 'none'}"]
     summary = None
     if cfg.reference:

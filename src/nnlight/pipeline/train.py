@@ -19,7 +19,7 @@ from nnlight.data.augmentation import spatial_augmentation_geometry
 from nnlight.data.datamodule import SegmentationDataModule, deep_supervision_scales
 from nnlight.evaluation.folder import EvaluationSettings
 from nnlight.fingerprint import load_fingerprint
-from nnlight.inference.predictor import TrainingChoices, inference_settings
+from nnlight.inference.predictor import TrainingChoices, inference_precision, inference_settings, with_tile_batch
 from nnlight.pipeline.run_record import (
     RunIdentity,
     check_checkpoint,
@@ -156,7 +156,8 @@ def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, i
 
 def _training_choices(setup: TrainSetup) -> TrainingChoices:
     geometry = spatial_augmentation_geometry(setup.data.patch_size, setup.augmentation)
-    return TrainingChoices(list(setup.data.patch_size), geometry.mirror_axes, setup.network)
+    return TrainingChoices(list(setup.data.patch_size), geometry.mirror_axes, setup.network,
+                           str(setup.trainer["precision"]))
 
 
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
@@ -185,8 +186,10 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     result = validate(task.network, data.val_cases, ValidationSettings(
         store=setup.preprocessed_dataset / str(setup.plan["data_identifier"]), raw_labels=setup.raw_labels,
         scoring=scoring, save_probabilities=options.save_probabilities,
-        inference=inference_settings(setup.plan, setup.facts.layout, choices.tile_size,
-                                     choices.mirror_axes if options.mirroring else (), options.step_size)),
+        inference=with_tile_batch(inference_settings(
+            setup.plan, setup.facts.layout, choices.tile_size, choices.mirror_axes if options.mirroring else (),
+            options.step_size, inference_precision("auto", choices.precision, device)),
+            task.network, setup.facts.num_channels, device)),
         run_folder.validation, device)
     return {"validation_dice": result["foreground_mean"]["Dice"],
             "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()}}
