@@ -40,7 +40,7 @@ def setup(dataset_folder: Path, configuration: str, iterations: int, workers: in
 
 
 def planned_dataset(work: Path, raw_folder: Path | None, shape: list[int], channels: int, cases: int,
-                    name: str, preprocess: bool = True) -> str:
+                    name: str, preprocess: bool = True, spacing: tuple[float, ...] | None = None) -> str:
     """Plan (+ preprocess) ``raw_folder`` (or a generated synthetic dataset) under ``work``; the dataset's name.
 
     Points the ``NNLIGHT_*`` roots at ``work`` for the rest of the process (train.py's config reads them)."""
@@ -50,7 +50,8 @@ def planned_dataset(work: Path, raw_folder: Path | None, shape: list[int], chann
         raw_folder = work / "raw" / f"Dataset990_{name}"
         if not raw_folder.is_dir():
             make_synthetic_dataset(work / "raw", 990, name, num_cases=cases, shape=tuple(shape),
-                                   spacing=(1.0,) * len(shape), num_channels=channels, num_test_cases=0)
+                                   num_channels=channels, num_test_cases=0,
+                                   **({"spacing": spacing} if spacing else {}))
     plan_stage.run(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", "num_workers=0",
                                                     f"preprocess={str(preprocess).lower()}"]))
     return raw_folder.name

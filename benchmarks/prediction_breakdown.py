@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, help="a raw dataset folder (default: a synthetic case)")
     parser.add_argument("--shape", type=int, nargs="+", default=[155, 240, 240])
+    parser.add_argument("--spacing", type=float, nargs="+", default=[1.0, 1.0, 1.0], help="BraTS: 1 mm isotropic")
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--classes", type=int, default=5, help="network outputs (synthetic: BraTS's 5 labels)")
     parser.add_argument("--configuration", default="3d_fullres")
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as scratch:
         work = (args.work or Path(scratch)).resolve()
-        name = planned_dataset(work, args.dataset, args.shape, args.channels, 1, "Prediction", preprocess=False)
+        name = planned_dataset(work, args.dataset, args.shape, args.channels, 1, "Prediction", preprocess=False,
+                               spacing=tuple(args.spacing))
         plan = OmegaConf.to_container(OmegaConf.load(
             work / "preprocessed" / "configs" / "plan" / name / f"{args.configuration}.yaml"), resolve=True)
         if args.dataset is None:
