@@ -40,3 +40,37 @@ def test_ddp_on_two_gpus(planned_roots: Roots) -> None:
                         "debug=limit", roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Training done") == 1  # one summary, from rank 0
+
+
+def test_training_batches_arrive_pinned_and_inference_autocasts_on_the_gpu(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pinned host batches (a non-blocking copy) and mixed-precision prediction with batched tiles."""
+    import lightning as L
+    from benchmarks._common import planned_dataset
+
+    from nnlight.inference.predictor import InferenceSettings, choose_tile_batch, predict_preprocessed
+    from nnlight.pipeline.cli import compose_config
+    from nnlight.pipeline.train import build_data
+    from nnlight.pipeline.train_setup import prepare
+
+    for root in ("RAW", "PREPROCESSED", "RESULTS"):
+        monkeypatch.setenv(f"NNLIGHT_{root}", str(tmp_path / root))
+    name = planned_dataset(tmp_path, None, [24, 48, 40], 2, 5, "Pinned")
+    setup = prepare(compose_config(Path(__file__).parents[2] / "configs", "train",
+                                   [f"plan={name}/3d_fullres", "data.num_workers=1", "trainer=gpu"]))
+    data = build_data(setup)
+    data.trainer = L.Trainer(accelerator="gpu", devices=1, logger=False)
+    data.setup("fit")
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.is_pinned() and labels.is_pinned()
+
+    network = torch.nn.Conv3d(2, 3, 3, padding=1).cuda().eval()
+    settings = InferenceSettings(tile_size=[16, 32, 32], num_outputs=3, transpose_backward=[0, 1, 2],
+                                 precision="16-mixed", mirror_axes=(0, 1, 2))
+    assert choose_tile_batch(network, 2, settings, torch.device("cuda")) >= 2  # a tiny network: several tiles
+    image = torch.randn(2, 24, 48, 40)
+    exact, _ = predict_preprocessed([network], image.numpy(), InferenceSettings(
+        **{**settings.__dict__, "precision": "32", "tile_batch": 1}), torch.device("cuda"))
+    mixed, _ = predict_preprocessed([network], image.numpy(), InferenceSettings(
+        **{**settings.__dict__, "tile_batch": 4}), torch.device("cuda"))
+    assert not torch.equal(exact, mixed) and (exact.argmax(0) == mixed.argmax(0)).float().mean() > 0.999
