@@ -37,3 +37,16 @@ def test_nothing_intact_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "evil.ckpt").write_bytes(b"\x80\x04cos\nsystem\n.")  # a pickle that would call os.system
     with pytest.raises(UserError, match=r"evil\.ckpt: cannot be read as a checkpoint"):
         load_checkpoint(tmp_path / "evil.ckpt")
+
+
+def test_checkpoints_are_written_in_the_background_from_a_copy(tmp_path: Path) -> None:
+    """Training goes on while the thread writes: what is saved is the state at the moment of the save."""
+    from nnlight.training.checkpoint_io import checkpoint_plugin
+
+    plugin = checkpoint_plugin()
+    state = {"state_dict": {"w": torch.ones(3)}, "epoch": 1}
+    plugin.save_checkpoint(state, tmp_path / "last.ckpt")
+    state["state_dict"]["w"] += 1  # the next optimizer step, in place
+    plugin.teardown()  # waits for the writer
+    assert torch.equal(load_checkpoint(tmp_path / "last.ckpt")["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left

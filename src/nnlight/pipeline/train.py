@@ -34,7 +34,7 @@ from nnlight.pipeline.run_record import (
 )
 from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
 from nnlight.raw.labels import label_key
-from nnlight.training.checkpoint_io import AtomicCheckpointIO, resume_checkpoint
+from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
 from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
@@ -130,7 +130,7 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[
         return L.Trainer(**setup.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,
                          callbacks=callbacks,
                          use_distributed_sampler=False,  # each rank draws its own batches (the data module's seeds)
-                         logger=loggers or False, enable_model_summary=False, plugins=[AtomicCheckpointIO()])
+                         logger=loggers or False, enable_model_summary=False, plugins=[checkpoint_plugin()])
     except (TypeError, ValueError) as e:
         raise UserError(f"trainer.*: {e}. See configs/trainer/default.yaml and Lightning's Trainer arguments") from None
 
@@ -171,6 +171,7 @@ def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     if not fast_dev_run:
         trainer.save_checkpoint(run_folder.checkpoint("final"), weights_only=False)
+        trainer.strategy.checkpoint_io.teardown()  # written (or its error raised) before the run goes on
     return resume is not None
 
 
