@@ -4,7 +4,8 @@
 # training / 50 validation iterations per epoch, BraTS-size prediction (1 fold, TTA, 5 folds + TTA), and the
 # tests marked gpu. Logs go to $OUT (or /tmp/gpu_check). Smaller runs: ITERATIONS=3 VAL_ITERATIONS=2 EPOCHS=2
 # VARIANTS="1" SHAPE="24 48 40" PREDICT_SHAPE="40 64 64" TESTS=0 bash benchmarks/gpu_check.sh
-# Packages missing on the machine can travel as wheels in .whl/ (see the device tool's README).
+# Packages missing on the machine travel as wheels in .whl/ (the device tool's README says how to download them):
+# hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 SimpleITK==2.5.7 (the rest is there).
 set -uo pipefail
 out=${OUT:-/tmp/gpu_check}
 mkdir -p "$out"
