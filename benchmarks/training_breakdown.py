@@ -234,7 +234,7 @@ def measure(overrides: list[str], run_folder: Path, bare_steps: int = 5, worker_
     epoch = [("first batch of the run (worker start-up)", phases["wait"][0]),
              ("first batch of a later epoch", statistics.mean(later) if later else float("nan")),
              (f"training iterations ({iterations:.0f})", sum(phases["iteration"]) / n_epochs),
-             (f"validation ({timer.validation_batches // max(len(timer.validation), 1)} batches)",
+             (f"validation ({timer.validation_batches // max(len(timer.validation), 1)} batch(es))",
               statistics.mean(timer.validation) if timer.validation else 0.0),
              ("checkpoint saving", sum(timer.checkpoint) / n_epochs),
              ("epoch (wall)", statistics.mean(epochs)),

@@ -125,6 +125,17 @@ def test_workers_persist_across_epochs(preprocessed) -> None:
     del loader
 
 
+def test_batches_are_pinned_when_training_on_a_gpu(preprocessed) -> None:
+    """Pinned host memory lets Lightning copy a batch to the GPU without blocking; on the CPU it is a waste."""
+    from types import SimpleNamespace
+
+    module = _module(preprocessed, "3d_fullres", 2)
+    module.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)), num_devices=1)
+    assert module.train_dataloader().pin_memory and module.val_dataloader().pin_memory
+    module.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")), num_devices=1)
+    assert not module.train_dataloader().pin_memory
+
+
 def test_worker_counts_follow_the_cores(preprocessed, monkeypatch: pytest.MonkeyPatch) -> None:
     """nnU-Net's default: min(12, cores) for training, half of it for validation; an explicit count wins."""
     module = _module(preprocessed, "3d_fullres", 0)

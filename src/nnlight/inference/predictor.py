@@ -42,7 +42,8 @@ TILE_MEMORY_SHARE = 0.5  # of the free GPU memory the tiles of one forward pass 
 
 def inference_precision(requested: str, training_precision: str | None, device: torch.device) -> str:
     """``auto``: on a GPU the precision the model was trained in (16-mixed if not recorded: nnU-Net's), on the
-    CPU float32 (autocast there is slower than float32 on most CPUs). Anything else is taken as asked."""
+    CPU float32 as nnU-Net (bf16-mixed is faster only on CPUs with bf16 instructions: 1.9x on an AVX512-BF16
+    EPYC, BENCHMARKS.md). Anything else is taken as asked."""
     if requested != "auto":
         return requested
     if device.type != "cuda":
