@@ -231,12 +231,16 @@ def measure(overrides: list[str], run_folder: Path, bare_steps: int = 5, worker_
     epochs = [end - start for start, end in zip(timer.epoch_starts, ends, strict=True)]
     later = [phases["wait"][i] for i in first[1:]]
     n_epochs, iterations = len(epochs), len(phases["iteration"]) / len(epochs)
+    training = sum(phases["iteration"]) / n_epochs
+    validation = statistics.mean(timer.validation) if timer.validation else 0.0
+    checkpoint = sum(timer.checkpoint) / n_epochs
     epoch = [("first batch of the run (worker start-up)", phases["wait"][0]),
              ("first batch of a later epoch", statistics.mean(later) if later else float("nan")),
-             (f"training iterations ({iterations:.0f})", sum(phases["iteration"]) / n_epochs),
-             (f"validation ({timer.validation_batches // max(len(timer.validation), 1)} batch(es))",
-              statistics.mean(timer.validation) if timer.validation else 0.0),
-             ("checkpoint saving", sum(timer.checkpoint) / n_epochs),
+             (f"training iterations ({iterations:.0f})", training),
+             (f"validation ({timer.validation_batches // max(len(timer.validation), 1)} batch(es))", validation),
+             ("checkpoint saving (what the training thread waits for)", checkpoint),
+             ("the rest (progress plot, loggers, epoch hooks)",
+              statistics.mean(epochs) - training - validation - checkpoint),
              ("epoch (wall)", statistics.mean(epochs)),
              ("epoch overhead (epoch - iterations x steady iteration)",
               statistics.mean(epochs) - iterations * steady["iteration"])]
