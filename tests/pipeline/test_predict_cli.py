@@ -119,6 +119,8 @@ def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, 
     ("no_inference_file", "inference.json: not found"),
     ("bad_checkpoint", "predict.checkpoint='newest': expected one of 'final', 'best', 'last'"),
     ("step_size", "step_size=0.0: use a value in (0, 1]"),
+    ("precision", "precision=fp8: choose auto, 32, 16-mixed, bf16-mixed"),
+    ("tile_batch", "tile_batch=0: use auto or a number of tiles >= 1"),
     ("truncated_image", "case_0001.nii.gz: the compressed file is truncated or corrupt"),
     ("image_2d", "a 2D image, but the model is a 3D configuration"),
     ("truncated_checkpoint", "final.ckpt: cannot be read as a checkpoint"),
@@ -154,7 +156,8 @@ def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, 
     if setup == "output_under_a_file":
         (tmp_path / "a_file").write_text("")
         output = tmp_path / "a_file" / "out"
-    extra = {"bad_checkpoint": ["checkpoint=newest"], "step_size": ["step_size=0"]}.get(setup, [])
+    extra = {"bad_checkpoint": ["checkpoint=newest"], "step_size": ["step_size=0"], "precision": ["precision=fp8"],
+             "tile_batch": ["tile_batch=0"]}.get(setup, [])
     assert message in _predict_in_process(trained, f"model='{model}'", f"input={images}", f"output={output}", *extra)
     assert not (tmp_path / "out").exists()  # nothing written before the inputs were checked
 
