@@ -35,6 +35,7 @@ def test_a_wrong_suite_is_refused_before_anything_runs(roots: Roots, override: s
     assert _files(roots) == {}  # no dataset generated, nothing planned or trained
 
 
+@pytest.mark.slow  # 76 s: the whole smoke suite twice; keeps the default suite under 15 minutes on 2 cores
 def test_smoke_suite_survives_a_kill_and_a_finished_suite_reruns_as_a_no_op(roots: Roots) -> None:
     command = [sys.executable, str(REPO / "benchmark.py"), "suite=smoke"]
     process = subprocess.Popen(command, cwd=REPO, env=roots.env(), stdout=subprocess.DEVNULL,
