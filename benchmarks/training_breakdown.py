@@ -31,6 +31,7 @@ import torch
 
 from benchmarks._common import CONFIGS, planned_dataset, provenance
 from nnlight.data.datamodule import SegmentationDataModule
+from nnlight.inference.predictor import AUTOCAST_DTYPES, canonical_precision
 from nnlight.pipeline.cli import compose_config
 from nnlight.pipeline.train import build_data, build_task, build_trainer
 from nnlight.pipeline.train_setup import TrainSetup, prepare
@@ -126,8 +127,8 @@ def bare_step_seconds(setup: TrainSetup, network: torch.nn.Module, loss: torch.n
     images, targets = batch[0].to(device), [t.to(device) for t in batch[1]]
     optimizer = setup.optimizer.create(network.parameters())
     clip = float(setup.trainer.get("gradient_clip_val") or 0)
-    scaler = torch.amp.GradScaler(device.type) if setup.trainer["precision"] == "16-mixed" else None
-    dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(str(setup.trainer["precision"]))
+    dtype = AUTOCAST_DTYPES[canonical_precision(setup.trainer["precision"])]
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

@@ -81,3 +81,16 @@ def test_batched_tiles_give_the_same_scores_as_one_at_a_time() -> None:
     expected, _ = predict_preprocessed([network], image.numpy(), one, torch.device("cpu"))
     batched, _ = predict_preprocessed([network], image.numpy(), four, torch.device("cpu"))
     assert torch.allclose(expected, batched, atol=1e-5)
+
+
+def test_lightning_precision_names_map_to_one_autocast_each() -> None:
+    """A model trained with trainer.precision=16 or bf16 predicts with the matching autocast, not an error."""
+    import pytest
+
+    from nnlight.inference.predictor import canonical_precision
+    from nnlight.utils.errors import UserError
+
+    assert [canonical_precision(p) for p in (16, "bf16", "bf16-true", "32-true", "16-mixed")] == \
+        ["16-mixed", "bf16-mixed", "bf16-mixed", "32", "16-mixed"]
+    with pytest.raises(UserError, match="choose one of 32, 16-mixed, bf16-mixed"):
+        canonical_precision("transformer-engine")

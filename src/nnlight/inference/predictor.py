@@ -36,8 +36,21 @@ from nnlight.utils.folders import CheckpointName, ModelFolder, RunFolder
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"32": None, "16-mixed": torch.float16,
                                                   "bf16-mixed": torch.bfloat16}
+# Lightning's other names for a precision, as the autocast they amount to at inference
+_PRECISION_ALIASES = {"16": "16-mixed", "16-true": "16-mixed", "bf16": "bf16-mixed", "bf16-true": "bf16-mixed",
+                      "32-true": "32", "64": "32", "64-true": "32"}
 MAX_TILE_BATCH = 8  # beyond this a GPU gains nothing measurable and the memory estimate gets riskier
 TILE_MEMORY_SHARE = 0.5  # of the free GPU memory the tiles of one forward pass may take
+
+
+def canonical_precision(name: str | int) -> str:
+    """One of ``AUTOCAST_DTYPES``' names for any Lightning precision (``16`` → ``16-mixed``); an unknown name is an
+    error naming the valid ones."""
+    canonical = _PRECISION_ALIASES.get(str(name), str(name))
+    if canonical not in AUTOCAST_DTYPES:
+        raise UserError(f"precision={name}: choose one of {', '.join(AUTOCAST_DTYPES)} (Lightning's aliases "
+                        f"{', '.join(_PRECISION_ALIASES)} are accepted too)")
+    return canonical
 
 
 def inference_precision(requested: str, training_precision: str | None, device: torch.device) -> str:
@@ -45,10 +58,10 @@ def inference_precision(requested: str, training_precision: str | None, device: 
     CPU float32 as nnU-Net (bf16-mixed is faster only on CPUs with bf16 instructions: 1.9x on an AVX512-BF16
     EPYC, BENCHMARKS.md). Anything else is taken as asked."""
     if requested != "auto":
-        return requested
+        return canonical_precision(requested)
     if device.type != "cuda":
         return "32"
-    return training_precision or "16-mixed"
+    return canonical_precision(training_precision or "16-mixed")
 
 
 def choose_tile_batch(network: torch.nn.Module, channels: int, settings: InferenceSettings,
@@ -78,12 +91,11 @@ class InferenceSettings:
     region_class_order: list[int] | None = None  # region-based models: the label each region paints, in order
     mirror_axes: tuple[int, ...] = ()
     step_size: float = 0.5
-    tile_batch: int = 0  # tiles per forward pass; 0 = chosen from the device's free memory
+    tile_batch: int = 1  # tiles per forward pass (:func:`with_tile_batch` chooses it from free memory)
     precision: str = "32"  # 32 | 16-mixed | bf16-mixed (autocast)
 
     def __post_init__(self) -> None:
-        if self.precision not in AUTOCAST_DTYPES:
-            raise UserError(f"precision={self.precision}: choose one of {', '.join(AUTOCAST_DTYPES)} (or auto)")
+        canonical_precision(self.precision)
 
 
 Scores = tuple[torch.Tensor, bool]  # class scores of a preprocessed case, and whether they are probabilities
@@ -135,7 +147,7 @@ def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Map
 def _sliding_window(network: torch.nn.Module, image: torch.Tensor, settings: InferenceSettings,
                     device: torch.device) -> torch.Tensor:
     return sliding_window_predict(network, image, settings.tile_size, settings.num_outputs, settings.step_size,
-                                  mirror_axes=settings.mirror_axes, tile_batch=settings.tile_batch or 1,
+                                  mirror_axes=settings.mirror_axes, tile_batch=settings.tile_batch,
                                   network_device=device, autocast_dtype=AUTOCAST_DTYPES[settings.precision])
 
 

@@ -19,7 +19,13 @@ from nnlight.data.augmentation import spatial_augmentation_geometry
 from nnlight.data.datamodule import SegmentationDataModule, deep_supervision_scales
 from nnlight.evaluation.folder import EvaluationSettings
 from nnlight.fingerprint import load_fingerprint
-from nnlight.inference.predictor import TrainingChoices, inference_precision, inference_settings, with_tile_batch
+from nnlight.inference.predictor import (
+    TrainingChoices,
+    canonical_precision,
+    inference_precision,
+    inference_settings,
+    with_tile_batch,
+)
 from nnlight.pipeline.run_record import (
     RunIdentity,
     check_checkpoint,
@@ -157,7 +163,7 @@ def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, i
 def _training_choices(setup: TrainSetup) -> TrainingChoices:
     geometry = spatial_augmentation_geometry(setup.data.patch_size, setup.augmentation)
     return TrainingChoices(list(setup.data.patch_size), geometry.mirror_axes, setup.network,
-                           str(setup.trainer["precision"]))
+                           canonical_precision(setup.trainer["precision"]))
 
 
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
