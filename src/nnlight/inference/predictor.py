@@ -208,26 +208,36 @@ class TrainingChoices:
             raise UserError(f"{run.inference}: malformed ({e!r}); train the fold again") from None
 
 
-def _load_network(run: RunFolder, plan: Mapping[str, Any], facts: DatasetFacts, options: NetworkOptions,
-                  checkpoint: CheckpointName) -> torch.nn.Module:
+def network_from_plan(plan: Mapping[str, Any], options: NetworkOptions, where: str = "plan") -> torch.nn.Module:
+    """The network a plan describes, for inference (no deep supervision), with fresh weights."""
+    try:
+        architecture = Architecture(**plan["architecture"])
+    except TypeError as e:
+        raise UserError(f"{where}: architecture is malformed ({e})") from None
+    facts = DatasetFacts.from_plan(plan, where)
+    return build_network(architecture.network, input_channels=facts.num_channels,
+                         num_classes=facts.layout.num_outputs, norm=options.norm, deep_supervision=False,
+                         **architecture.network_kwargs())
+
+
+def run_network_weights(run: RunFolder, checkpoint: CheckpointName) -> dict[str, torch.Tensor]:
+    """The network weights of one trained fold's checkpoint (``weights_only``), under the network's own names."""
     path = run.checkpoint(checkpoint)
     if not path.is_file():
         present = sorted(p.stem for p in run.checkpoints.glob("*.ckpt"))
         hint = (f"choose checkpoint={present[0]}" if present else "the run has not finished an epoch; train it first")
         raise UserError(f"{path}: checkpoint not found ({hint})")
-    try:
-        architecture = Architecture(**plan["architecture"])
-    except TypeError as e:
-        raise UserError(f"{run.plan}: architecture is malformed ({e})") from None
-    network = build_network(architecture.network, input_channels=facts.num_channels,
-                            num_classes=facts.layout.num_outputs, norm=options.norm, deep_supervision=False,
-                            **architecture.network_kwargs())
     state = load_checkpoint(path)["state_dict"]
-    weights = {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
+    return {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
+
+
+def _load_network(run: RunFolder, plan: Mapping[str, Any], options: NetworkOptions,
+                  checkpoint: CheckpointName) -> torch.nn.Module:
+    network = network_from_plan(plan, options, str(run.plan))
     try:
-        network.load_state_dict(weights)
+        network.load_state_dict(run_network_weights(run, checkpoint))
     except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the network of {run.plan} ({e})") from None
+        raise UserError(f"{run.checkpoint(checkpoint)}: weights do not fit the network of {run.plan} ({e})") from None
     return network.eval()
 
 
@@ -289,8 +299,7 @@ class Predictor:
                     TrainingChoices.load(run, other) != choices:
                 raise UserError(f"{run.path}: trained with a different plan or network than {runs[0].path}; an "
                                 "ensemble needs one")
-        facts = DatasetFacts.from_plan(plan, str(runs[0].plan))
-        networks = [_load_network(run, plan, facts, choices.network, checkpoint) for run in runs]
+        networks = [_load_network(run, plan, choices.network, checkpoint) for run in runs]
         return cls(networks, plan, choices, mirroring, step_size, resolve_device(device), [r.path for r in runs],
                    precision, tile_batch)
 

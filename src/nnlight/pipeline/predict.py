@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.evaluation.selection import load_best
+from nnlight.exchange.model_zip import unpack
+from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.inference.folder import input_cases, predict_folder
-from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor
+from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor, resolve_device
 from nnlight.pipeline.settings import required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
@@ -24,8 +27,15 @@ from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder, PredictionFolder, RunFolder
 
 
-def _models(cfg: DictConfig) -> tuple[list[tuple[Path, list[str] | None]], Path | None]:
-    """(model folder, folds) of every member, and where a post-processing choice would be."""
+@dataclass(frozen=True)
+class _Models:
+    members: list[tuple[Path, list[str] | None]]  # (model folder, folds) of every member
+    postprocessing: Path | None  # where a post-processing choice would be
+    model_file: Path | None = None  # a model .zip, unpacked into a scratch folder for this run
+    checkpoint: CheckpointName | None = None  # the only checkpoint a model file holds
+
+
+def _models(cfg: DictConfig, scratch: Path) -> _Models:
     model = str(required(cfg, "model", "python predict.py model=<results>/<Dataset>/<configuration>/<experiment>"))
     folds = None if cfg.folds is None else [str(f) for f in OmegaConf.to_container(cfg.folds)] \
         if OmegaConf.is_list(cfg.folds) else [str(cfg.folds)]
@@ -34,21 +44,46 @@ def _models(cfg: DictConfig) -> tuple[list[tuple[Path, list[str] | None]], Path 
             raise UserError("model=best needs dataset=<DatasetXXX_Name> (whose trained models evaluate.py compared)")
         dataset_results = Path(cfg.paths.results) / str(cfg.dataset)
         members, _ = load_best(dataset_results)
-        return [(folder, folds or member_folds) for folder, member_folds in members], \
-            DatasetResults(dataset_results).postprocessing
+        return _Models([(folder, folds or member_folds) for folder, member_folds in members],
+                       DatasetResults(dataset_results).postprocessing)
     folder = Path(model).expanduser()
+    if folder.suffix == ".zip" and folder.is_file():
+        manifest = unpack(folder, scratch)
+        rules = scratch / "postprocessing.json"
+        if manifest.postprocessing is not None:
+            manifest.postprocessing.save(rules)
+        return _Models([(scratch / m.model, folds or m.folds) for m in manifest.members], rules, folder,
+                       manifest.checkpoint)
     if not folder.is_dir():
         raise UserError(f"model={model}: no such folder; give a run folder (.../fold_0) or a configuration folder "
-                        "(.../<experiment>) under your results, or model=best dataset=<Dataset>")
+                        "(.../<experiment>) under your results, a model file (.zip from nnlight-model export), an "
+                        "nnU-Net trained model folder (.../<Trainer>__<Plans>__<configuration>), or model=best "
+                        "dataset=<Dataset>")
     own = ModelFolder(folder).postprocessing  # a configuration folder's, else (a run folder) its parent's
     postprocessing = own if own.is_file() else ModelFolder(folder.parent).postprocessing
-    return [(folder, folds)], postprocessing
+    return _Models([(folder, folds)], postprocessing)
 
 
 def _dataset_json(run: RunFolder) -> DatasetJson:
-    if not run.dataset_json.is_file():
-        raise UserError(f"{run.path}: dataset.json missing from the run folder; it is copied there by train.py")
-    return load_dataset_json(run.dataset_json)
+    """The run folder's copy (nnlight), or the model folder's above the fold (nnU-Net)."""
+    for path in (run.dataset_json, run.path.parent / "dataset.json"):
+        if path.is_file():
+            return load_dataset_json(path)
+    raise UserError(f"{run.path}: dataset.json missing from the run folder; it is copied there by train.py")
+
+
+def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
+               ) -> tuple[Predictor, PostprocessingRules | None]:
+    """nnlight's model folders, or an nnU-Net trained model folder (with its own post-processing choice)."""
+    tile_batch = 0 if options.tile_batch == "auto" else int(options.tile_batch)
+    nnunet = nnunet_model_and_folds(folder, folds)
+    if nnunet is None:
+        return Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
+                                           options.device, options.precision, tile_batch), None
+    model = load_nnunet_model(*nnunet, options.checkpoint)
+    return Predictor(model.networks, model.plan, model.choices, options.mirroring, options.step_size,
+                     resolve_device(options.device), model.fold_folders, options.precision,
+                     tile_batch), model.postprocessing
 
 
 @dataclass(frozen=True)
@@ -107,24 +142,32 @@ def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: P
 
 
 def run(cfg: DictConfig) -> dict:
+    with tempfile.TemporaryDirectory(prefix="nnlight-model-") as scratch:
+        return _run(cfg, Path(scratch))
+
+
+def _run(cfg: DictConfig, scratch: Path) -> dict:
     options = _options(cfg)
     input_folder = Path(str(required(cfg, "input", "python predict.py model=... input=<folder of images> output=...")))
     output = Path(str(required(cfg, "output", "python predict.py model=... input=... output=<folder>")))
     _check_output(output, input_folder)
-    members, postprocessing_file = _models(cfg)
+    models = _models(cfg, scratch)
+    if models.checkpoint is not None:
+        options = dataclasses.replace(options, checkpoint=models.checkpoint)
     start = time.perf_counter()
-    predictor = EnsemblePredictor([
-        Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
-                                    options.device, options.precision,
-                                    0 if options.tile_batch == "auto" else int(options.tile_batch))
-        for folder, folds in members])
+    loaded = [_predictor(folder, folds, options) for folder, folds in models.members]
+    predictor = EnsemblePredictor([p for p, _ in loaded])
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
     cases = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # checked before any write
-    rules = PostprocessingRules.load(postprocessing_file) if options.postprocessing and postprocessing_file \
-        and postprocessing_file.is_file() else None
+    rules = loaded[0][1] if len(loaded) == 1 and loaded[0][1] else PostprocessingRules.load(models.postprocessing) \
+        if models.postprocessing and models.postprocessing.is_file() else None
+    rules = rules if options.postprocessing else None
     folder = PredictionFolder(output)
-    made_by = {"model": {"members": [[str(r.resolve()) for r in p.model_folders] for p in predictor.predictors],
-                         "checkpoint": options.checkpoint},
+    members = [[str(r.resolve()) for r in p.model_folders] for p in predictor.predictors]
+    if models.model_file is not None:  # the scratch folder changes every run: the file names the model
+        members = [[str(models.model_file.resolve()), *(str(r.relative_to(scratch)) for r in p.model_folders)]
+                   for p in predictor.predictors]
+    made_by = {"model": {"members": members, "checkpoint": options.checkpoint},
                "settings": {"mirroring": options.mirroring, "step_size": options.step_size,
                             "precision": [p.inference.precision for p in predictor.predictors],
                             "postprocessing": rules_as_text(rules) if rules else "none"}}

@@ -5,20 +5,37 @@ Kept apart from the training code so registering the resolver costs no torch/Lig
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 
-def overrides_suffix(override_dirname: str) -> str:
+def overrides_suffix(override_dirname: str, init_from: str | None = None) -> str:
     """``[loss=dice,trainer.max_epochs=50]`` after the experiment name, or nothing without overrides.
 
     A multirun spells booleans as Python does (``False``), a single run as typed (``false``): both become
-    lowercase so the same overrides always name the same folder.
+    lowercase so the same overrides always name the same folder. ``init_from`` (a path, kept out of Hydra's
+    override list because its ``/`` would nest folders) joins the list as its last three parts plus a hash of the
+    whole path; the saved config holds it in full.
     """
-    normalized = re.sub(r"=(True|False)(?=,|$)", lambda m: "=" + m.group(1).lower(), override_dirname)
-    return f"[{normalized}]" if normalized else ""
+    items = [re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), item)
+             for item in _split_items(override_dirname)]
+    if init_from:
+        items = sorted([*items, f"init_from={_path_in_name(str(init_from))}"])
+    return f"[{','.join(items)}]" if items else ""
+
+
+def _split_items(override_dirname: str) -> list[str]:
+    """Hydra joins ``key=value`` items with commas; a comma inside a list value (``[1,2]``) is not a split."""
+    return [item for item in re.split(r",(?=[\w.+~@/-]+=)", override_dirname) if item]
+
+
+def _path_in_name(path: str) -> str:
+    parts = [re.sub(r"\[.*\]", "", part) for part in Path(path).parts if part not in ("/", "")]
+    return "~".join(parts[-3:]) + "#" + hashlib.sha256(path.encode()).hexdigest()[:8]
 
 
 def absolute(path: str) -> str:

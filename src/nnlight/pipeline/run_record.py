@@ -26,7 +26,7 @@ from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
 
-LOCATION_KEYS = ("plan", "data.fold", "experiment")  # left out of the name because they are the folder's path
+LOCATION_KEYS = ("plan", "data.fold", "experiment", "init_from")  # the folder's path names them (init_from: shortened)
 
 
 def ignored_keys(hydra_config: DictConfig) -> list[str]:

@@ -41,6 +41,7 @@ from nnlight.pipeline.run_record import (
 from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
+from nnlight.training.pretrained import load_pretrained
 from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
@@ -119,6 +120,10 @@ def build_data(setup: TrainSetup) -> SegmentationDataModule:
 def build_task(setup: TrainSetup) -> SegmentationTask:
     task = SegmentationTask(setup.architecture, setup.facts.num_channels, setup.facts.layout, setup.network,
                             setup.loss, setup.optimizer.factory(), setup.scheduler.factory())
+    if setup.pretrained is not None:
+        fresh = load_pretrained(task.network, setup.pretrained)
+        print(f"init_from: weights of {setup.pretrained.source}"
+              + "".join(f"\n  {line}" for line in fresh or ["every tensor loaded"]))
     if setup.compile:
         if on_gpu(setup.trainer):
             task.network.compile()  # in place: the state_dict keys (and so the checkpoints) stay the same

@@ -21,12 +21,13 @@ from torch.optim.lr_scheduler import LRScheduler
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings
 from nnlight.data.splits import fold_count
-from nnlight.nets import NetworkOptions
+from nnlight.nets import NetworkOptions, build_network
 from nnlight.pipeline.components import Component, component, components
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture
 from nnlight.training.losses import LossSettings, check_loss_fits
+from nnlight.training.pretrained import PretrainedWeights, check_fits, read_pretrained
 from nnlight.training.validation import ValidationOptions
 from nnlight.utils.errors import UserError
 
@@ -51,6 +52,7 @@ class TrainSetup:
     validation: ValidationOptions
     seed: int
     optimized_metric: str | None
+    pretrained: PretrainedWeights | None = None  # init_from=: the weights training starts from
 
     @property
     def fast_dev_run(self) -> bool:
@@ -72,16 +74,32 @@ def prepare(cfg: DictConfig) -> TrainSetup:
     loss = settings_from_config(LossSettings, cfg.loss, "loss")
     check_loss_fits(loss, facts.layout, facts.dataset)
     trainer, compile_network = trainer_arguments(cfg.trainer)
+    network = settings_from_config(NetworkOptions, cfg.network, "network")
     return TrainSetup(
         plan=plan, facts=facts, architecture=architecture, preprocessed_dataset=preprocessed,
         raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
         augmentation=settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation"),
-        network=settings_from_config(NetworkOptions, cfg.network, "network"), loss=loss,
+        network=network, loss=loss,
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
         callbacks=components(cfg.get("callbacks"), "callbacks", L.Callback),
         loggers=components(cfg.get("logger"), "logger", Logger), trainer=trainer, compile=compile_network,
         validation=settings_from_config(ValidationOptions, cfg.validation, "validation"), seed=_seed(cfg.seed),
-        optimized_metric=_optimized_metric(cfg.get("optimized_metric")))
+        optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
+        pretrained=_pretrained(cfg.get("init_from"), architecture, facts, network))
+
+
+def _pretrained(source: str | None, architecture: Architecture, facts: DatasetFacts,
+                options: NetworkOptions) -> PretrainedWeights | None:
+    """``init_from``'s weights, checked against the network to train (built shape-only, on the meta device)."""
+    if not source:
+        return None
+    pretrained = read_pretrained(str(source), architecture.network)
+    with torch.device("meta"):
+        network = build_network(architecture.network, input_channels=facts.num_channels,
+                                num_classes=facts.layout.num_outputs, norm=options.norm,
+                                deep_supervision=options.deep_supervision, **architecture.network_kwargs())
+    check_fits(pretrained, network.state_dict())
+    return pretrained
 
 
 def _facts(plan: dict[str, Any]) -> DatasetFacts:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nnlight import __version__
-from nnlight.planning.plans import ConfigurationPlan, Plans
+from nnlight.planning.plans import Architecture, ConfigurationPlan, Plans
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.utils.files import atomic_write_text, to_jsonable
 
@@ -47,16 +47,11 @@ def to_yaml(data: dict[str, Any], indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def configuration_body(plans: Plans, plan: ConfigurationPlan, dataset_json: DatasetJson,
-                       parent_config_name: str | None) -> str:
-    """The YAML values of one configuration. An inheriting one (the cascade) holds only its differences."""
-    if plan.inherits_from is not None and parent_config_name is not None:
-        # relative to the plan group: the parent is selected as <Dataset>/<configuration>, as on the command line
-        head = f"defaults:\n  - {plans.dataset_name}/{parent_config_name}@_here_\n  - _self_\n\n"
-        return head + to_yaml(to_jsonable({"configuration": plan.name, "previous_stage": plan.previous_stage,
-                                           "inherits_from": plan.inherits_from})) + "\n"
+def configuration_values(plans: Plans, plan: ConfigurationPlan, dataset_json: DatasetJson) -> dict[str, Any]:
+    """Everything training and inference read from a plan: the values of a generated config (and of a run
+    folder's ``plan.json``)."""
     arch = plan.architecture
-    values = {
+    return {
         "dataset": plans.dataset_name,
         "configuration": plan.name,
         "plans_name": plans.plans_name,
@@ -89,7 +84,32 @@ def configuration_body(plans: Plans, plan: ConfigurationPlan, dataset_json: Data
         "next_stage": plan.next_stage,
         "previous_stage": plan.previous_stage,
     }
-    return to_yaml(to_jsonable(values)) + "\n"
+
+
+def configuration_from_values(values: dict[str, Any]) -> ConfigurationPlan:
+    """The configuration behind plan values (a run's ``plan.json``, overrides included): the inverse of
+    :func:`configuration_values` for the configuration's own fields."""
+    return ConfigurationPlan(
+        name=str(values["configuration"]), data_identifier=str(values["data_identifier"]),
+        batch_size=int(values["batch_size"]), patch_size=[int(p) for p in values["patch_size"]],
+        median_image_size_in_voxels=[float(m) for m in values["median_image_size_in_voxels"]],
+        spacing=[float(s) for s in values["spacing"]], normalization_schemes=list(values["normalization_schemes"]),
+        use_mask_for_norm=[bool(u) for u in values["use_mask_for_norm"]],
+        resampling_data=dict(values["resampling"]["data"]), resampling_seg=dict(values["resampling"]["seg"]),
+        resampling_probabilities=dict(values["resampling"]["probabilities"]),
+        architecture=Architecture(**values["architecture"]), batch_dice=bool(values["batch_dice"]),
+        next_stage=values.get("next_stage"), previous_stage=values.get("previous_stage"))
+
+
+def configuration_body(plans: Plans, plan: ConfigurationPlan, dataset_json: DatasetJson,
+                       parent_config_name: str | None) -> str:
+    """The YAML values of one configuration. An inheriting one (the cascade) holds only its differences."""
+    if plan.inherits_from is not None and parent_config_name is not None:
+        # relative to the plan group: the parent is selected as <Dataset>/<configuration>, as on the command line
+        head = f"defaults:\n  - {plans.dataset_name}/{parent_config_name}@_here_\n  - _self_\n\n"
+        return head + to_yaml(to_jsonable({"configuration": plan.name, "previous_stage": plan.previous_stage,
+                                           "inherits_from": plan.inherits_from})) + "\n"
+    return to_yaml(to_jsonable(configuration_values(plans, plan, dataset_json))) + "\n"
 
 
 def _sha(text: str) -> str:

@@ -1,0 +1,77 @@
+"""``nnlight-model``: hand a trained model to someone else, or to nnU-Net.
+
+  nnlight-model export  --dataset D --model best|<configuration>/<experiment> --output model.zip
+  nnlight-model install model.zip                 (unpacks under the results folder)
+  nnlight-model export-nnunet --dataset D --model <configuration>/<experiment> --output <nnUNet_results>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from nnlight.exchange.model_zip import export_model_zip, install_model_zip
+from nnlight.exchange.nnunet import export_to_nnunet
+from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
+from nnlight.utils.folders import CHECKPOINT_NAMES, ModelFolder
+
+
+def _results_default() -> str:
+    return os.environ.get("NNLIGHT_RESULTS", "data/results")  # as configs/paths/default.yaml
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nnlight-model", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="one .zip with everything inference needs")
+    nnunet = commands.add_parser("export-nnunet", help="nnU-Net's trained model folder layout (nnUNetv2_predict)")
+    for command in (export, nnunet):
+        command.add_argument("--dataset", required=True, help="DatasetXXX_Name")
+        command.add_argument("--model", required=True,
+                             help="<configuration>/<experiment> under the dataset's results" +
+                                  (", or best (what evaluate.py selected)" if command is export else ""))
+        command.add_argument("--output", required=True, type=Path,
+                             help="the .zip to write" if command is export else "nnU-Net results root to write into")
+        command.add_argument("--results", default=_results_default(), type=Path,
+                             help="nnlight results root (default: $NNLIGHT_RESULTS or data/results)")
+        command.add_argument("--checkpoint", default="final", choices=CHECKPOINT_NAMES)
+        command.add_argument("--folds", nargs="*", default=None, help="default: every trained fold")
+    install = commands.add_parser("install", help="unpack a model .zip under the results folder")
+    install.add_argument("file", type=Path)
+    install.add_argument("--results", default=_results_default(), type=Path,
+                         help="results root (default: $NNLIGHT_RESULTS or data/results)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "export":
+            if args.output.suffix != ".zip":
+                raise UserError(f"--output {args.output}: name the model file <name>.zip")
+            manifest = export_model_zip(args.results, args.dataset, args.model, args.output, args.checkpoint,
+                                        args.folds)
+            members = ", ".join(f"{m.model} (folds {', '.join(m.folds)})" for m in manifest.members)
+            print(f"Wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB): {members}\n"
+                  f"  predict: python predict.py model={args.output} input=<images> output=<folder>")
+        elif args.command == "export-nnunet":
+            target = export_to_nnunet(ModelFolder(args.results / args.dataset / args.model), args.output,
+                                      args.checkpoint, args.folds)
+            print(f"Wrote nnU-Net model folder {target}\n  predict with nnU-Net: nnUNetv2_predict -i <images> -o "
+                  f"<folder> -d {args.dataset} -c {target.name.rsplit('__', 1)[-1]} "
+                  f"-tr {target.name.split('__')[0]} -p {target.name.split('__')[1]} (nnUNet_results={args.output})")
+        else:
+            manifest, folders, is_best = install_model_zip(args.file, args.results)
+            model = folders[0] if len(folders) == 1 else f"best dataset={manifest.dataset}" if is_best else args.file
+            print(f"Installed {args.file} into {args.results / manifest.dataset}\n  predict: python predict.py "
+                  f"model={model} input=<images> output=<folder>")
+    except UserError as e:
+        print(f"nnlight: error: {e}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Trained models that move between nnU-Net v2 and nnlight.
+
+An nnU-Net *trained model folder* (``<Trainer>__<Plans>__<configuration>/`` with ``plans.json``,
+``dataset.json`` and ``fold_<k>/checkpoint_final.pth``) is read into what nnlight's predictor needs: the plan
+values, the training choices (tile = the plan's patch, the mirroring axes the checkpoint allows, the
+normalization the trainer used) and the networks with nnU-Net's weights. Checkpoints are read with
+``weights_only=True`` plus an allow-list of the numpy scalars nnU-Net's logs hold: nothing else is unpickled.
+The reverse, :func:`export_to_nnunet`, writes an nnlight configuration folder in nnU-Net's layout so that
+``nnUNetv2_predict`` runs it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnlight.evaluation.postprocessing import PostprocessingRules
+from nnlight.inference.predictor import TrainingChoices, network_from_plan, run_network_weights
+from nnlight.nets import NetworkOptions
+from nnlight.nets.nnunet_names import from_nnunet_state_dict, to_nnunet_state_dict
+from nnlight.planning.export import configuration_from_values, configuration_values
+from nnlight.planning.plans import plans_from_nnunet, plans_to_nnunet
+from nnlight.raw.dataset_json import load_dataset_json
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write, atomic_write_json, load_json
+from nnlight.utils.folders import CheckpointName, ModelFolder
+
+CHECKPOINT_FILES: dict[CheckpointName, str] = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth",
+                                               "last": "checkpoint_latest.pth"}
+# nnU-Net 2.8.1's trainer classes whose inference network is the plan's network: nnUNetTrainer and the variants
+# nnlight has as experiments (configs/experiment/<name>.yaml; a test keeps the two lists equal). Only the
+# normalization differs between them at inference.
+NNUNET_TRAINERS: dict[str, str] = {name: "instance" for name in (
+    "nnUNetTrainer", "nnUNetTrainerAdam", "nnUNetTrainerAdam1en3", "nnUNetTrainerAdam3en4", "nnUNetTrainerAdan",
+    "nnUNetTrainerAdan1en1", "nnUNetTrainerAdan1en3", "nnUNetTrainerAdan3en4", "nnUNetTrainerAdanCosAnneal",
+    "nnUNetTrainerCELoss", "nnUNetTrainerCELoss_5epochs", "nnUNetTrainerCosAnneal", "nnUNetTrainerDA5",
+    "nnUNetTrainerDA5Segord0", "nnUNetTrainerDA5_10epochs", "nnUNetTrainerDA5ord0", "nnUNetTrainerDiceCELoss_noSmooth",
+    "nnUNetTrainerDiceLoss", "nnUNetTrainerDiceTopK10Loss", "nnUNetTrainerNoDA", "nnUNetTrainerNoDeepSupervision",
+    "nnUNetTrainerNoMirroring", "nnUNetTrainerTopk10Loss", "nnUNetTrainerTopk10LossLS01", "nnUNetTrainerVanillaAdam",
+    "nnUNetTrainerVanillaAdam1en3", "nnUNetTrainerVanillaAdam3en4", "nnUNetTrainer_100epochs",
+    "nnUNetTrainer_10epochs", "nnUNetTrainer_1epoch", "nnUNetTrainer_2000epochs",
+    "nnUNetTrainer_2000epochs_NoMirroring", "nnUNetTrainer_20epochs", "nnUNetTrainer_250epochs",
+    "nnUNetTrainer_250epochs_NoMirroring", "nnUNetTrainer_4000epochs", "nnUNetTrainer_4000epochs_NoMirroring",
+    "nnUNetTrainer_500epochs", "nnUNetTrainer_50epochs", "nnUNetTrainer_5epochs", "nnUNetTrainer_750epochs",
+    "nnUNetTrainer_8000epochs", "nnUNetTrainer_8000epochs_NoMirroring", "nnUNetTrainer_DASegOrd0",
+    "nnUNetTrainer_DASegOrd0_NoMirroring", "nnUNetTrainer_noDummy2DDA", "nnUNetTrainer_onlyMirror01",
+    "nnUNetTrainer_onlyMirror01_1500ep", "nnUNetTrainer_onlyMirror01_DA5", "nnUNetTrainer_onlyMirror01_DASegOrd0",
+    "nnUNetTrainer_probabilisticOversampling", "nnUNetTrainer_probabilisticOversampling_010",
+    "nnUNetTrainer_probabilisticOversampling_033", "nnUNetTrainer_warmup")} | {"nnUNetTrainerBN": "batch"}
+_NUMPY_SCALARS = [np.dtype, *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_))]
+_FOLD = re.compile(r"^fold_(\d+|all)$")
+
+
+def _numpy_scalar_reconstructor() -> Any:
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    return core.multiarray.scalar
+
+
+def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
+    """An nnU-Net ``checkpoint_*.pth`` read without unpickling code: tensors, plain containers, numpy scalars."""
+    try:
+        with torch.serialization.safe_globals([*_NUMPY_SCALARS, _numpy_scalar_reconstructor()]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot be read safely as an nnU-Net checkpoint ({reason}); nnlight loads only "
+                        "weights and plain values, never pickled code") from None
+    if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
+        raise UserError(f"{path}: not an nnU-Net v2 checkpoint (no 'network_weights')")
+    return checkpoint
+
+
+def is_nnunet_model_folder(folder: Path) -> bool:
+    """``plans.json`` + ``dataset.json`` + at least one ``fold_*/checkpoint_*.pth``."""
+    return (folder / "plans.json").is_file() and (folder / "dataset.json").is_file() and \
+        any(folder.glob("fold_*/checkpoint_*.pth"))
+
+
+def nnunet_model_and_folds(folder: Path, folds: Sequence[str] | None) -> tuple[Path, list[str] | None] | None:
+    """(model folder, folds) when ``folder`` is an nnU-Net trained model folder or one of its ``fold_<k>``."""
+    if is_nnunet_model_folder(folder):
+        return folder, folds
+    match = _FOLD.match(folder.name)
+    if match and is_nnunet_model_folder(folder.parent):
+        return folder.parent, [match.group(1)]
+    return None
+
+
+@dataclass(frozen=True)
+class NnunetModel:
+    plan: dict[str, Any]  # nnlight plan values (as a run folder's plan.json)
+    choices: TrainingChoices
+    networks: list[torch.nn.Module]
+    fold_folders: list[Path]
+    dataset_json: Path
+    postprocessing: PostprocessingRules | None
+
+
+def _available_folds(folder: Path, checkpoint_file: str) -> list[str]:
+    return sorted(p.parent.name.removeprefix("fold_") for p in folder.glob(f"fold_*/{checkpoint_file}"))
+
+
+def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None,
+                      checkpoint: CheckpointName = "final") -> NnunetModel:
+    """An nnU-Net trained model folder as nnlight's predictor needs it; a trainer or network nnlight cannot
+    repeat is refused with its name."""
+    checkpoint_file = CHECKPOINT_FILES[checkpoint]
+    available = _available_folds(folder, checkpoint_file)
+    chosen = [str(f) for f in folds] if folds is not None else available
+    missing = [f for f in chosen if f not in available]
+    if missing or not chosen:
+        raise UserError(f"{folder}: no fold_{missing[0] if missing else '*'}/{checkpoint_file} (folds with one: "
+                        f"{available or 'none'}); choose folds=[...] from those or checkpoint=final|best|last")
+    states, header = [], None
+    for fold in chosen:
+        loaded = load_nnunet_checkpoint(folder / f"fold_{fold}" / checkpoint_file)
+        header = header or loaded
+        states.append(loaded["network_weights"])
+    assert header is not None
+    trainer = str(header.get("trainer_name"))
+    if trainer not in NNUNET_TRAINERS:
+        raise UserError(f"{folder}: trained with {trainer}, which nnlight cannot repeat (it may change the network); "
+                        f"nnlight predicts models of nnUNetTrainer and these variants: "
+                        f"{', '.join(sorted(n for n in NNUNET_TRAINERS if n != 'nnUNetTrainer'))}")
+    configuration = str(header.get("init_args", {}).get("configuration") or folder.name.rsplit("__", 1)[-1])
+    dataset_json_path = folder / "dataset.json"
+    plans = plans_from_nnunet(load_json(folder / "plans.json"), str(folder / "plans.json"))
+    if configuration not in plans.configurations:
+        raise UserError(f"{folder / 'plans.json'}: has no configuration {configuration!r} (the checkpoint's); "
+                        f"it has {', '.join(plans.configurations)}")
+    conf = plans.configurations[configuration]
+    if conf.previous_stage:
+        raise UserError(f"{folder}: {configuration} is a cascade stage (it needs {conf.previous_stage}'s "
+                        "predictions); nnlight does not import nnU-Net cascades yet")
+    plan = configuration_values(plans, conf, load_dataset_json(dataset_json_path))
+    axes = header.get("inference_allowed_mirroring_axes")
+    mirror_axes = tuple(range(conf.dimension)) if axes is None else tuple(int(a) for a in axes)
+    choices = TrainingChoices(list(conf.patch_size), mirror_axes, NetworkOptions(norm=NNUNET_TRAINERS[trainer]))
+    networks = []
+    for fold, state in zip(chosen, states, strict=True):
+        network = network_from_plan(plan, choices.network)
+        weights = from_nnunet_state_dict(state, conf.architecture.network)
+        try:
+            network.load_state_dict(weights)
+        except RuntimeError as e:
+            raise UserError(f"{folder}/fold_{fold}/{checkpoint_file}: its weights do not fit the network of "
+                            f"plans.json ({str(e).splitlines()[0]}); nnlight reads PlainConvUNet / "
+                            "ResidualEncoderUNet models of nnU-Net's default trainer family") from None
+        networks.append(network.eval())
+    return NnunetModel(plan, choices, networks, [folder / f"fold_{f}" for f in chosen], dataset_json_path,
+                       _postprocessing(folder))
+
+
+def _postprocessing(folder: Path) -> PostprocessingRules | None:
+    """nnU-Net's ``crossval_results_folds_*/postprocessing.json`` (function names + their labels) as nnlight's
+    rules; its ``postprocessing.pkl`` (pickled functions) is never read."""
+    found = sorted(folder.glob("crossval_results_folds_*/postprocessing.json"))
+    if not found:
+        return None
+    data = load_json(found[-1])
+    regions = load_dataset_json(folder / "dataset.json").has_regions
+    rules = PostprocessingRules()
+    for name, kwargs in zip(data.get("postprocessing_fns", []), data.get("postprocessing_kwargs", []), strict=True):
+        if name != "remove_all_but_largest_component_from_segmentation":
+            raise UserError(f"{found[-1]}: post-processing {name!r} is not one nnlight knows; predict with "
+                            "postprocessing=false")
+        target = kwargs["labels_or_regions"]
+        # all foreground together is a list of labels (label models) or a list of regions (region models)
+        if isinstance(target, list) and (not regions or all(isinstance(t, list) for t in target)):
+            rules = replace(rules, keep_largest_foreground=True)
+        else:
+            value = tuple(target) if isinstance(target, list) else int(target)
+            rules = replace(rules, keep_largest_per_label=[*rules.keep_largest_per_label, value])
+    return rules
+
+
+def nnunet_trainer_name(options: NetworkOptions) -> str:
+    return "nnUNetTrainerBN" if options.norm == "batch" else "nnUNetTrainer"
+
+
+def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: CheckpointName = "final",
+                     folds: Sequence[str] | None = None) -> Path:
+    """Write an nnlight configuration folder as nnU-Net's trained model folder
+    ``<results_root>/<Dataset>/<Trainer>__<Plans>__<configuration>/``; returns it."""
+    runs = model.runs() if folds is None else [model.fold(f) for f in folds]
+    if not runs or not all(r.is_trained_run() for r in runs):
+        raise UserError(f"{model.path}: no trained fold_* to export{'' if folds is None else f' among {folds}'}")
+    plan = load_json(runs[0].plan)
+    choices = TrainingChoices.load(runs[0], plan)
+    base_plans = runs[0].nnunet_plans(str(plan["plans_name"]))
+    if not base_plans.is_file():
+        raise UserError(f"{base_plans}: missing; it is copied into the run folder by train.py from plan.py's "
+                        "output (re-run plan.py, then train)")
+    plans = plans_from_nnunet(load_json(base_plans), str(base_plans))
+    configuration = configuration_from_values(plan)
+    # nnU-Net slides its plan's patch over the image: write the tile nnlight trained with
+    configuration = replace(configuration, patch_size=list(choices.tile_size))
+    plans = replace(plans, configurations={configuration.name: configuration})
+    target = results_root / str(plan["dataset"]) / \
+        f"{nnunet_trainer_name(choices.network)}__{plans.plans_name}__{configuration.name}"
+    dataset_json = load_json(runs[0].dataset_json)
+    nnunet_plans = plans_to_nnunet(plans)
+    atomic_write_json(target / "plans.json", nnunet_plans)
+    atomic_write_json(target / "dataset.json", dataset_json)
+    for run in runs:
+        weights = run_network_weights(run, checkpoint)
+        state = {
+            "network_weights": to_nnunet_state_dict(weights, configuration.architecture.network),
+            "optimizer_state": None, "grad_scaler_state": None, "logging": {}, "_best_ema": None,
+            "current_epoch": 0,
+            "init_args": {"plans": nnunet_plans, "configuration": configuration.name,
+                          "fold": int(run.fold) if run.fold.isdigit() else run.fold, "dataset_json": dataset_json},
+            "trainer_name": nnunet_trainer_name(choices.network),
+            "inference_allowed_mirroring_axes": tuple(choices.mirror_axes),
+        }
+        atomic_write(target / run.path.name / CHECKPOINT_FILES["final"], lambda f, s=state: torch.save(s, f))
+    return target
+
+
+def nnunet_fold_weights(path: Path, network: str) -> dict[str, torch.Tensor]:
+    """The network weights of one nnU-Net checkpoint, under nnlight's names (``init_from``)."""
+    return from_nnunet_state_dict(load_nnunet_checkpoint(path)["network_weights"], network)  # type: ignore[arg-type]
