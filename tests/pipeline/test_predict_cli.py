@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +297,61 @@ def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Pat
                            roots=roots)
     assert no_folder.returncode == 2 and "nowhere: folder not found" in no_folder.stderr
     assert "Traceback" not in evaluate.stderr + best.stderr + missing_output.stderr + no_folder.stderr
+
+
+def _model_cli(*args: str, roots: Roots) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnlight.exchange.cli", *args], env=roots.env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def _segmentations(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in sorted(folder.glob("*.nii.gz"))}
+
+
+def test_a_model_file_predicts_identically_from_another_results_folder(trained: Roots, tmp_path: Path) -> None:
+    _validation_images(trained, tmp_path / "images")
+    predict = ["dataset=Dataset900_Demo", f"input={tmp_path / 'images'}", "mirroring=false"]
+    here = run_script("predict.py", "model=best", *predict, f"output={tmp_path / 'here'}", roots=trained)
+    assert here.returncode == 0, here.stderr[-3000:]
+    exported = _model_cli("export", "--dataset", "Dataset900_Demo", "--model", "best", "--output",
+                          str(tmp_path / "best.zip"), roots=trained)
+    assert exported.returncode == 0, exported.stderr
+    elsewhere = Roots(tmp_path / "b" / "raw", tmp_path / "b" / "pre", tmp_path / "b" / "results")  # a fresh machine
+    installed = _model_cli("install", str(tmp_path / "best.zip"), roots=elsewhere)
+    assert installed.returncode == 0, installed.stderr
+    again = _model_cli("install", str(tmp_path / "best.zip"), roots=elsewhere)
+    assert again.returncode == 2 and "exists already" in again.stderr  # never overwritten
+    for name, model in (("installed", "model=best"), ("from_file", f"model={tmp_path / 'best.zip'}")):
+        result = run_script("predict.py", model, *predict, f"output={tmp_path / name}", roots=elsewhere)
+        assert result.returncode == 0, result.stderr[-3000:]
+    here = _segmentations(tmp_path / "here")
+    assert here and all(np.array_equal(here[k], v) for k, v in _segmentations(tmp_path / "installed").items())
+    assert all(np.array_equal(here[k], v) for k, v in _segmentations(tmp_path / "from_file").items())
+
+
+def test_a_model_file_with_an_escaping_entry_is_refused(trained: Roots, tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
+        archive.writestr("nnlight_model.json", json.dumps({
+            "format": 1, "dataset": "Dataset900_Demo", "members": [{"model": "3d_fullres/x", "folds": ["0"]}],
+            "checkpoint": "final", "postprocessing": None}))
+        archive.writestr("3d_fullres/x/../../../escaped.txt", "boo")
+    elsewhere = Roots(tmp_path / "raw", tmp_path / "pre", tmp_path / "results")
+    result = _model_cli("install", str(tmp_path / "evil.zip"), roots=elsewhere)
+    assert result.returncode == 2 and "outside the model's folders" in result.stderr
+    assert not (tmp_path / "escaped.txt").exists() and not elsewhere.results.exists()
+
+
+def test_a_run_exported_to_nnunets_layout_predicts_as_the_run(trained: Roots, tmp_path: Path) -> None:
+    _validation_images(trained, tmp_path / "images")
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
+    exported = _model_cli("export-nnunet", "--dataset", "Dataset900_Demo", "--model", f"3d_fullres/{RUN}",
+                          "--output", str(tmp_path / "nnUNet_results"), roots=trained)
+    assert exported.returncode == 0, exported.stderr
+    nnunet_folder = tmp_path / "nnUNet_results" / "Dataset900_Demo" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    assert (nnunet_folder / "plans.json").is_file() and (nnunet_folder / "fold_0" / "checkpoint_final.pth").is_file()
+    for name, source in (("run", model), ("nnunet", nnunet_folder)):
+        result = run_script("predict.py", f"model='{source}'", f"input={tmp_path / 'images'}",
+                            f"output={tmp_path / name}", "mirroring=false", roots=trained)
+        assert result.returncode == 0, result.stderr[-3000:]
+    run, nnunet = _segmentations(tmp_path / "run"), _segmentations(tmp_path / "nnunet")
+    assert run.keys() == nnunet.keys() and all(np.array_equal(run[k], nnunet[k]) for k in run)

@@ -184,6 +184,10 @@ def test_run_names_spell_booleans_the_same_in_single_runs_and_multiruns() -> Non
     assert overrides_suffix("a=False,b.c=True,d=Falsey") == "[a=false,b.c=true,d=Falsey]"
     assert overrides_suffix("validation.mirroring=false") == "[validation.mirroring=false]"
     assert overrides_suffix("") == ""
+    # a path (init_from) never nests folders: its last parts and a hash of the whole path
+    named = overrides_suffix("data.patch_size=[8,8],loss=dice", "/r/D/3d_fullres/baseline[a=1,b=2]/fold_0")
+    assert named.startswith("[data.patch_size=[8,8],init_from=3d_fullres~baseline~fold_0#") and "/" not in named
+    assert named != overrides_suffix("data.patch_size=[8,8],loss=dice", "/other/D/3d_fullres/baseline/fold_0")
 
 
 def test_an_unknown_optimized_metric_is_named_before_training(planned_roots: Roots) -> None:
@@ -252,3 +256,27 @@ def test_deterministic_reruns_give_identical_metrics(planned_roots: Roots, tmp_p
         assert json.loads((run / "run_config.json").read_text())["config"]["trainer"]["deterministic"] is True
         summaries.append((run / "validation" / "summary.json").read_bytes())
     assert summaries[0] == summaries[1]
+
+
+def _epoch_loss(run: Path) -> float:
+    rows = list(csv.DictReader((run / "logs" / "metrics.csv").open()))
+    return next(float(r["train/loss"]) for r in rows if r["train/loss"])
+
+
+def test_fine_tuning_from_a_trained_run_starts_ahead_of_training_from_scratch(planned_roots: Roots) -> None:
+    budget = ["plan=Dataset900_Demo/2d", "data.num_workers=0", "validation.enabled=false",
+              "data.val_iterations_per_epoch=1", "trainer.max_epochs=1"]
+    pretraining = run_script("train.py", *budget, "data.iterations_per_epoch=10", "seed=7", roots=planned_roots)
+    assert pretraining.returncode == 0, pretraining.stderr[-3000:]
+    results = planned_roots.results / "Dataset900_Demo" / "2d"
+    source = next(results.glob("*iterations_per_epoch=10*seed=7*")) / "fold_0"
+    short = [*budget, "data.iterations_per_epoch=2"]
+    tuned = run_script("train.py", *short, f"init_from='{source}'", roots=planned_roots)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    assert "init_from: weights of" in tuned.stdout and "every tensor loaded" in tuned.stdout
+    assert run_script("train.py", *short, roots=planned_roots).returncode == 0
+    name = "baseline[data.iterations_per_epoch=2,data.val_iterations_per_epoch=1,{}trainer.max_epochs=1," \
+           "validation.enabled=false]"
+    tuned_run = next(results.glob(name.format("init_from=2d~*,").replace("[", "[[]", 1))) / "fold_0"
+    scratch_run = results / name.format("") / "fold_0"
+    assert _epoch_loss(tuned_run) < _epoch_loss(scratch_run) - 0.1, (_epoch_loss(tuned_run), _epoch_loss(scratch_run))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,8 +28,10 @@ from nnlight.inference.predictor import TrainingChoices, network_from_plan, run_
 from nnlight.nets import NetworkOptions
 from nnlight.nets.nnunet_names import from_nnunet_state_dict, to_nnunet_state_dict
 from nnlight.planning.export import configuration_from_values, configuration_values
+from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import plans_from_nnunet, plans_to_nnunet
 from nnlight.raw.dataset_json import load_dataset_json
+from nnlight.raw.labels import LabelLayout, LabelValue
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder
@@ -182,6 +185,28 @@ def _postprocessing(folder: Path) -> PostprocessingRules | None:
     return rules
 
 
+_NNUNET_POSTPROCESSING = ("nnunetv2.postprocessing.remove_connected_components",
+                          "remove_all_but_largest_component_from_segmentation")
+
+
+def _write_postprocessing(rules: PostprocessingRules, layout: LabelLayout, folder: Path) -> None:
+    """The rules as nnU-Net's ``postprocessing.json`` (what nnlight reads back) and ``postprocessing.pkl`` (what
+    ``nnUNetv2_apply_postprocessing -pp_pkl_file`` reads). The pickle references nnU-Net's function by name,
+    written opcode by opcode: nnlight never imports nnU-Net."""
+    def value(v: LabelValue) -> int | tuple[int, ...]:
+        return tuple(v) if isinstance(v, tuple) else int(v)
+    targets: list[Any] = [[value(v) for v in layout.foreground]] if rules.keep_largest_foreground else []
+    targets += [value(v) for v in rules.keep_largest_per_label]
+    kwargs = [{"labels_or_regions": t} for t in targets]
+    atomic_write_json(folder / "postprocessing.json", {"postprocessing_fns": [_NNUNET_POSTPROCESSING[1]] * len(targets),
+                                                        "postprocessing_kwargs": kwargs})
+    marker = "__nnlight_postprocessing_function__"
+    raw = pickle.dumps(([marker] * len(targets), kwargs), protocol=2)
+    reference = b"c" + "\n".join(_NNUNET_POSTPROCESSING).encode() + b"\n"  # GLOBAL module\nname\n
+    raw = raw.replace(b"X" + struct.pack("<I", len(marker)) + marker.encode(), reference)
+    atomic_write(folder / "postprocessing.pkl", lambda f: f.write(raw))
+
+
 def nnunet_trainer_name(options: NetworkOptions) -> str:
     return "nnUNetTrainerBN" if options.norm == "batch" else "nnUNetTrainer"
 
@@ -222,6 +247,10 @@ def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: Checkpo
             "inference_allowed_mirroring_axes": tuple(choices.mirror_axes),
         }
         atomic_write(target / run.path.name / CHECKPOINT_FILES["final"], lambda f, s=state: torch.save(s, f))
+    if model.postprocessing.is_file():
+        folds_name = "_".join(r.fold for r in runs)
+        _write_postprocessing(PostprocessingRules.load(model.postprocessing), DatasetFacts.from_plan(plan).layout,
+                              target / f"crossval_results_folds_{folds_name}")
     return target
 
 

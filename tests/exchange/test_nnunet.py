@@ -1,0 +1,90 @@
+"""nnU-Net trained model folders read by nnlight, built here from the name mapping (no nnU-Net install needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnlight.exchange.nnunet import NNUNET_TRAINERS, load_nnunet_model, nnunet_model_and_folds
+from nnlight.inference.predictor import network_from_plan
+from nnlight.nets import NetworkOptions
+from nnlight.nets.nnunet_names import to_nnunet_state_dict
+from nnlight.planning import plans_to_nnunet
+from nnlight.planning.export import configuration_values
+from nnlight.raw.dataset_json import load_dataset_json
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_json, load_json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _nnunet_folder(tmp_path: Path, preprocessed, trainer: str = "nnUNetTrainer", norm: str = "instance",
+                   extra: dict | None = None) -> tuple[Path, torch.nn.Module]:
+    """A trained-model folder as nnU-Net 2.8.1 writes it, with random weights of the demo's 3d_fullres plan."""
+    dataset_folder, plans = preprocessed
+    dataset_json = load_json(dataset_folder / "dataset.json")
+    plan = configuration_values(plans, plans.configurations["3d_fullres"],
+                                load_dataset_json(dataset_folder / "dataset.json"))
+    torch.manual_seed(0)
+    network = network_from_plan(plan, NetworkOptions(norm=norm)).eval()
+    folder = tmp_path / f"{trainer}__nnUNetPlans__3d_fullres"
+    atomic_write_json(folder / "plans.json", plans_to_nnunet(plans))
+    atomic_write_json(folder / "dataset.json", dataset_json)
+    checkpoint = {
+        "network_weights": to_nnunet_state_dict(network.state_dict(), plan["architecture"]["network"]),
+        "optimizer_state": {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.99}]},
+        "grad_scaler_state": None,
+        "logging": {"mean_fg_dice": [np.float64(0.5)], "ema_fg_dice": [np.float32(0.4)], "lrs": [0.01]},
+        "_best_ema": np.float32(0.4), "current_epoch": 1,
+        "init_args": {"plans": plans_to_nnunet(plans), "configuration": "3d_fullres", "fold": 0,
+                      "dataset_json": dataset_json, "device": torch.device("cpu")},
+        "trainer_name": trainer, "inference_allowed_mirroring_axes": (0, 1, 2), **(extra or {})}
+    (folder / "fold_0").mkdir()
+    torch.save(checkpoint, folder / "fold_0" / "checkpoint_final.pth")
+    return folder, network
+
+
+def test_an_nnunet_model_predicts_with_its_own_weights(tmp_path: Path, preprocessed) -> None:
+    folder, network = _nnunet_folder(tmp_path, preprocessed)
+    assert nnunet_model_and_folds(folder / "fold_0", None) == (folder, ["0"])
+    model = load_nnunet_model(folder)
+    assert model.choices.mirror_axes == (0, 1, 2) and model.choices.tile_size == model.plan["patch_size"]
+    x = torch.randn(1, 2, *model.plan["patch_size"])
+    with torch.no_grad():
+        assert torch.equal(model.networks[0](x), network(x))
+
+
+def test_batch_norm_trainer_builds_batch_norm(tmp_path: Path, preprocessed) -> None:
+    folder, _ = _nnunet_folder(tmp_path, preprocessed, trainer="nnUNetTrainerBN", norm="batch")
+    model = load_nnunet_model(folder)
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in model.networks[0].modules())
+
+
+def test_an_unknown_trainer_is_refused_by_name(tmp_path: Path, preprocessed) -> None:
+    folder, _ = _nnunet_folder(tmp_path, preprocessed, trainer="nnUNetTrainerMedNeXt")
+    with pytest.raises(UserError, match="nnUNetTrainerMedNeXt"):
+        load_nnunet_model(folder)
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_without_running_it(tmp_path: Path, preprocessed) -> None:
+    folder, _ = _nnunet_folder(tmp_path, preprocessed, extra={"callback": os.getcwd})
+    with pytest.raises(UserError, match="cannot be read safely"):
+        load_nnunet_model(folder)
+
+
+def test_nnunet_postprocessing_json_becomes_rules(tmp_path: Path, preprocessed) -> None:
+    folder, _ = _nnunet_folder(tmp_path, preprocessed)
+    atomic_write_json(folder / "crossval_results_folds_0_1_2_3_4" / "postprocessing.json", {
+        "postprocessing_fns": ["remove_all_but_largest_component_from_segmentation"] * 2,
+        "postprocessing_kwargs": [{"labels_or_regions": [1, 2]}, {"labels_or_regions": 2}]})
+    rules = load_nnunet_model(folder).postprocessing
+    assert rules is not None and rules.keep_largest_foreground and rules.keep_largest_per_label == [2]
+
+
+def test_the_trainers_nnlight_reads_are_its_experiments() -> None:
+    experiments = {p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml")} - {"baseline"}
+    assert set(NNUNET_TRAINERS) == experiments | {"nnUNetTrainer"}
