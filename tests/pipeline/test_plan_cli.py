@@ -161,3 +161,28 @@ def test_plan_shared_datasets_equals_nnunet(name: str, roots: Roots) -> None:
     for config in _generated(roots, name):
         plan = _compose_plan(roots.preprocessed / "configs", name, config)
         assert plan["dataset"] == name
+
+
+def test_plans_from_another_dataset_are_used_and_kept_apart(demo_3d: Path, roots: Roots) -> None:
+    from nnlight.raw.synthetic import make_synthetic_dataset
+
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    assert run_script("plan.py", "dataset=900", "num_workers=0", "preprocess=false", roots=roots).returncode == 0
+    make_synthetic_dataset(roots.raw, 902, "Target", num_cases=3, shape=(24, 40, 36))
+    result = run_script("plan.py", "dataset=902", "plans_from=Dataset900_Demo", "num_workers=0", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    source = json.loads((roots.preprocessed / "Dataset900_Demo" / "nnUNetPlans.json").read_text())
+    name = "nnUNetPlans_from_Dataset900_Demo"
+    target = json.loads((roots.preprocessed / "Dataset902_Target" / f"{name}.json").read_text())
+    for configuration, planned in source["configurations"].items():
+        moved = target["configurations"][configuration]
+        assert moved["patch_size"] == planned["patch_size"] and moved["spacing"] == planned["spacing"]
+        assert moved["architecture"] == planned["architecture"]
+        assert moved["data_identifier"] == f"{name}_{configuration}"
+        assert (roots.preprocessed / "Dataset902_Target" / f"{name}_{configuration}").is_dir()  # preprocessed
+    assert set(_generated(roots, "Dataset902_Target")) == {f"{c}_{name}" for c in source["configurations"]}
+    assert not (roots.preprocessed / "Dataset902_Target" / "nnUNetPlans.json").exists()  # its own plans untouched
+
+    make_synthetic_dataset(roots.raw, 903, "OneChannel", num_cases=3, shape=(24, 40, 36), num_channels=1)
+    refused = run_script("plan.py", "dataset=903", "plans_from=900", "num_workers=0", roots=roots)
+    assert refused.returncode == 2 and "same channels" in refused.stderr

@@ -119,9 +119,15 @@ def run(cfg: DictConfig) -> PlanResult:
         if raw_splits.is_file() and not (preprocessed_root / name / "splits_final.json").exists():
             shutil.copyfile(raw_splits, preprocessed_root / name / "splits_final.json")
 
-    plans = plan_experiment(fingerprint, dataset_json, settings, name)
-    result = _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, settings.config_suffix,
-                            f"fingerprint sha256:{fingerprint.sha256()[:16]}", cfg.overwrite_configs)
+    if cfg.plans_from:
+        plans, source_file = transferred_plans(str(cfg.plans_from), name, dataset_json, preprocessed_root,
+                                               settings.plans_name)
+        suffix, provenance = f"_{plans.plans_name}", f"transferred from {source_file}"
+    else:
+        plans = plan_experiment(fingerprint, dataset_json, settings, name)
+        suffix, provenance = settings.config_suffix, f"fingerprint sha256:{fingerprint.sha256()[:16]}"
+    result = _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, suffix, provenance,
+                            cfg.overwrite_configs)
     if not cfg.preprocess:
         print("Preprocessing skipped (preprocess=false)")
     elif raw is None:
@@ -132,6 +138,35 @@ def run(cfg: DictConfig) -> PlanResult:
             print(f"Preprocessed {r.data_identifier}: {r.done} case(s) written, {r.skipped} already done "
                   f"-> {r.folder}")
     return result
+
+
+def transferred_plans(source: str, target: str, dataset_json: DatasetJson, preprocessed_root: Path,
+                      plans_name: str) -> tuple[Plans, Path]:
+    """Another dataset's plans for this one (nnU-Net's ``nnUNetv2_move_plans_between_datasets``): the same
+    architecture, patch, spacing and normalization (the source's CT intensity statistics too), so that a model
+    pretrained on the source fits. They get their own name, ``<plans>_from_<Source>``, so the target's own plans
+    and preprocessed data are never mixed with them. ``source``: a dataset name or number whose plans are under
+    the preprocessed root, or a plans .json file."""
+    path = Path(source).expanduser()
+    if path.suffix != ".json":
+        matches = [preprocessed_root / source] if DATASET_NAME_PATTERN.match(source) else \
+            sorted(preprocessed_root.glob(f"Dataset{int(source):03d}_*")) if source.isdigit() else []
+        path = (matches[0] if matches else preprocessed_root / source) / f"{plans_name}.json"
+    if not path.is_file():
+        raise UserError(f"plans_from={source}: {path} not found; plan the source dataset first (python plan.py "
+                        f"dataset={source}), or give the path of its plans .json")
+    plans = plans_from_nnunet(load_json(path), str(path))
+    channels = {len(c.normalization_schemes) for c in plans.configurations.values()}
+    if channels != {dataset_json.num_channels}:
+        raise UserError(f"plans_from={source}: its plans normalize {sorted(channels)[0]} channel(s) but {target} has "
+                        f"{dataset_json.num_channels} ({', '.join(dataset_json.channel_name_list)}); plans move "
+                        "only between datasets with the same channels")
+    new_name = f"{plans.plans_name}_from_{plans.dataset_name}"
+    configurations = {
+        n: dataclasses.replace(c, data_identifier=new_name + c.data_identifier.removeprefix(plans.plans_name),
+                               notes=[f"from {plans.dataset_name}'s {plans.plans_name} (plans_from)"])
+        for n, c in plans.configurations.items()}
+    return dataclasses.replace(plans, dataset_name=target, plans_name=new_name, configurations=configurations), path
 
 
 def _write_outputs(plans: Plans, dataset_json: DatasetJson, fingerprint: Fingerprint | None,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+DEFAULT_PLANS = "nnUNetPlans"
+
 
 def overrides_suffix(override_dirname: str, init_from: str | None = None) -> str:
     """``[loss=dice,trainer.max_epochs=50]`` after the experiment name, or nothing without overrides.
@@ -38,6 +40,13 @@ def _path_in_name(path: str) -> str:
     return "~".join(parts[-3:]) + "#" + hashlib.sha256(path.encode()).hexdigest()[:8]
 
 
+def configuration_folder(configuration: str, plans_name: str) -> str:
+    """The configuration part of a run folder, as ``plan=<Dataset>/<name>`` spells it: ``3d_fullres`` for nnU-Net's
+    default plans, ``3d_fullres_<plans>`` for a preset's or transferred plans, so runs of different plans never
+    share a folder."""
+    return configuration if plans_name == DEFAULT_PLANS else f"{configuration}_{plans_name}"
+
+
 def absolute(path: str) -> str:
     """A multirun job's folder is ``sweep.dir / sweep.subdir``: an absolute subdir puts it where a single run
     with the same choices goes, while the sweep's own record stays in its per-sweep folder."""
@@ -46,5 +55,7 @@ def absolute(path: str) -> str:
 
 if not OmegaConf.has_resolver("nnlight_overrides"):
     OmegaConf.register_new_resolver("nnlight_overrides", overrides_suffix)
+if not OmegaConf.has_resolver("nnlight_configuration"):
+    OmegaConf.register_new_resolver("nnlight_configuration", configuration_folder)
 if not OmegaConf.has_resolver("nnlight_absolute"):
     OmegaConf.register_new_resolver("nnlight_absolute", absolute)
