@@ -5,7 +5,8 @@
 # per dataset and predicts a few training images with it; nnlight's predict.py predicts the same images with
 # those weights (model=<nnU-Net trained model folder>); the voxel agreement is printed per case.
 # Datasets: ../shared/datasets/Dataset104_DRIVE (2d, mirroring TTA on) and Dataset101_BraTS2015Mini
-# (3d_fullres, TTA off to keep the CPU time at minutes).
+# (3d_fullres, TTA off to keep the CPU time at minutes). Then benchmarks/nnunet_parity_explain.py repeats nnlight's
+# prediction with nnU-Net's float16 sums to show where the differing voxels come from.
 set -euo pipefail
 NNUNET_PYTHON=${NNUNET_PYTHON:?set NNUNET_PYTHON to the python of an environment with nnunetv2==2.8.1}
 NNLIGHT_PYTHON=${NNLIGHT_PYTHON:-.venv/bin/python}
@@ -23,7 +24,7 @@ for entry in "${CASES[@]}"; do
   name=$(basename "$SHARED"/Dataset${id}_*)
   ln -sfn "$SHARED/$name" "$nnUNet_raw/$name"
   model=$nnUNet_results/$name/nnUNetTrainer_1epoch__nnUNetPlans__$config
-  if [ ! -f "$model/fold_0/checkpoint_final.pth" ]; then
+  if [ ! -f "$model/fold_0/checkpoint_final.pth" ]; then  # (one training at a time: nnU-Net re-plans in place)
     "$NNUNET_BIN/nnUNetv2_plan_and_preprocess" -d "$id" -c "$config" -np 2 --verify_dataset_integrity > "$WORK/plan_$id.log"
     "$NNUNET_PYTHON" - "$id" "$config" <<'PY'
 import sys, torch
@@ -66,4 +67,6 @@ for theirs in sorted(p for p in Path(sys.argv[1]).iterdir() if p.name.endswith((
           f"largest top-2 probability gap there {margin:.2e}); max |p_nnU-Net - p_nnlight| "
           f"{float(np.abs(p_theirs - p_ours).max()):.2e}")
 PY
+  "$NNLIGHT_PYTHON" benchmarks/nnunet_parity_explain.py "$model" "$images" "$WORK/nnunet_pred/$name" \
+      $([ "$mirroring" = true ] && echo --mirroring)
 done
