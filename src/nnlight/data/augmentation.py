@@ -181,7 +181,9 @@ def spatial_matrices(batch: int, dim: int, s: AugmentationSettings, geometry: Sp
 
 def _resample_labels(labels: torch.Tensor, grid: torch.Tensor, mode: Interpolation) -> torch.Tensor:
     """Labels on the new grid: nearest, or every label value's one-hot resampled linearly and arg-maxed
-    (batchgeneratorsv2's default). Voxels sampled from outside the patch become -1."""
+    (batchgeneratorsv2's default), each label channel on its own. Voxels sampled from outside the patch become -1."""
+    if labels.shape[1] > 1:  # the cascade's previous-stage segmentation rides along as a second channel
+        return torch.cat([_resample_labels(labels[:, c:c + 1], grid, mode) for c in range(labels.shape[1])], 1)
     if mode == "nearest":
         return F.grid_sample(labels.float() + 1, grid, mode="nearest", padding_mode="zeros",
                              align_corners=False) - 1  # padding -> -1
@@ -258,7 +260,7 @@ def augment(images: torch.Tensor, labels: torch.Tensor, patch_size: Sequence[int
     images, labels = T.mirror(images, labels, s.p_mirror, geometry.mirror_axes, g)
     images = _da5_extras(images, s, g)
     if mask_channels:
-        outside = (labels < 0).expand(-1, len(mask_channels), *labels.shape[2:])
+        outside = (labels[:, :1] < 0).expand(-1, len(mask_channels), *labels.shape[2:])
         masked = images[:, list(mask_channels)]
         masked[outside] = 0.0
         images[:, list(mask_channels)] = masked

@@ -19,6 +19,7 @@ from nnlight.data.augmentation import (
     labels_to_regions,
     spatial_augmentation_geometry,
 )
+from nnlight.data.cascade import augment_previous_stage, one_hot_previous
 from nnlight.data.sampling import Oversampling, PatchSampler, rank_sampling
 from nnlight.data.splits import fold_cases, load_or_create_splits
 from nnlight.planning.plans import ConfigurationPlan
@@ -43,9 +44,11 @@ class _PatchBatches(Dataset):
     """
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
-                 oversample_foreground: float, seed: int, probabilistic: bool, annotated_key: str | None) -> None:
+                 oversample_foreground: float, seed: int, probabilistic: bool, annotated_key: str | None,
+                 previous_stage: Path | None = None) -> None:
         self.args = (folder, list(case_ids), list(patch_size), batch_size, oversample_foreground)
-        self.sampler_options = {"probabilistic": probabilistic, "annotated_key": annotated_key}
+        self.sampler_options = {"probabilistic": probabilistic, "annotated_key": annotated_key,
+                                "previous_stage": previous_stage}
         self.seed = seed
         self._sampler: PatchSampler | None = None
 
@@ -119,13 +122,24 @@ class DataSettings:
                              "num_workers >= 0 or auto)")
 
 
+@dataclass(frozen=True)
+class PreviousStage:
+    """The cascade's input from its low-res stage: cross-validation segmentations on this grid, one-hot."""
+
+    folder: Path  # <low-res model>/predicted_next_stage
+    labels: tuple[int, ...]  # the foreground label values, one input channel each
+
+
 class SegmentationDataModule(L.LightningDataModule):
-    """``layout`` (labels vs regions, ignore label) and ``mask_channels`` are dataset facts from the plan."""
+    """``layout`` (labels vs regions, ignore label), ``mask_channels`` and ``previous_stage`` are dataset facts
+    from the plan."""
 
     def __init__(self, preprocessed_dataset: Path, data_identifier: str, settings: DataSettings,
                  augmentation: AugmentationSettings, layout: LabelLayout, mask_channels: Sequence[int] = (),
-                 deep_supervision_scales: Sequence[Sequence[float]] | None = None, seed: int = 12345) -> None:
+                 deep_supervision_scales: Sequence[Sequence[float]] | None = None, seed: int = 12345,
+                 previous_stage: PreviousStage | None = None) -> None:
         super().__init__()
+        self.previous_stage = previous_stage
         self.store = preprocessed_dataset / data_identifier
         self.preprocessed_dataset = preprocessed_dataset
         self.settings = settings
@@ -185,7 +199,7 @@ class SegmentationDataModule(L.LightningDataModule):
         s = self.settings
         batches = _PatchBatches(self.store, cases, patch, self.batch_size, self.oversample,
                                 self.seed + 1000 * self.rank + seed_offset, s.oversampling != "last_in_batch",
-                                self.annotated_key)
+                                self.annotated_key, self.previous_stage.folder if self.previous_stage else None)
         queue = {"persistent_workers": True, "prefetch_factor": prefetch_factor(
             workers, self.batch_bytes(patch), total_memory_bytes())} if workers else {}
         return DataLoader(batches, batch_size=None, sampler=_EpochBatches(iterations, s.same_patches_every_epoch),
@@ -212,6 +226,11 @@ class SegmentationDataModule(L.LightningDataModule):
                                      self.generator, self.mask_channels)
         else:
             labels = labels.clamp_min(0)
+        if self.previous_stage is not None:  # its segmentation becomes one-hot input channels
+            previous = one_hot_previous(labels[:, 1:], self.previous_stage.labels)
+            if training:
+                previous = augment_previous_stage(previous, self.generator)
+            images, labels = torch.cat([images, previous.to(images.dtype)], 1), labels[:, :1]
         if self.layout.has_regions:
             labels = labels_to_regions(labels, self.layout.foreground, self.layout.ignore_label)
         return images, deep_supervision_targets(labels, self.deep_supervision_scales)

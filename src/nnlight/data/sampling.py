@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -79,11 +79,15 @@ class PatchSampler:
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
                  oversample_foreground: float = 0.33, seed: int | np.random.SeedSequence | None = None,
-                 probabilistic: bool = False, annotated_key: str | None = None) -> None:
+                 probabilistic: bool = False, annotated_key: str | None = None,
+                 previous_stage: Path | None = None) -> None:
         """``probabilistic``: each sample is forced with probability ``oversample_foreground`` instead of the
         batch's last ones; ``annotated_key``: with an ignore label, the class-location key of the annotated
-        area, where unforced patches are centred (nnU-Net never centres a patch on ignored voxels)."""
+        area, where unforced patches are centred (nnU-Net never centres a patch on ignored voxels);
+        ``previous_stage`` (the cascade): a folder of ``<case>.npy`` low-res segmentations on this grid, cropped
+        with the labels as their second channel."""
         self.folder = folder
+        self.previous_stage = previous_stage
         self.probabilistic = probabilistic
         self.annotated_key = annotated_key
         self.case_ids = list(case_ids)
@@ -93,7 +97,7 @@ class PatchSampler:
         self.oversample_foreground = oversample_foreground
         self.rng = np.random.default_rng(seed)
         self._locations: dict[str, dict[str, np.ndarray]] = {}
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # memory maps, opened once per case
+        self._arrays: dict[str, tuple[np.ndarray, Any]] = {}  # memory maps, opened once per case
 
     def class_locations(self, case_id: str) -> dict[str, np.ndarray]:
         if case_id not in self._locations:
@@ -118,19 +122,25 @@ class PatchSampler:
         return [max(lo, int(v) - p // 2) for lo, v, p in zip(lower, voxel[1:], self.patch_size, strict=True)]
 
     def sample(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """A batch: float32 images ``(b, c, *patch)``, int16 labels ``(b, 1, *patch)`` (-1 = padding/outside)."""
+        """A batch: float32 images ``(b, c, *patch)``, int16 labels ``(b, 1, *patch)`` (-1 = padding/outside;
+        ``(b, 2, *patch)`` with the previous stage's segmentation)."""
         keys = [self.case_ids[i] for i in self.rng.integers(len(self.case_ids), size=self.batch_size)]
         images, labels = [], []
         for j, case_id in enumerate(keys):
             if case_id not in self._arrays:
-                self._arrays[case_id] = load_arrays(self.folder, case_id)
+                data, seg = load_arrays(self.folder, case_id)
+                if self.previous_stage is not None:
+                    seg = (seg, np.load(self.previous_stage / f"{case_id}.npy", mmap_mode="r"))
+                self._arrays[case_id] = data, seg
             data, seg = self._arrays[case_id]
             force = self.rng.random() < self.oversample_foreground if self.probabilistic else \
                 forced_foreground(j, self.batch_size, self.oversample_foreground)
             needs_locations = force or self.annotated_key is not None
             origin = self.patch_origin(data.shape[1:], force, self.class_locations(case_id) if needs_locations else {})
             images.append(crop_and_pad(data, origin, self.patch_size, 0.0))
-            labels.append(crop_and_pad(seg, origin, self.patch_size, -1).astype(np.int16))
+            segs = seg if isinstance(seg, tuple) else (seg,)
+            labels.append(np.concatenate([crop_and_pad(x, origin, self.patch_size, -1).astype(np.int16)
+                                          for x in segs]))
         image_batch, label_batch = np.stack(images), np.stack(labels)
         if self.is_2d:
             image_batch, label_batch = image_batch[:, :, 0], label_batch[:, :, 0]

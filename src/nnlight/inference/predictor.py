@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnlight.data.cascade import one_hot_previous
 from nnlight.inference.export import (
     probabilities,
     probabilities_in_original_space,
@@ -189,10 +190,11 @@ class TrainingChoices:
     mirror_axes: tuple[int, ...]  # network-input axes mirrored in training (test-time mirroring uses only these)
     network: NetworkOptions
     precision: str | None = field(default=None, compare=False)  # the training precision (folds may differ)
+    previous_stage: str | None = None  # the cascade: its low-res model, <configuration>/<experiment>
 
     def to_json(self) -> dict[str, Any]:
         return {"tile_size": list(self.tile_size), "mirror_axes": list(self.mirror_axes),
-                "network": asdict(self.network), "precision": self.precision}
+                "network": asdict(self.network), "precision": self.precision, "previous_stage": self.previous_stage}
 
     @classmethod
     def load(cls, run: RunFolder, plan: Mapping[str, Any]) -> TrainingChoices:
@@ -203,7 +205,7 @@ class TrainingChoices:
         try:  # files from before tile_size/network were recorded: those runs used the plan's patch, instance norm
             return cls([int(t) for t in data.get("tile_size", plan["patch_size"])],
                        tuple(int(a) for a in data["mirror_axes"]), NetworkOptions(**data.get("network", {})),
-                       data.get("precision"))
+                       data.get("precision"), data.get("previous_stage"))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{run.inference}: malformed ({e!r}); train the fold again") from None
 
@@ -215,7 +217,7 @@ def network_from_plan(plan: Mapping[str, Any], options: NetworkOptions, where: s
     except TypeError as e:
         raise UserError(f"{where}: architecture is malformed ({e})") from None
     facts = DatasetFacts.from_plan(plan, where)
-    return build_network(architecture.network, input_channels=facts.num_channels,
+    return build_network(architecture.network, input_channels=facts.network_input_channels,
                          num_classes=facts.layout.num_outputs, norm=options.norm, deep_supervision=False,
                          **architecture.network_kwargs())
 
@@ -271,19 +273,26 @@ class Predictor:
 
     def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], choices: TrainingChoices,
                  mirroring: bool = True, step_size: float = 0.5, device: torch.device | None = None,
-                 model_folders: Sequence[Path] = (), precision: str = "auto", tile_batch: int = 0) -> None:
+                 model_folders: Sequence[Path] = (), precision: str = "auto", tile_batch: int = 0,
+                 previous_stage: Predictor | None = None) -> None:
         """``precision``: 32 | 16-mixed | bf16-mixed | auto (:func:`inference_precision`); ``tile_batch``: tiles
-        per forward pass, 0 = chosen from the free memory (:func:`choose_tile_batch`)."""
+        per forward pass, 0 = chosen from the free memory (:func:`choose_tile_batch`); ``previous_stage`` (the
+        cascade): the low-res model whose segmentation of each image becomes extra input channels."""
         self.plan = dict(plan)
         self.facts = DatasetFacts.from_plan(plan)
         self.layout = self.facts.layout
         self.device = device or resolve_device("auto")
         self.networks = [n.to(self.device) for n in networks]
         self.model_folders = list(model_folders)
+        self.previous_stage = previous_stage
+        if (previous_stage is None) != (not self.facts.previous_stage):
+            raise UserError(f"{self.facts.dataset}/{self.facts.configuration}: a cascade stage needs its low-res "
+                            "model to predict, and only a cascade stage takes one")
         self.preprocessing = preprocessing_settings_from_plan(plan)
         settings = inference_settings(plan, self.layout, choices.tile_size, choices.mirror_axes if mirroring else (),
                                       step_size, inference_precision(precision, choices.precision, self.device))
-        self.inference = with_tile_batch(settings, self.networks[0], self.num_channels, self.device, tile_batch)
+        self.inference = with_tile_batch(settings, self.networks[0], self.facts.network_input_channels, self.device,
+                                         tile_batch)
 
     @classmethod
     def from_model_folder(cls, model_folder: str | Path, folds: Sequence[int | str] | None = None,
@@ -300,8 +309,16 @@ class Predictor:
                 raise UserError(f"{run.path}: trained with a different plan or network than {runs[0].path}; an "
                                 "ensemble needs one")
         networks = [_load_network(run, plan, choices.network, checkpoint) for run in runs]
+        previous = None
+        if choices.previous_stage:  # <results>/<Dataset>/<configuration>/<experiment>/fold_k -> <results>/<Dataset>
+            low_res = runs[0].path.parents[2] / choices.previous_stage
+            if not low_res.is_dir():
+                raise UserError(f"{low_res}: the low-res model of the cascade {runs[0].path.parent} is missing; it "
+                                "predicts first (a model file made by nnlight-model export includes it)")
+            previous = cls.from_model_folder(low_res, None, checkpoint, mirroring, step_size, device, precision,
+                                             tile_batch)
         return cls(networks, plan, choices, mirroring, step_size, resolve_device(device), [r.path for r in runs],
-                   precision, tile_batch)
+                   precision, tile_batch, previous)
 
     @property
     def num_channels(self) -> int:
@@ -328,9 +345,17 @@ class Predictor:
         return self.export(case, self.scores(case), save_probabilities)
 
     def prepare(self, images: np.ndarray, geometry: Geometry | Sequence[float]) -> PreprocessedCase:
-        """The checked image preprocessed as in training (crop, normalize, resample to the plan's spacing)."""
+        """The checked image preprocessed as in training (crop, normalize, resample to the plan's spacing). A
+        cascade stage first segments it with its low-res model; that segmentation, preprocessed as labels are,
+        becomes one-hot input channels (nnU-Net's ``-prev_stage_predictions``)."""
         spacing = geometry.spacing if isinstance(geometry, Geometry) else tuple(float(s) for s in geometry)
-        return preprocess_case(images, None, spacing, self.preprocessing)
+        if self.previous_stage is None:
+            return preprocess_case(images, None, spacing, self.preprocessing)
+        low_res = self.previous_stage.predict(images, geometry).segmentation
+        case = preprocess_case(images, low_res[None], spacing, self.preprocessing)
+        assert case.seg is not None
+        channels = one_hot_previous(torch.from_numpy(case.seg[None].astype(np.int16)), self.facts.previous_stage_labels)
+        return replace(case, data=np.concatenate([case.data, channels[0].numpy()]), seg=None)
 
     def scores(self, case: PreprocessedCase) -> Scores:
         """The sliding window of every fold on the device: scores on the CPU, and whether they are probabilities."""

@@ -15,18 +15,19 @@ from omegaconf import OmegaConf
 DEFAULT_PLANS = "nnUNetPlans"
 
 
-def overrides_suffix(override_dirname: str, init_from: str | None = None) -> str:
+def overrides_suffix(override_dirname: str, init_from: str | None = None,
+                     previous_stage: str | None = None) -> str:
     """``[loss=dice,trainer.max_epochs=50]`` after the experiment name, or nothing without overrides.
 
     A multirun spells booleans as Python does (``False``), a single run as typed (``false``): both become
-    lowercase so the same overrides always name the same folder. ``init_from`` (a path, kept out of Hydra's
-    override list because its ``/`` would nest folders) joins the list as its last three parts plus a hash of the
-    whole path; the saved config holds it in full.
+    lowercase so the same overrides always name the same folder. Paths (``init_from``, ``previous_stage``), kept
+    out of Hydra's override list because their ``/`` would nest folders, join the list as their last three parts
+    plus a hash of the whole path; the saved config holds them in full.
     """
     items = [re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), item)
              for item in _split_items(override_dirname)]
-    if init_from:
-        items = sorted([*items, f"init_from={_path_in_name(str(init_from))}"])
+    paths = {"init_from": init_from, "previous_stage": previous_stage}
+    items = sorted([*items, *(f"{key}={_path_in_name(str(value))}" for key, value in paths.items() if value)])
     return f"[{','.join(items)}]" if items else ""
 
 

@@ -26,7 +26,8 @@ from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
 
-LOCATION_KEYS = ("plan", "data.fold", "experiment", "init_from")  # the folder's path names them (init_from: shortened)
+# the folder's path names them (init_from, previous_stage: shortened)
+LOCATION_KEYS = ("plan", "data.fold", "experiment", "init_from", "previous_stage")
 
 
 def ignored_keys(hydra_config: DictConfig) -> list[str]:

@@ -98,7 +98,7 @@ def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Pat
     """A refused configuration leaves nothing behind: Hydra has already made the run folder (``.hydra/``, the
     log), so a folder holding nothing else is removed, with the now empty parents below the results root."""
     try:
-        return prepare(cfg)
+        return prepare(cfg, run_folder.path)
     except UserError:
         folder = run_folder.path
         if folder.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in folder.iterdir()):
@@ -114,11 +114,11 @@ def build_data(setup: TrainSetup) -> SegmentationDataModule:
     scales = deep_supervision_scales(setup.architecture.strides) if setup.network.deep_supervision else None
     return SegmentationDataModule(setup.preprocessed_dataset, str(setup.plan["data_identifier"]), setup.data,
                                   setup.augmentation, setup.facts.layout, setup.facts.mask_channels, scales,
-                                  setup.seed)
+                                  setup.seed, setup.previous_stage)
 
 
 def build_task(setup: TrainSetup) -> SegmentationTask:
-    task = SegmentationTask(setup.architecture, setup.facts.num_channels, setup.facts.layout, setup.network,
+    task = SegmentationTask(setup.architecture, setup.facts.network_input_channels, setup.facts.layout, setup.network,
                             setup.loss, setup.optimizer.factory(), setup.scheduler.factory())
     if setup.pretrained is not None:
         fresh = load_pretrained(task.network, setup.pretrained)
@@ -168,7 +168,7 @@ def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, i
 def _training_choices(setup: TrainSetup) -> TrainingChoices:
     geometry = spatial_augmentation_geometry(setup.data.patch_size, setup.augmentation)
     return TrainingChoices(list(setup.data.patch_size), geometry.mirror_axes, setup.network,
-                           canonical_precision(setup.trainer["precision"]))
+                           canonical_precision(setup.trainer["precision"]), setup.previous_stage_model)
 
 
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
@@ -201,7 +201,8 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
         inference=with_tile_batch(inference_settings(
             setup.plan, setup.facts.layout, choices.tile_size, choices.mirror_axes if options.mirroring else (),
             options.step_size, inference_precision("auto", choices.precision, device)),
-            task.network, setup.facts.num_channels, device)),
+            task.network, setup.facts.network_input_channels, device),
+        previous_stage=setup.previous_stage, next_stage=setup.next_stage),
         run_folder.validation, device)
     return {"validation_dice": result["foreground_mean"]["Dice"],
             "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()}}

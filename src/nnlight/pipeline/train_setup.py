@@ -19,17 +19,20 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from nnlight.data.augmentation import AugmentationSettings
-from nnlight.data.datamodule import DataSettings
-from nnlight.data.splits import fold_count
+from nnlight.data.datamodule import DataSettings, PreviousStage
+from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
 from nnlight.nets import NetworkOptions, build_network
 from nnlight.pipeline.components import Component, component, components
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning.facts import DatasetFacts
-from nnlight.planning.plans import Architecture
+from nnlight.planning.plans import Architecture, plans_from_nnunet
+from nnlight.preprocessing.store import completed_cases
 from nnlight.training.losses import LossSettings, check_loss_fits
 from nnlight.training.pretrained import PretrainedWeights, check_fits, read_pretrained
-from nnlight.training.validation import ValidationOptions
+from nnlight.training.validation import NextStage, ValidationOptions
 from nnlight.utils.errors import UserError
+from nnlight.utils.files import load_json
+from nnlight.utils.folders import ModelFolder
 
 
 @dataclass(frozen=True)
@@ -53,16 +56,21 @@ class TrainSetup:
     seed: int
     optimized_metric: str | None
     pretrained: PretrainedWeights | None = None  # init_from=: the weights training starts from
+    previous_stage: PreviousStage | None = None  # the cascade: the low-res model's segmentations
+    previous_stage_model: str | None = None  # that model, <configuration>/<experiment> under the dataset's results
+    next_stage: NextStage | None = None  # a low-res stage: where its validation writes the cascade's input
 
     @property
     def fast_dev_run(self) -> bool:
         return bool(self.trainer.get("fast_dev_run", False))
 
 
-def prepare(cfg: DictConfig) -> TrainSetup:
-    """Read and check every group; raises ``UserError`` naming the key and the fix."""
+def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
+    """Read and check every group; raises ``UserError`` naming the key and the fix. ``run_folder`` names the
+    cascade's default low-res model (the same ``<experiment>[<overrides>]``) and where a low-res stage writes the
+    cascade's input (its model folder)."""
     plan = OmegaConf.to_container(cfg.plan, resolve=True)
-    facts = _facts(plan)
+    facts = DatasetFacts.from_plan(plan)
     preprocessed = Path(cfg.paths.preprocessed) / facts.dataset
     if not (preprocessed / str(plan["data_identifier"])).is_dir():
         raise UserError(f"{preprocessed / plan['data_identifier']}: no preprocessed data; run "
@@ -75,6 +83,12 @@ def prepare(cfg: DictConfig) -> TrainSetup:
     check_loss_fits(loss, facts.layout, facts.dataset)
     trainer, compile_network = trainer_arguments(cfg.trainer)
     network = settings_from_config(NetworkOptions, cfg.network, "network")
+    dataset_results = Path(cfg.paths.results) / facts.dataset
+    own_model = ModelFolder(run_folder.parent) if run_folder is not None else None
+    previous_model = _previous_stage_model(cfg.get("previous_stage"), facts,
+                                           own_model.path.name if own_model else "baseline")
+    previous = _previous_stage(dataset_results, previous_model, facts, data.fold, preprocessed,
+                               str(plan["data_identifier"])) if previous_model else None
     return TrainSetup(
         plan=plan, facts=facts, architecture=architecture, preprocessed_dataset=preprocessed,
         raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
@@ -85,7 +99,53 @@ def prepare(cfg: DictConfig) -> TrainSetup:
         loggers=components(cfg.get("logger"), "logger", Logger), trainer=trainer, compile=compile_network,
         validation=settings_from_config(ValidationOptions, cfg.validation, "validation"), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
-        pretrained=_pretrained(cfg.get("init_from"), architecture, facts, network))
+        pretrained=_pretrained(cfg.get("init_from"), architecture, facts, network), previous_stage=previous,
+        previous_stage_model=previous_model,
+        next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
+
+
+def _previous_stage_model(option: str | None, facts: DatasetFacts, experiment_folder: str) -> str | None:
+    """The cascade's low-res model: ``previous_stage=<configuration>/<experiment>``, by default the low-res
+    configuration trained with this run's experiment and overrides."""
+    if option and not facts.previous_stage:
+        raise UserError(f"previous_stage={option}: {facts.dataset}/{facts.configuration} is not a cascade stage; "
+                        "only plan=<Dataset>/3d_cascade_fullres takes a previous stage")
+    if not facts.previous_stage:
+        return None
+    return str(option) if option else f"{facts.previous_stage}/{experiment_folder}"
+
+
+def _previous_stage(dataset_results: Path, model_name: str, facts: DatasetFacts, fold: int | str,
+                    preprocessed: Path, data_identifier: str) -> PreviousStage:
+    """Every case this fold trains or validates on needs its cross-validation segmentation from the low-res
+    model (written by the fold that held it out); a missing one names the low-res folds to train."""
+    model = ModelFolder(dataset_results / model_name)
+    cases = completed_cases(preprocessed / data_identifier)
+    split = fold_cases(load_or_create_splits(preprocessed, cases), fold if fold == "all" else int(fold), cases)
+    missing = sorted(c for c in {*split["train"], *split["val"]} if not model.next_stage_segmentation(c).is_file())
+    if missing:
+        splits = load_or_create_splits(preprocessed, cases)
+        folds = sorted({k for k, s in enumerate(splits) if set(s["val"]) & set(missing)})
+        configuration = model_name.split("/")[0]
+        raise UserError(
+            f"{model.predicted_next_stage}: the low-res predictions of {len(missing)} case(s) are missing "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the cascade trains on them. Train "
+            f"(and validate) those low-res folds first: python train.py plan={facts.dataset}/{configuration} "
+            f"data.fold={','.join(map(str, folds))}{' -m' if len(folds) > 1 else ''} with this run's overrides, "
+            "or point previous_stage=<configuration>/<experiment> at another low-res model")
+    return PreviousStage(model.predicted_next_stage, facts.previous_stage_labels)
+
+
+def _next_stage(plan: dict[str, Any], preprocessed: Path, own_model: ModelFolder) -> NextStage | None:
+    """A low-res stage's cascade input is written on the cascade's grid: its case store, from the plans file."""
+    next_name = plan.get("next_stage")
+    plans_file = preprocessed / f"{plan['plans_name']}.json"
+    if not next_name or not plans_file.is_file():
+        return None
+    configurations = plans_from_nnunet(load_json(plans_file), str(plans_file)).configurations
+    if next_name not in configurations:
+        return None
+    return NextStage(preprocessed / configurations[next_name].data_identifier, own_model.predicted_next_stage)
 
 
 def _pretrained(source: str | None, architecture: Architecture, facts: DatasetFacts,
@@ -95,20 +155,11 @@ def _pretrained(source: str | None, architecture: Architecture, facts: DatasetFa
         return None
     pretrained = read_pretrained(str(source), architecture.network)
     with torch.device("meta"):
-        network = build_network(architecture.network, input_channels=facts.num_channels,
+        network = build_network(architecture.network, input_channels=facts.network_input_channels,
                                 num_classes=facts.layout.num_outputs, norm=options.norm,
                                 deep_supervision=options.deep_supervision, **architecture.network_kwargs())
     check_fits(pretrained, network.state_dict())
     return pretrained
-
-
-def _facts(plan: dict[str, Any]) -> DatasetFacts:
-    facts = DatasetFacts.from_plan(plan)
-    if facts.previous_stage:
-        raise UserError(f"plan={facts.dataset}/{facts.configuration} is a cascade stage: it trains on the "
-                        f"predictions of {facts.previous_stage}, which nnlight cannot train yet; train "
-                        f"plan={facts.dataset}/{facts.previous_stage} or plan={facts.dataset}/3d_fullres instead")
-    return facts
 
 
 def _architecture(plan: dict[str, Any]) -> Architecture:

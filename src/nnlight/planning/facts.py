@@ -41,6 +41,17 @@ class DatasetFacts:
         return len(self.channel_names)
 
     @property
+    def previous_stage_labels(self) -> tuple[int, ...]:
+        """The cascade: the label values whose one-hot maps of the low-res segmentation are extra input channels
+        (nnU-Net's ``foreground_labels``: label values, also for region datasets)."""
+        return tuple(v for v in self.layout.label_values if v > 0) if self.previous_stage else ()
+
+    @property
+    def network_input_channels(self) -> int:
+        """Image channels, plus one per foreground label for a cascade stage."""
+        return self.num_channels + len(self.previous_stage_labels)
+
+    @property
     def mask_channels(self) -> tuple[int, ...]:
         """Channels z-scored inside the non-zero mask: augmentation sets them to 0 outside it again."""
         return tuple(i for i, use in enumerate(self.use_mask_for_norm) if use)

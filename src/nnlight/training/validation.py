@@ -13,16 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from nnlight.data.cascade import one_hot_previous
+from nnlight.data.datamodule import PreviousStage
 from nnlight.evaluation.folder import EvaluationSettings, score_case
 from nnlight.evaluation.metrics import summarize
-from nnlight.inference.export import geometry_from_properties, write_probabilities, write_segmentation
+from nnlight.inference.export import (
+    geometry_from_properties,
+    scores_to_segmentation,
+    write_probabilities,
+    write_segmentation,
+)
 from nnlight.inference.predictor import InferenceSettings, export_scores, predict_preprocessed
+from nnlight.preprocessing.resampling import resample_logits
 from nnlight.preprocessing.store import load_case
 from nnlight.raw.io import read_seg, reader_kind
-from nnlight.utils.files import atomic_write_json
+from nnlight.utils.files import atomic_write, atomic_write_json
 from nnlight.utils.folders import PredictionFolder
 
 
@@ -45,12 +54,23 @@ class ValidationOptions:
 
 
 @dataclass(frozen=True)
+class NextStage:
+    """A low-res stage also writes each validation case's segmentation on the cascade's grid (nnU-Net's
+    ``predicted_next_stage``): what the full-resolution stage trains on."""
+
+    store: Path  # the cascade's case store (its grid)
+    out_folder: Path  # <low-res model>/predicted_next_stage
+
+
+@dataclass(frozen=True)
 class ValidationSettings:
     store: Path  # <preprocessed>/<Dataset>/<data identifier>
     raw_labels: Path  # <raw>/<Dataset>/labelsTr
     scoring: EvaluationSettings  # labels, file ending, ignore label, surface metrics
     inference: InferenceSettings
     save_probabilities: bool = False  # <case>.npz beside each segmentation: what configuration ensembles average
+    previous_stage: PreviousStage | None = None  # the cascade: low-res segmentations as extra input channels
+    next_stage: NextStage | None = None
 
 
 def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: ValidationSettings, out_folder: Path,
@@ -63,11 +83,18 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
     for case_id in tqdm(case_ids, desc="Validation", unit="case"):
         data, _, properties = load_case(settings.store, case_id)
         out = out_folder / f"{case_id}{file_ending}"
-        if out.is_file():
+        next_stage_file = settings.next_stage.out_folder / f"{case_id}.npy" if settings.next_stage else None
+        if out.is_file() and (next_stage_file is None or next_stage_file.is_file()):
             prediction, _ = read_seg(out, kind)
             prediction = prediction[0]
         else:
+            if settings.previous_stage is not None:
+                previous = np.load(settings.previous_stage.folder / f"{case_id}.npy")
+                data = np.concatenate([data, one_hot_previous(torch.from_numpy(previous[None]),
+                                                              settings.previous_stage.labels)[0].numpy()])
             logits, are_probabilities = predict_preprocessed([network], data, settings.inference, device)
+            if settings.next_stage is not None:
+                _write_next_stage(logits, are_probabilities, settings, case_id, properties["target_spacing"])
             exported = export_scores(logits, are_probabilities, properties, settings.inference,
                                      settings.save_probabilities)
             if exported.probabilities is not None:  # first: a written segmentation means a finished case
@@ -82,3 +109,17 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
     summary = summarize(per_case)
     atomic_write_json(PredictionFolder(out_folder).summary, summary)
     return summary
+
+
+def _write_next_stage(scores: torch.Tensor, are_probabilities: bool, settings: ValidationSettings,
+                      case_id: str, spacing: Sequence[float]) -> None:
+    """The segmentation on the cascade's grid: scores resampled linearly to its shape (nnU-Net resamples
+    with the low-res spacing on both sides, so only its anisotropy decides the separate-z rule), then arg-maxed."""
+    assert settings.next_stage is not None
+    target_shape = np.load(settings.next_stage.store / f"{case_id}.npy", mmap_mode="r").shape[1:]
+    resampled = resample_logits(scores, target_shape, spacing, spacing)
+    segmentation = scores_to_segmentation(resampled, settings.inference.region_class_order, are_probabilities)
+    values = segmentation.numpy()[None]
+    settings.next_stage.out_folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(settings.next_stage.out_folder / f"{case_id}.npy",
+                 lambda f: np.save(f, values.astype(np.int16 if values.max() > 127 else np.int8)))

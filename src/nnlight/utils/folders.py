@@ -10,12 +10,14 @@ and a prediction folder. Train, predict, evaluate and selection all find their a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 CheckpointName = Literal["final", "best", "last"]
 CHECKPOINT_NAMES: tuple[CheckpointName, ...] = ("final", "best", "last")
+MAX_NAME_BYTES = 200  # file systems allow 255 bytes per name
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,15 @@ class ModelFolder:
     def postprocessing(self) -> Path:
         return self.path / "postprocessing.json"
 
+    @property
+    def predicted_next_stage(self) -> Path:
+        """A low-res model's cross-validation segmentations on the cascade's grid (``<case>.npy``), each written by
+        the fold that held the case out: what the cascade's full-resolution stage trains on."""
+        return self.path / "predicted_next_stage"
+
+    def next_stage_segmentation(self, case_id: str) -> Path:
+        return self.predicted_next_stage / f"{case_id}.npy"
+
 
 @dataclass(frozen=True)
 class DatasetResults:
@@ -160,7 +171,12 @@ class DatasetResults:
         return self.path / "cv_results.png"
 
     def ensemble(self, members: list[ModelFolder]) -> Path:
-        return self.path / "ensembles" / "+".join(m.name.replace("/", "__") for m in members)
+        """``<configuration>__<experiment>+...``; past a file name's length limit the configurations alone plus a
+        hash of the full name."""
+        name = "+".join(m.name.replace("/", "__") for m in members)
+        if len(name.encode()) > MAX_NAME_BYTES:
+            name = "+".join(m.path.parent.name for m in members) + "#" + hashlib.sha256(name.encode()).hexdigest()[:12]
+        return self.path / "ensembles" / name
 
 
 @dataclass(frozen=True)
