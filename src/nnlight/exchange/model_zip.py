@@ -14,7 +14,7 @@ import io
 import json
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,9 +23,9 @@ import torch
 from nnlight import __version__
 from nnlight.evaluation.postprocessing import PostprocessingRules
 from nnlight.evaluation.selection import load_best
-from nnlight.inference.predictor import find_runs, run_network_weights
+from nnlight.inference.predictor import TrainingChoices, find_runs, run_network_weights
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_json, atomic_write_named
+from nnlight.utils.files import atomic_write_json, atomic_write_named, load_json
 from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder, RunFolder
 
 MANIFEST = "nnlight_model.json"
@@ -44,6 +44,11 @@ class ModelManifest:
     members: list[ZipMember]
     checkpoint: CheckpointName
     postprocessing: PostprocessingRules | None
+    requires: list[ZipMember] = field(default_factory=list)  # models the members predict with (a cascade's low-res)
+
+    @property
+    def folders(self) -> list[ZipMember]:
+        return [*self.members, *self.requires]
 
     def to_json(self) -> dict[str, Any]:
         rules = None
@@ -53,6 +58,7 @@ class ModelManifest:
                                                 for v in self.postprocessing.keep_largest_per_label]}
         return {"format": FORMAT, "nnlight": __version__, "dataset": self.dataset,
                 "members": [{"model": m.model, "folds": m.folds} for m in self.members],
+                "requires": [{"model": m.model, "folds": m.folds} for m in self.requires],
                 "checkpoint": self.checkpoint, "postprocessing": rules}
 
     @classmethod
@@ -61,11 +67,13 @@ class ModelManifest:
             if int(data["format"]) > FORMAT:
                 raise UserError(f"{where}: made by a newer nnlight ({data.get('nnlight')}); update nnlight")
             rules = data["postprocessing"]
-            return cls(str(data["dataset"]), [ZipMember(str(m["model"]), [str(f) for f in m["folds"]])
-                                              for m in data["members"]], data["checkpoint"],
+            members, requires = ([ZipMember(str(m["model"]), [str(f) for f in m["folds"]]) for m in data[key]]
+                                 for key in ("members", "requires"))
+            return cls(str(data["dataset"]), members, data["checkpoint"],
                        None if rules is None else PostprocessingRules(
                            bool(rules["keep_largest_foreground"]),
-                           [tuple(v) if isinstance(v, list) else int(v) for v in rules["keep_largest_per_label"]]))
+                           [tuple(v) if isinstance(v, list) else int(v) for v in rules["keep_largest_per_label"]]),
+                       requires)
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{where}: not an nnlight model file ({e!r})") from None
 
@@ -89,18 +97,32 @@ def export_model_zip(results_root: Path, dataset: str, model: str, output: Path,
         members = [(ModelFolder(runs[0].path.parent), [r.fold for r in runs])]
         own = members[0][0].postprocessing
         rules = PostprocessingRules.load(own) if own.is_file() else None
-    manifest = ModelManifest(dataset, [ZipMember(m.name, f) for m, f in members], checkpoint, rules)
+    requires = _required_models(dataset_results, [m for m, _ in members])
+    manifest = ModelManifest(dataset, [ZipMember(m.name, f) for m, f in members], checkpoint, rules,
+                             [ZipMember(m.name, f) for m, f in requires])
 
     def write(path: Path) -> None:
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST, json.dumps(manifest.to_json(), indent=2))
-            for folder, member_folds in members:
+            for folder, member_folds in [*members, *requires]:
                 for fold in member_folds:
                     _write_run(archive, folder.fold(fold), f"{folder.name}/fold_{fold}", checkpoint)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_named(output, write)
     return manifest
+
+
+def _required_models(dataset_results: Path, members: list[ModelFolder]) -> list[tuple[ModelFolder, list[str]]]:
+    """The low-res models of the cascade members (all their folds: the cascade predicts with each)."""
+    required = []
+    for member in members:
+        runs = member.runs()
+        previous = TrainingChoices.load(runs[0], load_json(runs[0].plan)).previous_stage if runs else None
+        if previous and all(previous != m.name for m in members) and all(previous != r.name for r, _ in required):
+            folder = ModelFolder(dataset_results / previous)
+            required.append((folder, [r.fold for r in folder.runs()]))
+    return required
 
 
 def _write_run(archive: zipfile.ZipFile, run: RunFolder, prefix: str, checkpoint: CheckpointName) -> None:
@@ -128,7 +150,7 @@ def read_manifest(archive: zipfile.ZipFile, where: str) -> ModelManifest:
 
 def _checked_names(archive: zipfile.ZipFile, manifest: ModelManifest, where: str) -> list[str]:
     """Every entry stays inside one member's folder (no absolute paths, no ``..``, no links)."""
-    allowed = tuple(f"{m.model}/" for m in manifest.members)
+    allowed = tuple(f"{m.model}/" for m in manifest.folders)
     names = []
     for info in archive.infolist():
         name = info.filename
@@ -148,7 +170,7 @@ def unpack(path: Path, target: Path) -> ModelManifest:
     with _open(path) as archive:
         manifest = read_manifest(archive, str(path))
         names = _checked_names(archive, manifest, str(path))
-        for member in manifest.members:
+        for member in manifest.folders:
             if (target / member.model).exists():
                 raise UserError(f"{target / member.model} exists already; delete it to install {path} again, or "
                                 f"predict straight from the file: python predict.py model={path} ...")

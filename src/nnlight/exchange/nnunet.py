@@ -220,6 +220,10 @@ def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: Checkpo
         raise UserError(f"{model.path}: no trained fold_* to export{'' if folds is None else f' among {folds}'}")
     plan = load_json(runs[0].plan)
     choices = TrainingChoices.load(runs[0], plan)
+    if choices.previous_stage:
+        raise UserError(f"{model.path}: a cascade stage; exporting cascades to nnU-Net is not supported (nnU-Net "
+                        "predicts them from a folder of low-res predictions, -prev_stage_predictions); export "
+                        f"{choices.previous_stage} and predict it first")
     base_plans = runs[0].nnunet_plans(str(plan["plans_name"]))
     if not base_plans.is_file():
         raise UserError(f"{base_plans}: missing; it is copied into the run folder by train.py from plan.py's "
