@@ -39,8 +39,11 @@ def structuring_element(radius: float, dim: int) -> torch.Tensor:
 
 
 def _dilate(mask: torch.Tensor, strel: torch.Tensor) -> torch.Tensor:
+    """Voxels the element, centred on a set voxel, reaches ("same" size; an even element reaches one more
+    voxel towards the lower end)."""
     kernel = strel.to(mask.device, torch.float32)[None, None]
-    return _CONV[mask.ndim](mask.float()[None, None], kernel, padding="same")[0, 0].round() > 0
+    padding = [p for k in reversed(strel.shape) for p in ((k - 1) // 2, k - 1 - (k - 1) // 2)]
+    return _CONV[mask.ndim](F.pad(mask.float()[None, None], padding), kernel)[0, 0].round() > 0
 
 
 def _erode(mask: torch.Tensor, strel: torch.Tensor) -> torch.Tensor:
