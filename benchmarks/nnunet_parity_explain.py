@@ -39,7 +39,8 @@ def float16_sums(network: torch.nn.Module, image: torch.Tensor, tile: list[int],
     before = [(p - s) // 2 for p, s in zip(padded, spatial, strict=True)]
     image = torch.nn.functional.pad(image, [v for b, p, s in reversed(list(zip(before, padded, spatial, strict=True)))
                                             for v in (b, p - s - b)])
-    gaussian = torch.from_numpy(gaussian_importance(tile)).half()
+    gaussian = torch.from_numpy(gaussian_importance(tile)).half()  # nnU-Net: to float16, then no zeros
+    gaussian[gaussian == 0] = gaussian[gaussian != 0].min()
     logits = torch.zeros((classes, *image.shape[1:]), dtype=torch.half)
     counts = torch.zeros(image.shape[1:], dtype=torch.half)
     dims = [a + 2 for a in mirror_axes]

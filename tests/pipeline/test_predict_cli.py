@@ -15,6 +15,7 @@ import SimpleITK as sitk
 import torch
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
+from nnlight.evaluation.selection import load_best
 from nnlight.utils.errors import UserError
 from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
 
@@ -308,25 +309,38 @@ def _segmentations(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in sorted(folder.glob("*.nii.gz"))}
 
 
+def _cv_expectation(trained: Roots, case: str) -> np.ndarray:
+    """What model=best predicts for a validation case: the selected model's (or ensemble's) cross-validation
+    prediction, post-processed (``test_model_best_reproduces_the_selected_ensemble`` checks this holds)."""
+    results = trained.results / "Dataset900_Demo"
+    best = json.loads((results / "best_configuration.json").read_text())["selected"]
+    cv_folder = next((results / "ensembles").iterdir()) if len(best["members"]) == 2 else \
+        results / best["members"][0]["model"] / "crossval"
+    cross_validated = sitk.GetArrayFromImage(sitk.ReadImage(str(cv_folder / f"{case}.nii.gz")))
+    return apply_postprocessing(cross_validated, PostprocessingRules.load(results / "postprocessing.json"), [1, 2])
+
+
 def test_a_model_file_predicts_identically_from_another_results_folder(trained: Roots, tmp_path: Path) -> None:
-    _validation_images(trained, tmp_path / "images")
-    predict = ["dataset=Dataset900_Demo", f"input={tmp_path / 'images'}", "mirroring=false"]
-    here = run_script("predict.py", "model=best", *predict, f"output={tmp_path / 'here'}", roots=trained)
-    assert here.returncode == 0, here.stderr[-3000:]
+    cases = _validation_images(trained, tmp_path / "images")
     exported = _model_cli("export", "--dataset", "Dataset900_Demo", "--model", "best", "--output",
                           str(tmp_path / "best.zip"), roots=trained)
     assert exported.returncode == 0, exported.stderr
     elsewhere = Roots(tmp_path / "b" / "raw", tmp_path / "b" / "pre", tmp_path / "b" / "results")  # a fresh machine
+    result = run_script("predict.py", f"model={tmp_path / 'best.zip'}", f"input={tmp_path / 'images'}",
+                        f"output={tmp_path / 'out'}", "mirroring=false", roots=elsewhere)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for case in cases:
+        predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{case}.nii.gz")))
+        assert np.array_equal(predicted, _cv_expectation(trained, case)), case
     installed = _model_cli("install", str(tmp_path / "best.zip"), roots=elsewhere)
     assert installed.returncode == 0, installed.stderr
+    members, rules = load_best(elsewhere.results / "Dataset900_Demo")  # predict.py model=best finds it all
+    original, original_rules = load_best(trained.results / "Dataset900_Demo")
+    assert [(f.relative_to(elsewhere.results), folds) for f, folds in members] == \
+        [(f.relative_to(trained.results), folds) for f, folds in original] and rules == original_rules
+    assert all((f / f"fold_{k}" / "checkpoints" / "final.ckpt").is_file() for f, folds in members for k in folds)
     again = _model_cli("install", str(tmp_path / "best.zip"), roots=elsewhere)
     assert again.returncode == 2 and "exists already" in again.stderr  # never overwritten
-    for name, model in (("installed", "model=best"), ("from_file", f"model={tmp_path / 'best.zip'}")):
-        result = run_script("predict.py", model, *predict, f"output={tmp_path / name}", roots=elsewhere)
-        assert result.returncode == 0, result.stderr[-3000:]
-    here = _segmentations(tmp_path / "here")
-    assert here and all(np.array_equal(here[k], v) for k, v in _segmentations(tmp_path / "installed").items())
-    assert all(np.array_equal(here[k], v) for k, v in _segmentations(tmp_path / "from_file").items())
 
 
 def test_a_model_file_with_an_escaping_entry_is_refused(trained: Roots, tmp_path: Path) -> None:
@@ -341,17 +355,21 @@ def test_a_model_file_with_an_escaping_entry_is_refused(trained: Roots, tmp_path
     assert not (tmp_path / "escaped.txt").exists() and not elsewhere.results.exists()
 
 
-def test_a_run_exported_to_nnunets_layout_predicts_as_the_run(trained: Roots, tmp_path: Path) -> None:
-    _validation_images(trained, tmp_path / "images")
-    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
-    exported = _model_cli("export-nnunet", "--dataset", "Dataset900_Demo", "--model", f"3d_fullres/{RUN}",
-                          "--output", str(tmp_path / "nnUNet_results"), roots=trained)
-    assert exported.returncode == 0, exported.stderr
-    nnunet_folder = tmp_path / "nnUNet_results" / "Dataset900_Demo" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
-    assert (nnunet_folder / "plans.json").is_file() and (nnunet_folder / "fold_0" / "checkpoint_final.pth").is_file()
-    for name, source in (("run", model), ("nnunet", nnunet_folder)):
-        result = run_script("predict.py", f"model='{source}'", f"input={tmp_path / 'images'}",
-                            f"output={tmp_path / name}", "mirroring=false", roots=trained)
-        assert result.returncode == 0, result.stderr[-3000:]
-    run, nnunet = _segmentations(tmp_path / "run"), _segmentations(tmp_path / "nnunet")
-    assert run.keys() == nnunet.keys() and all(np.array_equal(run[k], nnunet[k]) for k in run)
+def test_a_run_exported_to_nnunets_layout_reads_back_as_the_same_model(trained: Roots, tmp_path: Path) -> None:
+    from nnlight.exchange.nnunet import export_to_nnunet, load_nnunet_model
+    from nnlight.inference.predictor import TrainingChoices, run_network_weights
+    from nnlight.utils.folders import ModelFolder
+
+    model = ModelFolder(trained.results / "Dataset900_Demo" / "3d_fullres" / RUN)
+    folder = export_to_nnunet(model, tmp_path / "nnUNet_results")
+    assert folder == tmp_path / "nnUNet_results" / "Dataset900_Demo" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    imported = load_nnunet_model(folder)
+    run = model.fold(0)
+    plan = json.loads(run.plan.read_text())
+    assert imported.plan == plan  # everything prediction reads from the plan
+    choices = TrainingChoices.load(run, plan)
+    assert (imported.choices.tile_size, imported.choices.mirror_axes, imported.choices.network) == \
+        (choices.tile_size, choices.mirror_axes, choices.network)
+    weights = run_network_weights(run, "final")
+    assert all(torch.equal(v, weights[k]) for k, v in imported.networks[0].state_dict().items())
+    assert imported.postprocessing == PostprocessingRules.load(model.postprocessing)  # evaluate.py's choice

@@ -3,7 +3,6 @@ written, dataset facts (regions, ignore label, cascade) come from the plan, ever
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -157,31 +156,6 @@ def test_an_ignore_label_dataset_trains_and_validates_with_no_option(roots: Root
                           "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2"}  # the ignore label is neither trained nor scored
     assert all(np.isfinite(v["Dice"]) for v in summary["mean"].values())
-
-
-def test_the_cascade_is_refused_rather_than_trained_as_full_resolution(roots: Roots) -> None:
-    """The cascade config exactly as plan.py generates it for large images (the demo is too small for one)."""
-    from nnlight.planning import plans_from_nnunet
-    from nnlight.planning.export import write_plan_configs
-    from nnlight.raw.dataset_json import load_dataset_json
-    from nnlight.utils.files import load_json
-
-    plans = plans_from_nnunet(load_json(roots.preprocessed / "Dataset900_Demo" / "nnUNetPlans.json"))
-    fullres = plans.configurations["3d_fullres"]
-    cascade_plan = dataclasses.replace(fullres, name="3d_cascade_fullres", inherits_from="3d_fullres",
-                                       previous_stage="3d_lowres")
-    plans = dataclasses.replace(plans, configurations={"3d_cascade_fullres": cascade_plan})
-    write_plan_configs(plans, load_dataset_json(roots.raw / "Dataset900_Demo" / "dataset.json"),
-                       roots.preprocessed / "configs", "", "test")
-    cascade = roots.preprocessed / "configs" / "plan" / "Dataset900_Demo" / "3d_cascade_fullres.yaml"
-    try:
-        before = _files(roots)
-        result = run_script("train.py", "plan=Dataset900_Demo/3d_cascade_fullres", "debug=fast_dev_run",
-                            roots=roots)
-        assert _files(roots) == before
-    finally:
-        cascade.unlink()
-    assert result.returncode == 2 and "is a cascade stage" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(("experiment", "combined_with"), [

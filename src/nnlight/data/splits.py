@@ -41,13 +41,15 @@ def kfold_splits(case_ids: Sequence[str], n_splits: int = DEFAULT_FOLDS, seed: i
     return splits
 
 
-def load_or_create_splits(dataset_folder: Path, case_ids: Sequence[str], n_splits: int = DEFAULT_FOLDS
-                          ) -> list[Split]:
-    """Reuse ``<dataset_folder>/splits_final.json`` if present (checked against the cases), else write it."""
+def load_or_create_splits(dataset_folder: Path, case_ids: Sequence[str], n_splits: int = DEFAULT_FOLDS,
+                          write: bool = True) -> list[Split]:
+    """Reuse ``<dataset_folder>/splits_final.json`` if present (checked against the cases), else write it
+    (``write=False``: only compute it, for a check that must leave no trace)."""
     path = dataset_folder / SPLITS_FILE
     if not path.is_file():
         splits = kfold_splits(case_ids, n_splits)
-        atomic_write_json(path, splits)
+        if write:
+            atomic_write_json(path, splits)
         return splits
     try:
         splits = load_json(path)

@@ -67,8 +67,8 @@ class ModelManifest:
             if int(data["format"]) > FORMAT:
                 raise UserError(f"{where}: made by a newer nnlight ({data.get('nnlight')}); update nnlight")
             rules = data["postprocessing"]
-            members, requires = ([ZipMember(str(m["model"]), [str(f) for f in m["folds"]]) for m in data[key]]
-                                 for key in ("members", "requires"))
+            members, requires = ([ZipMember(str(m["model"]), [str(f) for f in m["folds"]])
+                                  for m in data.get(key, [])] for key in ("members", "requires"))
             return cls(str(data["dataset"]), members, data["checkpoint"],
                        None if rules is None else PostprocessingRules(
                            bool(rules["keep_largest_foreground"]),

@@ -121,10 +121,10 @@ def _previous_stage(dataset_results: Path, model_name: str, facts: DatasetFacts,
     model (written by the fold that held it out); a missing one names the low-res folds to train."""
     model = ModelFolder(dataset_results / model_name)
     cases = completed_cases(preprocessed / data_identifier)
-    split = fold_cases(load_or_create_splits(preprocessed, cases), fold if fold == "all" else int(fold), cases)
+    splits = load_or_create_splits(preprocessed, cases, write=False)
+    split = fold_cases(splits, fold if fold == "all" else int(fold), cases)
     missing = sorted(c for c in {*split["train"], *split["val"]} if not model.next_stage_segmentation(c).is_file())
     if missing:
-        splits = load_or_create_splits(preprocessed, cases)
         folds = sorted({k for k, s in enumerate(splits) if set(s["val"]) & set(missing)})
         configuration = model_name.split("/")[0]
         raise UserError(
