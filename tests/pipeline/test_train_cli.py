@@ -280,3 +280,13 @@ def test_fine_tuning_from_a_trained_run_starts_ahead_of_training_from_scratch(pl
     tuned_run = next(results.glob(name.format("init_from=2d~*,").replace("[", "[[]", 1))) / "fold_0"
     scratch_run = results / name.format("") / "fold_0"
     assert _epoch_loss(tuned_run) < _epoch_loss(scratch_run) - 0.1, (_epoch_loss(tuned_run), _epoch_loss(scratch_run))
+
+
+def test_paths_on_the_command_line_act_as_the_environment_variables(planned_roots: Roots) -> None:
+    env = {k: v for k, v in planned_roots.env().items() if not k.startswith("NNLIGHT_")}
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "plan=Dataset900_Demo/2d", "debug=fast_dev_run",
+                             "seed=3", f"paths.preprocessed={planned_roots.preprocessed}", f"paths.raw={planned_roots.raw}",
+                             f"paths.results={planned_roots.results}"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]  # the plan configs were found where paths.preprocessed says
+    assert (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=fast_dev_run,seed=3]").is_dir()

@@ -7,6 +7,7 @@ refuse; composing once here first (every value of a sweep included) catches thos
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import textwrap
@@ -26,6 +27,25 @@ _HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--config-path", 
                 "--experimental-rerun", "--run", "-r")
 
 
+# The roots' environment variables (configs/paths/default.yaml): where Hydra looks for the generated plan
+# configs is read from them before any override applies
+PATH_VARIABLES = {"paths.raw": "NNLIGHT_RAW", "paths.preprocessed": "NNLIGHT_PREPROCESSED",
+                  "paths.results": "NNLIGHT_RESULTS"}
+
+
+def paths_to_environment(overrides: list[str]) -> None:
+    """``paths.preprocessed=<dir>`` (and raw, results) on the command line act exactly as the environment variable:
+    Hydra's search path for the plan configs, and every process the run starts, see the same folder."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException:
+        return  # reported, with the fix, by first_problem
+    for override in parsed:
+        variable = PATH_VARIABLES.get(override.get_key_element())
+        if variable and not override.is_sweep_override() and isinstance(override.value(), str):
+            os.environ[variable] = str(override.value())
+
+
 def check_command_line(config_dir: Path, config_name: str, argv: list[str] | None = None) -> None:
     """Exit with help (0) or with the first mistake on the command line (2); return if Hydra may start."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -33,6 +53,7 @@ def check_command_line(config_dir: Path, config_name: str, argv: list[str] | Non
         print(help_text(config_dir, config_name))
         sys.exit(0)
     overrides = [a for a in args if not a.startswith("-")]
+    paths_to_environment(overrides)
     message = plan_file_problems(config_dir, config_name, overrides)
     if not message and not any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
         message = first_problem(config_dir, config_name, overrides)
