@@ -57,6 +57,11 @@ def test_validation_uses_the_fold_and_final_patch(preprocessed) -> None:
     assert (preprocessed[0] / "splits_final.json").is_file()
 
 
+def test_loaders_know_their_length_so_progress_bars_show_a_total(preprocessed) -> None:
+    module = _module(preprocessed, "3d_fullres", 0)
+    assert len(module.train_dataloader()) == 3 and len(module.val_dataloader()) == 2  # "2/3", never "2/?"
+
+
 def test_fold_out_of_range_is_a_clear_error(preprocessed) -> None:
     with pytest.raises(UserError, match="out of range"):
         _module(preprocessed, "3d_fullres", 0, fold=7)

@@ -35,6 +35,18 @@ def test_fast_dev_run(planned_roots: Roots, configuration: str) -> None:
                         roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "baseline[debug=fast_dev_run]/fold_0" in "\n".join(_runs(planned_roots, configuration))
+    run = planned_roots.results / "Dataset900_Demo" / configuration / "baseline[debug=fast_dev_run]" / "fold_0"
+    summary = json.loads((run / "validation" / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == 1  # the validation code path runs, on one case
+
+
+def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", "debug=limit", roots=planned_roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = planned_roots.results / "Dataset900_Demo" / "3d_fullres" / "baseline[debug=limit]" / "fold_0"
+    assert len(json.loads((run / "validation" / "summary.json").read_text())["metric_per_case"]) == 1
+    validation = json.loads((run / "run_config.json").read_text())["config"]["validation"]
+    assert validation["mirroring"] is False and validation["max_cases"] == 1
 
 
 def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_roots: Roots) -> None:
@@ -284,9 +296,9 @@ def test_fine_tuning_from_a_trained_run_starts_ahead_of_training_from_scratch(pl
 
 def test_paths_on_the_command_line_act_as_the_environment_variables(planned_roots: Roots) -> None:
     env = {k: v for k, v in planned_roots.env().items() if not k.startswith("NNLIGHT_")}
+    paths = [f"paths.preprocessed={planned_roots.preprocessed}", f"paths.raw={planned_roots.raw}",
+             f"paths.results={planned_roots.results}"]
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "plan=Dataset900_Demo/2d", "debug=fast_dev_run",
-                             "seed=3", f"paths.preprocessed={planned_roots.preprocessed}", f"paths.raw={planned_roots.raw}",
-                             f"paths.results={planned_roots.results}"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600)
+                             "seed=3", *paths], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]  # the plan configs were found where paths.preprocessed says
     assert (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=fast_dev_run,seed=3]").is_dir()

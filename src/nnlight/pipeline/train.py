@@ -83,7 +83,9 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     if trainer.is_global_zero:
         device = trainer.strategy.root_device
         started = time.perf_counter()
-        if setup.validation.enabled and not setup.fast_dev_run:
+        if setup.validation.enabled:
+            if setup.fast_dev_run:  # its weights are new every time: never reuse an earlier check's predictions
+                shutil.rmtree(run_folder.validation, ignore_errors=True)
             summary |= validate_fold(task, data, setup, run_folder, device)
         if not setup.fast_dev_run:
             write_stats(run_folder, {
@@ -195,7 +197,8 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     scoring = EvaluationSettings(dict(setup.facts.layout.labels),
                                  load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
                                  setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm)
-    result = validate(task.network, data.val_cases, ValidationSettings(
+    cases = data.val_cases[:options.max_cases] if options.max_cases else data.val_cases
+    result = validate(task.network, cases, ValidationSettings(
         store=setup.preprocessed_dataset / str(setup.plan["data_identifier"]), raw_labels=setup.raw_labels,
         scoring=scoring, save_probabilities=options.save_probabilities,
         inference=with_tile_batch(inference_settings(

@@ -45,8 +45,11 @@ class ValidationOptions:
     save_probabilities: bool = True  # validation/<case>.npz: what evaluate.py averages for ensembles
     surface_metrics: bool = True  # HD95 and normalized surface Dice besides Dice and IoU
     tolerance_mm: float = 1.0  # normalized surface Dice tolerance
+    max_cases: int | None = None  # only the first N validation cases (the debug profiles' quick check: 1)
 
     def __post_init__(self) -> None:
+        if self.max_cases is not None and self.max_cases < 1:
+            raise ValueError(f"max_cases={self.max_cases}: use a number of cases >= 1, or null for all")
         if not 0 < self.step_size <= 1:
             raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5")
         if self.tolerance_mm <= 0:
