@@ -61,6 +61,7 @@ def test_evaluate_writes_the_cv_table_plot_and_best_choice(trained: Roots) -> No
     crossval = json.loads((results / "3d_fullres" / RUN / "crossval" / "summary.json").read_text())
     assert {"Dice", "IoU", "HD95", "NSD"} <= set(crossval["foreground_mean"])
     assert (results / "3d_fullres" / RUN / "crossval" / "summary.csv").read_text().startswith("case,label,Dice")
+    assert "Best:" in (results / "evaluate.log").read_text()  # what evaluate.py printed, kept beside its results
 
 
 def test_model_best_reproduces_the_selected_ensemble(trained: Roots, tmp_path: Path) -> None:
@@ -81,6 +82,7 @@ def test_model_best_reproduces_the_selected_ensemble(trained: Roots, tmp_path: P
         expected = apply_postprocessing(cross_validated, rules, [1, 2])
         assert np.array_equal(predicted, expected), case
     assert (tmp_path / "out" / ".hydra" / "config.yaml").is_file()  # the prediction says how it was made
+    assert "Predicted" in (tmp_path / "out" / "predict.log").read_text()  # and what it printed
 
 
 def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, tmp_path: Path) -> None:

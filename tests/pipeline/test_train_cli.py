@@ -47,6 +47,8 @@ def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) 
     assert len(json.loads((run / "validation" / "summary.json").read_text())["metric_per_case"]) == 1
     validation = json.loads((run / "run_config.json").read_text())["config"]["validation"]
     assert validation["mirroring"] is False and validation["max_cases"] == 1
+    log = (run / "train.log").read_text()  # what the run printed, kept: Lightning's lines and the summary
+    assert "Trainer.fit" in log and "Training done (2 epochs)" in log and "validation Dice:" in log
 
 
 def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_roots: Roots) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -11,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
+from nnlight.utils.run_log import logging_output_to
 
 
 def run_stage(stage: str, cfg: DictConfig) -> Any:
@@ -21,9 +23,24 @@ def run_stage(stage: str, cfg: DictConfig) -> Any:
     """
     run = importlib.import_module(f"nnlight.pipeline.{stage}").run
     try:
-        return run(cfg)
+        with logging_output_to(_log_file(stage, cfg), deferred=stage != "train"):
+            return run(cfg)
     except UserError as e:
         print(f"\nnnlight: error: {e}", file=sys.stderr)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # Hydra records the job as failed and runs the sweep's other jobs; the sweep then exits 1
         sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def _log_file(stage: str, cfg: DictConfig) -> Path | None:
+    """Where a stage's output is logged: the run folder's ``train.log``, ``<output>/predict.log``, the dataset's
+    results ``evaluate.log`` (or the scored folder's)."""
+    if stage == "train" and HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir) / "train.log"
+    if stage == "predict" and cfg.get("output"):
+        return Path(str(cfg.output)) / "predict.log"
+    if stage == "evaluate" and cfg.get("prediction"):
+        return Path(str(cfg.prediction)) / "evaluate.log"
+    if stage == "evaluate" and cfg.get("dataset"):
+        return Path(str(cfg.paths.results)) / str(cfg.dataset) / "evaluate.log"
+    return None
