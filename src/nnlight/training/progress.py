@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
+from matplotlib.ticker import MaxNLocator
 
 from nnlight.utils.files import atomic_write
 from nnlight.utils.folders import RunFolder
@@ -50,23 +51,28 @@ class ProgressPlot(L.Callback):
             self.draw()
 
     def draw(self) -> None:
+        """Three panels with titles, epochs as integers, one legend for losses and Dice outside the curves."""
         h = self.history
-        epochs = range(len(h["train_loss"]))
+        epochs = list(range(len(h["train_loss"])))
         fig = Figure(figsize=(10, 11))
         ax_loss, ax_lr, ax_time = fig.subplots(3, 1)
-        ax_loss.plot(epochs, h["train_loss"], color="b", label="train loss")
-        ax_loss.plot(epochs, h["val_loss"], color="r", label="val loss")
+        lines = ax_loss.plot(epochs, h["train_loss"], color="b", marker=".", label="train loss")
+        lines += ax_loss.plot(epochs, h["val_loss"], color="r", marker=".", label="val loss")
         ax_dice = ax_loss.twinx()
-        ax_dice.plot(epochs, h["pseudo_dice"], color="g", linestyle=":", label="pseudo Dice")
-        ax_dice.plot(epochs, h["pseudo_dice_ema"], color="g", label="pseudo Dice (EMA)")
-        ax_loss.set(xlabel="epoch", ylabel="loss")
-        ax_dice.set_ylabel("pseudo Dice")
-        ax_loss.legend(loc="upper left")
-        ax_dice.legend(loc="upper right")
-        ax_lr.plot(epochs, h["lr"], color="b")
-        ax_lr.set(xlabel="epoch", ylabel="learning rate")
-        ax_time.plot(epochs, h["epoch_seconds"], color="b")
-        ax_time.set(xlabel="epoch", ylabel="epoch time (s)")
+        lines += ax_dice.plot(epochs, h["pseudo_dice"], color="g", linestyle=":", marker=".", label="pseudo Dice")
+        lines += ax_dice.plot(epochs, h["pseudo_dice_ema"], color="g", label="pseudo Dice (EMA)")
+        ax_loss.set(ylabel="loss", title="Losses and pseudo Dice (validation patches)")
+        ax_dice.set(ylabel="pseudo Dice", ylim=(0, 1))
+        ax_loss.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                       ncol=4, frameon=False)  # below the axes: it never hides a curve
+        ax_lr.plot(epochs, h["lr"], color="b", marker=".")
+        ax_lr.set(ylabel="learning rate", title="Learning rate")
+        ax_time.plot(epochs, h["epoch_seconds"], color="b", marker=".")
+        ax_time.set(ylabel="seconds", title="Epoch time")
+        for ax in (ax_loss, ax_lr, ax_time):
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
