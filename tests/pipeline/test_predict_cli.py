@@ -62,6 +62,8 @@ def test_evaluate_writes_the_cv_table_plot_and_best_choice(trained: Roots) -> No
     assert {"Dice", "IoU", "HD95", "NSD"} <= set(crossval["foreground_mean"])
     assert (results / "3d_fullres" / RUN / "crossval" / "summary.csv").read_text().startswith("case,label,Dice")
     assert "Best:" in (results / "evaluate.log").read_text()  # what evaluate.py printed, kept beside its results
+    for candidate in best["candidates"].values():  # per-fold means: the spread cv_results.png draws (one fold here)
+        assert candidate["fold_foreground_dice"] == {"0": pytest.approx(candidate["foreground_mean"]["Dice"])}
 
 
 def test_model_best_reproduces_the_selected_ensemble(trained: Roots, tmp_path: Path) -> None:

@@ -148,6 +148,9 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     for candidate in candidates.values():  # compare on the cases every candidate predicted
         per_case = {e["case"]: e["metrics"] for e in candidate["summary"]["metric_per_case"]}
         candidate["common"] = summarize({c: per_case[c] for c in common})
+        fold_of = {c: candidate["members"][0].cases[c].parent.parent.name.removeprefix("fold_") for c in common}
+        candidate["per_fold"] = {fold: _dice(summarize({c: per_case[c] for c in common if fold_of[c] == fold}))
+                                 for fold in sorted(set(fold_of.values()))}
     best_name = max(candidates, key=lambda n: _dice(candidates[n]["common"]))
     best = candidates[best_name]
     rules, before, after = determine_postprocessing(_load_segmentations(best["folder"], common, file_ending),
@@ -164,6 +167,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
         "cases_compared": len(common),
         "fold_count": fold_count,
         "candidates": {n: {"foreground_mean": c["common"]["foreground_mean"],
+                           "fold_foreground_dice": c["per_fold"],  # the spread over folds in cv_results.png
                            "mean": c["common"]["mean"], "members": [m.name for m in c["members"]],
                            "folds": {m.name: m.folds for m in c["members"]},
                            "cv_complete": all(m.complete(fold_count) for m in c["members"])}
@@ -215,19 +219,24 @@ def _wrap(name: str, width: int = 40) -> str:
 
 
 def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
-    """Horizontal bars (run names are long), best on top, the selected one green."""
+    """Horizontal bars (run names are long), best on top, the selected one green; each bar the mean over the
+    compared cases with the spread (standard deviation) of the folds' own means, and its folds and cases."""
     rows = sorted(result["candidates"].items(), key=lambda kv: _dice(kv[1]))
     fig = Figure(figsize=(10, 1.5 + 0.25 * sum(_wrap(n).count("\n") + 1 for n, _ in rows)))
     ax = fig.subplots()
     values = [c["foreground_mean"]["Dice"] for _, c in rows]
+    folds = [list(c.get("fold_foreground_dice", {}).values()) for _, c in rows]
+    spreads = [float(np.std(f)) if len(f) > 1 else 0.0 for f in folds]
     colors = ["tab:green" if n == result["selected"]["name"] else "tab:blue" for n, _ in rows]
-    ax.barh(range(len(rows)), values, color=colors)
+    ax.barh(range(len(rows)), values, xerr=spreads, color=colors, capsize=3, error_kw={"alpha": 0.6})
     ax.set_yticks(range(len(rows)), [_wrap(n) + ("" if c["cv_complete"] else "\n(incomplete CV)")
                                      for n, c in rows], fontsize=7)
-    ax.set(xlabel="foreground mean Dice (cross-validation)", xlim=(0, 1),
-           title=f"{title}: {result['cases_compared']} case(s), green = selected")
-    for i, v in enumerate(values):
-        ax.text(v + 0.01, i, f"{v:.3f}", va="center", fontsize=8)
+    ax.set(xlabel="foreground mean Dice (cross-validation), ± std over folds", xlim=(0, 1.15),
+           title=f"{title}: {result['cases_compared']} case(s) compared, green = selected")
+    for i, (v, s, f) in enumerate(zip(values, spreads, folds, strict=True)):
+        spread = f" ± {s:.3f}" if len(f) > 1 else ""
+        ax.text(min(v + s, 1.0) + 0.01, i, f"{v:.3f}{spread} ({len(f)} fold{'s' if len(f) != 1 else ''}, "
+                f"{result['cases_compared']} cases)", va="center", fontsize=7)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
