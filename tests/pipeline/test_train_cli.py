@@ -304,3 +304,16 @@ def test_paths_on_the_command_line_act_as_the_environment_variables(planned_root
                              "seed=3", *paths], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]  # the plan configs were found where paths.preprocessed says
     assert (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=fast_dev_run,seed=3]").is_dir()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("init_from=/no/such/run", "init_from=/no/such/run: no such file or folder"),
+    ("previous_stage=3d_lowres/baseline", "is not a cascade stage; only plan=<Dataset>/3d_cascade_fullres"),
+])
+def test_init_from_and_previous_stage_mistakes_exit_2_and_write_nothing(planned_roots: Roots, override: str,
+                                                                        message: str) -> None:
+    before = sorted(planned_roots.results.rglob("*")) if planned_roots.results.exists() else []
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "seed=11", override,
+                        roots=planned_roots)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert (sorted(planned_roots.results.rglob("*")) if planned_roots.results.exists() else []) == before

@@ -9,7 +9,6 @@ patch with its labels overlaid (middle slice for 3D, first channel).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 
 from nnlight.data.datamodule import SegmentationDataModule, plan_datamodule
 from nnlight.planning import plans_from_nnunet
-from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
+from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.files import load_json
 
 PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="PNG path (default: <preprocessed>/<Dataset>/...)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         folder = Path(args.preprocessed) / args.dataset
         plans_file = folder / f"{args.plans}.json"
         if not plans_file.is_file():
@@ -80,9 +79,6 @@ def main(argv: list[str] | None = None) -> None:
                                  seed=args.seed)
         module.setup("fit")
         grid = preview_grid(module, args.samples, args.seed)
-    except UserError as e:
-        print(f"nnlight: error: {e}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
     out = Path(args.out) if args.out else folder / f"augmentation_preview_{args.configuration}.png"
     sitk.WriteImage(sitk.GetImageFromArray(grid, isVector=True), str(out))
     rows = min(args.samples, module.settings.batch_size)

@@ -26,16 +26,21 @@ class PostprocessingRules:
     keep_largest_foreground: bool = False
     keep_largest_per_label: list[LabelValue] = field(default_factory=list)  # labels or regions (tuples)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"keep_largest_foreground": self.keep_largest_foreground,
+                "keep_largest_per_label": [list(v) if isinstance(v, tuple) else v for v in self.keep_largest_per_label]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PostprocessingRules:
+        return cls(bool(data["keep_largest_foreground"]),
+                   [tuple(v) if isinstance(v, list) else int(v) for v in data["keep_largest_per_label"]])
+
     def save(self, path: Path) -> None:
-        atomic_write_json(path, {"keep_largest_foreground": self.keep_largest_foreground,
-                                 "keep_largest_per_label": [list(v) if isinstance(v, tuple) else v
-                                                            for v in self.keep_largest_per_label]})
+        atomic_write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> PostprocessingRules:
-        data = load_json(path)
-        return cls(bool(data["keep_largest_foreground"]),
-                   [tuple(v) if isinstance(v, list) else int(v) for v in data["keep_largest_per_label"]])
+        return cls.from_json(load_json(path))
 
 
 def keep_largest_component(segmentation: np.ndarray, values: Sequence[int]) -> np.ndarray:

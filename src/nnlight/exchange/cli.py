@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from nnlight.exchange.model_zip import export_model_zip, install_model_zip
 from nnlight.exchange.nnunet import export_to_nnunet
-from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
+from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.folders import CHECKPOINT_NAMES, ModelFolder
 
 
@@ -48,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    try:
+    with exit_on_user_error():
         if args.command == "export":
             if args.output.suffix != ".zip":
                 raise UserError(f"--output {args.output}: name the model file <name>.zip")
@@ -68,9 +67,6 @@ def main(argv: list[str] | None = None) -> None:
             model = folders[0] if len(folders) == 1 else f"best dataset={manifest.dataset}" if is_best else args.file
             print(f"Installed {args.file} into {args.results / manifest.dataset}\n  predict: python predict.py "
                   f"model={model} input=<images> output=<folder>")
-    except UserError as e:
-        print(f"nnlight: error: {e}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -51,11 +51,7 @@ class ModelManifest:
         return [*self.members, *self.requires]
 
     def to_json(self) -> dict[str, Any]:
-        rules = None
-        if self.postprocessing is not None:
-            rules = {"keep_largest_foreground": self.postprocessing.keep_largest_foreground,
-                     "keep_largest_per_label": [list(v) if isinstance(v, tuple) else v
-                                                for v in self.postprocessing.keep_largest_per_label]}
+        rules = None if self.postprocessing is None else self.postprocessing.to_json()
         return {"format": FORMAT, "nnlight": __version__, "dataset": self.dataset,
                 "members": [{"model": m.model, "folds": m.folds} for m in self.members],
                 "requires": [{"model": m.model, "folds": m.folds} for m in self.requires],
@@ -70,10 +66,7 @@ class ModelManifest:
             members, requires = ([ZipMember(str(m["model"]), [str(f) for f in m["folds"]])
                                   for m in data.get(key, [])] for key in ("members", "requires"))
             return cls(str(data["dataset"]), members, data["checkpoint"],
-                       None if rules is None else PostprocessingRules(
-                           bool(rules["keep_largest_foreground"]),
-                           [tuple(v) if isinstance(v, list) else int(v) for v in rules["keep_largest_per_label"]]),
-                       requires)
+                       None if rules is None else PostprocessingRules.from_json(rules), requires)
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{where}: not an nnlight model file ({e!r})") from None
 

@@ -103,7 +103,6 @@ class NnunetModel:
     choices: TrainingChoices
     networks: list[torch.nn.Module]
     fold_folders: list[Path]
-    dataset_json: Path
     postprocessing: PostprocessingRules | None
 
 
@@ -134,7 +133,6 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None,
                         f"nnlight predicts models of nnUNetTrainer and these variants: "
                         f"{', '.join(sorted(n for n in NNUNET_TRAINERS if n != 'nnUNetTrainer'))}")
     configuration = str(header.get("init_args", {}).get("configuration") or folder.name.rsplit("__", 1)[-1])
-    dataset_json_path = folder / "dataset.json"
     plans = plans_from_nnunet(load_json(folder / "plans.json"), str(folder / "plans.json"))
     if configuration not in plans.configurations:
         raise UserError(f"{folder / 'plans.json'}: has no configuration {configuration!r} (the checkpoint's); "
@@ -143,7 +141,7 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None,
     if conf.previous_stage:
         raise UserError(f"{folder}: {configuration} is a cascade stage (it needs {conf.previous_stage}'s "
                         "predictions); nnlight does not import nnU-Net cascades yet")
-    plan = configuration_values(plans, conf, load_dataset_json(dataset_json_path))
+    plan = configuration_values(plans, conf, load_dataset_json(folder / "dataset.json"))
     axes = header.get("inference_allowed_mirroring_axes")
     mirror_axes = tuple(range(conf.dimension)) if axes is None else tuple(int(a) for a in axes)
     choices = TrainingChoices(list(conf.patch_size), mirror_axes, NetworkOptions(norm=NNUNET_TRAINERS[trainer]))
@@ -158,8 +156,7 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None,
                             f"plans.json ({str(e).splitlines()[0]}); nnlight reads PlainConvUNet / "
                             "ResidualEncoderUNet models of nnU-Net's default trainer family") from None
         networks.append(network.eval())
-    return NnunetModel(plan, choices, networks, [folder / f"fold_{f}" for f in chosen], dataset_json_path,
-                       _postprocessing(folder))
+    return NnunetModel(plan, choices, networks, [folder / f"fold_{f}" for f in chosen], _postprocessing(folder))
 
 
 def _postprocessing(folder: Path) -> PostprocessingRules | None:

@@ -285,7 +285,7 @@ class Predictor:
         self.networks = [n.to(self.device) for n in networks]
         self.model_folders = list(model_folders)
         self.previous_stage = previous_stage
-        if (previous_stage is None) != (not self.facts.previous_stage):
+        if (previous_stage is not None) != bool(self.facts.previous_stage):
             raise UserError(f"{self.facts.dataset}/{self.facts.configuration}: a cascade stage needs its low-res "
                             "model to predict, and only a cascade stage takes one")
         self.preprocessing = preprocessing_settings_from_plan(plan)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import SimpleITK as sitk
 
-from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
+from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.files import atomic_write_json, load_json
 
 TASK_PATTERN = re.compile(r"^Task(\d{2,3})_(.+)$")
@@ -87,11 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", default="data/raw", help="raw datasets root (default: data/raw)")
     parser.add_argument("--id", type=int, default=None, help="dataset number (default: the task number)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         target = convert_msd(args.task_folder, args.raw, args.id)
-    except UserError as e:
-        print(f"nnlight: error: {e}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
     print(f"Converted to {target}")
 
 

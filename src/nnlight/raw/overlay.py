@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ from tqdm import tqdm
 
 from nnlight.raw.dataset import RawCase, open_raw_dataset
 from nnlight.raw.io import read_images, read_seg
-from nnlight.utils.errors import USER_ERROR_EXIT_CODE, DatasetProblems, UserError
+from nnlight.utils.errors import DatasetProblems, UserError, exit_on_user_error
 from nnlight.utils.files import atomic_write
 
 ALPHA = 0.5
@@ -69,11 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for <case>.png")
     parser.add_argument("--channel", type=int, default=0, help="image channel to show (default 0)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         written = plot_dataset_overlays(args.dataset, args.output, args.channel)
-    except UserError as e:
-        print(f"nnlight: error: {e}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
     print(f"Wrote {len(written)} overlay(s) to {args.output}")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -23,3 +25,13 @@ class DatasetProblems(UserError):
         lines = [f"Dataset {dataset} has {len(self.problems)} problem(s); nothing was written:"]
         lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+@contextlib.contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """For console scripts: a ``UserError`` ends the command with its one-line message and exit code 2."""
+    try:
+        yield
+    except UserError as e:
+        print(f"nnlight: error: {e}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
