@@ -1,19 +1,6 @@
 """Score predictions, cross-validation and the best configuration: ``python evaluate.py dataset=<Dataset>``."""
 
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-from nnlight.pipeline import run_stage
-from nnlight.pipeline.cli import check_command_line
-
-
-@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    run_stage("evaluate", cfg)
-
+from nnlight.commands import evaluate
 
 if __name__ == "__main__":
-    check_command_line(Path(__file__).parent / "configs", "evaluate")
-    main()
+    evaluate()

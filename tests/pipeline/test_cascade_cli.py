@@ -44,7 +44,7 @@ def test_the_cascade_without_low_res_predictions_names_the_folds_to_train(planne
     result = run_script("train.py", "plan=Dataset905_Cascade/3d_cascade_fullres", *BUDGET, roots=planned)
     assert result.returncode == 2
     assert "low-res predictions of 5 case(s) are missing" in result.stderr
-    assert "python train.py plan=Dataset905_Cascade/3d_lowres data.fold=0,1 -m" in result.stderr
+    assert "nnlight-train plan=Dataset905_Cascade/3d_lowres data.fold=0,1 -m" in result.stderr
     assert not (planned.results / "Dataset905_Cascade" / "3d_cascade_fullres").exists()
 
 

@@ -291,10 +291,10 @@ def test_mixed_precision_prediction_keeps_the_float32_argmax(trained: Roots, pre
 def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     evaluate = run_script("evaluate.py", "dataset=Dataset900_Demo", roots=roots)
-    assert evaluate.returncode == 2 and "no trained model" in evaluate.stderr and "python train.py" in evaluate.stderr
+    assert evaluate.returncode == 2 and "no trained model" in evaluate.stderr and "nnlight-train" in evaluate.stderr
     best = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={roots.raw}",
                       f"output={roots.results / 'out'}", roots=roots)
-    assert best.returncode == 2 and "python evaluate.py dataset=Dataset900_Demo" in best.stderr
+    assert best.returncode == 2 and "nnlight-evaluate dataset=Dataset900_Demo" in best.stderr
     missing_output = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={roots.raw}",
                                 roots=roots)
     assert missing_output.returncode == 2 and "output=" in missing_output.stderr

@@ -116,7 +116,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     models = find_trained_models(dataset_results, file_ending)
     if not models:
         raise UserError(f"{results_folder}: no trained model with validation predictions; train at least one fold "
-                        "(python train.py plan=<Dataset>/<configuration> data.fold=0); debug runs do not count")
+                        "(nnlight-train plan=<Dataset>/<configuration> data.fold=0); debug runs do not count")
     common = sorted(set.intersection(*(set(m.cases) for m in models)))
     if not common:
         raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
@@ -247,7 +247,7 @@ def load_best(results_folder: Path) -> tuple[list[tuple[Path, list[str]]], Postp
     """The selected models (folder, folds) and post-processing written by :func:`select_best`."""
     path = DatasetResults(results_folder).best_configuration
     if not path.is_file():
-        raise UserError(f"{path}: not found; run python evaluate.py dataset={results_folder.name} first to "
+        raise UserError(f"{path}: not found; run nnlight-evaluate dataset={results_folder.name} first to "
                         "select the best configuration")
     best = load_json(path)["selected"]
     return ([(results_folder / m["model"], list(m["folds"])) for m in best["members"]],

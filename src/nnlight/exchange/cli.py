@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
                                         args.folds)
             members = ", ".join(f"{m.model} (folds {', '.join(m.folds)})" for m in manifest.members)
             print(f"Wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB): {members}\n"
-                  f"  predict: python predict.py model={args.output} input=<images> output=<folder>")
+                  f"  predict: nnlight-predict model={args.output} input=<images> output=<folder>")
         elif args.command == "export-nnunet":
             target = export_to_nnunet(ModelFolder(args.results / args.dataset / args.model), args.output,
                                       args.checkpoint, args.folds)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             manifest, folders, is_best = install_model_zip(args.file, args.results)
             model = folders[0] if len(folders) == 1 else f"best dataset={manifest.dataset}" if is_best else args.file
-            print(f"Installed {args.file} into {args.results / manifest.dataset}\n  predict: python predict.py "
+            print(f"Installed {args.file} into {args.results / manifest.dataset}\n  predict: nnlight-predict "
                   f"model={model} input=<images> output=<folder>")
 
 

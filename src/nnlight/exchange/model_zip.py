@@ -166,7 +166,7 @@ def unpack(path: Path, target: Path) -> ModelManifest:
         for member in manifest.folders:
             if (target / member.model).exists():
                 raise UserError(f"{target / member.model} exists already; delete it to install {path} again, or "
-                                f"predict straight from the file: python predict.py model={path} ...")
+                                f"predict straight from the file: nnlight-predict model={path} ...")
         for name in names:
             destination = target / name
             destination.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from nnlight.benchmarking.suite import (
     sweep_overrides,
 )
 from nnlight.benchmarking.table import CASE_COLUMNS, RUN_COLUMNS, case_rows, run_row, to_csv
-from nnlight.pipeline.cli import compose_config, composition_problem
+from nnlight.pipeline.cli import CONFIG_DIR, compose_config, composition_problem
 from nnlight.pipeline.plan import planner_settings, resolve_raw_folder
 from nnlight.planning.export import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
@@ -41,9 +41,6 @@ from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json, write_if_changed
 from nnlight.utils.folders import RunFolder
 from nnlight.utils.parallel import die_with_parent
-
-ENTRY_POINTS = Path(__file__).resolve().parents[3]  # the checkout's train.py, plan.py and configs/
-CONFIGS = ENTRY_POINTS / "configs"
 
 
 @dataclass(frozen=True)
@@ -98,8 +95,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     suite = read_suite(OmegaConf.to_container(cfg.suite, resolve=True))  # type: ignore[arg-type]
     roots = Roots(*(Path(str(cfg.paths[k])).resolve() for k in ("raw", "preprocessed", "results")))
     roots.export()
-    if not (ENTRY_POINTS / "train.py").is_file():
-        raise UserError(f"{ENTRY_POINTS / 'train.py'} not found: benchmark.py runs from an nnlight checkout")
     check_variants(suite)
     generate = not cfg.dry_run
     raw_folders = {d.name: _raw_folder(d, roots.raw, generate) for d in suite.datasets if d.synthetic is None}
@@ -155,12 +150,12 @@ def check_variants(suite: Suite) -> None:
         for variant in suite.variants:
             overrides = [o for o in [*suite.variant_overrides(variant), *suite.launcher]
                          if not o.lstrip("+~").startswith("plan.")]
-            problem = composition_problem(CONFIGS, "train", [*overrides, "plan=_suite_check/stub", "data.fold=0",
+            problem = composition_problem(CONFIG_DIR, "train", [*overrides, "plan=_suite_check/stub", "data.fold=0",
                                                              f"hydra.searchpath=[file://{scratch}]"])
             if problem:
                 raise UserError(f"suite {suite.name}, variant {variant}: {problem}")
     for dataset in suite.datasets:
-        problem = composition_problem(CONFIGS, "plan",
+        problem = composition_problem(CONFIG_DIR, "plan",
                                       ["dataset=_", f"planner={dataset.planner}", *suite.plan_overrides])
         if problem:
             raise UserError(f"suite {suite.name}, planning {dataset.name}: {problem}")
@@ -168,7 +163,7 @@ def check_variants(suite: Suite) -> None:
 
 def _planner(preset: str) -> tuple[str, str]:
     """(plans name, config suffix) of a planner preset (checked to exist by :func:`check_variants`)."""
-    settings = planner_settings(compose_config(CONFIGS, "plan", ["dataset=_", f"planner={preset}"]))
+    settings = planner_settings(compose_config(CONFIG_DIR, "plan", ["dataset=_", f"planner={preset}"]))
     return settings.plans_name, settings.config_suffix
 
 
@@ -203,12 +198,12 @@ def _plan(raw_folder: Path, overrides: list[str]) -> None:
     from nnlight.pipeline import plan
 
     print(f"\nPlanning {raw_folder.name} ({' '.join(overrides)}) ...")
-    plan.run(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", *overrides]))
+    plan.run(compose_config(CONFIG_DIR, "plan", [f"dataset={raw_folder}", *overrides]))
 
 
 def run_folder(overrides: list[str]) -> RunFolder:
     """The folder train.py gives a run with these overrides (Hydra composes the name, as in train.py)."""
-    cfg = compose_config(CONFIGS, "train", overrides)
+    cfg = compose_config(CONFIG_DIR, "train", overrides)
     hydra = HydraConfig.instance()
     previous = hydra.cfg
     hydra.set_config(cfg)
@@ -263,13 +258,13 @@ def _print_overhead(planning: float, training: float, trained: list[RunFolder]) 
 
 
 def _start_sweep(suite: Suite, runs: list[SuiteRun], log: Path) -> subprocess.Popen:
-    command = [sys.executable, str(ENTRY_POINTS / "train.py"), "-m", *sweep_overrides(suite, runs)]
+    command = [sys.executable, "-m", "nnlight", "train", "-m", *sweep_overrides(suite, runs)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as handle:
         handle.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
         handle.flush()
         parent = os.getpid()
-        return subprocess.Popen(command, cwd=ENTRY_POINTS, stdout=handle, stderr=subprocess.STDOUT,
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: die_with_parent(parent))
 
 

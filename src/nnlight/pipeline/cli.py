@@ -7,10 +7,12 @@ refuse; composing once here first (every value of a sweep included) catches thos
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -20,6 +22,10 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE
+
+# The configs ship inside the package (``nnlight.configs``: the checkout's top-level configs/ folder, mapped by
+# pyproject.toml), so an installed wheel works from any folder without the source tree
+CONFIG_DIR = Path(str(importlib.resources.files("nnlight.configs")))
 
 # Hydra's own flags (--cfg job, --info, -cn ...) go straight to Hydra
 _HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--config-path", "-cp", "--config-name", "-cn",
@@ -93,7 +99,9 @@ def compose_config(config_dir: Path, config_name: str, overrides: list[str]) -> 
     """The config an entry point would run with (``hydra`` node included), composed outside any run."""
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        with warnings.catch_warnings(), initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            # a plan folder not made yet is no mistake here (Hydra warns of it); a missing plan is reported instead
+            warnings.filterwarnings("ignore", "provider=hydra.searchpath", UserWarning)
             return compose(config_name, overrides=overrides, return_hydra_config=True)
     finally:
         GlobalHydra.instance().clear()
@@ -121,9 +129,11 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
 def _composition_problem(config_dir: Path, config_name: str, overrides: list[str], error: Exception) -> str:
     text = str(error)
     if text.startswith("You must specify 'plan'"):
-        planned = _plan_options(config_dir, config_name)
-        return ("plan=<Dataset>/<configuration> is required; planned so far: "
-                f"{', '.join(planned) or 'none (run python plan.py dataset=<Dataset> first)'}")
+        planned = ', '.join(_plan_options(config_dir, config_name)) or 'none (run plan.py dataset=<Dataset> first)'
+        chosen = [o for o in overrides if o.split("=")[0] == "plan"]
+        if chosen:  # Hydra says "must specify" when no plan folder exists at all
+            return f"{chosen[0]}: no such plan; planned so far: {planned}"
+        return f"plan=<Dataset>/<configuration> is required; planned so far: {planned}"
     if text.startswith("Could not override '"):
         key = text.split("'")[1]
         parent = key.rpartition(".")[0]
@@ -191,8 +201,10 @@ def help_text(config_dir: Path, config_name: str) -> str:
         if isinstance(entry, dict):
             defaults.update({str(k): v for k, v in entry.items()})
     primary.pop("hydra", None)  # type: ignore[union-attr]
-    usage = next((line.lstrip("# ") for line in (config_dir / f"{config_name}.yaml").read_text().splitlines()
-                  if line.startswith("# python")), f"python {config_name}.py key=value ...")
+    program = _program(config_name)
+    usage = next((line.lstrip("# ").replace(f"python {config_name}.py", program)
+                  for line in (config_dir / f"{config_name}.yaml").read_text().splitlines()
+                  if line.startswith("# python")), f"{program} key=value ...")
     lines = [f"usage: {usage}", "", "Config groups (choose with group=option; * = default):"]
     for group, default in defaults.items():
         if group in ("hydra", "_self_"):
@@ -205,9 +217,15 @@ def help_text(config_dir: Path, config_name: str) -> str:
     lines += ["", "Values (key=value; a group's own values as group.key, e.g. trainer.max_epochs=100):",
               textwrap.fill(", ".join(values), 116, initial_indent="  ", subsequent_indent="  "),
               "A sweep runs every combination: -m key=a,b,c", "",
-              f"Every value of the composed config: python {config_name}.py <your overrides> --cfg job",
+              f"Every value of the composed config: {program} <your overrides> --cfg job",
               "Hydra's own options: --hydra-help"]
     return "\n".join(lines)
+
+
+def _program(config_name: str) -> str:
+    """The command as the user typed it: ``nnlight-train`` (console script) or ``python train.py`` (checkout)."""
+    name = Path(sys.argv[0]).name
+    return name if name.startswith("nnlight-") else f"python {config_name}.py"
 
 
 def plan_file_problem(path: Path) -> str | None:

@@ -18,7 +18,7 @@ from nnlight.utils.folders import DatasetResults, PredictionFolder
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    dataset = str(required(cfg, "dataset", "python evaluate.py dataset=Dataset104_DRIVE"))
+    dataset = str(required(cfg, "dataset", "nnlight-evaluate dataset=Dataset104_DRIVE"))
     raw_folder = resolve_raw_folder(dataset, Path(cfg.paths.raw))
     if not (raw_folder / "dataset.json").is_file():
         raise UserError(f"{raw_folder / 'dataset.json'}: not found; evaluation reads the labels and file ending "
@@ -49,5 +49,5 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print("\n" + results_table(result))
     folder = DatasetResults(results)
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"
-          f"  use it: python predict.py model=best dataset={raw_folder.name} input=<images> output=<folder>")
+          f"  use it: nnlight-predict model=best dataset={raw_folder.name} input=<images> output=<folder>")
     return result

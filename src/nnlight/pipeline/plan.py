@@ -75,7 +75,7 @@ def _name_only(dataset: str, raw_root: Path) -> str:
 
 
 def run(cfg: DictConfig) -> PlanResult:
-    dataset = str(required(cfg, "dataset", "python plan.py dataset=Dataset101_BraTS2015Mini"))
+    dataset = str(required(cfg, "dataset", "nnlight-plan dataset=Dataset101_BraTS2015Mini"))
     raw_root = Path(cfg.paths.raw)
     preprocessed_root = Path(cfg.paths.preprocessed)
     settings = planner_settings(cfg)
@@ -153,7 +153,7 @@ def transferred_plans(source: str, target: str, dataset_json: DatasetJson, prepr
             sorted(preprocessed_root.glob(f"Dataset{int(source):03d}_*")) if source.isdigit() else []
         path = (matches[0] if matches else preprocessed_root / source) / f"{plans_name}.json"
     if not path.is_file():
-        raise UserError(f"plans_from={source}: {path} not found; plan the source dataset first (python plan.py "
+        raise UserError(f"plans_from={source}: {path} not found; plan the source dataset first (nnlight-plan "
                         f"dataset={source}), or give the path of its plans .json")
     plans = plans_from_nnunet(load_json(path), str(path))
     channels = {len(c.normalization_schemes) for c in plans.configurations.values()}

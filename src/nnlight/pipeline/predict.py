@@ -36,7 +36,7 @@ class _Models:
 
 
 def _models(cfg: DictConfig, scratch: Path) -> _Models:
-    model = str(required(cfg, "model", "python predict.py model=<results>/<Dataset>/<configuration>/<experiment>"))
+    model = str(required(cfg, "model", "nnlight-predict model=<results>/<Dataset>/<configuration>/<experiment>"))
     folds = None if cfg.folds is None else [str(f) for f in OmegaConf.to_container(cfg.folds)] \
         if OmegaConf.is_list(cfg.folds) else [str(cfg.folds)]
     if model == "best":
@@ -148,8 +148,8 @@ def run(cfg: DictConfig) -> dict:
 
 def _run(cfg: DictConfig, scratch: Path) -> dict:
     options = _options(cfg)
-    input_folder = Path(str(required(cfg, "input", "python predict.py model=... input=<folder of images> output=...")))
-    output = Path(str(required(cfg, "output", "python predict.py model=... input=... output=<folder>")))
+    input_folder = Path(str(required(cfg, "input", "nnlight-predict model=... input=<folder of images> output=...")))
+    output = Path(str(required(cfg, "output", "nnlight-predict model=... input=... output=<folder>")))
     _check_output(output, input_folder)
     models = _models(cfg, scratch)
     if models.checkpoint is not None:

@@ -121,7 +121,7 @@ def render_config(body: str, plans: Plans, plan: ConfigurationPlan, config_name:
     header = [
         f"# nnlight plan for {plans.dataset_name} / {plan.name} — generated, values only.",
         f"# nnlight {__version__} | planner preset {plans.planner!r} ({plans.plans_name}) | {provenance} | {now}",
-        f"# Use: python train.py plan={plans.dataset_name}/{config_name}  (override values: plan.batch_size=4)",
+        f"# Use: nnlight-train plan={plans.dataset_name}/{config_name}  (override values: plan.batch_size=4)",
     ]
     header += [f"# why: {note}" for note in plan.notes]
     header.append(f"# content-sha256: {_sha(body)}  (edited files are kept on re-plan; overwrite_configs=true "

@@ -34,7 +34,7 @@ class DatasetFacts:
                        tuple(bool(u) for u in plan["use_mask_for_norm"]), plan.get("previous_stage"))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{where}: not a plan written by plan.py (missing or malformed {e}); re-run "
-                            "python plan.py dataset=<Dataset> overwrite_configs=true") from None
+                            "nnlight-plan dataset=<Dataset> overwrite_configs=true") from None
 
     @property
     def num_channels(self) -> int:

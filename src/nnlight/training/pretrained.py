@@ -64,7 +64,7 @@ def check_fits(pretrained: PretrainedWeights, target: Mapping[str, torch.Tensor]
     if missing or unexpected:
         raise UserError(f"init_from={pretrained.source}: another architecture (missing here: {missing[:3]}, "
                         f"unknown here: {unexpected[:3]}); plan this dataset with the source's plans first: "
-                        "python plan.py dataset=<target> plans_from=<source dataset>")
+                        "nnlight-plan dataset=<target> plans_from=<source dataset>")
     fresh, heads = [], []
     for key, tensor in target.items():
         shape, source_shape = tuple(tensor.shape), tuple(weights[key].shape)
@@ -78,7 +78,7 @@ def check_fits(pretrained: PretrainedWeights, target: Mapping[str, torch.Tensor]
         else:
             raise UserError(f"init_from={pretrained.source}: {key} has shape {list(source_shape)} there but "
                             f"{list(shape)} here (another architecture); plan this dataset with the source's plans: "
-                            "python plan.py dataset=<target> plans_from=<source dataset>")
+                            "nnlight-plan dataset=<target> plans_from=<source dataset>")
     if heads:
         outputs = weights[heads[0]].shape[0], target[heads[0]].shape[0]
         fresh.append(f"segmentation heads initialised afresh ({len(heads)} tensors: {outputs[0]} outputs in the "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -83,3 +84,18 @@ def logging_output_to(path: Path | None, deferred: bool = False) -> Iterator[Non
         sys.stdout, sys.stderr = stdout, stderr
         if not (deferred and refused):
             log.write_lines([], final=True)  # the folder may have appeared since the last line
+
+
+class _NoAdvertisement(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def lightning_logs_once() -> None:
+    """Lightning prints its INFO lines through a console handler of its own and again through the root logger
+    Hydra set up for a run (console and train.log): keep Hydra's, and leave out Lightning's advertising tip."""
+    if logging.getLogger().handlers:
+        logging.getLogger("lightning").handlers.clear()
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdvertisement) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdvertisement())

@@ -1,0 +1,83 @@
+"""The commands ``nnlight-plan``, ``nnlight-train``, ``nnlight-predict``, ``nnlight-evaluate``, ``nnlight-benchmark``
+(also ``python -m nnlight <command>`` and a checkout's ``plan.py`` etc.): each checks its command line, then hands
+the composed config to its stage.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
+from nnlight.pipeline import run_stage
+from nnlight.pipeline.cli import CONFIG_DIR, check_command_line
+from nnlight.utils.errors import USER_ERROR_EXIT_CODE
+
+
+def _plan(cfg: DictConfig) -> None:
+    run_stage("plan", cfg)
+
+
+def _train(cfg: DictConfig) -> float | None:
+    return run_stage("train", cfg)
+
+
+def _predict(cfg: DictConfig) -> None:
+    run_stage("predict", cfg)
+
+
+def _evaluate(cfg: DictConfig) -> None:
+    run_stage("evaluate", cfg)
+
+
+def _benchmark(cfg: DictConfig) -> None:
+    run_stage("benchmark", cfg)
+
+
+# command (also the name of its config in configs/) -> the task Hydra runs: module-level, so a cluster launcher
+# can pickle it; train's return value is what a sweeper optimizes
+COMMANDS = {"plan": _plan, "train": _train, "predict": _predict, "evaluate": _evaluate, "benchmark": _benchmark}
+
+
+def _run(command: str) -> None:
+    check_command_line(CONFIG_DIR, command)
+    task = COMMANDS[command]
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(task)()
+
+
+def plan() -> None:
+    """``nnlight-plan dataset=<folder | DatasetXXX_Name | id>``: verify, fingerprint, plan, preprocess."""
+    _run("plan")
+
+
+def train() -> None:
+    """``nnlight-train plan=<Dataset>/<configuration> data.fold=0``: train one fold."""
+    _run("train")
+
+
+def predict() -> None:
+    """``nnlight-predict model=<folder>|best input=<images> output=<folder>``: segment images."""
+    _run("predict")
+
+
+def evaluate() -> None:
+    """``nnlight-evaluate dataset=<Dataset>``: cross-validation results and the best configuration."""
+    _run("evaluate")
+
+
+def benchmark() -> None:
+    """``nnlight-benchmark suite=<name>``: a benchmark suite end to end."""
+    _run("benchmark")
+
+
+def main() -> None:
+    """``python -m nnlight <command> key=value ...``."""
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(f"usage: python -m nnlight {{{','.join(COMMANDS)}}} key=value ...  (--help after a command lists "
+              "its options)", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    command = sys.argv.pop(1)
+    sys.argv[0] = f"nnlight-{command}"
+    _run(command)
