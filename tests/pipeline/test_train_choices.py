@@ -75,6 +75,8 @@ def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(r
     (["data.oversampling=sometimes"], "data.oversampling='sometimes': expected one of 'last_in_batch'"),
     (["+trainer.max_epoch=3"], "trainer.max_epoch: not a Lightning Trainer argument"),
     (["data.patch_size=[30,30,30]"], "data.patch_size=[30, 30, 30] does not fit the planned network"),
+    (["+logger.images_every_n_epochs=5"], "logger.images_every_n_epochs=5: none of the chosen loggers shows images"),
+    (["logger=tensorboard", "logger.images_every_n_epochs=0"], "logger.images_every_n_epochs=0: use a whole number"),
 ])
 def test_a_wrong_value_is_named_before_training(roots: Roots, overrides: list[str], expected: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,10 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 import SimpleITK as sitk
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nnlight.training.images import TAG
+from nnlight.utils.overlays import GAP, TITLE_BAND, panel_scale
 from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
 
 
@@ -49,6 +53,20 @@ def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) 
     assert validation["mirroring"] is False and validation["max_cases"] == 1
     log = (run / "train.log").read_text()  # what the run printed, kept: Lightning's lines and the summary
     assert "Trainer.fit" in log and "Training done (2 epochs)" in log and "validation Dice:" in log
+    printed = result.stdout + result.stderr  # Lightning's lines once (not also through its own handler), no advert
+    assert printed.count("Seed set to") == 1 and "litlogger" not in printed
+    # the validated case's picture: rows of (image | label | prediction) slices of the raw image's size, enlarged
+    pngs = list((run / "validation_overlays").glob("*.png"))
+    validated = json.loads((run / "validation" / "summary.json").read_text())["metric_per_case"]
+    assert [p.stem for p in pngs] == [c["case"] for c in validated]
+    height, width = matplotlib.image.imread(pngs[0]).shape[:2]
+    image = sitk.ReadImage(planned_roots.raw / "Dataset900_Demo" / "imagesTr" / f"{pngs[0].stem}_0000.nii.gz")
+    x, y, _ = image.GetSize()
+    scale = panel_scale((y, x))
+    assert width == 3 * x * scale + 2 * GAP
+    rows = (height - TITLE_BAND + GAP) / (y * scale + GAP)
+    assert rows in (1, 2, 3)
+    assert printed.count("Seed set to") == 1 and "litlogger" not in printed
 
 
 def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_roots: Roots) -> None:
@@ -127,7 +145,7 @@ def test_missing_preprocessed_data_names_the_fix(planned_roots: Roots, tmp_path:
     result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", roots=roots)
     assert result.returncode == 2
     assert "nnUNetPlans_2d: no preprocessed data" in result.stderr
-    assert "python plan.py dataset=Dataset900_Demo" in result.stderr and "Traceback" not in result.stderr
+    assert "nnlight-plan dataset=Dataset900_Demo" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_hand_broken_plan_architecture_names_the_fix(planned_roots: Roots, tmp_path: Path) -> None:
@@ -148,14 +166,24 @@ def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned
     common = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=1", "data.iterations_per_epoch=1",
               "validation.enabled=false"]
     for fold, logger in enumerate(("tensorboard", "wandb")):  # no W&B account or network on the test machines
-        result = run_script("train.py", *common, f"logger={logger}", f"data.fold={fold}", roots=planned_roots)
+        result = run_script("train.py", *common, f"logger={logger}", f"data.fold={fold}",
+                            "logger.images_every_n_epochs=1", roots=planned_roots)
         assert result.returncode == 0, result.stderr[-3000:]
     # the logger does not change what is trained, so it is not in the name (validation.enabled is)
     model = planned_roots.results / "Dataset900_Demo" / "2d" / \
         "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1,validation.enabled=false]"
-    assert list((model / "fold_0" / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    events = list((model / "fold_0" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    accumulator = EventAccumulator(str(events[0]), size_guidance={"images": 0})
+    accumulator.Reload()
+    pictures = accumulator.Images(TAG)  # the validation patch (image | label | prediction) of the one epoch
+    patch = json.loads((model / "fold_0" / "plan.json").read_text())["patch_size"]
+    side = panel_scale(tuple(patch))
+    assert len(pictures) == 1 and (pictures[0].height, pictures[0].width) == \
+        (patch[0] * side, 3 * patch[1] * side + 2 * GAP)
     offline_runs = list((model / "fold_1" / "wandb").glob("offline-run-*"))
     assert offline_runs and list(offline_runs[0].glob("run-*.wandb")), "no offline W&B run"
+    assert list(offline_runs[0].glob("files/media/images/validation/patch_*.png")), "no picture logged to W&B"
     run = model / "fold_1"
     assert (run / "logs" / "metrics.csv").is_file()
 

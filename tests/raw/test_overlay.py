@@ -5,22 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image
-import numpy as np
 import pytest
 
-from nnlight.raw.overlay import main, overlay
-
-
-def test_labels_are_coloured_over_a_grayscale_image() -> None:
-    image = np.linspace(0, 1, 20 * 30).reshape(20, 30)
-    labels = np.zeros((20, 30), np.int8)
-    labels[5:10, 5:10], labels[12:15, 20:25] = 1, 2
-    rgb = overlay(image, labels)
-    assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8
-    background = rgb[labels == 0]
-    assert (background[:, 0] == background[:, 1]).all() and (background[:, 1] == background[:, 2]).all()  # gray
-    one, two = rgb[7, 7].astype(int), rgb[13, 22].astype(int)
-    assert np.ptp(one) > 20 and np.ptp(two) > 20 and not np.array_equal(one, two)  # coloured, one colour per label
+from nnlight.raw.overlay import main
 
 
 @pytest.mark.parametrize("fixture", ["demo_3d", "demo_2d"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,6 @@ def component(node: DictConfig, where: str, base: type) -> Component:
     return Component(cls, arguments, where)
 
 
-def components(group: DictConfig | None, where: str, base: type) -> list[Component]:
+def components(group: Mapping[str, Any] | None, where: str, base: type) -> list[Component]:
     """Every entry of a ``name: {_target_: ..., args}`` group (callbacks, loggers), in config order."""
     return [component(entry, f"{where}.{name}", base) for name, entry in (group or {}).items()]

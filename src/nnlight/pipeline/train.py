@@ -41,6 +41,7 @@ from nnlight.pipeline.run_record import (
 from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
+from nnlight.training.images import ValidationImages
 from nnlight.training.pretrained import load_pretrained
 from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
@@ -49,10 +50,12 @@ from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import RunFolder
 from nnlight.utils.provenance import device_name, source_revision
+from nnlight.utils.run_log import lightning_logs_once
 
 
 def run(cfg: DictConfig) -> float | None:
     """Check everything, then train, validate and report — or, for a run that finished before, only report."""
+    lightning_logs_once()
     hydra = HydraConfig.get()
     run_folder = RunFolder(Path(hydra.runtime.output_dir))
     setup = _prepare_or_remove(cfg, run_folder, Path(cfg.paths.results))
@@ -73,7 +76,10 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     data, task = build_data(setup), build_task(setup)
     monitor = ResourceMonitor()
     run_hash = config_hash(identity)
-    trainer = build_trainer(setup, run_folder, [monitor, RunIdentity(run_hash)])
+    own_callbacks: list[L.Callback] = [monitor, RunIdentity(run_hash)]
+    if setup.images_every_n_epochs:
+        own_callbacks.append(ValidationImages(setup.images_every_n_epochs, setup.facts.layout))
+    trainer = build_trainer(setup, run_folder, own_callbacks)
     if trainer.is_global_zero:
         write_run_files(setup, run_folder, cfg, identity, debug)
     resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash)
@@ -205,7 +211,8 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
             setup.plan, setup.facts.layout, choices.tile_size, choices.mirror_axes if options.mirroring else (),
             options.step_size, inference_precision("auto", choices.precision, device)),
             task.network, setup.facts.network_input_channels, device),
-        previous_stage=setup.previous_stage, next_stage=setup.next_stage),
+        previous_stage=setup.previous_stage, next_stage=setup.next_stage,
+        overlays=run_folder.validation_overlays if options.overlays else None),
         run_folder.validation, device)
     return {"validation_dice": result["foreground_mean"]["Dice"],
             "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()}}
@@ -232,8 +239,10 @@ def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainS
         per_label = ", ".join(f"{names.get(k, k)} {v:.3f}" for k, v in summary["validation_dice_per_label"].items())
         lines.append(f"  validation Dice: {summary['validation_dice']:.3f} (mean over labels: {per_label}) -> "
                      f"{run_folder.validation_summary}")
-    lines += [f"  next: python evaluate.py dataset={dataset}   (compares the trained configurations)",
-              f"        python predict.py \"model='{run_folder.path.parent}'\" input=<images> output=<folder>"]
+        if setup.validation.overlays:
+            lines.append(f"  pictures:    {run_folder.validation_overlays}/<case>.png (image | label | prediction)")
+    lines += [f"  next: nnlight-evaluate dataset={dataset}   (compares the trained configurations)",
+              f"        nnlight-predict \"model='{run_folder.path.parent}'\" input=<images> output=<folder>"]
     print("\n".join(lines))
 
 

@@ -27,6 +27,7 @@ from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, plans_from_nnunet
 from nnlight.preprocessing.store import completed_cases
+from nnlight.training.images import IMAGE_LOGGERS
 from nnlight.training.losses import LossSettings, check_loss_fits
 from nnlight.training.pretrained import PretrainedWeights, check_fits, read_pretrained
 from nnlight.training.validation import NextStage, ValidationOptions
@@ -50,6 +51,7 @@ class TrainSetup:
     scheduler: Component
     callbacks: list[Component]
     loggers: list[Component]
+    images_every_n_epochs: int | None  # a validation patch's picture to the image loggers every N epochs
     trainer: dict[str, Any]  # Lightning Trainer arguments
     compile: bool
     validation: ValidationOptions
@@ -74,7 +76,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     preprocessed = Path(cfg.paths.preprocessed) / facts.dataset
     if not (preprocessed / str(plan["data_identifier"])).is_dir():
         raise UserError(f"{preprocessed / plan['data_identifier']}: no preprocessed data; run "
-                        f"python plan.py dataset={facts.dataset}")
+                        f"nnlight-plan dataset={facts.dataset}")
     architecture = _architecture(plan)
     data = settings_from_config(DataSettings, cfg.data, "data")
     check_fold(data.fold, preprocessed)
@@ -89,6 +91,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
                                            own_model.path.name if own_model else "baseline")
     previous = _previous_stage(dataset_results, previous_model, facts, data.fold, preprocessed,
                                str(plan["data_identifier"])) if previous_model else None
+    loggers, images_every = _loggers(cfg.get("logger"))
     return TrainSetup(
         plan=plan, facts=facts, architecture=architecture, preprocessed_dataset=preprocessed,
         raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
@@ -96,12 +99,28 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
         network=network, loss=loss,
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
         callbacks=components(cfg.get("callbacks"), "callbacks", L.Callback),
-        loggers=components(cfg.get("logger"), "logger", Logger), trainer=trainer, compile=compile_network,
+        loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
         validation=settings_from_config(ValidationOptions, cfg.validation, "validation"), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
         pretrained=_pretrained(cfg.get("init_from"), architecture, facts, network), previous_stage=previous,
         previous_stage_model=previous_model,
         next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
+
+
+def _loggers(group: DictConfig | None) -> tuple[list[Component], int | None]:
+    """The logger group's loggers, and how often they receive a picture of a validation patch: its own key
+    ``images_every_n_epochs`` (null: never), refused where no chosen logger can show images."""
+    entries = dict(group or {})
+    every = entries.pop("images_every_n_epochs", None)
+    loggers = components(entries, "logger", Logger)  # type: ignore[arg-type]
+    if every is None:
+        return loggers, None
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise UserError(f"logger.images_every_n_epochs={every}: use a whole number of epochs >= 1, or null for none")
+    if not any(issubclass(c.cls, IMAGE_LOGGERS) for c in loggers):
+        raise UserError(f"logger.images_every_n_epochs={every}: none of the chosen loggers shows images; use "
+                        "logger=tensorboard or logger=wandb")
+    return loggers, every
 
 
 def _previous_stage_model(option: str | None, facts: DatasetFacts, experiment_folder: str) -> str | None:
@@ -130,7 +149,7 @@ def _previous_stage(dataset_results: Path, model_name: str, facts: DatasetFacts,
         raise UserError(
             f"{model.predicted_next_stage}: the low-res predictions of {len(missing)} case(s) are missing "
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the cascade trains on them. Train "
-            f"(and validate) those low-res folds first: python train.py plan={facts.dataset}/{configuration} "
+            f"(and validate) those low-res folds first: nnlight-train plan={facts.dataset}/{configuration} "
             f"data.fold={','.join(map(str, folds))}{' -m' if len(folds) > 1 else ''} with this run's overrides, "
             "or point previous_stage=<configuration>/<experiment> at another low-res model")
     return PreviousStage(model.predicted_next_stage, facts.previous_stage_labels)

@@ -1,8 +1,7 @@
 """``nnlight-plot-overlays``: one PNG per training case, the image with its labels drawn over it, to check a
 dataset's labels by eye before planning (nnU-Net's ``nnUNetv2_plot_overlay_pngs``).
 
-For 3D cases the slice (along the first axis) with the most foreground is shown; intensities are scaled between
-the channel's 0.5th and 99.5th percentiles; each label value gets its own colour at half opacity.
+For 3D cases the slice (along the first axis) with the most foreground is shown (colours: ``nnlight.utils.overlays``).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import argparse
 import io
 from pathlib import Path
 
-import matplotlib
 import matplotlib.image
 import numpy as np
 from tqdm import tqdm
@@ -20,20 +18,7 @@ from nnlight.raw.dataset import RawCase, open_raw_dataset
 from nnlight.raw.io import read_images, read_seg
 from nnlight.utils.errors import DatasetProblems, UserError, exit_on_user_error
 from nnlight.utils.files import atomic_write
-
-ALPHA = 0.5
-
-
-def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """RGB ``(y, x, 3)`` uint8: a grayscale ``(y, x)`` image with the ``(y, x)`` label map coloured over it."""
-    low, high = np.percentile(image, [0.5, 99.5])
-    gray = np.clip((image - low) / max(high - low, 1e-8), 0, 1)
-    rgb = np.repeat(gray[..., None], 3, axis=-1)
-    colours = matplotlib.colormaps["tab10"]
-    for i, value in enumerate(v for v in np.unique(labels) if v > 0):
-        mask = labels == value
-        rgb[mask] = (1 - ALPHA) * rgb[mask] + ALPHA * np.array(colours(i % 10)[:3])
-    return (rgb * 255).round().astype(np.uint8)
+from nnlight.utils.overlays import overlay
 
 
 def case_overlay(case: RawCase, kind: str, channel: int = 0) -> np.ndarray:

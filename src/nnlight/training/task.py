@@ -75,13 +75,15 @@ class SegmentationTask(L.LightningModule):
                  sync_dist=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, Sequence[torch.Tensor]], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, Sequence[torch.Tensor]], batch_idx: int) -> torch.Tensor:
+        """Logs the loss and counts the pseudo Dice; returns the full-resolution logits (for ValidationImages)."""
         images, targets = batch
         outputs = self(images)
         loss = self.loss(outputs, targets)
         self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0],
                  sync_dist=True)
         self.pseudo_dice.update(outputs[0], targets[0])
+        return outputs[0].detach()
 
     def on_validation_epoch_end(self) -> None:
         dice = self.pseudo_dice.per_class()  # summed over all ranks: the same value everywhere

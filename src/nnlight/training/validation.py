@@ -3,7 +3,8 @@
 Cases are predicted from the case store (already preprocessed) with the sliding window, written in the
 original geometry into ``validation/`` and compared with ``labelsTr`` of the raw dataset; ``summary.json``
 holds per-case and mean Dice/IoU per label (nnU-Net's definitions), with HD95 and normalized surface Dice
-unless ``surface_metrics=false``. Finished cases are skipped on rerun.
+unless ``surface_metrics=false``. Each scored case also gets a picture (image | label | prediction on a few slices,
+with its Dice) in the run's ``validation_overlays/``. Finished cases are skipped on rerun.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from nnlight.inference.export import (
 from nnlight.inference.predictor import InferenceSettings, export_scores, predict_preprocessed
 from nnlight.preprocessing.resampling import resample_logits
 from nnlight.preprocessing.store import load_case
-from nnlight.raw.io import read_seg, reader_kind
+from nnlight.raw.io import read_image_file, read_seg, reader_kind
+from nnlight.raw.labels import label_key
 from nnlight.utils.files import atomic_write, atomic_write_json
 from nnlight.utils.folders import PredictionFolder
+from nnlight.utils.overlays import comparison, foreground_slices, mean_dice, titled_png
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ValidationOptions:
     surface_metrics: bool = True  # HD95 and normalized surface Dice besides Dice and IoU
     tolerance_mm: float = 1.0  # normalized surface Dice tolerance
     max_cases: int | None = None  # only the first N validation cases (the debug profiles' quick check: 1)
+    overlays: bool = True  # validation_overlays/<case>.png: image | label | prediction with the case's Dice
 
     def __post_init__(self) -> None:
         if self.max_cases is not None and self.max_cases < 1:
@@ -74,6 +78,7 @@ class ValidationSettings:
     save_probabilities: bool = False  # <case>.npz beside each segmentation: what configuration ensembles average
     previous_stage: PreviousStage | None = None  # the cascade: low-res segmentations as extra input channels
     next_stage: NextStage | None = None
+    overlays: Path | None = None  # <run>/validation_overlays: a picture per scored case
 
 
 def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: ValidationSettings, out_folder: Path,
@@ -107,11 +112,31 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
         reference_file = settings.raw_labels / f"{case_id}{file_ending}"
         if reference_file.is_file():
             reference, geometry = read_seg(reference_file, kind)
-            per_case[case_id] = score_case(reference[0], prediction.reshape(reference.shape[1:]), geometry.spacing,
-                                           settings.scoring)
+            prediction = prediction.reshape(reference.shape[1:])
+            per_case[case_id] = score_case(reference[0], prediction, geometry.spacing, settings.scoring)
+            if settings.overlays is not None:
+                _write_overlay(settings, case_id, reference[0], prediction, per_case[case_id])
     summary = summarize(per_case)
     atomic_write_json(PredictionFolder(out_folder).summary, summary)
     return summary
+
+
+def _write_overlay(settings: ValidationSettings, case_id: str, reference: np.ndarray, prediction: np.ndarray,
+                   metrics: dict[str, dict[str, float]]) -> None:
+    """``<case>.png``: the raw image's first channel, the label and the prediction on up to three slices through
+    the foreground (2D images: the image), titled with the case's Dice."""
+    assert settings.overlays is not None
+    ending = settings.scoring.file_ending
+    image_file = settings.raw_labels.parent / "imagesTr" / f"{case_id}_0000{ending}"
+    if not image_file.is_file():  # scored against labels whose images moved: nothing to draw on
+        return
+    image = read_image_file(image_file, reader_kind(ending))[0][0]
+    grid = comparison(image, reference, prediction, foreground_slices(reference, prediction))
+    names = {label_key(value): name for name, value in settings.scoring.labels.items()}
+    per_label = ", ".join(f"{names.get(label, label)} {m['Dice']:.2f}" for label, m in metrics.items())
+    png = titled_png(grid, f"{case_id}   Dice {mean_dice(metrics):.3f}   (per label: {per_label})")
+    settings.overlays.mkdir(parents=True, exist_ok=True)
+    atomic_write(settings.overlays / f"{case_id}.png", lambda f: f.write(png))
 
 
 def _write_next_stage(scores: torch.Tensor, are_probabilities: bool, settings: ValidationSettings,

@@ -94,6 +94,11 @@ class RunFolder:
         return self.path / "validation"
 
     @property
+    def validation_overlays(self) -> Path:
+        """``<case>.png`` per validation case: image | label | prediction, with the case's Dice."""
+        return self.path / "validation_overlays"
+
+    @property
     def validation_summary(self) -> Path:
         return PredictionFolder(self.validation).summary
 

@@ -1,0 +1,85 @@
+"""Pictures of labels over images: a dataset's labels (``nnlight-plot-overlays``), and image | label | prediction
+side by side for the validation cases of a run and for the images logged to W&B/TensorBoard during training.
+
+Intensities are scaled between the shown image's 0.5th and 99.5th percentiles; each label value keeps its own
+colour (tab10, by value) at half opacity, so a label and its prediction are drawn in the same colour.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+ALPHA = 0.5
+PANEL_PIXELS = 256  # small images are enlarged (nearest neighbour, whole factors) to about this many pixels
+GAP = 2  # pixels between panels
+TITLE_BAND = 44  # pixels above the panels: the title and the column names
+
+
+def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """RGB ``(y, x, 3)`` uint8: a grayscale ``(y, x)`` image with the ``(y, x)`` label map coloured over it."""
+    low, high = np.percentile(image, [0.5, 99.5])
+    gray = np.clip((image - low) / max(high - low, 1e-8), 0, 1)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    colours = matplotlib.colormaps["tab10"]
+    for value in np.unique(labels):
+        if value > 0:
+            mask = labels == value
+            rgb[mask] = (1 - ALPHA) * rgb[mask] + ALPHA * np.array(colours((int(value) - 1) % 10)[:3])
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def foreground_slices(*label_maps: np.ndarray, count: int = 3) -> list[int]:
+    """Up to ``count`` slices (first axis) spread over where any of the ``(z, y, x)`` maps has foreground
+    (the middle slices when none has)."""
+    depth = label_maps[0].shape[0]
+    occupied = np.flatnonzero(np.any([(m > 0).reshape(depth, -1).any(1) for m in label_maps], axis=0))
+    candidates = occupied if occupied.size else np.arange(depth)
+    positions = np.linspace(0, len(candidates) - 1, count + 2)[1:-1] if len(candidates) > count else \
+        np.arange(len(candidates))
+    return sorted({int(candidates[round(p)]) for p in positions})
+
+
+def panel_scale(shape: tuple[int, ...]) -> int:
+    """The whole enlargement factor of a ``(y, x)`` slice (1 for slices of PANEL_PIXELS or more)."""
+    return max(1, PANEL_PIXELS // max(shape))
+
+
+def comparison(image: np.ndarray, reference: np.ndarray, prediction: np.ndarray, slices: list[int]) -> np.ndarray:
+    """RGB grid for ``(z, y, x)`` arrays: one row per slice, columns image | label | prediction."""
+    scale = panel_scale(image.shape[1:])
+    rows = []
+    for z in slices:
+        panels = [overlay(image[z], np.zeros_like(reference[z])), overlay(image[z], reference[z]),
+                  overlay(image[z], prediction[z])]
+        panels = [p.repeat(scale, 0).repeat(scale, 1) for p in panels]
+        gap = np.full((panels[0].shape[0], GAP, 3), 255, np.uint8)
+        rows.append(np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1))
+    gap = np.full((GAP, rows[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
+
+
+def titled_png(grid: np.ndarray, title: str, columns: tuple[str, ...] = ("image", "label", "prediction")) -> bytes:
+    """The grid as PNG bytes, exactly its pixels wide and TITLE_BAND pixels taller: title and column names above."""
+    height, width = grid.shape[:2]
+    figure = Figure(figsize=(width / 100, (height + TITLE_BAND) / 100), dpi=100, facecolor="white")
+    FigureCanvasAgg(figure)
+    figure.figimage(grid, xo=0, yo=0, origin="upper")
+    total = height + TITLE_BAND
+    figure.text(4 / width, 1 - 12 / total, title, fontsize=9, va="center", ha="left")
+    for i, name in enumerate(columns):
+        figure.text((i + 0.5) / len(columns), 1 - 33 / total, name, fontsize=8, va="center", ha="center")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def mean_dice(metrics: dict[str, dict[str, float]]) -> float:
+    """A case's Dice averaged over its labels (labels absent from both reference and prediction left out)."""
+    values = [m["Dice"] for m in metrics.values() if not math.isnan(m["Dice"])]
+    return float(np.mean(values)) if values else float("nan")
