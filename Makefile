@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 # The demo trains for minutes, not days: a real (not debug) run, so evaluate.py may select it.
 DEMO_BUDGET := trainer.max_epochs=2 data.iterations_per_epoch=2 data.val_iterations_per_epoch=1 data.num_workers=0
 
-.PHONY: install demo test test-all lint bench
+.PHONY: install demo wheel test test-all lint bench
 
 install: $(VENV)/.installed
 
@@ -19,14 +19,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# the same commands a pip-installed nnlight has on the PATH
 demo: install
 	$(BIN)/nnlight-demo-data --raw data/raw
-	$(BIN)/python plan.py dataset=Dataset900_Demo
-	$(BIN)/python train.py plan=Dataset900_Demo/3d_fullres $(DEMO_BUDGET)
-	$(BIN)/python train.py plan=Dataset900_Demo/2d $(DEMO_BUDGET)
-	$(BIN)/python evaluate.py dataset=Dataset900_Demo
-	$(BIN)/python predict.py model=best dataset=Dataset900_Demo input=data/raw/Dataset900_Demo/imagesTs \
+	$(BIN)/nnlight-plan dataset=Dataset900_Demo
+	$(BIN)/nnlight-train plan=Dataset900_Demo/3d_fullres $(DEMO_BUDGET)
+	$(BIN)/nnlight-train plan=Dataset900_Demo/2d $(DEMO_BUDGET)
+	$(BIN)/nnlight-evaluate dataset=Dataset900_Demo
+	$(BIN)/nnlight-predict model=best dataset=Dataset900_Demo input=data/raw/Dataset900_Demo/imagesTs \
 		output=data/predictions/Dataset900_Demo reference=data/raw/Dataset900_Demo/labelsTs
+
+# dist/nnlight-<version>-py3-none-any.whl: configs and commands included (pip install it anywhere)
+wheel: install
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 test: install
 	$(BIN)/python -m pytest

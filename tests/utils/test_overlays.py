@@ -31,11 +31,11 @@ def test_a_label_value_keeps_its_colour_whatever_else_is_present() -> None:
     assert np.array_equal(overlay(image, both)[6, 6], overlay(image, only_two)[6, 6])
 
 
-def test_slices_are_spread_over_the_foreground() -> None:
+def test_slices_are_spread_over_the_reference_foreground_first() -> None:
     reference, prediction = np.zeros((20, 4, 4), np.int8), np.zeros((20, 4, 4), np.int8)
-    reference[5:9, 1, 1], prediction[12, 2, 2] = 1, 1
-    chosen = foreground_slices(reference, prediction, count=3)
-    assert len(chosen) == 3 and set(chosen) <= {5, 6, 7, 8, 12}
+    reference[5:10, 1, 1], prediction[12:15, 2, 2] = 1, 1
+    assert foreground_slices(reference, prediction, count=3) == [6, 7, 8]
+    assert foreground_slices(np.zeros_like(reference), prediction, count=3) == [12, 13, 14]  # no reference
     assert foreground_slices(np.zeros((9, 4, 4)), count=3) == [2, 4, 6]  # no foreground: the middle slices
     assert foreground_slices(np.zeros((1, 4, 4))) == [0]  # a 2D image
 

@@ -35,14 +35,15 @@ def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def foreground_slices(*label_maps: np.ndarray, count: int = 3) -> list[int]:
-    """Up to ``count`` slices (first axis) spread over where any of the ``(z, y, x)`` maps has foreground
-    (the middle slices when none has)."""
+    """Up to ``count`` slices (first axis) spread over the foreground of the first ``(z, y, x)`` map that has any
+    (the reference before the prediction: the object is shown, not only stray predictions); the middle slices
+    when none has."""
     depth = label_maps[0].shape[0]
-    occupied = np.flatnonzero(np.any([(m > 0).reshape(depth, -1).any(1) for m in label_maps], axis=0))
-    candidates = occupied if occupied.size else np.arange(depth)
-    positions = np.linspace(0, len(candidates) - 1, count + 2)[1:-1] if len(candidates) > count else \
-        np.arange(len(candidates))
-    return sorted({int(candidates[round(p)]) for p in positions})
+    occupied = next((found for m in label_maps if (found := np.flatnonzero((m > 0).reshape(depth, -1).any(1))).size),
+                    np.arange(depth))
+    positions = np.linspace(0, len(occupied) - 1, count + 2)[1:-1] if len(occupied) > count else \
+        np.arange(len(occupied))
+    return sorted({int(occupied[round(p)]) for p in positions})
 
 
 def panel_scale(shape: tuple[int, ...]) -> int:
