@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.augmentation import AugmentationSettings
@@ -101,11 +101,15 @@ def _instantiates(group: str, cfg: DictConfig, tmp_path: Path) -> None:
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
 
-    from nnlight.pipeline.train_setup import trainer_arguments
+    from nnlight.pipeline.train_setup import logger_components, trainer_arguments
+    from nnlight.training.images import IMAGE_LOGGERS
 
     if group == "logger":
-        loggers = [c.create(save_dir=str(tmp_path)) for c in components(cfg.logger, "logger", Logger)]
-        assert any(isinstance(x, CSVLogger) for x in loggers) and len(loggers) == len(cfg.logger)
+        chosen, images_every = logger_components(cfg.logger)
+        loggers = [c.create(save_dir=str(tmp_path)) for c in chosen]
+        assert any(isinstance(x, CSVLogger) for x in loggers)
+        assert len(loggers) == len([k for k in cfg.logger if k != "images_every_n_epochs"])
+        assert images_every == (10 if any(isinstance(x, IMAGE_LOGGERS) for x in loggers) else None)
     elif group == "callbacks":
         callbacks = [c.create() for c in components(cfg.callbacks, "callbacks", L.Callback)]
         assert len(callbacks) == len(cfg.callbacks) and all(isinstance(x, L.Callback) for x in callbacks)

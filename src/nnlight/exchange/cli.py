@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--dataset", required=True, help="DatasetXXX_Name")
         command.add_argument("--model", required=True,
                              help="<configuration>/<experiment> under the dataset's results" +
-                                  (", or best (what evaluate.py selected)" if command is export else ""))
+                                  (", or best (what nnlight-evaluate selected)" if command is export else ""))
         command.add_argument("--output", required=True, type=Path,
                              help="the .zip to write" if command is export else "nnU-Net results root to write into")
         command.add_argument("--results", default=_results_default(), type=Path,

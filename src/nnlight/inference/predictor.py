@@ -199,7 +199,7 @@ class TrainingChoices:
     @classmethod
     def load(cls, run: RunFolder, plan: Mapping[str, Any]) -> TrainingChoices:
         if not run.inference.is_file():
-            raise UserError(f"{run.inference}: not found; a run folder written by train.py has it (train the fold "
+            raise UserError(f"{run.inference}: not found; a run folder written by nnlight-train has it (train the fold "
                             "again)")
         data = load_json(run.inference)
         try:  # files from before tile_size/network were recorded: those runs used the plan's patch, instance norm

@@ -118,7 +118,7 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
         options = list(e.options or []) or _plan_options(config_dir, config_name) if group == "plan" else \
             list(e.options or [])
         return f"{group}={option}: no such option; choose one of {', '.join(options) or '(none yet)'}" + \
-            (" (plan.py writes them)" if group == "plan" else "")
+            (" (nnlight-plan writes them)" if group == "plan" else "")
     except ConfigCompositionException as e:
         return _composition_problem(config_dir, config_name, overrides, e)
     except (HydraException, ValueError) as e:
@@ -129,7 +129,7 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
 def _composition_problem(config_dir: Path, config_name: str, overrides: list[str], error: Exception) -> str:
     text = str(error)
     if text.startswith("You must specify 'plan'"):
-        planned = ', '.join(_plan_options(config_dir, config_name)) or 'none (run plan.py dataset=<Dataset> first)'
+        planned = ', '.join(_plan_options(config_dir, config_name)) or 'none (run nnlight-plan dataset=<Dataset> first)'
         chosen = [o for o in overrides if o.split("=")[0] == "plan"]
         if chosen:  # Hydra says "must specify" when no plan folder exists at all
             return f"{chosen[0]}: no such plan; planned so far: {planned}"
@@ -211,7 +211,7 @@ def help_text(config_dir: Path, config_name: str) -> str:
             continue
         options = _plan_options(config_dir, config_name) if group == "plan" else \
             sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
-        marked = ", ".join(f"{o}*" if o == default else o for o in options) or "(none yet: run plan.py)"
+        marked = ", ".join(f"{o}*" if o == default else o for o in options) or "(none yet: run nnlight-plan)"
         lines.append(textwrap.fill(marked, 116, initial_indent=f"  {group}: ", subsequent_indent="    "))
     values = [k.rstrip(".") for k in _flat_keys(primary)]
     lines += ["", "Values (key=value; a group's own values as group.key, e.g. trainer.max_epochs=100):",
@@ -238,7 +238,7 @@ def plan_file_problem(path: Path) -> str | None:
     try:
         data = OmegaConf.to_container(OmegaConf.create(text), resolve=False) if text.strip() else {}
     except Exception as e:  # a YAML or OmegaConf parse error: either way not a plan config
-        return f"{path}: not valid YAML ({str(e).splitlines()[0]}); re-run plan.py with overwrite_configs=true"
+        return f"{path}: not valid YAML ({str(e).splitlines()[0]}); re-run nnlight-plan with overwrite_configs=true"
     if not isinstance(data, dict):
         return f"{path}: a plan config must be a mapping of values"
     for entry in data.get("defaults", []):

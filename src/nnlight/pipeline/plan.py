@@ -131,7 +131,7 @@ def run(cfg: DictConfig) -> PlanResult:
     if not cfg.preprocess:
         print("Preprocessing skipped (preprocess=false)")
     elif raw is None:
-        print("Preprocessing skipped: planning from a fingerprint reads no image; run plan.py on the raw dataset "
+        print("Preprocessing skipped: planning from a fingerprint reads no image; run nnlight-plan on the raw dataset "
               "folder to preprocess")
     else:
         for r in preprocess_dataset(raw, plans, preprocessed_root, int(cfg.num_workers)):

@@ -41,7 +41,7 @@ def _models(cfg: DictConfig, scratch: Path) -> _Models:
         if OmegaConf.is_list(cfg.folds) else [str(cfg.folds)]
     if model == "best":
         if not cfg.dataset:
-            raise UserError("model=best needs dataset=<DatasetXXX_Name> (whose trained models evaluate.py compared)")
+            raise UserError("model=best needs dataset=<DatasetXXX_Name> (whose models nnlight-evaluate compared)")
         dataset_results = Path(cfg.paths.results) / str(cfg.dataset)
         members, _ = load_best(dataset_results)
         return _Models([(folder, folds or member_folds) for folder, member_folds in members],
@@ -69,7 +69,7 @@ def _dataset_json(run: RunFolder) -> DatasetJson:
     for path in (run.dataset_json, run.path.parent / "dataset.json"):
         if path.is_file():
             return load_dataset_json(path)
-    raise UserError(f"{run.path}: dataset.json missing from the run folder; it is copied there by train.py")
+    raise UserError(f"{run.path}: dataset.json missing from the run folder; it is copied there by nnlight-train")
 
 
 def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
@@ -137,7 +137,7 @@ def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: P
             raise UserError(f"{folder.path}: its predictions were made with {previous.get('settings')}; rerun with "
                             "overwrite=true to redo every case with the new settings, or use another output folder")
     elif folder.path.is_dir() and any(not p.name.startswith(".") for p in folder.path.glob(f"*{file_ending}")):
-        raise UserError(f"{folder.path} already holds {file_ending} files that predict.py did not write for this "
+        raise UserError(f"{folder.path} already holds {file_ending} files that nnlight-predict did not write for this "
                         "model; predict into a new or empty folder")
 
 

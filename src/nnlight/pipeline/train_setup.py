@@ -91,7 +91,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
                                            own_model.path.name if own_model else "baseline")
     previous = _previous_stage(dataset_results, previous_model, facts, data.fold, preprocessed,
                                str(plan["data_identifier"])) if previous_model else None
-    loggers, images_every = _loggers(cfg.get("logger"))
+    loggers, images_every = logger_components(cfg.get("logger"))
     return TrainSetup(
         plan=plan, facts=facts, architecture=architecture, preprocessed_dataset=preprocessed,
         raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
@@ -107,7 +107,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
         next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
 
 
-def _loggers(group: DictConfig | None) -> tuple[list[Component], int | None]:
+def logger_components(group: DictConfig | None) -> tuple[list[Component], int | None]:
     """The logger group's loggers, and how often they receive a picture of a validation patch: its own key
     ``images_every_n_epochs`` (null: never), refused where no chosen logger can show images."""
     entries = dict(group or {})
@@ -186,7 +186,7 @@ def _architecture(plan: dict[str, Any]) -> Architecture:
         return Architecture(**plan["architecture"])
     except (KeyError, TypeError) as e:
         raise UserError(f"plan.architecture of {plan.get('dataset')}/{plan.get('configuration')} is malformed ({e}); "
-                        "re-run plan.py with overwrite_configs=true to regenerate it") from None
+                        "re-run nnlight-plan with overwrite_configs=true to regenerate it") from None
 
 
 def check_patch_size(patch_size: tuple[int, ...], strides: list[list[int]]) -> None:

@@ -33,7 +33,7 @@ class DatasetFacts:
                        tuple(str(c) for c in plan["channel_names"]),
                        tuple(bool(u) for u in plan["use_mask_for_norm"]), plan.get("previous_stage"))
         except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{where}: not a plan written by plan.py (missing or malformed {e}); re-run "
+            raise UserError(f"{where}: not a plan written by nnlight-plan (missing or malformed {e}); re-run "
                             "nnlight-plan dataset=<Dataset> overwrite_configs=true") from None
 
     @property
