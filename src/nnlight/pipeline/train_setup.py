@@ -21,7 +21,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, PreviousStage
 from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
-from nnlight.nets import NetworkOptions, build_network
+from nnlight.inference.predictor import network_from_plan
+from nnlight.nets import NetworkOptions
 from nnlight.pipeline.components import Component, component, components
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning.facts import DatasetFacts
@@ -102,7 +103,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
         loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
         validation=settings_from_config(ValidationOptions, cfg.validation, "validation"), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
-        pretrained=_pretrained(cfg.get("init_from"), architecture, facts, network), previous_stage=previous,
+        pretrained=_pretrained(cfg.get("init_from"), plan, architecture, network), previous_stage=previous,
         previous_stage_model=previous_model,
         next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
 
@@ -167,16 +168,15 @@ def _next_stage(plan: dict[str, Any], preprocessed: Path, own_model: ModelFolder
     return NextStage(preprocessed / configurations[next_name].data_identifier, own_model.predicted_next_stage)
 
 
-def _pretrained(source: str | None, architecture: Architecture, facts: DatasetFacts,
+def _pretrained(source: str | None, plan: dict[str, Any], architecture: Architecture,
                 options: NetworkOptions) -> PretrainedWeights | None:
-    """``init_from``'s weights, checked against the network to train (built shape-only, on the meta device)."""
+    """``init_from``'s weights, checked against the network to train (built shape-only, on the meta device; deep
+    supervision changes only its outputs, not its weights)."""
     if not source:
         return None
     pretrained = read_pretrained(str(source), architecture.network)
     with torch.device("meta"):
-        network = build_network(architecture.network, input_channels=facts.network_input_channels,
-                                num_classes=facts.layout.num_outputs, norm=options.norm,
-                                deep_supervision=options.deep_supervision, **architecture.network_kwargs())
+        network = network_from_plan(plan, options)
     check_fits(pretrained, network.state_dict())
     return pretrained
 
