@@ -50,7 +50,7 @@ def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) 
     run = planned_roots.results / "Dataset900_Demo" / "3d_fullres" / "baseline[debug=limit]" / "fold_0"
     assert len(json.loads((run / "validation" / "summary.json").read_text())["metric_per_case"]) == 1
     validation = json.loads((run / "run_config.json").read_text())["config"]["validation"]
-    assert validation["mirroring"] is False and validation["max_cases"] == 1
+    assert validation["mirroring"] is False and validation["max_cases"] == 1 and validation["step_size"] == 1.0
     log = (run / "train.log").read_text()  # what the run printed, kept: Lightning's lines and the summary
     assert "Trainer.fit" in log and "Training done (2 epochs)" in log and "validation Dice:" in log
     printed = result.stdout + result.stderr  # Lightning's lines once (not also through its own handler), no advert
