@@ -77,12 +77,21 @@ def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
     return root / dataset.name, plans
 
 
-def planned_demo(demo_3d: Path, base: Path) -> Roots:
-    """Isolated roots under ``base`` with the 3D demo copied in and planned + preprocessed by plan.py."""
-    roots = Roots(base / "raw", base / "preprocessed", base / "results")
+@pytest.fixture(scope="session")
+def planned_demo_template(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+    """The 3D demo planned + preprocessed by plan.py once per session (read-only: planned_demo copies it)."""
+    roots = Roots(*(tmp_path_factory.mktemp("planned_template") / n for n in ("raw", "preprocessed", "results")))
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     result = run_script("plan.py", "dataset=Dataset900_Demo", "num_workers=0", roots=roots)  # faster for 5 cases
     assert result.returncode == 0, result.stderr
+    return roots
+
+
+def planned_demo(template: Roots, base: Path) -> Roots:
+    """Isolated roots under ``base`` holding a copy of the planned 3D demo (what plan.py wrote holds no paths)."""
+    roots = Roots(base / "raw", base / "preprocessed", base / "results")
+    shutil.copytree(template.raw, roots.raw, dirs_exist_ok=True)
+    shutil.copytree(template.preprocessed, roots.preprocessed)
     return roots
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TINY_BUDGET, planned_demo, run_script
+from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_script
 
 optuna = pytest.importorskip("optuna", reason="pip install 'nnlight[sweep]'")
 
@@ -19,8 +19,8 @@ SEARCH = ["hparams_search=lr_weight_decay", "plan=Dataset900_Demo/2d", "hydra.sw
           "trainer.max_epochs=1", "validation.mirroring=false"]
 
 
-def test_a_killed_search_resumes_from_its_study(demo_3d: Path, tmp_path: Path) -> None:
-    roots = planned_demo(demo_3d, tmp_path)
+def test_a_killed_search_resumes_from_its_study(planned_demo_template: Roots, tmp_path: Path) -> None:
+    roots = planned_demo(planned_demo_template, tmp_path)
     process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *SEARCH], cwd=REPO, env=roots.env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600

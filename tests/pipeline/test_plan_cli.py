@@ -71,7 +71,8 @@ def test_rerun_reuses_fingerprint_and_keeps_edited_configs(demo_3d: Path, roots:
     assert configs["3d_fullres"].read_text() == edited
     assert "unchanged" in again.stdout  # the 2d config was not rewritten
 
-    forced = run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "overwrite_configs=true", roots=roots)
+    forced = run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "overwrite_configs=true",
+                        "preprocess=false", roots=roots)  # configs only
     assert forced.returncode == 0
     assert "batch_size: 2" in configs["3d_fullres"].read_text()
 
@@ -100,7 +101,8 @@ def test_planner_presets_and_memory_target(demo_3d: Path, roots: Roots) -> None:
 
 def test_plan_from_fingerprint_alone_matches_full_planning(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "preprocess=false",
+                      roots=roots).returncode == 0  # the configs are compared, not the data
     full = _generated(roots, "Dataset900_Demo")
     fingerprint = tmp_path / "dataset_fingerprint.json"
     shutil.copy(roots.preprocessed / "Dataset900_Demo" / "fingerprint.json", fingerprint)
@@ -117,7 +119,8 @@ def test_plan_from_fingerprint_alone_matches_full_planning(demo_3d: Path, roots:
 
 def test_import_nnunet_plans(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
-    assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", roots=roots).returncode == 0
+    assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "preprocess=false",
+                      roots=roots).returncode == 0
     exported = roots.preprocessed / "Dataset900_Demo" / "nnUNetPlans.json"
     other = Roots(roots.raw, tmp_path / "p2", tmp_path / "res2")
     result = run_script("plan.py", "dataset=Dataset900_Demo", f"nnunet_plans={exported}", roots=other)

@@ -24,9 +24,9 @@ RUN = f"baseline[{TINY_NAME},validation.mirroring=false]"
 
 
 @pytest.fixture(scope="module")
-def trained(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+def trained(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFactory) -> Roots:
     """The demo planned, fold 0 of 2d and 3d_fullres trained briefly, and evaluate.py run over them."""
-    roots = planned_demo(demo_3d, tmp_path_factory.mktemp("predict"))
+    roots = planned_demo(planned_demo_template, tmp_path_factory.mktemp("predict"))
     for configuration in ("2d", "3d_fullres"):
         result = run_script("train.py", f"plan=Dataset900_Demo/{configuration}", *TRAIN, roots=roots)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -16,9 +16,9 @@ from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_scri
 
 
 @pytest.fixture(scope="module")
-def roots(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+def roots(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFactory) -> Roots:
     """The 3D demo plus a region dataset and a sparsely annotated one (ignore label), all planned."""
-    planned = planned_demo(demo_3d, tmp_path_factory.mktemp("choices"))
+    planned = planned_demo(planned_demo_template, tmp_path_factory.mktemp("choices"))
     for dataset_id, name, kind in ((910, "Regions", "regions"), (911, "Ignore", "ignore")):
         make_synthetic_dataset(planned.raw, dataset_id, name, num_cases=5, shape=(16, 32, 28), num_test_cases=0,
                                **{kind: True})

@@ -24,8 +24,8 @@ from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, planned_demo, ru
 
 
 @pytest.fixture(scope="module")
-def planned_roots(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
-    return planned_demo(demo_3d, tmp_path_factory.mktemp("train"))
+def planned_roots(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+    return planned_demo(planned_demo_template, tmp_path_factory.mktemp("train"))
 
 
 def _runs(roots: Roots, configuration: str) -> list[str]:

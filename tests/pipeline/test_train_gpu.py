@@ -14,8 +14,8 @@ pytestmark = [pytest.mark.gpu,
 
 
 @pytest.fixture(scope="module")
-def planned_roots(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
-    return planned_demo(demo_3d, tmp_path_factory.mktemp("train_gpu"))
+def planned_roots(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFactory) -> Roots:
+    return planned_demo(planned_demo_template, tmp_path_factory.mktemp("train_gpu"))
 
 
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
