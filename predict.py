@@ -1,6 +1,6 @@
 """Segment images with a trained model: ``python predict.py model=<folder>|best input=<images> output=<folder>``."""
 
-from nnlight.commands import predict
+from nnlight.pipeline.commands import predict
 
 if __name__ == "__main__":
     predict()

@@ -80,7 +80,8 @@ def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def planned_demo_template(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory) -> Roots:
     """The 3D demo planned + preprocessed by plan.py once per session (read-only: planned_demo copies it)."""
-    roots = Roots(*(tmp_path_factory.mktemp("planned_template") / n for n in ("raw", "preprocessed", "results")))
+    base = tmp_path_factory.mktemp("planned_template")
+    roots = Roots(base / "raw", base / "preprocessed", base / "results")
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     result = run_script("plan.py", "dataset=Dataset900_Demo", "num_workers=0", roots=roots)  # faster for 5 cases
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,5 @@
 """``python -m nnlight <plan|train|predict|evaluate|benchmark> key=value ...``."""
 
-from nnlight.commands import main
+from nnlight.pipeline.commands import main
 
 main()

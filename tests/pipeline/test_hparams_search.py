@@ -29,14 +29,18 @@ def test_a_killed_search_resumes_from_its_study(planned_demo_template: Roots, tm
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert len(list(roots.results.rglob("run_stats.json"))) < 3, "the search finished before it could be killed"
+    storage = f"sqlite:///{roots.results / 'sweeps' / 'optuna' / 'Dataset900_Demo_2d_fold0_lr_weight_decay.db'}"
+    name = "Dataset900_Demo_2d_fold0_lr_weight_decay"
+    killed = [t.params for t in optuna.load_study(study_name=name, storage=storage).trials
+              if t.state == optuna.trial.TrialState.RUNNING]
 
     resumed = run_script("train.py", *SEARCH, roots=roots)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "of 3 trial(s) finished before; running" in resumed.stdout
-    storage = f"sqlite:///{roots.results / 'sweeps' / 'optuna' / 'Dataset900_Demo_2d_fold0_lr_weight_decay.db'}"
-    study = optuna.load_study(study_name="Dataset900_Demo_2d_fold0_lr_weight_decay", storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3  # the finished trial kept, only the missing ones run
+    assert all(params in [t.params for t in complete] for params in killed)  # a killed trial's values run again
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert len(list(roots.results.rglob("run_stats.json"))) == 3  # one run folder per finished trial
     sweeps = sorted((roots.results / "sweeps").glob("20*"))

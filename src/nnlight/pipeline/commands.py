@@ -6,8 +6,10 @@ the composed config to its stage.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
@@ -15,36 +17,18 @@ from nnlight.pipeline import run_stage
 from nnlight.pipeline.cli import CONFIG_DIR, check_command_line
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE
 
-
-def _plan(cfg: DictConfig) -> None:
-    run_stage("plan", cfg)
+COMMANDS = ("plan", "train", "predict", "evaluate", "benchmark")  # each one's primary config has its name
 
 
-def _train(cfg: DictConfig) -> float | None:
-    return run_stage("train", cfg)
-
-
-def _predict(cfg: DictConfig) -> None:
-    run_stage("predict", cfg)
-
-
-def _evaluate(cfg: DictConfig) -> None:
-    run_stage("evaluate", cfg)
-
-
-def _benchmark(cfg: DictConfig) -> None:
-    run_stage("benchmark", cfg)
-
-
-# command (also the name of its config in configs/) -> the task Hydra runs: module-level, so a cluster launcher
-# can pickle it; train's return value is what a sweeper optimizes
-COMMANDS = {"plan": _plan, "train": _train, "predict": _predict, "evaluate": _evaluate, "benchmark": _benchmark}
+def _task(cfg: DictConfig) -> Any:
+    """What Hydra runs for every command (module-level, so a cluster launcher can pickle it): the stage named by
+    the primary config; train's return value is what a sweeper optimizes."""
+    return run_stage(HydraConfig.get().job.config_name, cfg)
 
 
 def _run(command: str) -> None:
     check_command_line(CONFIG_DIR, command)
-    task = COMMANDS[command]
-    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(task)()
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(_task)()
 
 
 def plan() -> None:
@@ -75,8 +59,9 @@ def benchmark() -> None:
 def main() -> None:
     """``python -m nnlight <command> key=value ...``."""
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(f"usage: python -m nnlight {{{','.join(COMMANDS)}}} key=value ...  (--help after a command lists "
-              "its options)", file=sys.stderr)
+        given = f"'{sys.argv[1]}' is not a command; " if len(sys.argv) > 1 else ""
+        print(f"nnlight: error: {given}usage: python -m nnlight {{{','.join(COMMANDS)}}} key=value ...  "
+              "(--help after a command lists its options)", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     command = sys.argv.pop(1)
     sys.argv[0] = f"nnlight-{command}"
