@@ -1,18 +1,29 @@
 """A trained model (one configuration, or what evaluate.py selected) as one file to hand to a colleague.
 
 ``<name>.zip`` holds ``nnlight_model.json`` (dataset, members and their folds, the checkpoint, the
-post-processing rules) and, per member fold, what inference reads: ``plan.json``, ``inference.json``,
-``dataset.json``, the nnU-Net plans copy, provenance and the network weights alone (``checkpoints/<name>.ckpt``
-without optimizer state). ``predict.py model=<name>.zip`` predicts from it directly; ``nnlight-model install``
-unpacks it under a results folder. Reading never unpickles code (checkpoints load ``weights_only``) and never
-writes outside the target folder: entry names are checked before anything is extracted.
+post-processing rules, and the size of every entry) and, per member fold, what inference reads: ``plan.json``,
+``inference.json``, ``dataset.json``, the nnU-Net plans copy, provenance and the network weights alone
+(``checkpoints/<name>.ckpt`` without optimizer state). ``predict.py model=<name>.zip`` predicts from it directly;
+``nnlight-model install`` unpacks it under a results folder.
+
+A model file may come from a stranger, so reading one trusts nothing in it: every name that becomes a path is a
+plain name (``DatasetXXX_Name``, ``<configuration>/<experiment>``, ``fold_k``, a known file name); entries
+nnlight does not know, links and anything that would land outside its folder are refused; entries are streamed
+with their sizes bounded by what the manifest declares (no zip bomb fills memory or disk); each checkpoint must
+load ``weights_only`` (a pickle that needs code is refused at once, naming the entry). Everything is unpacked into
+a hidden staging folder beside the target and moved into place only once all of it verified.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import secrets
+import shutil
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,12 +35,24 @@ from nnlight import __version__
 from nnlight.evaluation.postprocessing import PostprocessingRules
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.predictor import TrainingChoices, find_runs, run_network_weights
+from nnlight.training.checkpoint_io import load_checkpoint
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_json, atomic_write_named, load_json
-from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder, RunFolder
+from nnlight.utils.files import (
+    MAX_JSON_BYTES,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_named,
+    check_free_space,
+    json_depth,
+    load_json,
+)
+from nnlight.utils.folders import CHECKPOINT_NAMES, CheckpointName, DatasetResults, ModelFolder, RunFolder
+from nnlight.utils.names import dataset_name, fold_name, inside, model_name
 
 MANIFEST = "nnlight_model.json"
-FORMAT = 1
+FORMAT = 2  # 2: the manifest lists every entry's size (format 1 files are still read)
+MAX_MANIFEST_BYTES = 1 << 20
+_COPY_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +68,7 @@ class ModelManifest:
     checkpoint: CheckpointName
     postprocessing: PostprocessingRules | None
     requires: list[ZipMember] = field(default_factory=list)  # models the members predict with (a cascade's low-res)
+    files: dict[str, int] | None = None  # every entry and its size in bytes (None: a format 1 file)
 
     @property
     def folders(self) -> list[ZipMember]:
@@ -55,23 +79,36 @@ class ModelManifest:
         return {"format": FORMAT, "nnlight": __version__, "dataset": self.dataset,
                 "members": [{"model": m.model, "folds": m.folds} for m in self.members],
                 "requires": [{"model": m.model, "folds": m.folds} for m in self.requires],
-                "checkpoint": self.checkpoint, "postprocessing": rules}
+                "checkpoint": self.checkpoint, "postprocessing": rules, "files": self.files}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], where: str) -> ModelManifest:
+    def from_json(cls, data: Any, where: str) -> ModelManifest:
+        """The manifest with every name checked: what becomes a path is a plain name, never ``..`` or ``/``."""
         try:
             if int(data["format"]) > FORMAT:
                 raise UserError(f"{where}: made by a newer nnlight ({data.get('nnlight')}); update nnlight")
             rules = data["postprocessing"]
-            members, requires = ([ZipMember(str(m["model"]), [str(f) for f in m["folds"]])
+            members, requires = ([ZipMember(model_name(m["model"], f"{where}: member"),
+                                            [fold_name(f, f"{where}: fold") for f in m["folds"]])
                                   for m in data.get(key, [])] for key in ("members", "requires"))
-            return cls(str(data["dataset"]), members, data["checkpoint"],
-                       None if rules is None else PostprocessingRules.from_json(rules), requires)
-        except (KeyError, TypeError, ValueError) as e:
+            checkpoint = data["checkpoint"]
+            if checkpoint not in CHECKPOINT_NAMES:
+                raise UserError(f"{where}: checkpoint {checkpoint!r} is not one of {', '.join(CHECKPOINT_NAMES)}")
+            files = data.get("files")
+            if files is not None:
+                files = {str(k): int(v) for k, v in files.items()}
+                if any(v < 0 for v in files.values()):
+                    raise ValueError("negative size")
+            if not members:
+                raise ValueError("no members")
+            return cls(dataset_name(data["dataset"], f"{where}: dataset"), members, checkpoint,
+                       None if rules is None else PostprocessingRules.from_json(rules), requires, files)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{where}: not an nnlight model file ({e!r})") from None
 
 
 _RUN_FILES = ("plan.json", "inference.json", "dataset.json", "fingerprint.json", "provenance.json")
+_PLANS_COPY = re.compile(r"^[A-Za-z0-9_.-]*Plans[A-Za-z0-9_.-]*\.json$")  # nnUNetPlans.json, a preset's plans
 
 
 def export_model_zip(results_root: Path, dataset: str, model: str, output: Path,
@@ -91,19 +128,21 @@ def export_model_zip(results_root: Path, dataset: str, model: str, output: Path,
         own = members[0][0].postprocessing
         rules = PostprocessingRules.load(own) if own.is_file() else None
     requires = _required_models(dataset_results, [m for m, _ in members])
-    manifest = ModelManifest(dataset, [ZipMember(m.name, f) for m, f in members], checkpoint, rules,
-                             [ZipMember(m.name, f) for m, f in requires])
 
     def write(path: Path) -> None:
+        sizes: dict[str, int] = {}
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST, json.dumps(manifest.to_json(), indent=2))
             for folder, member_folds in [*members, *requires]:
                 for fold in member_folds:
-                    _write_run(archive, folder.fold(fold), f"{folder.name}/fold_{fold}", checkpoint)
+                    sizes |= _write_run(archive, folder.fold(fold), f"{folder.name}/fold_{fold}", checkpoint)
+            manifest = ModelManifest(dataset, [ZipMember(m.name, f) for m, f in members], checkpoint, rules,
+                                     [ZipMember(m.name, f) for m, f in requires], sizes)
+            archive.writestr(MANIFEST, json.dumps(manifest.to_json(), indent=2))
 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_named(output, write)
-    return manifest
+    with zipfile.ZipFile(output) as archive:  # what was written, verified as a reader will see it
+        return read_manifest(archive, str(output))
 
 
 def _required_models(dataset_results: Path, members: list[ModelFolder]) -> list[tuple[ModelFolder, list[str]]]:
@@ -118,63 +157,154 @@ def _required_models(dataset_results: Path, members: list[ModelFolder]) -> list[
     return required
 
 
-def _write_run(archive: zipfile.ZipFile, run: RunFolder, prefix: str, checkpoint: CheckpointName) -> None:
+def _write_run(archive: zipfile.ZipFile, run: RunFolder, prefix: str, checkpoint: CheckpointName) -> dict[str, int]:
+    """One fold's inference files into ``archive``; returns each entry's size."""
     if not run.is_trained_run():
         raise UserError(f"{run.path}: not a trained fold (no plan.json)")
-    plans_copies = sorted(p.name for p in run.path.glob("*Plans*.json"))
+    plans_copies = sorted(p.name for p in run.path.glob("*Plans*.json") if _PLANS_COPY.match(p.name))
+    sizes = {}
     for name in (*_RUN_FILES, *plans_copies):
         if (run.path / name).is_file():
             archive.write(run.path / name, f"{prefix}/{name}")
+            sizes[f"{prefix}/{name}"] = (run.path / name).stat().st_size
     weights = {f"network.{k}": v for k, v in run_network_weights(run, checkpoint).items()}
     buffer = io.BytesIO()
     torch.save({"state_dict": weights}, buffer)
-    archive.writestr(zipfile.ZipInfo(f"{prefix}/checkpoints/{checkpoint}.ckpt"), buffer.getvalue(),
+    entry = f"{prefix}/checkpoints/{checkpoint}.ckpt"
+    archive.writestr(zipfile.ZipInfo(entry), buffer.getvalue(),
                      compress_type=zipfile.ZIP_STORED)  # float weights barely compress
+    return sizes | {entry: len(buffer.getvalue())}
 
 
 def read_manifest(archive: zipfile.ZipFile, where: str) -> ModelManifest:
     try:
-        data = json.loads(archive.read(MANIFEST))
+        info = archive.getinfo(MANIFEST)
     except KeyError:
         raise UserError(f"{where}: not an nnlight model file (no {MANIFEST}); make one with "
                         "nnlight-model export") from None
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise UserError(f"{where}: its {MANIFEST} declares {info.file_size} bytes (at most {MAX_MANIFEST_BYTES}); "
+                        "not a model file nnlight wrote")
+    try:
+        with archive.open(info) as f:
+            data = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
+    except (ValueError, RecursionError, zipfile.BadZipFile, OSError) as e:
+        raise UserError(f"{where}: {MANIFEST} cannot be read ({e}); not a model file nnlight wrote") from None
+    if json_depth(data) > 8:
+        raise UserError(f"{where}: {MANIFEST} is nested too deeply; not a model file nnlight wrote")
     return ModelManifest.from_json(data, where)
 
 
-def _checked_names(archive: zipfile.ZipFile, manifest: ModelManifest, where: str) -> list[str]:
-    """Every entry stays inside one member's folder (no absolute paths, no ``..``, no links)."""
-    allowed = tuple(f"{m.model}/" for m in manifest.folders)
-    names = []
+def _entry_problem(info: zipfile.ZipInfo, manifest: ModelManifest) -> str | None:
+    """Why an entry may not be unpacked, or None: only the files nnlight writes, inside a member fold."""
+    name = info.filename
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        return "is a symbolic link"
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or "\\" in name or ".." in parts or len(parts) < 4:
+        return "would land outside the model's folders"
+    model, fold, rest = "/".join(parts[:2]), parts[2], "/".join(parts[3:])
+    member = next((m for m in manifest.folders if m.model == model), None)
+    if member is None or fold not in {f"fold_{k}" for k in member.folds}:
+        return "would land outside the model's folders"
+    if rest not in (*_RUN_FILES, f"checkpoints/{manifest.checkpoint}.ckpt") and not _PLANS_COPY.match(rest):
+        return "is not a file nnlight-model export writes"
+    return None
+
+
+def _size_problem(info: zipfile.ZipInfo, manifest: ModelManifest) -> str | None:
+    """Declared sizes are bounded before a byte is read: a JSON file by ``MAX_JSON_BYTES``, a checkpoint is stored
+    uncompressed (so it cannot expand), and with a format 2 manifest every size is the one it declares."""
+    if manifest.files is not None and manifest.files.get(info.filename) != info.file_size:
+        return (f"declares {info.file_size} bytes, the manifest {manifest.files.get(info.filename, 'none')}")
+    if info.filename.endswith(".json") and info.file_size > MAX_JSON_BYTES:
+        return f"declares {info.file_size} bytes, more than a JSON file nnlight reads may have"
+    if info.filename.endswith(".ckpt") and (info.compress_type != zipfile.ZIP_STORED or
+                                            info.file_size != info.compress_size):
+        return "is a compressed checkpoint (nnlight stores them uncompressed; it could expand without bound)"
+    return None
+
+
+def _checked_entries(archive: zipfile.ZipFile, manifest: ModelManifest, where: str) -> list[zipfile.ZipInfo]:
+    """Every entry checked (names, links, sizes) before anything is extracted."""
+    entries = []
     for info in archive.infolist():
-        name = info.filename
-        if name == MANIFEST or info.is_dir():
+        if info.filename == MANIFEST or info.is_dir():
             continue
-        parts = PurePosixPath(name).parts
-        if name.startswith("/") or ".." in parts or "\\" in name or not name.startswith(allowed) or \
-                (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise UserError(f"{where}: entry {name!r} would land outside the model's folders; refusing the file")
-        names.append(name)
-    return names
+        problem = _entry_problem(info, manifest) or _size_problem(info, manifest)
+        if problem:
+            raise UserError(f"{where}: entry {info.filename!r} {problem}; refusing the file")
+        entries.append(info)
+    if manifest.files is not None:
+        missing = sorted(set(manifest.files) - {e.filename for e in entries})
+        if missing:
+            raise UserError(f"{where}: entry {missing[0]!r} is listed in its manifest but missing; the file is "
+                            "incomplete — export it again")
+    return entries
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path, where: str) -> None:
+    """Stream one entry to ``destination`` (never read whole), stopping at its declared size."""
+    def copy(f: Any) -> None:
+        written = 0
+        with archive.open(info) as source:
+            while chunk := source.read(_COPY_CHUNK):
+                written += len(chunk)
+                if written > info.file_size:
+                    raise UserError(f"{where}: entry {info.filename!r} holds more than the {info.file_size} bytes it "
+                                    "declares; refusing the file")
+                f.write(chunk)
+        if written != info.file_size:
+            raise UserError(f"{where}: entry {info.filename!r} holds {written} of the {info.file_size} bytes it "
+                            "declares; the file is damaged — export it again")
+    try:
+        atomic_write(destination, copy)
+    except (zipfile.BadZipFile, zlib.error) as e:
+        raise UserError(f"{where}: entry {info.filename!r} is damaged ({e}); export the model file again") from None
+    if destination.suffix == ".ckpt":
+        load_checkpoint(destination, shown_as=f"{where}: entry {info.filename}")
 
 
 def unpack(path: Path, target: Path) -> ModelManifest:
     """Extract the model file's member folders into ``target`` (a dataset's results folder or a scratch folder).
-    A member folder that already exists there is refused, never overwritten."""
+    A member folder that already exists there is refused, never overwritten; nothing appears in ``target`` until
+    every entry is unpacked and verified."""
+    where = str(path)
     with _open(path) as archive:
-        manifest = read_manifest(archive, str(path))
-        names = _checked_names(archive, manifest, str(path))
+        manifest = read_manifest(archive, where)
+        entries = _checked_entries(archive, manifest, where)
         for member in manifest.folders:
             if (target / member.model).exists():
                 raise UserError(f"{target / member.model} exists already; delete it to install {path} again, or "
                                 f"predict straight from the file: nnlight-predict model={path} ...")
-        for name in names:
-            destination = target / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            data = archive.read(name)
-            atomic_write_named(destination, lambda p, d=data: p.write_bytes(d))
-    if manifest.postprocessing is not None and len(manifest.members) == 1:  # where predict.py looks for it
-        manifest.postprocessing.save(ModelFolder(target / manifest.members[0].model).postprocessing)
+        target.mkdir(parents=True, exist_ok=True)
+        check_free_space(target, sum(e.file_size for e in entries), f"unpacking {path}")
+        staging = target / f".nnlight-unpack-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            for info in entries:
+                _extract(archive, info, inside(staging, staging / info.filename, where), where)
+            if manifest.postprocessing is not None and len(manifest.members) == 1:  # where predict.py looks for it
+                manifest.postprocessing.save(ModelFolder(staging / manifest.members[0].model).postprocessing)
+            _move_into_place(staging, target, [m.model for m in manifest.folders])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _move_into_place(staging: Path, target: Path, models: list[str]) -> None:
+    """Rename each verified member folder from the staging folder to its place (same file system: atomic)."""
+    moved: list[Path] = []
+    try:
+        for model in models:
+            destination = inside(target, target / model, "model file member")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            (staging / model).mkdir(parents=True, exist_ok=True)
+            os.rename(staging / model, destination)
+            moved.append(destination)
+    except BaseException:
+        for folder in moved:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _open(path: Path) -> zipfile.ZipFile:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import pickle
 import re
 import struct
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import plans_from_nnunet, plans_to_nnunet
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.raw.labels import LabelLayout, LabelValue
+from nnlight.training.checkpoint_io import safe_torch_load
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder
@@ -69,13 +69,7 @@ def _numpy_scalar_reconstructor() -> Any:
 
 def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
     """An nnU-Net ``checkpoint_*.pth`` read without unpickling code: tensors, plain containers, numpy scalars."""
-    try:
-        with torch.serialization.safe_globals([*_NUMPY_SCALARS, _numpy_scalar_reconstructor()]):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: cannot be read safely as an nnU-Net checkpoint ({reason}); nnlight loads only "
-                        "weights and plain values, never pickled code") from None
+    checkpoint = safe_torch_load(path, allowed=[*_NUMPY_SCALARS, _numpy_scalar_reconstructor()])
     if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
         raise UserError(f"{path}: not an nnU-Net v2 checkpoint (no 'network_weights')")
     return checkpoint

@@ -7,6 +7,8 @@ un-crop → un-transpose, then writes with the input's spacing, origin and direc
 from __future__ import annotations
 
 import io
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,8 @@ import numpy as np
 import torch
 
 from nnlight.preprocessing.resampling import resample_logits
-from nnlight.raw.io import Geometry, write_seg
+from nnlight.raw.io import Geometry, verify_image_file, write_seg
+from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_named
 
 
@@ -79,7 +82,7 @@ def geometry_from_properties(properties: Mapping[str, Any]) -> Geometry:
 
 def write_segmentation(segmentation: np.ndarray, path: Path, geometry: Geometry) -> None:
     """Write atomically (a unique temp name with the same ending, then rename) with the input's geometry."""
-    atomic_write_named(path, lambda tmp: write_seg(segmentation, tmp, geometry))
+    atomic_write_named(path, lambda tmp: write_seg(segmentation, tmp, geometry), verify=verify_image_file)
 
 
 def write_probabilities(path: Path, probs: np.ndarray) -> None:
@@ -87,6 +90,21 @@ def write_probabilities(path: Path, probs: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, probabilities=probs)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def written_completely(path: Path) -> bool:
+    """Whether a prediction file (segmentation or ``.npz``) is present and complete: a rerun skips only those (a
+    file cut short by a full disk, or emptied, is predicted again)."""
+    if not path.is_file():
+        return False
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                return archive.testzip() is None
+        verify_image_file(path)
+    except (UserError, OSError, zipfile.BadZipFile, zlib.error):
+        return False
+    return True
 
 
 def read_probabilities(path: Path) -> np.ndarray:

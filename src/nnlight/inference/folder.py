@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
-from nnlight.inference.export import write_probabilities, write_segmentation
+from nnlight.inference.export import write_probabilities, write_segmentation, written_completely
 from nnlight.inference.predictor import EnsemblePredictor, Predictor, Scores
 from nnlight.preprocessing.case import PreprocessedCase
 from nnlight.raw.dataset import group_channel_files
@@ -55,8 +55,15 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
     kind = reader_kind(file_ending)
 
     def finished(case_id: str) -> bool:
-        return (output_folder / f"{case_id}{file_ending}").is_file() and \
-            (not save_probabilities or (output_folder / f"{case_id}.npz").is_file())
+        """Done in an earlier run: its files are complete (verified, not only present)."""
+        files = [output_folder / f"{case_id}{file_ending}", *([output_folder / f"{case_id}.npz"]
+                                                              if save_probabilities else [])]
+        if all(written_completely(f) for f in files):
+            return True
+        if any(f.exists() for f in files):
+            print(f"{case_id}: its earlier output is incomplete (an interrupted write or a full disk); predicting it "
+                  "again")
+        return False
 
     def load(case_id: str) -> tuple[Geometry, list[PreprocessedCase]]:
         images, geometry = read_images(cases[case_id], kind)

@@ -13,11 +13,11 @@ from typing import Any
 
 from nnlight.raw.labels import LabelLayout
 from nnlight.utils.errors import DatasetProblems
-from nnlight.utils.files import load_json
+from nnlight.utils.files import JsonFileError, load_json
+from nnlight.utils.names import DATASET_NAME as DATASET_NAME_PATTERN
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 SUPPORTED_READERS = ("SimpleITKIO", "NaturalImage2DIO")
-DATASET_NAME_PATTERN = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def parse_dataset_json(data: Any, where: str) -> tuple[DatasetJson | None, list[
         channel_names = {}
     else:
         channel_names = {str(k): v for k, v in channel_names.items()}
-        if sorted(channel_names) != [str(i) for i in range(len(channel_names))] or not all(
+        if set(channel_names) != {str(i) for i in range(len(channel_names))} or not all(
                 isinstance(v, str) for v in channel_names.values()):
             problems.append(f'{where}: "channel_names" keys must be "0", "1", ... and values strings; '
                             f"found {channel_names}")
@@ -170,8 +170,8 @@ def read_dataset_json_problems(path: Path) -> tuple[DatasetJson | None, list[str
         return None, [f"{path}: not found. A dataset folder needs a dataset.json next to imagesTr/ and labelsTr/"]
     try:
         data = load_json(path)
-    except (ValueError, UnicodeDecodeError) as e:
-        return None, [f"{path}: is not valid JSON ({e}); fix the syntax"]
+    except JsonFileError as e:
+        return None, [str(e)]
     return parse_dataset_json(data, str(path))
 
 

@@ -53,51 +53,114 @@ def reader_kind(file_ending: str, overwrite_reader: str | None = None) -> str:
     raise ImageReadError(f"file ending {file_ending!r} is not supported; use one of {', '.join(SUPPORTED_ENDINGS)}")
 
 
-def _nifti_bytes(header: bytes) -> int | None:
-    """The bytes a NIfTI-1/-2 header announces (offset + voxels x bytes per voxel), or None if not NIfTI."""
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64 voxels
+
+
+@dataclass(frozen=True)
+class _NiftiLayout:
+    data_offset: int
+    data_bytes: int
+    float_dtype: str | None  # numpy dtype (with byte order) of float voxels, None for integer types
+
+    @property
+    def total(self) -> int:
+        return self.data_offset + self.data_bytes
+
+
+def _nifti_layout(header: bytes) -> _NiftiLayout | None:
+    """Where a NIfTI-1/-2 header puts the voxels, how many bytes they take and whether they are floats; None when
+    ``header`` is not a NIfTI header."""
     for order in "<>":
         size = int(np.frombuffer(header[:4], f"{order}i4")[0]) if len(header) >= 4 else 0
-        if size == 348 and len(header) >= 112:
+        if size == 348 and len(header) >= 348:
             dims = np.frombuffer(header[40:56], f"{order}i2")
-            bitpix, offset = int(np.frombuffer(header[72:74], f"{order}i2")[0]), float(
-                np.frombuffer(header[108:112], f"{order}f4")[0])
-        elif size == 540 and len(header) >= 176:
+            datatype, bitpix = (int(v) for v in np.frombuffer(header[70:74], f"{order}i2"))
+            offset = float(np.frombuffer(header[108:112], f"{order}f4")[0])
+        elif size == 540 and len(header) >= 540:
             dims = np.frombuffer(header[16:80], f"{order}i8")
-            bitpix, offset = int(np.frombuffer(header[14:16], f"{order}i2")[0]), float(
-                np.frombuffer(header[168:176], f"{order}i8")[0])
+            datatype, bitpix = (int(v) for v in np.frombuffer(header[12:16], f"{order}i2"))
+            offset = float(np.frombuffer(header[168:176], f"{order}i8")[0])
         else:
             continue
-        if not 1 <= dims[0] <= 7:
+        if not 1 <= dims[0] <= 7 or not np.isfinite(offset) or offset < 0 or np.any(dims[1:dims[0] + 1] < 0):
             return None
-        return int(offset) + int(np.prod(dims[1:dims[0] + 1], dtype=np.int64)) * bitpix // 8
+        voxels = int(np.prod(dims[1:dims[0] + 1].astype(object)))
+        kind = _NIFTI_FLOATS.get(datatype)
+        return _NiftiLayout(int(offset), voxels * bitpix // 8, f"{order}{kind}" if kind else None)
     return None
 
 
+class _FiniteScan:
+    """Checks float voxels chunk by chunk as the stream passes (chunks need not align with voxels)."""
+
+    def __init__(self, layout: _NiftiLayout) -> None:
+        self.layout, self.position, self.carry, self.nonfinite = layout, 0, b"", False
+        self.itemsize = np.dtype(layout.float_dtype).itemsize if layout.float_dtype else 0
+
+    def feed(self, chunk: bytes) -> None:
+        start, self.position = self.position, self.position + len(chunk)
+        if not self.itemsize or self.nonfinite:
+            return
+        begin = max(self.layout.data_offset - start, 0)
+        end = min(self.layout.total - start, len(chunk))
+        if end <= begin:
+            return
+        data = self.carry + chunk[begin:end]
+        usable = len(data) - len(data) % self.itemsize
+        self.carry = data[usable:]
+        values = np.frombuffer(data[:usable], self.layout.float_dtype)
+        self.nonfinite = not bool(np.isfinite(values).all())
+
+
+def _scan(path: Path) -> tuple[int, _NiftiLayout | None, bool]:
+    """Read a ``.nii``/``.nii.gz``/``.gz`` file through once: its (decompressed) length, the NIfTI layout its header
+    announces and whether a float voxel is NaN or Inf."""
+    name = path.name.lower()
+    with (gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb")) as f:
+        header = f.read(540)
+        layout = _nifti_layout(header) if name.endswith((".nii", ".nii.gz")) else None
+        scan = _FiniteScan(layout) if layout is not None else None
+        total = len(header)
+        if scan is not None:
+            scan.feed(header)
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            total += len(chunk)
+            if scan is not None:
+                scan.feed(chunk)
+    return total, layout, bool(scan and scan.nonfinite)
+
+
 def check_complete(path: Path) -> None:
-    """SimpleITK reads a truncated NIfTI or gzip file as zeros without a word: read the whole stream first and
-    compare it with what the header announces."""
+    """SimpleITK reads a truncated NIfTI or gzip file as zeros, and NaN/Inf NIfTI voxels as 0, without a word: read
+    the whole stream first, compare it with what the header announces and check float voxels are finite."""
     name = path.name.lower()
     if not name.endswith((".gz", ".nii")):
         return
     try:
-        with (gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb")) as f:
-            header = f.read(540)
-            total = len(header) + sum(len(chunk) for chunk in iter(lambda: f.read(1 << 24), b""))
+        total, layout, nonfinite = _scan(path)
     except (EOFError, OSError, zlib.error) as e:
         raise ImageReadError(f"{path}: the compressed file is truncated or corrupt ({e}); copy or export it "
                              "again") from None
-    expected = _nifti_bytes(header) if name.endswith((".nii", ".nii.gz")) else None
-    if expected is not None and total < expected:
-        raise ImageReadError(f"{path}: the file is truncated ({total} of the {expected} bytes its header announces);"
-                             " copy or export it again")
+    if name.endswith((".nii", ".nii.gz")) and layout is None:
+        raise ImageReadError(f"{path}: not a NIfTI file (no valid header in its {total} bytes); copy or export it "
+                             "again")
+    if layout is not None and total < layout.total:
+        raise ImageReadError(f"{path}: the file is truncated ({total} of the {layout.total} bytes its header "
+                             "announces); copy or export it again")
+    if nonfinite:
+        raise ImageReadError(nonfinite_message(path))
+
+
+def nonfinite_message(file: str | Path) -> str:
+    return (f"{file}: contains NaN or Inf voxels, which would be predicted as background without a word; replace "
+            "them (e.g. with the image minimum)")
 
 
 def check_finite(images: np.ndarray, files: Sequence[str | Path]) -> str | None:
     """A message naming the first channel file with NaN or Inf voxels, or None when every voxel is finite."""
     for channel, file in enumerate(files):
         if not np.all(np.isfinite(images[channel])):
-            return (f"{file}: contains NaN or Inf voxels, which would be predicted as background without a word; "
-                    "replace them (e.g. with the image minimum)")
+            return nonfinite_message(file)
     return None
 
 
@@ -182,6 +245,15 @@ def read_seg(path: str | Path, kind: str) -> tuple[np.ndarray, Geometry]:
     if array.shape[0] != 1:
         raise ImageReadError(f"{path}: a label file must have one channel, found {array.shape[0]}")
     return array, geometry
+
+
+def verify_image_file(path: Path) -> None:
+    """Raise ``ImageReadError`` unless ``path`` holds a complete image: SimpleITK does not report a failed write
+    (on a full disk it leaves a truncated ``.nii.gz`` or an empty file), so what it wrote is read back."""
+    if path.name.lower().endswith((".gz", ".nii")):
+        check_complete(path)
+    else:
+        _read_sitk(path)
 
 
 def write_image(data: np.ndarray, path: str | Path, geometry: Geometry) -> None:

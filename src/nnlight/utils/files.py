@@ -6,9 +6,12 @@ an interrupted run never leaves a half-written file that a later stage would rea
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,38 +19,109 @@ from typing import IO, Any
 
 import numpy as np
 
+from nnlight.utils.errors import UserError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteFailed(UserError):
+    """A file that could not be written completely (a full disk, a quota, no permission): it names the file."""
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def write_failed(path: Path, error: BaseException | None = None) -> WriteFailed:
+    """The one-line error for a write that did not complete: "no space left" when the disk (or a quota) is full —
+    numpy reports a short write as ``OSError: N requested and M written``, SimpleITK not at all."""
+    free = free_bytes(path.parent)
+    short = error is not None and "requested and" in str(error)
+    if (isinstance(error, OSError) and error.errno in _DISK_FULL) or short or (free is not None and free < 1 << 20):
+        where = f" ({_megabytes(free)} free)" if free is not None else ""
+        return WriteFailed(f"{path}: could not be written: no space left on the device{where}. Free some space (or "
+                           "choose another folder) and run the same command again; nothing half-written was kept")
+    reason = f"{error.strerror or error}" if isinstance(error, OSError) else str(error or "incomplete")
+    return WriteFailed(f"{path}: could not be written ({reason}); nothing half-written was kept")
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free bytes on the file system of ``folder`` (its nearest existing parent), or None if unknown."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size // 1024} KiB"
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse before starting when ``folder``'s file system cannot hold ``needed`` bytes."""
+    free = free_bytes(folder)
+    if free is not None and needed > free:
+        raise WriteFailed(f"{folder}: {what} needs {_megabytes(needed)} but only {_megabytes(free)} is free: no space "
+                          "left on the device. Free some space or choose another folder")
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write(file)`` on a temp file in the destination folder, fsync, and rename it to ``path``."""
+    """Call ``write(file)`` on a temp file in the destination folder, flush, fsync, check that every byte reached
+    the file, and only then rename it to ``path``. A failure (a full disk) leaves no temp file and raises
+    ``WriteFailed`` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+            if os.fstat(f.fileno()).st_size != f.tell():
+                raise write_failed(path)
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise write_failed(path, e) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 
-def atomic_write_named(path: str | Path, write: Callable[[Path], object]) -> None:
-    """For writers that need a file name with the right ending (SimpleITK): ``write(tmp)`` to a name unique to
-    this process and call (so concurrent writers of one file never share it), then rename to ``path``."""
+def _remove(tmp: str | Path | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_named(path: str | Path, write: Callable[[Path], object],
+                       verify: Callable[[Path], None] | None = None) -> None:
+    """For writers that need a file name with the right ending (SimpleITK, zipfile): ``write(tmp)`` to a name unique
+    to this process and call (so concurrent writers of one file never share it), ``verify(tmp)`` (writers that do
+    not report a failed write: it raises if the file is incomplete), fsync, then rename to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{''.join(path.suffixes)}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        if verify is not None:
+            try:
+                verify(tmp)
+            except UserError as e:
+                raise write_failed(path, e) from None
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise write_failed(path, e) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 
@@ -85,6 +159,41 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2) + "\n")
 
 
+MAX_JSON_BYTES = 256 << 20  # far above any plan, fingerprint or dataset.json (a 10,000-case list is ~2 MB)
+MAX_JSON_DEPTH = 64  # nnU-Net's files nest 6 levels deep; recursion in every later reader stays bounded
+
+
+class JsonFileError(UserError, ValueError):
+    """A JSON file that cannot be read (syntax, size, nesting): a user mistake that names the file."""
+
+
+def json_depth(data: Any) -> int:
+    """How deeply ``data`` nests lists and objects (iteratively: a hostile file cannot exhaust the stack here)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack += [(v, depth + 1) for v in (node.values() if isinstance(node, dict) else node)]
+    return deepest
+
+
 def load_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file, refused (``JsonFileError``, naming it) when malformed, larger than ``MAX_JSON_BYTES`` or nested
+    deeper than ``MAX_JSON_DEPTH``: files shared between people are read without trusting them."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise JsonFileError(f"{path}: {size / 2**20:.0f} MiB, more than the {MAX_JSON_BYTES >> 20} MiB a JSON file "
+                            "nnlight reads may have")
+    try:
+        data = json.loads(path.read_bytes())
+    except RecursionError:
+        raise JsonFileError(f"{path}: nested too deeply to be one of nnlight's or nnU-Net's files") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise JsonFileError(f"{path}: is not valid JSON ({e}); fix the syntax") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise JsonFileError(f"{path}: nested more than {MAX_JSON_DEPTH} levels deep; not one of nnlight's or "
+                            "nnU-Net's files")
+    return data
