@@ -72,7 +72,7 @@ def test_an_unknown_trainer_is_refused_by_name(tmp_path: Path, preprocessed) -> 
 
 def test_a_checkpoint_with_pickled_code_is_refused_without_running_it(tmp_path: Path, preprocessed) -> None:
     folder, _ = _nnunet_folder(tmp_path, preprocessed, extra={"callback": os.getcwd})
-    with pytest.raises(UserError, match="contains Python code or objects .*getcwd.*did not load it"):
+    with pytest.raises(UserError, match=r"contains Python code or objects .*getcwd.*did not load it"):
         load_nnunet_model(folder)
 
 

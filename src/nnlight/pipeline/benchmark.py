@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-import nnlight.pipeline.run_names  # noqa: F401  (the run folder's name resolvers, for composing run folders)
 from nnlight.benchmarking.report import comparisons, per_case_plot, rank_plot, ranks, report_markdown, variant_results
 from nnlight.benchmarking.suite import (
     Suite,
@@ -34,6 +32,7 @@ from nnlight.benchmarking.suite import (
 )
 from nnlight.benchmarking.table import CASE_COLUMNS, RUN_COLUMNS, case_rows, run_row, to_csv
 from nnlight.pipeline.cli import CONFIG_DIR, compose_config, composition_problem
+from nnlight.pipeline.cli import run_folder as cli_run_folder
 from nnlight.pipeline.plan import planner_settings, resolve_raw_folder
 from nnlight.planning.export import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
@@ -203,14 +202,7 @@ def _plan(raw_folder: Path, overrides: list[str]) -> None:
 
 def run_folder(overrides: list[str]) -> RunFolder:
     """The folder train.py gives a run with these overrides (Hydra composes the name, as in train.py)."""
-    cfg = compose_config(CONFIG_DIR, "train", overrides)
-    hydra = HydraConfig.instance()
-    previous = hydra.cfg
-    hydra.set_config(cfg)
-    try:
-        return RunFolder(Path(str(cfg.hydra.run.dir)).resolve())
-    finally:
-        hydra.cfg = previous
+    return RunFolder(cli_run_folder(compose_config(CONFIG_DIR, "train", overrides)).resolve())
 
 
 def _print_plan(state: Expansion) -> None:

@@ -17,11 +17,15 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
-from nnlight.utils.errors import USER_ERROR_EXIT_CODE
+import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
+from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
+from nnlight.utils.names import inside
 
 # The configs ship inside the package (``nnlight.configs``: the checkout's top-level configs/ folder, mapped by
 # pyproject.toml), so an installed wheel works from any folder without the source tree
@@ -108,9 +112,12 @@ def compose_config(config_dir: Path, config_name: str, overrides: list[str]) -> 
 
 
 def composition_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
-    """Why these overrides do not compose (unknown option, key or value), in one line; None if they do."""
+    """Why these overrides do not compose (unknown option, key or value), or would put the run folder outside the
+    results folder, in one line; None if they do."""
     try:
-        compose_config(config_dir, config_name, overrides)
+        cfg = compose_config(config_dir, config_name, overrides)
+        if config_name == "train":
+            run_folder(cfg)
     except MissingConfigException as e:
         if str(e.missing_cfg_file).startswith("hydra/sweeper/optuna"):
             return "hparams_search needs Hydra's Optuna sweeper: pip install \"nnlight[sweep]\""
@@ -121,9 +128,27 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
             (" (nnlight-plan writes them)" if group == "plan" else "")
     except ConfigCompositionException as e:
         return _composition_problem(config_dir, config_name, overrides, e)
+    except UserError as e:
+        return str(e)
+    except InterpolationResolutionError as e:  # a resolver refused a value (a resolver's UserError, rewrapped)
+        return str(e).split("raised while resolving interpolation: ", 1)[-1].splitlines()[0]
     except (HydraException, ValueError) as e:
         return str(e).splitlines()[0]
     return None
+
+
+def run_folder(cfg: DictConfig) -> Path:
+    """The run folder a composed train config names (Hydra's ``run.dir``), refused unless it lies inside
+    ``paths.results``: no override value may turn into a path elsewhere."""
+    hydra = HydraConfig.instance()
+    previous = hydra.cfg
+    hydra.set_config(cfg)
+    try:
+        folder = Path(str(cfg.hydra.run.dir))
+    finally:
+        hydra.cfg = previous
+    inside(Path(str(cfg.paths.results)), folder, "the run folder (hydra.run.dir)")
+    return folder
 
 
 def _composition_problem(config_dir: Path, config_name: str, overrides: list[str], error: Exception) -> str:

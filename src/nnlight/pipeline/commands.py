@@ -12,7 +12,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
 from nnlight.pipeline import run_stage
 from nnlight.pipeline.cli import CONFIG_DIR, check_command_line
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE

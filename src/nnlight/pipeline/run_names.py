@@ -1,50 +1,42 @@
-"""The run folder's name: ``<experiment>[<overrides>]``, resolved by Hydra before train.py's stage starts.
+"""The run folder's path: ``<results>/<Dataset>/<configuration>/<experiment>[<differences>]/fold_<k>``, resolved by
+Hydra (the resolvers below) before train.py's stage starts.
 
-Kept apart from the training code so registering the resolver costs no torch/Lightning import.
+A run's folder is its identity, so the name comes from the *resolved* config, not from how the overrides were
+typed: ``<differences>`` lists only the values that differ from the experiment's own defaults (``loss=dice_ce``,
+the default, names no difference: it is the same run as no override). Every part is a plain name: a value with
+``/`` in it is shortened to its last parts plus a hash, ``plan.dataset`` / ``data.fold`` / ``experiment_name``
+must be names, and the list is cut to a bounded length (with a hash of the whole) so names never grow without
+bound. Kept apart from the training code so registering the resolvers costs no torch/Lightning import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import json
 import os
 import re
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from nnlight.utils.names import configuration_name, dataset_name, fold_name, folder_name
 
 DEFAULT_PLANS = "nnUNetPlans"
-
-
-def overrides_suffix(override_dirname: str, init_from: str | None = None,
-                     previous_stage: str | None = None) -> str:
-    """``[loss=dice,trainer.max_epochs=50]`` after the experiment name, or nothing without overrides.
-
-    A multirun spells booleans as Python does (``False``), a single run as typed (``false``): both become
-    lowercase so the same overrides always name the same folder. Paths (``init_from``, ``previous_stage``), kept
-    out of Hydra's override list because their ``/`` would nest folders, join the list as their last three parts
-    plus a hash of the whole path; the saved config holds them in full.
-    """
-    items = [re.sub(r"=(True|False)$", lambda m: "=" + m.group(1).lower(), item)
-             for item in _split_items(override_dirname)]
-    paths = {"init_from": init_from, "previous_stage": previous_stage}
-    items = sorted([*items, *(f"{key}={_path_in_name(str(value))}" for key, value in paths.items() if value)])
-    return f"[{','.join(items)}]" if items else ""
-
-
-def _split_items(override_dirname: str) -> list[str]:
-    """Hydra joins ``key=value`` items with commas; a comma inside a list value (``[1,2]``) is not a split."""
-    return [item for item in re.split(r",(?=[\w.+~@/-]+=)", override_dirname) if item]
-
-
-def _path_in_name(path: str) -> str:
-    parts = [re.sub(r"\[.*\]", "", part) for part in Path(path).parts if part not in ("/", "")]
-    return "~".join(parts[-3:]) + "#" + hashlib.sha256(path.encode()).hexdigest()[:8]
+# the folder's other parts, or what names no difference in training (configs/hydra/train.yaml's exclude_keys)
+LOCATION_KEYS = ("plan", "data.fold", "experiment", "experiment_name", "init_from", "previous_stage")
+MAX_DIFFERENCES_BYTES = 160  # beyond this the list is cut and a hash of the whole appended
+_OMITTED_GROUPS = ("plan", "experiment", "paths", "logger", "launcher", "hparams_search", "hydra")
 
 
 def configuration_folder(configuration: str, plans_name: str) -> str:
     """The configuration part of a run folder, as ``plan=<Dataset>/<name>`` spells it: ``3d_fullres`` for nnU-Net's
     default plans, ``3d_fullres_<plans>`` for a preset's or transferred plans, so runs of different plans never
     share a folder."""
+    configuration_name(configuration, "plan.configuration")
+    configuration_name(plans_name, "plan.plans_name")
     return configuration if plans_name == DEFAULT_PLANS else f"{configuration}_{plans_name}"
 
 
@@ -54,9 +46,141 @@ def absolute(path: str) -> str:
     return os.path.abspath(path)
 
 
-if not OmegaConf.has_resolver("nnlight_overrides"):
-    OmegaConf.register_new_resolver("nnlight_overrides", overrides_suffix)
-if not OmegaConf.has_resolver("nnlight_configuration"):
-    OmegaConf.register_new_resolver("nnlight_configuration", configuration_folder)
-if not OmegaConf.has_resolver("nnlight_absolute"):
-    OmegaConf.register_new_resolver("nnlight_absolute", absolute)
+def run_name(experiment: str, overrides: Sequence[str], init_from: str | None = None,
+             previous_stage: str | None = None) -> str:
+    """``<experiment>[<differences>]``: the experiment and the values this run's config changes from it."""
+    folder_name(experiment, "experiment_name")
+    items = [*differences(tuple(str(o) for o in overrides)),
+             *(f"{key}={_path_in_name(str(value))}" for key, value in
+               (("init_from", init_from), ("previous_stage", previous_stage)) if value)]
+    return folder_name(str(experiment) + bounded_suffix(sorted(items)), "experiment_name")
+
+
+def bounded_suffix(items: Sequence[str]) -> str:
+    """``[a=1,b=2]``; past ``MAX_DIFFERENCES_BYTES`` the items that fit, then ``...#<hash of all>``."""
+    if not items:
+        return ""
+    joined = ",".join(items)
+    if len(joined.encode()) <= MAX_DIFFERENCES_BYTES:
+        return f"[{joined}]"
+    digest = hashlib.sha256(joined.encode()).hexdigest()[:12]
+    kept: list[str] = []
+    for item in items:
+        if len(",".join([*kept, item]).encode()) > MAX_DIFFERENCES_BYTES - 20:
+            break
+        kept.append(item)
+    return f"[{','.join(kept)},...#{digest}]"
+
+
+def _path_in_name(path: str) -> str:
+    """A path never nests folders in a name: its last three parts joined by ``~`` plus a hash of the whole."""
+    parts = [re.sub(r"\[.*\]", "", part) for part in re.split(r"[/\\]", path) if part not in ("", ".", "..")]
+    return "~".join(parts[-3:]) + "#" + hashlib.sha256(path.encode()).hexdigest()[:8]
+
+
+def _value_in_name(value: Any) -> str:
+    """How a value reads in a folder name: YAML-like scalars (``false``, ``null``, ``0.001``), lists as ``[a,b]``;
+    text holding a path separator or a control character becomes :func:`_path_in_name`."""
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True).replace('"', "")
+    if re.search(r"[/\\\x00-\x1f]", text):
+        return _path_in_name(text)
+    return text
+
+
+@functools.lru_cache(maxsize=256)
+def differences(overrides: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``group=option`` and ``key=value`` items by which the config these overrides compose differs from the
+    experiment's defaults (the same plan, experiment and fold with no other override)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    with _composer() as compose:
+        full = compose(list(overrides))
+        ignored = {str(k) for k in full.hydra.job.config.override_dirname.exclude_keys} | set(LOCATION_KEYS)
+        base_lines = [o.input_line for o in parsed if _bare(o.get_key_element()) in ignored
+                      or _bare(o.get_key_element()).startswith("hydra.") or o.get_key_element().startswith("hydra/")]
+        ignored.discard("plan")  # the plan group locates the run; a planned value set on the command line (plan.*)
+        #                          is a difference
+        base = compose(base_lines)
+        choices, base_choices = _choices(full), _choices(base)
+        groups = sorted(g for g in set(choices) | set(base_choices) if choices.get(g) != base_choices.get(g))
+        items = [f"{g}={_value_in_name(choices.get(g))}" for g in groups]
+        group_lines = [o.input_line for o in parsed if _bare(o.get_key_element()) in groups]
+        reference = compose([*base_lines, *group_lines]) if group_lines else base
+    return tuple(items + _leaf_differences(reference, full, ignored))
+
+
+def _bare(key: str) -> str:
+    return key.lstrip("+~")
+
+
+def _choices(cfg: DictConfig) -> dict[str, Any]:
+    """The method groups' chosen options (the location, logging and launching groups left out)."""
+    return {str(g): c for g, c in cfg.hydra.runtime.choices.items()
+            if str(g).split("/")[0] not in _OMITTED_GROUPS}
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, Mapping) and node:
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def _leaf_differences(reference: DictConfig, full: DictConfig, ignored: set[str]) -> list[str]:
+    """Values as written (interpolations unresolved), so a value derived from another (``scheduler.max_epochs``
+    from ``trainer.max_epochs``) names no difference of its own."""
+    def values(cfg: DictConfig) -> dict[str, Any]:
+        config = OmegaConf.to_container(cfg, resolve=False)
+        config.pop("hydra", None)  # type: ignore[union-attr]
+        return {k: v for k, v in _flat(config).items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
+    old, new = values(reference), values(full)
+    return [f"~{k}" if k not in new else f"{k}={_value_in_name(new[k])}"
+            for k in sorted(set(old) | set(new)) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+
+
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def _composer() -> Iterator[Any]:
+    """Hydra's compose for the train config: inside a running nnlight command (Hydra initialized) directly, else
+    with the packaged configs for the duration."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    def train_config(overrides: list[str]) -> DictConfig:
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+    if GlobalHydra.instance().is_initialized():
+        yield train_config
+        return
+    from nnlight.pipeline.cli import CONFIG_DIR
+
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            yield train_config
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _run_name(experiment: str, overrides: Any, init_from: Any, previous_stage: Any) -> str:
+    return run_name(experiment, list(overrides or []), init_from, previous_stage)
+
+
+def dataset_part(value: str) -> str:
+    return dataset_name(value, "plan.dataset")
+
+
+def fold_part(value: Any) -> str:
+    return fold_name(value, "data.fold")
+
+
+_RESOLVERS = {"nnlight_configuration": configuration_folder, "nnlight_absolute": absolute,
+              "nnlight_run_name": _run_name, "nnlight_dataset": dataset_part, "nnlight_fold": fold_part}
+for _name, _resolver in _RESOLVERS.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
+

@@ -21,13 +21,11 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from nnlight.pipeline.run_names import LOCATION_KEYS
 from nnlight.training.checkpoint_io import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
-
-# the folder's path names them (init_from, previous_stage: shortened)
-LOCATION_KEYS = ("plan", "data.fold", "experiment", "init_from", "previous_stage")
 
 
 def ignored_keys(hydra_config: DictConfig) -> list[str]:

@@ -220,10 +220,21 @@ def _scheduler(node: DictConfig) -> Component:
     return scheduler
 
 
+# Trainer arguments nnlight sets itself (build_trainer in pipeline/train.py), with why
+NNLIGHT_TRAINER_ARGUMENTS = {
+    "default_root_dir": "the run folder", "callbacks": "the callbacks group", "logger": "the logger group",
+    "plugins": "atomic checkpoint writes", "num_sanity_val_steps": "0", "enable_model_summary": "off",
+    "use_distributed_sampler": "each rank draws its own batches"}
+
+
 def trainer_arguments(node: DictConfig) -> tuple[dict[str, Any], bool]:
     """``trainer.*`` as Lightning Trainer arguments (nnU-Net's precision per device), and ``compile``."""
     arguments: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
     compile_network = bool(arguments.pop("compile", False))
+    reserved = sorted(set(arguments) & set(NNLIGHT_TRAINER_ARGUMENTS))
+    if reserved:
+        raise UserError(f"trainer.{reserved[0]}: set by nnlight ({NNLIGHT_TRAINER_ARGUMENTS[reserved[0]]}); remove it. "
+                        "Choose loggers with logger=, callbacks with callbacks=, the folder with paths.results=")
     unknown = sorted(set(arguments) - set(inspect.signature(L.Trainer).parameters))
     if unknown:
         raise UserError(f"trainer.{unknown[0]}: not a Lightning Trainer argument. See configs/trainer/default.yaml "
