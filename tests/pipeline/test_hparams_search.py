@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from nnlight.pipeline.cli import CONFIG_DIR, compose_config
 from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_script
 
 optuna = pytest.importorskip("optuna", reason="pip install 'nnlight[sweep]'")
@@ -48,3 +51,19 @@ def test_a_killed_search_resumes_from_its_study(planned_demo_template: Roots, tm
     summary = (sweeps[-1] / "trials.md").read_text()
     assert "3 finished trial(s)" in summary and "Best: trial" in summary and (sweeps[-1] / "trials.png").is_file()
     assert (sweeps[-1] / "optimization_results.yaml").is_file()
+    # each trial's value is what the README says the search optimizes: its run's end-of-training validation Dice
+    dice = sorted(round(json.loads(p.read_text())["summary"]["validation_dice"], 6)
+                  for p in roots.results.rglob("run_stats.json"))
+    assert sorted(round(t.value, 6) for t in complete) == dice
+
+
+@pytest.mark.parametrize("search", sorted(p.stem for p in (REPO / "configs" / "hparams_search").glob("*.yaml")))
+def test_the_search_optimizes_the_metric_the_readme_names(search: str, planned_demo_template: Roots,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search config's ``optimized_metric`` wins over train.yaml's default (``_self_`` comes first there)."""
+    section = (REPO / "README.md").read_text().split("### Hyperparameter search", 1)[1].split("\n## ", 1)[0]
+    named = re.search(r"optimized_metric=(\w+)", section)
+    assert named is not None, "the README's Hyperparameter search section names no optimized_metric"
+    monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(planned_demo_template.preprocessed))
+    cfg = compose_config(CONFIG_DIR, "train", [f"hparams_search={search}", "plan=Dataset900_Demo/2d"])
+    assert cfg.optimized_metric == named.group(1) == "validation_dice"

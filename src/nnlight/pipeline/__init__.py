@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -23,13 +24,23 @@ def run_stage(stage: str, cfg: DictConfig) -> Any:
     """
     run = importlib.import_module(f"nnlight.pipeline.{stage}").run
     try:
-        with logging_output_to(_log_file(stage, cfg), deferred=stage != "train"):
+        with _lock(stage), logging_output_to(_log_file(stage, cfg), deferred=stage != "train"):
             return run(cfg)
     except UserError as e:
         print(f"\nnnlight: error: {e}", file=sys.stderr)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # Hydra records the job as failed and runs the sweep's other jobs; the sweep then exits 1
         sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def _lock(stage: str) -> contextlib.AbstractContextManager[None]:
+    """A training run holds its run folder's lock from before anything is written to it (its log included)."""
+    if stage != "train" or not HydraConfig.initialized():
+        return contextlib.nullcontext()
+    from nnlight.pipeline.run_record import run_lock
+    from nnlight.utils.folders import RunFolder
+
+    return run_lock(RunFolder(Path(HydraConfig.get().runtime.output_dir)))
 
 
 def _log_file(stage: str, cfg: DictConfig) -> Path | None:

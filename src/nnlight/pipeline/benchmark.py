@@ -143,13 +143,13 @@ def check_variants(suite: Suite) -> None:
     anything runs: an unknown option, key or value is named with its variant or dataset. Overrides of plan values
     are checked once planned."""
     with tempfile.TemporaryDirectory() as scratch:
-        stub = Path(scratch) / "plan" / "_suite_check" / "stub.yaml"
+        stub = Path(scratch) / "plan" / "Dataset000_SuiteCheck" / "stub.yaml"
         stub.parent.mkdir(parents=True)
-        stub.write_text("dataset: _suite_check\nconfiguration: stub\n")
+        stub.write_text("dataset: Dataset000_SuiteCheck\nconfiguration: stub\nplans_name: nnUNetPlans\n")
         for variant in suite.variants:
             overrides = [o for o in [*suite.variant_overrides(variant), *suite.launcher]
                          if not o.lstrip("+~").startswith("plan.")]
-            problem = composition_problem(CONFIG_DIR, "train", [*overrides, "plan=_suite_check/stub", "data.fold=0",
+            problem = composition_problem(CONFIG_DIR, "train", [*overrides, "plan=Dataset000_SuiteCheck/stub", "data.fold=0",
                                                              f"hydra.searchpath=[file://{scratch}]"])
             if problem:
                 raise UserError(f"suite {suite.name}, variant {variant}: {problem}")

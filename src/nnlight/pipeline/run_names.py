@@ -166,8 +166,9 @@ def _composer() -> Iterator[Any]:
         GlobalHydra.instance().clear()
 
 
-def _run_name(experiment: str, overrides: Any, init_from: Any, previous_stage: Any) -> str:
-    return run_name(experiment, list(overrides or []), init_from, previous_stage)
+def _run_name(experiment: str, task_overrides: Any, hydra_overrides: Any, init_from: Any, previous_stage: Any) -> str:
+    """Hydra keeps ``hydra.*`` overrides (a search path, a forced run dir) apart from the task's: both compose it."""
+    return run_name(experiment, [*(hydra_overrides or []), *(task_overrides or [])], init_from, previous_stage)
 
 
 def dataset_part(value: str) -> str:

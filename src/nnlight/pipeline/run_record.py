@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not locked
+    fcntl = None  # type: ignore[assignment]
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
@@ -103,6 +110,45 @@ def recording_failure(run_folder: RunFolder) -> Iterator[None]:
             atomic_write_json(run_folder.failure, {
                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(), "failed_at": _now()})
         raise
+
+
+def is_first_process() -> bool:
+    """False in the extra processes a multi-GPU run starts (Lightning's DDP launcher reruns the command with
+    ``LOCAL_RANK``; torchrun and SLURM set ``RANK``/``NODE_RANK``): only the first one owns the run folder."""
+    return all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+@contextmanager
+def run_lock(run_folder: RunFolder) -> Iterator[None]:
+    """Hold the run folder's lock for the duration: a second process training the same run (a sweep launched
+    twice, two SLURM jobs on one fold) is refused with who holds it. The lock is the operating system's
+    (``flock``), released when its process ends however it ends, so a killed run never blocks its rerun."""
+    if fcntl is None or not is_first_process():
+        yield
+        return
+    run_folder.path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_folder.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            raise UserError(f"{run_folder.path} is being trained by process {holder.get('pid', '?')} on host "
+                            f"{holder.get('host', '?')} since {holder.get('since', '?')}; wait for it to finish (or "
+                            "stop it), then run the same command again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _lock_holder(fd: int) -> dict[str, Any]:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return holder if isinstance(holder, dict) else {}
+    except ValueError:
+        return {}
 
 
 def _now() -> str:

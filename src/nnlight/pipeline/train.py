@@ -109,7 +109,8 @@ def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Pat
         return prepare(cfg, run_folder.path)
     except UserError:
         folder = run_folder.path
-        if folder.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in folder.iterdir()):
+        if folder.is_dir() and all(p.name in (".hydra", run_folder.lock.name) or p.suffix == ".log"
+                                   for p in folder.iterdir()):
             shutil.rmtree(folder)
             while folder.parent.resolve() != results_root.resolve() and folder.parent.is_dir() and \
                     not any(folder.parent.iterdir()):

@@ -62,6 +62,11 @@ class RunFolder:
         return self.path / "run_stats.json"
 
     @property
+    def lock(self) -> Path:
+        """Held (an OS lock) by the process training the run; names it (pid, host, since) for a second one."""
+        return self.path / ".lock"
+
+    @property
     def failure(self) -> Path:
         """Written when the run failed: the error and its traceback (removed once the run finishes)."""
         return self.path / "failure.json"
