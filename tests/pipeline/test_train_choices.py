@@ -77,6 +77,13 @@ def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(r
     (["data.patch_size=[30,30,30]"], "data.patch_size=[30, 30, 30] does not fit the planned network"),
     (["+logger.images_every_n_epochs=5"], "logger.images_every_n_epochs=5: none of the chosen loggers shows images"),
     (["logger=tensorboard", "logger.images_every_n_epochs=0"], "logger.images_every_n_epochs=0: use a whole number"),
+    (["optimizer.lr=nan"], "optimizer.lr=nan: not a finite number"),
+    (["optimizer.lr=inf"], "optimizer.lr=inf: not a finite number"),
+    (["optimizer.weight_decay=-inf"], "optimizer.weight_decay=-inf: not a finite number"),
+    (["augmentation.p_rotation=nan"], "augmentation.p_rotation=nan: not a finite number"),
+    (["optimizer.lr=-0.01"], "could not be created with lr=-0.01"),
+    (["nonfinite_loss_patience=0"], "nonfinite_loss_patience=0: use a whole number of training steps >= 1"),
+    (["+trainer.default_root_dir=../../x"], "trainer.default_root_dir: set by nnlight (the run folder)"),
 ])
 def test_a_wrong_value_is_named_before_training(roots: Roots, overrides: list[str], expected: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,6 +108,7 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots
     assert last.is_file(), "the run never wrote last.ckpt"
     killed_at = torch.load(last, weights_only=True)["epoch"]
     assert not (run / "checkpoints" / "final.ckpt").exists() or killed_at == 3
+    assert json.loads((run / ".lock").read_text())["pid"] == process.pid  # its lock, released by the kill
 
     result = run_script("train.py", *args, roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -121,6 +122,42 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots
     assert lr == pytest.approx(0.01 * (1 - 4 / 4) ** 0.9)  # poly followed the configured 4 epochs
     rows = list(csv.DictReader((run / "logs" / "metrics.csv").open()))
     assert {int(r["epoch"]) for r in rows if r["train/loss"]} == {0, 1, 2, 3}  # the log continues, too
+
+
+def test_a_second_training_of_the_same_run_is_refused_while_the_first_runs(planned_roots: Roots) -> None:
+    """A sweep launched twice, or two SLURM jobs on one fold: the second process names the first and writes
+    nothing into its folder (its log included)."""
+    args = ["plan=Dataset900_Demo/2d", "trainer.max_epochs=1000", "data.iterations_per_epoch=2",
+            "data.val_iterations_per_epoch=1", "data.num_workers=0"]
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / \
+        "baseline[data.iterations_per_epoch=2,data.val_iterations_per_epoch=1]" / "fold_0"
+    first = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=planned_roots.env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and first.poll() is None and not (run / "logs" / "metrics.csv").is_file():
+            time.sleep(0.2)
+        assert first.poll() is None, "the first training ended early"
+        second = run_script("train.py", *args, roots=planned_roots)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"{run} is being trained by process {first.pid} on host " in second.stderr
+        assert "being trained" not in (run / "train.log").read_text()  # the first run's log stays its own
+        assert not (run / "failure.json").exists()
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+
+def test_a_training_whose_loss_turns_nan_stops_and_never_counts_as_finished(planned_roots: Roots) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", *TINY_BUDGET, "optimizer.lr=1e12",
+                        "nonfinite_loss_patience=1", roots=planned_roots)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the training loss was NaN or Inf for 1 steps in a row" in result.stderr and "Lower optimizer.lr" in \
+        result.stderr
+    name = TINY_NAME.replace(",trainer.", ",optimizer.lr=1000000000000.0,trainer.")  # the differences, sorted
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / f"baseline[{name}]" / "fold_0"
+    assert "TrainingDiverged" in json.loads((run / "failure.json").read_text())["error"]
+    assert not (run / "run_stats.json").exists() and not (run / "checkpoints" / "final.ckpt").exists()
 
 
 def test_missing_plan_is_a_clear_error(planned_roots: Roots) -> None:

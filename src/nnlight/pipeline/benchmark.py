@@ -149,8 +149,8 @@ def check_variants(suite: Suite) -> None:
         for variant in suite.variants:
             overrides = [o for o in [*suite.variant_overrides(variant), *suite.launcher]
                          if not o.lstrip("+~").startswith("plan.")]
-            problem = composition_problem(CONFIG_DIR, "train", [*overrides, "plan=Dataset000_SuiteCheck/stub", "data.fold=0",
-                                                             f"hydra.searchpath=[file://{scratch}]"])
+            problem = composition_problem(CONFIG_DIR, "train", [
+                *overrides, "plan=Dataset000_SuiteCheck/stub", "data.fold=0", f"hydra.searchpath=[file://{scratch}]"])
             if problem:
                 raise UserError(f"suite {suite.name}, variant {variant}: {problem}")
     for dataset in suite.datasets:

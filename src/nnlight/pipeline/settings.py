@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from omegaconf import DictConfig, OmegaConf
@@ -87,6 +89,29 @@ def settings_from_config(cls: type[T], node: DictConfig, group: str) -> T:
         return cls(**values)
     except ValueError as e:  # a dataclass's own consistency check (__post_init__)
         raise UserError(f"{group}: {e}") from None
+
+
+def nonfinite_value(node: Any, prefix: str = "") -> str | None:
+    """The first key (dotted) whose number is NaN or ±Inf, or None: a learning rate of ``nan`` would otherwise train
+    to a "finished" run with NaN weights."""
+    if isinstance(node, dict):
+        return next((k for key, value in node.items() if (k := nonfinite_value(value, f"{prefix}{key}."))), None)
+    if isinstance(node, (list, tuple)):
+        return next((k for i, value in enumerate(node) if (k := nonfinite_value(value, f"{prefix}{i}."))), None)
+    if isinstance(node, float) and not math.isfinite(node):
+        return f"{prefix.rstrip('.')}={node}"
+    return None
+
+
+def check_finite_values(cfg: DictConfig, groups: Sequence[str]) -> None:
+    """Every number of the method groups is finite (checked before anything is written)."""
+    for group in groups:
+        node = cfg.get(group)
+        values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        bad = nonfinite_value(values, f"{group}.")
+        if bad:
+            raise UserError(f"{bad}: not a finite number; every training value must be finite (a NaN or Inf "
+                            "learning rate, weight or probability trains nothing meaningful)")
 
 
 def required(cfg: DictConfig, key: str, example: str) -> Any:

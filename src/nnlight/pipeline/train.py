@@ -41,6 +41,7 @@ from nnlight.pipeline.run_record import (
 from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
+from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import ValidationImages
 from nnlight.training.pretrained import load_pretrained
 from nnlight.training.resources import ResourceMonitor
@@ -76,7 +77,7 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     data, task = build_data(setup), build_task(setup)
     monitor = ResourceMonitor()
     run_hash = config_hash(identity)
-    own_callbacks: list[L.Callback] = [monitor, RunIdentity(run_hash)]
+    own_callbacks: list[L.Callback] = [monitor, RunIdentity(run_hash), NonFiniteLossStop(setup.nonfinite_loss_patience)]
     if setup.images_every_n_epochs:
         own_callbacks.append(ValidationImages(setup.images_every_n_epochs, setup.facts.layout))
     trainer = build_trainer(setup, run_folder, own_callbacks)

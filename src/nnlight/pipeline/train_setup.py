@@ -24,10 +24,11 @@ from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
 from nnlight.inference.predictor import network_from_plan
 from nnlight.nets import NetworkOptions
 from nnlight.pipeline.components import Component, component, components
-from nnlight.pipeline.settings import settings_from_config
+from nnlight.pipeline.settings import check_finite_values, settings_from_config
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, plans_from_nnunet
 from nnlight.preprocessing.store import completed_cases
+from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import IMAGE_LOGGERS
 from nnlight.training.losses import LossSettings, check_loss_fits
 from nnlight.training.pretrained import PretrainedWeights, check_fits, read_pretrained
@@ -58,6 +59,7 @@ class TrainSetup:
     validation: ValidationOptions
     seed: int
     optimized_metric: str | None
+    nonfinite_loss_patience: int  # training steps in a row with a NaN/Inf loss that stop the run
     pretrained: PretrainedWeights | None = None  # init_from=: the weights training starts from
     previous_stage: PreviousStage | None = None  # the cascade: the low-res model's segmentations
     previous_stage_model: str | None = None  # that model, <configuration>/<experiment> under the dataset's results
@@ -72,6 +74,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     """Read and check every group; raises ``UserError`` naming the key and the fix. ``run_folder`` names the
     cascade's default low-res model (the same ``<experiment>[<overrides>]``) and where a low-res stage writes the
     cascade's input (its model folder)."""
+    check_finite_values(cfg, [str(k) for k in cfg if k != "hydra"])
     plan = OmegaConf.to_container(cfg.plan, resolve=True)
     facts = DatasetFacts.from_plan(plan)
     preprocessed = Path(cfg.paths.preprocessed) / facts.dataset
@@ -103,6 +106,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
         loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
         validation=settings_from_config(ValidationOptions, cfg.validation, "validation"), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
+        nonfinite_loss_patience=NonFiniteLossStop(cfg.nonfinite_loss_patience).patience,
         pretrained=_pretrained(cfg.get("init_from"), plan, architecture, network), previous_stage=previous,
         previous_stage_model=previous_model,
         next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
