@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/nnlight-plan dataset=Dataset900_Demo
 	$(BIN)/nnlight-train plan=Dataset900_Demo/3d_fullres $(DEMO_BUDGET)
 	$(BIN)/nnlight-train plan=Dataset900_Demo/2d $(DEMO_BUDGET)
-	$(BIN)/nnlight-evaluate dataset=Dataset900_Demo
+	$(BIN)/nnlight-evaluate dataset=Dataset900_Demo folds=0
 	$(BIN)/nnlight-predict model=best dataset=Dataset900_Demo input=data/raw/Dataset900_Demo/imagesTs \
 		output=data/predictions/Dataset900_Demo reference=data/raw/Dataset900_Demo/labelsTs
 

@@ -72,7 +72,7 @@ def test_wheel_runs_the_demo_chain_from_an_empty_folder(tmp_path: Path) -> None:
     command("nnlight-plan", "dataset=Dataset900_Demo", "num_workers=0")
     trained = command("nnlight-train", "plan=Dataset900_Demo/2d", *TINY_BUDGET)
     assert "Dice" in trained
-    command("nnlight-evaluate", "dataset=Dataset900_Demo")
+    command("nnlight-evaluate", "dataset=Dataset900_Demo", "folds=0")
     raw = "data/raw/Dataset900_Demo"
     predicted = command("nnlight-predict", "model=best", "dataset=Dataset900_Demo", f"input={raw}/imagesTs",
                         "output=data/predictions", f"reference={raw}/labelsTs")

@@ -24,5 +24,5 @@ def test_only_debug_runs_and_fold_all_give_no_candidate(tmp_path: Path) -> None:
         validation.mkdir(parents=True)
         (validation / "summary.json").write_text("{}")
         (validation.parent / "plan.json").write_text("{}")
-    with pytest.raises(UserError, match="debug runs do not count"):
+    with pytest.raises(UserError, match="debug runs and search trials do not count"):
         select_best(tmp_path / "Dataset900_Demo", tmp_path, {"background": 0, "a": 1}, ".nii.gz")

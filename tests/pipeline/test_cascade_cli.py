@@ -63,7 +63,7 @@ def test_cascade_trains_predicts_and_is_a_candidate(planned: Roots, tmp_path: Pa
     assert cascade.returncode == 0, cascade.stderr[-3000:]
     inference = json.loads((results / "3d_cascade_fullres" / NAME / "fold_0" / "inference.json").read_text())
     assert inference["previous_stage"] == f"3d_lowres/{NAME}"
-    evaluated = run_script("evaluate.py", "dataset=Dataset905_Cascade", roots=planned)
+    evaluated = run_script("evaluate.py", "dataset=Dataset905_Cascade", "folds=[0]", roots=planned)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     candidates = json.loads((results / "best_configuration.json").read_text())["candidates"]
     assert f"3d_cascade_fullres/{NAME}" in candidates

@@ -30,7 +30,7 @@ def trained(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFacto
     for configuration in ("2d", "3d_fullres"):
         result = run_script("train.py", f"plan=Dataset900_Demo/{configuration}", *TRAIN, roots=roots)
         assert result.returncode == 0, result.stderr[-3000:]
-    result = run_script("evaluate.py", "dataset=Dataset900_Demo", roots=roots)
+    result = run_script("evaluate.py", "dataset=Dataset900_Demo", "folds=[0]", roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Best:" in result.stdout
     return roots
@@ -56,8 +56,8 @@ def test_evaluate_writes_the_cv_table_plot_and_best_choice(trained: Roots) -> No
     assert chosen == max(c["foreground_mean"]["Dice"] for c in best["candidates"].values())
     table = (results / "cv_results.md").read_text()
     assert (results / "cv_results.png").stat().st_size > 1000 and "| model | folds | Dice |" in table
-    assert "**Incomplete cross-validation** (fewer than 5 folds) for 3 of 3" in table and "| 1/5 incomplete |" in table
-    assert best["selected"]["cv_complete"] is False
+    assert "**Compared on folds 0 only** (of 5)" in table and "| 1/5 |" in table  # folds=[0], as asked
+    assert best["selected"]["cv_complete"] is False and best["folds"] == ["0"]
     crossval = json.loads((results / "3d_fullres" / RUN / "crossval" / "summary.json").read_text())
     assert {"Dice", "IoU", "HD95", "NSD"} <= set(crossval["foreground_mean"])
     assert (results / "3d_fullres" / RUN / "crossval" / "summary.csv").read_text().startswith("case,label,Dice")
@@ -291,7 +291,8 @@ def test_mixed_precision_prediction_keeps_the_float32_argmax(trained: Roots, pre
 def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     evaluate = run_script("evaluate.py", "dataset=Dataset900_Demo", roots=roots)
-    assert evaluate.returncode == 2 and "no trained model" in evaluate.stderr and "nnlight-train" in evaluate.stderr
+    assert evaluate.returncode == 2 and "no complete cross-validation" in evaluate.stderr and \
+        "nnlight-train" in evaluate.stderr
     best = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={roots.raw}",
                       f"output={roots.results / 'out'}", roots=roots)
     assert best.returncode == 2 and "nnlight-evaluate dataset=Dataset900_Demo" in best.stderr
@@ -377,3 +378,51 @@ def test_a_run_exported_to_nnunets_layout_reads_back_as_the_same_model(trained: 
     weights = run_network_weights(run, "final")
     assert all(torch.equal(v, weights[k]) for k, v in imported.networks[0].state_dict().items())
     assert imported.postprocessing == PostprocessingRules.load(model.postprocessing)  # evaluate.py's choice
+
+
+def test_model_selection_counts_only_intact_complete_cross_validations(trained: Roots, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A fold whose checkpoint is gone, a truncated validation file, a search trial and an incomplete
+    cross-validation never take part; each is named with why (and the truncated file by its own path)."""
+    from nnlight.evaluation.selection import select_best
+
+    results = tmp_path / "Dataset900_Demo"
+    shutil.copytree(trained.results / "Dataset900_Demo", results)
+    shutil.rmtree(results / "ensembles")
+    labels = {"background": 0, "a": 1, "b": 2}
+    reference = trained.raw / "Dataset900_Demo" / "labelsTr"
+
+    def select(**kwargs: object) -> dict:
+        return select_best(results, reference, labels, ".nii.gz", num_workers=0, **{"folds": ["0"], **kwargs})
+
+    two_d, three_d = results / "2d" / RUN, results / "3d_fullres" / RUN
+    (two_d / "fold_0" / "checkpoints" / "final.ckpt").unlink()
+    chosen = select()
+    assert [m["model"] for m in chosen["selected"]["members"]] == [f"3d_fullres/{RUN}"]
+    assert "final.ckpt is missing" in chosen["left_out"][f"2d/{RUN}"] and list(chosen["candidates"]) == [
+        f"3d_fullres/{RUN}"]
+    assert "final.ckpt is missing" in (results / "cv_results.md").read_text()  # the report says what was left out
+
+    # a search trial is left out unless named
+    record = three_d / "fold_0" / "run_config.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "search": "lr_weight_decay"}))
+    with pytest.raises(UserError, match="no complete cross-validation over folds 0"):
+        select()
+    assert "a trial of the search hparams_search=lr_weight_decay" in capsys.readouterr().out
+    assert list(select(models=[f"3d_fullres/{RUN}"])["candidates"]) == [f"3d_fullres/{RUN}"]
+
+    # all five folds by default: one trained fold is an incomplete cross-validation
+    with pytest.raises(UserError, match="no complete cross-validation") as refused:
+        select(folds=None)
+    assert "folds=0" in str(refused.value)
+    assert "fold 1, 2, 3, 4 not trained" in capsys.readouterr().out
+
+    # a truncated validation prediction is named by its own path; no copy of it is made
+    case = json.loads((three_d / "fold_0" / "validation" / "summary.json").read_text())["metric_per_case"][0]["case"]
+    broken = three_d / "fold_0" / "validation" / f"{case}.nii.gz"
+    broken.write_bytes(broken.read_bytes()[:40])
+    shutil.rmtree(three_d / "crossval")
+    with pytest.raises(UserError):
+        select(models=[f"3d_fullres/{RUN}"])
+    assert f"{broken} is missing, empty or truncated" in capsys.readouterr().out
+    assert not (three_d / "crossval").exists()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnlight.training.checkpoint_io import load_checkpoint, resume_checkpoint
+from nnlight.training.checkpoint_io import resume_checkpoint
+from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 
 

@@ -26,12 +26,13 @@ from tqdm import tqdm
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import summarize
 from nnlight.evaluation.postprocessing import PostprocessingRules, determine_postprocessing, rules_as_text
-from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation
+from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation, written_completely
 from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.io import read_seg, reader_kind
+from nnlight.utils.checkpoints import checkpoint_problem
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
-from nnlight.utils.folders import DatasetResults, ModelFolder
+from nnlight.utils.folders import DatasetResults, ModelFolder, RunFolder
 
 
 @dataclass(frozen=True)
@@ -45,36 +46,94 @@ class TrainedModel:
     def name(self) -> str:
         return self.folder.name
 
-    def complete(self, fold_count: int) -> bool:
-        """Every fold of the cross-validation trained and validated."""
-        return {str(k) for k in range(fold_count)} <= set(self.folds)
+
+@dataclass(frozen=True)
+class Candidates:
+    models: list[TrainedModel]
+    left_out: dict[str, str]  # model name -> why it takes no part
 
 
-def find_trained_models(dataset_results: DatasetResults, file_ending: str) -> list[TrainedModel]:
-    """Every configuration folder with at least one finished cross-validation fold (its validation summary
-    present). Debug runs and ``fold_all`` (validated on its own training cases) are never candidates."""
-    models = []
+def search_of(runs: Sequence[RunFolder]) -> str | None:
+    """The hyperparameter search (``hparams_search`` option) a run was a trial of, from its ``run_config.json``."""
+    for run in runs:
+        if run.run_config.is_file():
+            search = load_json(run.run_config).get("search")
+            if search:
+                return str(search)
+    return None
+
+
+def fold_problem(run: RunFolder, file_ending: str) -> str | None:
+    """Why a trained fold cannot count in model selection, or None: it was validated, its final checkpoint (what
+    ``model=best`` predicts with) is intact, and every validation prediction its summary scored is complete."""
+    if not run.validation_summary.is_file():
+        return "not validated (no validation/summary.json)"
+    problem = checkpoint_problem(run.checkpoint("final"))
+    if problem:
+        return problem
+    for entry in load_json(run.validation_summary).get("metric_per_case", []):
+        prediction = run.validation / f"{entry['case']}{file_ending}"
+        if not written_completely(prediction):
+            return (f"{prediction} is missing, empty or truncated (validate the fold again: delete its "
+                    "run_stats.json and validation/, then run its nnlight-train command again)")
+    return None
+
+
+def find_trained_models(dataset_results: DatasetResults, file_ending: str, folds: Sequence[str],
+                        chosen: Sequence[str] | None = None) -> Candidates:
+    """The candidates of model selection: complete cross-validations (every fold of ``folds`` trained, validated
+    and intact) of the models under ``dataset_results`` — only those in ``chosen`` when given. Debug runs, search
+    trials (unless chosen by name) and ``fold_all`` (validated on its own training cases) never take part; every
+    model left out is named with why."""
+    models, left_out = [], {}
     for folder in dataset_results.model_folders():
-        runs = [r for r in folder.runs() if r.validation_summary.is_file() and r.fold != "all"]
-        if runs and folder.is_debug:
-            print(f"Left out of model selection: {folder.name} (a debug run)")
-        if not runs or folder.is_debug:
+        runs = [r for r in folder.runs() if r.fold != "all"]
+        if not runs or (chosen is not None and folder.name not in chosen):
             continue
-        cases = {p.name[:-len(file_ending)]: p for r in runs for p in sorted(r.validation.glob(f"*{file_ending}"))
-                 if not p.name.startswith(".")}
-        layout = DatasetFacts.from_plan(load_json(runs[0].plan), str(runs[0].plan)).layout
-        models.append(TrainedModel(folder, [r.fold for r in runs], cases,
+        if folder.is_debug:
+            left_out[folder.name] = "a debug run (never a result)"
+            continue
+        search = search_of(runs)
+        if search and chosen is None:
+            left_out[folder.name] = (f"a trial of the search hparams_search={search} (chosen on these validation "
+                                     "cases; name it in models=[...] to compare it anyway)")
+            continue
+        counted, problems = {}, []
+        for run in (r for r in runs if r.fold in folds):
+            problem = fold_problem(run, file_ending)
+            if problem:
+                problems.append(f"fold {run.fold}: {problem}")
+            else:
+                counted[run.fold] = run
+        missing = [f for f in folds if f not in counted]
+        if missing:
+            untrained = [f for f in missing if f not in {r.fold for r in runs}]
+            left_out[folder.name] = "incomplete cross-validation: " + "; ".join(
+                [*problems, *([f"fold {', '.join(untrained)} not trained"] if untrained else [])])
+            continue
+        cases = {}
+        for fold in folds:
+            run = counted[fold]
+            for entry in load_json(run.validation_summary)["metric_per_case"]:
+                cases[entry["case"]] = run.validation / f"{entry['case']}{file_ending}"
+        layout = DatasetFacts.from_plan(load_json(counted[folds[0]].plan), str(counted[folds[0]].plan)).layout
+        models.append(TrainedModel(folder, list(folds), cases,
                                    list(layout.regions_class_order or ()) if layout.has_regions else None))
-    return models
+    return Candidates(models, left_out)
 
 
-def _merge_folds(model: TrainedModel) -> Path:
-    """``crossval/``: every fold's validation predictions in one folder (copies; the runs stay untouched)."""
+def _merge_folds(model: TrainedModel, file_ending: str) -> Path:
+    """``crossval/``: every counted fold's validation predictions in one folder (copies; the runs stay untouched),
+    and nothing else (a copy of a fold no longer counted is removed)."""
     crossval = model.folder.crossval
     crossval.mkdir(exist_ok=True)
+    wanted = {source.name for source in model.cases.values()}
+    for stale in crossval.glob(f"*{file_ending}"):
+        if stale.name not in wanted:
+            stale.unlink()
     for source in model.cases.values():
         target = crossval / source.name
-        if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+        if not written_completely(target) or target.stat().st_mtime < source.stat().st_mtime:
             atomic_write(target, lambda f, s=source: f.write(s.read_bytes()))
     return crossval
 
@@ -106,29 +165,42 @@ def _load_segmentations(folder: Path, cases: Sequence[str], file_ending: str) ->
 
 def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,
                 ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
-                num_workers: int = 2, fold_count: int = 5) -> dict[str, Any]:
-    """Score every model and pair ensemble on cross-validation, pick the best, determine its post-processing.
-
-    A model with fewer than ``fold_count`` folds takes part, marked incomplete in every table and in
-    ``best_configuration.json`` (nnU-Net would refuse it; a partial comparison is still worth seeing).
-    """
+                num_workers: int = 2, fold_count: int = 5, folds: Sequence[str] | None = None,
+                models: Sequence[str] | None = None) -> dict[str, Any]:
+    """Score every model with a complete cross-validation over ``folds`` (default: all ``fold_count``) and every
+    pair ensemble, pick the best, determine its post-processing. ``models`` names the candidates (search trials
+    included when named); the others, and every model left out, are listed with why."""
+    folds = [str(f) for f in (folds if folds is not None else range(fold_count))]
     dataset_results = DatasetResults(results_folder)
-    models = find_trained_models(dataset_results, file_ending)
-    if not models:
-        raise UserError(f"{results_folder}: no trained model with validation predictions; train at least one fold "
-                        "(nnlight-train plan=<Dataset>/<configuration> data.fold=0); debug runs do not count")
-    common = sorted(set.intersection(*(set(m.cases) for m in models)))
+    if models is not None:
+        known = {m.name for m in dataset_results.model_folders()}
+        unknown = [m for m in models if m not in known]
+        if unknown:
+            raise UserError(f"models={unknown[0]}: no such model under {results_folder}; trained: "
+                            f"{', '.join(sorted(known)) or 'none'}")
+    found = find_trained_models(dataset_results, file_ending, folds, models)
+    for name, why in found.left_out.items():
+        print(f"Left out of model selection: {name}: {why}")
+    if not found.models:
+        subset = "" if len(folds) == fold_count else f" over folds {', '.join(folds)}"
+        raise UserError(f"{results_folder}: no complete cross-validation{subset} to select from" +
+                        (f" ({len(found.left_out)} model(s) left out, listed above)" if found.left_out else "") +
+                        f". Train every fold (nnlight-train -m plan=<Dataset>/<configuration> "
+                        f"data.fold={','.join(str(k) for k in range(fold_count))}), or compare the folds you trained: "
+                        "nnlight-evaluate dataset=<Dataset> folds=0; debug runs and search trials do not count")
+    trained = found.models
+    common = sorted(set.intersection(*(set(m.cases) for m in trained)))
     if not common:
         raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
-                        f"each configuration ({', '.join(f'{m.name}: folds {m.folds}' for m in models)})")
+                        f"each configuration ({', '.join(f'{m.name}: folds {m.folds}' for m in trained)})")
     settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm)
     candidates: dict[str, dict[str, Any]] = {}
-    for model in models:
-        summary = evaluate_folder(_merge_folds(model), reference_folder, settings, num_workers=num_workers,
-                                  allow_missing=True)  # cross-validation of the folds trained so far
+    for model in trained:
+        summary = evaluate_folder(_merge_folds(model, file_ending), reference_folder, settings,
+                                  num_workers=num_workers, allow_missing=True)
         candidates[model.name] = {"members": [model], "folder": model.folder.crossval, "summary": summary}
     if ensembles:
-        for pair in itertools.combinations(models, 2):
+        for pair in itertools.combinations(trained, 2):
             if pair[0].region_class_order != pair[1].region_class_order:
                 continue
             name = " + ".join(m.name for m in pair)
@@ -141,7 +213,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                 print(f"Ensemble {name} skipped: validation probabilities (.npz) missing; train with "
                       "validation.save_probabilities=true")
     references = _load_segmentations(reference_folder, common, file_ending)
-    for model in tqdm(models, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
+    for model in tqdm(trained, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
         rules, _, _ = determine_postprocessing(_load_segmentations(model.folder.crossval, common, file_ending),
                                                references, labels, ignore_label)
         rules.save(model.folder.postprocessing)
@@ -156,6 +228,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     rules, before, after = determine_postprocessing(_load_segmentations(best["folder"], common, file_ending),
                                                     references, labels, ignore_label)
     rules.save(dataset_results.postprocessing)
+    complete = len(folds) == fold_count
     result = {
         "selected": {"name": best_name,
                      "members": [{"model": str(m.folder.path.relative_to(results_folder)), "folds": m.folds}
@@ -163,14 +236,15 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                      "postprocessing": dataset_results.postprocessing.name,
                      "postprocessing_rules": rules_as_text(rules),
                      "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after),
-                     "cv_complete": all(m.complete(fold_count) for m in best["members"])},
+                     "cv_complete": complete},
         "cases_compared": len(common),
+        "folds": folds,
         "fold_count": fold_count,
+        "left_out": found.left_out,
         "candidates": {n: {"foreground_mean": c["common"]["foreground_mean"],
                            "fold_foreground_dice": c["per_fold"],  # the spread over folds in cv_results.png
                            "mean": c["common"]["mean"], "members": [m.name for m in c["members"]],
-                           "folds": {m.name: m.folds for m in c["members"]},
-                           "cv_complete": all(m.complete(fold_count) for m in c["members"])}
+                           "folds": {m.name: m.folds for m in c["members"]}, "cv_complete": complete}
                        for n, c in candidates.items()},
     }
     atomic_write_json(dataset_results.best_configuration, result)
@@ -185,26 +259,23 @@ def _dice(summary: Mapping[str, Any]) -> float:
 
 
 def results_table(result: Mapping[str, Any]) -> str:
-    """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD."""
+    """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD; then what was left out."""
     rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
+    folds = result.get("folds", [])
     lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}**, "
              f"post-processing: {result['selected']['postprocessing_rules']}.", ""]
-    incomplete = [name for name, c in rows if not c["cv_complete"]]
-    if incomplete:
-        lines += [f"**Incomplete cross-validation** (fewer than {result['fold_count']} folds) for "
-                  f"{len(incomplete)} of {len(rows)} candidate(s): their figures cover only the folds trained so "
-                  "far; train the missing folds before trusting the choice.", ""]
+    if not result["selected"]["cv_complete"]:
+        lines += [f"**Compared on folds {', '.join(folds)} only** (of {result['fold_count']}), as asked with "
+                  "folds=[...]: train the other folds before trusting the choice.", ""]
     lines += ["| model | folds | Dice | HD95 (mm) | NSD |", "|---|---|---|---|---|"]
     for name, c in rows:
         fg = c["foreground_mean"]
-        lines.append(f"| {name} | {_folds_cell(c, result['fold_count'])} | {fg['Dice']:.4f} | "
+        lines.append(f"| {name} | {len(folds)}/{result['fold_count']} | {fg['Dice']:.4f} | "
                      f"{fg.get('HD95', float('nan')):.2f} | {fg.get('NSD', float('nan')):.4f} |")
+    if result.get("left_out"):
+        lines += ["", "Left out of model selection:", ""]
+        lines += [f"- {name}: {why}" for name, why in result["left_out"].items()]
     return "\n".join(lines) + "\n"
-
-
-def _folds_cell(candidate: Mapping[str, Any], fold_count: int) -> str:
-    trained = min(len(f) for f in candidate["folds"].values())
-    return f"{trained}/{fold_count}" + ("" if candidate["cv_complete"] else " incomplete")
 
 
 def _wrap(name: str, width: int = 40) -> str:
@@ -229,8 +300,7 @@ def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
     spreads = [float(np.std(f)) if len(f) > 1 else 0.0 for f in folds]
     colors = ["tab:green" if n == result["selected"]["name"] else "tab:blue" for n, _ in rows]
     ax.barh(range(len(rows)), values, xerr=spreads, color=colors, capsize=3, error_kw={"alpha": 0.6})
-    ax.set_yticks(range(len(rows)), [_wrap(n) + ("" if c["cv_complete"] else "\n(incomplete CV)")
-                                     for n, c in rows], fontsize=7)
+    ax.set_yticks(range(len(rows)), [_wrap(n) for n, _ in rows], fontsize=7)
     ax.set(xlabel="foreground mean Dice (cross-validation), ± std over folds", xlim=(0, 1.15),
            title=f"{title}: {result['cases_compared']} case(s) compared, green = selected")
     for i, (v, s, f) in enumerate(zip(values, spreads, folds, strict=True)):

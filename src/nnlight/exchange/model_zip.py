@@ -35,7 +35,7 @@ from nnlight import __version__
 from nnlight.evaluation.postprocessing import PostprocessingRules
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.predictor import TrainingChoices, find_runs, run_network_weights
-from nnlight.training.checkpoint_io import load_checkpoint
+from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import (
     MAX_JSON_BYTES,

@@ -31,7 +31,7 @@ from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import plans_from_nnunet, plans_to_nnunet
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.raw.labels import LabelLayout, LabelValue
-from nnlight.training.checkpoint_io import safe_torch_load
+from nnlight.utils.checkpoints import safe_torch_load
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder

@@ -30,7 +30,7 @@ from nnlight.planning.plans import Architecture
 from nnlight.preprocessing.case import PreprocessedCase, PreprocessingSettings, preprocess_case
 from nnlight.raw.io import Geometry, check_finite
 from nnlight.raw.labels import LabelLayout
-from nnlight.training.checkpoint_io import load_checkpoint
+from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder, RunFolder

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.splits import fold_count
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
@@ -15,6 +15,26 @@ from nnlight.pipeline.settings import required
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import DatasetResults, PredictionFolder
+from nnlight.utils.names import model_name
+
+
+def _folds(value: Any, count: int) -> list[str] | None:
+    """``folds=0`` or ``folds=[0,1]``: the folds to compare on (null: all of the dataset's splits)."""
+    if value is None:
+        return None
+    folds = [str(f) for f in (OmegaConf.to_container(value) if OmegaConf.is_list(value) else [value])]
+    wrong = [f for f in folds if not f.isdigit() or int(f) >= count]
+    if wrong or not folds:
+        raise UserError(f"folds={folds}: choose folds among 0..{count - 1} (e.g. folds=[0,1]), or null for all")
+    return sorted(set(folds), key=int)
+
+
+def _names(value: Any) -> list[str] | None:
+    """``models=[3d_fullres/baseline, ...]``: the candidates by name (null: every complete, non-trial model)."""
+    if value is None:
+        return None
+    names = [str(m) for m in (OmegaConf.to_container(value) if OmegaConf.is_list(value) else [value])]
+    return [model_name(m, "models") for m in names]
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -43,9 +63,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
               f"{PredictionFolder(prediction).summary}")
         return summary
     results = Path(cfg.paths.results) / raw_folder.name
+    count = fold_count(Path(cfg.paths.preprocessed) / raw_folder.name)
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
-                         bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers),
-                         fold_count(Path(cfg.paths.preprocessed) / raw_folder.name))
+                         bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers), count,
+                         _folds(cfg.get("folds"), count), _names(cfg.get("models")))
     print("\n" + results_table(result))
     folder = DatasetResults(results)
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"

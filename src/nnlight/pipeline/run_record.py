@@ -29,7 +29,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.pipeline.run_names import LOCATION_KEYS
-from nnlight.training.checkpoint_io import load_checkpoint
+from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
@@ -85,8 +85,10 @@ def check_same_run(run_folder: RunFolder, identity: Mapping[str, Any]) -> None:
                         f"{run_folder.checkpoints} to train this run from the start")
 
 
-def write_run_config(run_folder: RunFolder, identity: Mapping[str, Any], debug: str | None) -> None:
-    atomic_write_json(run_folder.run_config, {"config_hash": config_hash(identity), "debug": debug,
+def write_run_config(run_folder: RunFolder, identity: Mapping[str, Any], debug: str | None,
+                     search: str | None = None) -> None:
+    """``search``: the ``hparams_search`` this run is a trial of (model selection leaves trials out)."""
+    atomic_write_json(run_folder.run_config, {"config_hash": config_hash(identity), "debug": debug, "search": search,
                                               "config": identity})
 
 

@@ -68,11 +68,12 @@ def run(cfg: DictConfig) -> float | None:
               "again, delete that folder")
         return _optimized_metric(setup.optimized_metric, stats["summary"], stats["logged_metrics"])
     with recording_failure(run_folder):
-        return _train(cfg, setup, run_folder, identity, hydra.runtime.choices.get("debug"))
+        return _train(cfg, setup, run_folder, identity, hydra.runtime.choices.get("debug"),
+                      hydra.runtime.choices.get("hparams_search"))
 
 
 def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: dict[str, Any],
-           debug: str | None) -> float | None:
+           debug: str | None, search: str | None) -> float | None:
     L.seed_everything(setup.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
     monitor = ResourceMonitor()
@@ -82,7 +83,7 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
         own_callbacks.append(ValidationImages(setup.images_every_n_epochs, setup.facts.layout))
     trainer = build_trainer(setup, run_folder, own_callbacks)
     if trainer.is_global_zero:
-        write_run_files(setup, run_folder, cfg, identity, debug)
+        write_run_files(setup, run_folder, cfg, identity, debug, search)
     resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash)
     logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
@@ -157,10 +158,10 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[
 
 
 def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, identity: dict[str, Any],
-                    debug: str | None) -> None:
+                    debug: str | None, search: str | None) -> None:
     """A run folder is self-contained for inference and says how it was made: its config (and overrides),
-    plan, training choices, dataset files, provenance."""
-    write_run_config(run_folder, identity, debug)
+    plan, training choices, dataset files, provenance; whether it was a debug run or a search trial."""
+    write_run_config(run_folder, identity, debug, search)
     atomic_write_text(run_folder.hydra_config, OmegaConf.to_yaml(cfg))
     atomic_write_text(run_folder.hydra_overrides, OmegaConf.to_yaml(OmegaConf.create(
         list(HydraConfig.get().overrides.task))))

@@ -18,7 +18,7 @@ import torch
 
 from nnlight.exchange.nnunet import CHECKPOINT_FILES, nnunet_fold_weights
 from nnlight.inference.predictor import run_network_weights
-from nnlight.training.checkpoint_io import load_checkpoint
+from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import ModelFolder, RunFolder
 
