@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,10 +100,38 @@ def planned_demo(template: Roots, base: Path) -> Roots:
     return roots
 
 
-def run_script(script: str, *overrides: str, roots: Roots) -> subprocess.CompletedProcess:
+def run_script(script: str, *overrides: str, roots: Roots,
+               preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
     """Run a top-level entry point (plan.py, ...) as a user would, with isolated output roots."""
     return subprocess.run([sys.executable, str(REPO / script), *overrides], cwd=REPO, env=roots.env(),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Callable[[str], None] | None]:
+    """A full disk for tests: a tmpfs of ``size`` (e.g. ``64k``) mounted at ``path``, yielding a function that
+    resizes it; None where no tmpfs can be mounted (not root, not Linux): the test then limits file sizes with
+    :func:`file_size_limit` instead, so a write still fails partway."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = sys.platform == "linux" and os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
+
+    def resize(new_size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={new_size}", str(path)], check=True)
+
+    try:
+        yield resize if mounted else None
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def file_size_limit(nbytes: int) -> Callable[[], None]:
+    """For a child process: every write past ``nbytes`` in one file fails (EFBIG), as on a full disk."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
 
 
 def shared_dataset(name: str) -> Path:

@@ -9,6 +9,7 @@ under another plan, experiment or value is never resumed, whatever folder it was
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -109,8 +110,9 @@ def recording_failure(run_folder: RunFolder) -> Iterator[None]:
         yield
     except BaseException as e:  # KeyboardInterrupt too: the record says the run did not finish
         if run_folder.path.is_dir():
-            atomic_write_json(run_folder.failure, {
-                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(), "failed_at": _now()})
+            with contextlib.suppress(UserError):  # a full disk may refuse the record too: the error still goes out
+                atomic_write_json(run_folder.failure, {
+                    "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(), "failed_at": _now()})
         raise
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import secrets
@@ -68,17 +69,39 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
                           "left on the device. Free some space or choose another folder")
 
 
+class _RecordingWriter(io.BufferedWriter):
+    """A file that remembers the error of a failed write: torch.save turns ENOSPC into a RuntimeError ("unexpected
+    pos"), so the original error would be lost. Still a BufferedWriter, so numpy writes through its descriptor."""
+
+    error: OSError | None = None
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        try:
+            return super().write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(file)`` on a temp file in the destination folder, flush, fsync, check that every byte reached
     the file, and only then rename it to ``path``. A failure (a full disk) leaves no temp file and raises
     ``WriteFailed`` naming ``path``."""
     path = Path(path)
     tmp: str | None = None
+    f: _RecordingWriter | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
+        with _RecordingWriter(io.FileIO(fd, "wb")) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -88,8 +111,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None
     except OSError as e:
         _remove(tmp)
         raise write_failed(path, e) from None
+    except UserError:
+        _remove(tmp)
+        raise
     except BaseException:
         _remove(tmp)
+        if f is not None and f.error is not None:  # a writer that hid the failed write behind its own error
+            raise write_failed(path, f.error) from None
         raise
 
 
