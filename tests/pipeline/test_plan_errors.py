@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnlight.raw.synthetic import make_synthetic_dataset
-from tests.conftest import Roots, run_script
+from tests.conftest import Roots, file_size_limit, run_script, small_disk
 
 CASE = "demo_000"
 
@@ -78,6 +78,30 @@ def _nan_in_image(f: Path, case: str = CASE) -> str:
     return f"{case}_0000.nrrd"
 
 
+def _nan_in_nifti(f: Path) -> str:
+    """SimpleITK reads NaN and Inf NIfTI voxels as 0 without a word: the file's own data is checked."""
+    def add_nan(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float32)
+        a[2, 3, 4] = np.nan
+        return a
+    _rewrite_image(f / "imagesTr" / f"{CASE}_0001.nii.gz", add_nan)
+    return f"{CASE}_0001.nii.gz: contains NaN or Inf voxels"
+
+
+def _inf_in_float64_nifti(f: Path) -> str:
+    def add_inf(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64)
+        a[-1, -1, -1] = -np.inf
+        return a
+    _rewrite_image(f / "imagesTr" / f"{CASE}_0000.nii.gz", add_inf)
+    return f"{CASE}_0000.nii.gz: contains NaN or Inf voxels"
+
+
+def _deeply_nested_dataset_json(f: Path) -> str:
+    (f / "dataset.json").write_text('{"channel_names": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    return "dataset.json: nested too deeply"
+
+
 def _num_training_wrong(f: Path) -> str:
     _edit_json(f, lambda d: d.update({"numTraining": 99}))
     return "numTraining"
@@ -133,7 +157,8 @@ def _empty_labels_tr(f: Path) -> str:
 
 FAILURES = [_missing_channel, _missing_label, _shape_mismatch, _geometry_mismatch, _undeclared_label,
             _labels_not_consecutive, _num_training_wrong, _file_ending_wrong, _missing_json_key,
-            _wrong_json_type, _corrupt_gzip, _truncated_image, _truncated_uncompressed, _image_4d, _empty_labels_tr]
+            _wrong_json_type, _corrupt_gzip, _truncated_image, _truncated_uncompressed, _image_4d, _empty_labels_tr,
+            _nan_in_nifti, _inf_in_float64_nifti, _deeply_nested_dataset_json]
 
 
 def _plan_in_process(dataset: str, roots: Roots) -> str:
@@ -227,3 +252,19 @@ def test_unknown_config_option_is_named(roots: Roots) -> None:
     assert "planner=resenc_xxl: no such option; choose one of default, resenc_l, resenc_m, resenc_xl" in result.stderr
     assert "Traceback" not in result.stderr
     assert roots.files_under_outputs() == []
+
+
+def test_plan_onto_a_full_disk_fails_clearly_and_a_rerun_finishes(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
+    shutil.copytree(demo_3d, roots.raw / demo_3d.name)
+    with small_disk(tmp_path / "disk", "192k") as resize:
+        on_disk = Roots(roots.raw, tmp_path / "disk" / "preprocessed", roots.results)
+        full = run_script("plan.py", "dataset=Dataset900_Demo", "num_workers=0", roots=on_disk,
+                          preexec_fn=None if resize is not None else file_size_limit(40_000))
+        assert full.returncode == 2 and "could not be written" in full.stderr and "Traceback" not in full.stderr
+        if resize is not None:
+            assert "no space left on the device" in full.stderr
+            resize("64m")
+        again = run_script("plan.py", "dataset=Dataset900_Demo", "num_workers=0", roots=on_disk)
+        assert again.returncode == 0, again.stderr[-2000:]
+        store = on_disk.preprocessed / "Dataset900_Demo" / "nnUNetPlans_3d_fullres"
+        assert len(list(store.glob("*.json"))) == 5 and all(np.load(p).size for p in store.glob("*.npy"))

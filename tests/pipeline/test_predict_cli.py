@@ -16,8 +16,9 @@ import torch
 
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.evaluation.selection import load_best
+from nnlight.inference.export import written_completely
 from nnlight.utils.errors import UserError
-from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
+from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, file_size_limit, planned_demo, run_script, small_disk
 
 TRAIN = [*TINY_BUDGET, "validation.mirroring=false"]
 RUN = f"baseline[{TINY_NAME},validation.mirroring=false]"
@@ -133,6 +134,7 @@ def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, 
     ("image_2d", "a 2D image, but the model is a 3D configuration"),
     ("truncated_checkpoint", "final.ckpt: cannot be read as a checkpoint"),
     ("output_under_a_file", "is not a folder you can write to"),
+    ("nan_nifti", "case_0001.nii.gz: contains NaN or Inf voxels"),
 ])
 def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, setup: str, message: str) -> None:
     images = tmp_path / "images"
@@ -147,6 +149,13 @@ def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, 
     if setup == "truncated_image":
         data = (images / "case_0001.nii.gz").read_bytes()
         (images / "case_0001.nii.gz").write_bytes(data[: len(data) // 2])  # read as zeros by SimpleITK alone
+    if setup == "nan_nifti":  # SimpleITK alone reads NaN/Inf NIfTI voxels as 0
+        image = sitk.ReadImage(str(images / "case_0001.nii.gz"), sitk.sitkFloat32)
+        array = sitk.GetArrayFromImage(image)
+        array[1, 2, 3] = np.inf
+        nan_image = sitk.GetImageFromArray(array)
+        nan_image.CopyInformation(image)
+        sitk.WriteImage(nan_image, str(images / "case_0001.nii.gz"))
     if setup == "image_2d":
         for channel in (0, 1):
             sitk.WriteImage(sitk.GetImageFromArray(np.ones((32, 28), np.float32)), str(images / f"case_000{channel}"
@@ -426,3 +435,36 @@ def test_model_selection_counts_only_intact_complete_cross_validations(trained: 
         select(models=[f"3d_fullres/{RUN}"])
     assert f"{broken} is missing, empty or truncated" in capsys.readouterr().out
     assert not (three_d / "crossval").exists()
+
+
+def test_prediction_onto_a_full_disk_fails_clearly_and_a_rerun_finishes(trained: Roots, tmp_path: Path) -> None:
+    """Nothing cut short is kept or later skipped as done: the run stops with one line naming the file, and the
+    rerun (after space was freed) predicts what is missing; a file truncated by hand is predicted again."""
+    cases = _validation_images(trained, tmp_path / "images")
+    (tmp_path / "more").mkdir()
+    for i in range(3):  # a few more cases, so the disk fills part-way through the folder
+        for f in (tmp_path / "images").glob("*.nii.gz"):
+            shutil.copy(f, tmp_path / "more" / f.name.replace("_0", f"x{i}_0"))
+    model = f"model='{trained.results / 'Dataset900_Demo' / '3d_fullres' / RUN}'"
+    with small_disk(tmp_path / "disk", "64k") as resize:
+        output = tmp_path / "disk" / "out"
+        if resize is not None:  # leave three pages free: the run's records fit, the segmentations do not
+            free = shutil.disk_usage(tmp_path / "disk").free
+            (tmp_path / "disk" / "filler").write_bytes(bytes(free - 3 * 4096))
+        args = [model, f"input={tmp_path / 'more'}", f"output={output}", "mirroring=false"]
+        full = run_script("predict.py", *args, roots=trained,
+                          preexec_fn=None if resize is not None else file_size_limit(700))
+        assert full.returncode == 2 and "Traceback" not in full.stderr and "Predicted" not in full.stdout
+        assert "could not be written" in full.stderr
+        if resize is not None:
+            assert "no space left on the device" in full.stderr
+            resize("16m")
+        written = list(output.glob("*.nii.gz"))
+        assert all(written_completely(p) for p in written) and not list(output.glob(".*.tmp*"))
+        again = run_script("predict.py", *args, roots=trained)
+        assert again.returncode == 0, again.stderr[-2000:]
+        outputs = sorted(output.glob("*.nii.gz"))
+        assert len(outputs) == 3 * len(cases) and all(written_completely(p) for p in outputs)
+        outputs[0].write_bytes(outputs[0].read_bytes()[:40])  # a file cut short (by a crash, a copy, a full disk)
+        third = run_script("predict.py", *args, roots=trained)
+        assert third.returncode == 0 and "incomplete" in third.stdout and written_completely(outputs[0])

@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nnlight.training.images import TAG
 from nnlight.utils.overlays import GAP, TITLE_BAND, panel_scale
-from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
+from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, file_size_limit, planned_demo, run_script, small_disk
 
 
 @pytest.fixture(scope="module")
@@ -370,3 +370,13 @@ def test_init_from_and_previous_stage_mistakes_exit_2_and_write_nothing(planned_
                         roots=planned_roots)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert (sorted(planned_roots.results.rglob("*")) if planned_roots.results.exists() else []) == before
+
+
+def test_a_checkpoint_onto_a_full_disk_ends_the_run_clearly(planned_roots: Roots, tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "600k") as resize:
+        on_disk = Roots(planned_roots.raw, planned_roots.preprocessed, tmp_path / "disk" / "results")
+        result = run_script("train.py", "plan=Dataset900_Demo/2d", *TINY_BUDGET, roots=on_disk,
+                            preexec_fn=None if resize is not None else file_size_limit(100_000))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert ".ckpt: could not be written" in result.stderr
+        assert not list(on_disk.results.rglob("run_stats.json")) and not list(on_disk.results.rglob(".*.tmp"))
