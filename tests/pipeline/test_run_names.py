@@ -36,6 +36,13 @@ def test_naming_the_default_names_the_default_run(planned: Roots) -> None:
     assert _folder("experiment=nnUNetTrainerDA5", "augmentation=da5") == _folder("experiment=nnUNetTrainerDA5")
 
 
+def test_a_group_an_option_sets_is_named_by_that_option_alone(planned: Roots) -> None:
+    """``debug=overfit`` sets ``augmentation=none``; naming ``augmentation=default`` on top changes the config."""
+    assert _folder("debug=overfit") == "Dataset900_Demo/3d_fullres/baseline[debug=overfit]/fold_0"
+    assert _folder("debug=overfit", "augmentation=default") == \
+        "Dataset900_Demo/3d_fullres/baseline[augmentation=default,debug=overfit]/fold_0"
+
+
 def test_the_same_values_typed_differently_name_one_folder(planned: Roots) -> None:
     assert _folder("optimizer.lr=1e-3") == _folder("optimizer.lr=0.001") == \
         "Dataset900_Demo/3d_fullres/baseline[optimizer.lr=0.001]/fold_0"

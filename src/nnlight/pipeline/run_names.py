@@ -93,23 +93,36 @@ def _value_in_name(value: Any) -> str:
 @functools.lru_cache(maxsize=256)
 def differences(overrides: tuple[str, ...]) -> tuple[str, ...]:
     """The ``group=option`` and ``key=value`` items by which the config these overrides compose differs from the
-    experiment's defaults (the same plan, experiment and fold with no other override)."""
+    experiment's defaults (the same plan, experiment and fold with no other override). A group option counts when
+    it changes the outcome (``loss=dice_ce`` does not; ``augmentation=default`` after ``debug=overfit`` does); a
+    group an option sets in turn (``debug=overfit`` sets ``augmentation=none``) is named by that option alone."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
-    with _composer() as compose:
+    with _composer() as hydra_compose:
+        composed: dict[tuple[str, ...], DictConfig] = {}
+
+        def compose(lines: list[str]) -> DictConfig:
+            key = tuple(lines)
+            if key not in composed:
+                composed[key] = hydra_compose(lines)
+            return composed[key]
+
         full = compose(list(overrides))
         ignored = {str(k) for k in full.hydra.job.config.override_dirname.exclude_keys} | set(LOCATION_KEYS)
         base_lines = [o.input_line for o in parsed if _bare(o.get_key_element()) in ignored
                       or _bare(o.get_key_element()).startswith("hydra.") or o.get_key_element().startswith("hydra/")]
         ignored.discard("plan")  # the plan group locates the run; a planned value set on the command line (plan.*)
         #                          is a difference
-        base = compose(base_lines)
-        choices, base_choices = _choices(full), _choices(base)
-        groups = sorted(g for g in set(choices) | set(base_choices) if choices.get(g) != base_choices.get(g))
-        items = [f"{g}={_value_in_name(choices.get(g))}" for g in groups]
-        group_lines = [o.input_line for o in parsed if _bare(o.get_key_element()) in groups]
-        reference = compose([*base_lines, *group_lines]) if group_lines else base
+        choices = _choices(full)
+        typed = {_bare(o.get_key_element()): o.input_line for o in parsed
+                 if _bare(o.get_key_element()) in choices and o.input_line not in base_lines}
+        reference = compose([*base_lines, *typed.values()])
+        items = []
+        for group in sorted(typed):
+            without = compose([*base_lines, *(v for k, v in typed.items() if k != group)])
+            if _choices(without).get(group) != choices.get(group):
+                items.append(f"{group}={_value_in_name(choices.get(group))}")
     return tuple(items + _leaf_differences(reference, full, ignored))
 
 
