@@ -102,6 +102,13 @@ def _deeply_nested_dataset_json(f: Path) -> str:
     return "dataset.json: nested too deeply"
 
 
+def _extreme_anisotropy(f: Path) -> str:
+    """1e6:1 spacing used to crash planning (a division by zero) after plans and cases were written."""
+    for path in [*(f / "imagesTr").glob("*.nii.gz"), *(f / "labelsTr").glob("*.nii.gz")]:
+        _rewrite_image(path, lambda a: a, spacing=(1.0, 1.0, 1e6))
+    return "is so anisotropic (1e+06:1)"
+
+
 def _num_training_wrong(f: Path) -> str:
     _edit_json(f, lambda d: d.update({"numTraining": 99}))
     return "numTraining"
@@ -158,7 +165,7 @@ def _empty_labels_tr(f: Path) -> str:
 FAILURES = [_missing_channel, _missing_label, _shape_mismatch, _geometry_mismatch, _undeclared_label,
             _labels_not_consecutive, _num_training_wrong, _file_ending_wrong, _missing_json_key,
             _wrong_json_type, _corrupt_gzip, _truncated_image, _truncated_uncompressed, _image_4d, _empty_labels_tr,
-            _nan_in_nifti, _inf_in_float64_nifti, _deeply_nested_dataset_json]
+            _nan_in_nifti, _inf_in_float64_nifti, _deeply_nested_dataset_json, _extreme_anisotropy]
 
 
 def _plan_in_process(dataset: str, roots: Roots) -> str:

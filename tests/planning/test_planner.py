@@ -7,9 +7,11 @@ import pytest
 
 from nnlight.fingerprint import Fingerprint
 from nnlight.planning import PlannerSettings, plan_experiment, plans_from_nnunet, plans_to_nnunet
+from nnlight.planning.planner import PREPROCESSING_COPIES, check_memory
 from nnlight.planning.rules import fullres_target_spacing, normalization_schemes, transpose_axes
 from nnlight.planning.topology import get_pool_and_conv_props
 from nnlight.raw.dataset_json import parse_dataset_json
+from nnlight.utils.errors import UserError
 
 STATS = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -1.0, "max": 1.0, "percentile_99_5": 1.0,
          "percentile_00_5": -1.0}
@@ -134,3 +136,24 @@ def test_nnunet_plans_json_round_trip() -> None:
     imported = plans_from_nnunet(exported)
     assert imported.configurations == plans.configurations
     assert plans_to_nnunet(imported) == exported
+
+
+def test_extreme_anisotropy_is_refused_with_the_fix_not_a_division_by_zero() -> None:
+    fp = fingerprint([[1e6, 1, 1]] * 4, [[8, 32, 32]] * 4)
+    dj = dataset_json({"0": "MRI"}, {"background": 0, "a": 1}, 4)
+    with pytest.raises(UserError, match=r"so anisotropic \(1e\+06:1\).*overwrite_target_spacing"):
+        plan_experiment(fp, dj, PlannerSettings(), "Dataset913_Aniso")
+
+
+def test_a_plan_whose_resampling_would_not_fit_in_memory_is_refused() -> None:
+    """One case with a 1000x coarser spacing than the others is resampled 10^9-fold: refused before anything is
+    written, naming the case and the memory it would need."""
+    fp = fingerprint([[1, 1, 1]] * 3 + [[1000, 1000, 1000]], [[64, 64, 64]] * 4)
+    dj = dataset_json({"0": "MRI"}, {"background": 0, "a": 1}, 4)
+    with pytest.raises(UserError, match=r"training case 3 .* more than this machine's .* GiB"):
+        plan_experiment(fp, dj, PlannerSettings(), "Dataset914_Coarse")
+    fine = fingerprint([[1, 1, 1]] * 4, [[64, 64, 64]] * 4)
+    configurations = plan_experiment(fine, dj, PlannerSettings(), "Dataset915_Fine").configurations
+    check_memory(configurations, [0, 1, 2], fine, 1, memory=64 * 64 * 64 * 4 * PREPROCESSING_COPIES)  # just fits
+    with pytest.raises(UserError, match="training case 0"):
+        check_memory(configurations, [0, 1, 2], fine, 2, memory=64 * 64 * 64 * 4 * PREPROCESSING_COPIES)

@@ -46,3 +46,20 @@ def test_dataset_name_convention() -> None:
     assert dataset_name_problem("Dataset101_BraTS2015Mini", "f") is None
     assert "Dataset501_" in dataset_name_problem("brats", "f")
     assert dataset_name_problem("Dataset1_X", "f") is not None
+
+
+def test_twelve_channels_are_accepted_in_numeric_order(tmp_path) -> None:
+    """A string sort puts "10" before "2": eleven or more channels used to be refused."""
+    from nnlight.fingerprint import compute_fingerprint
+    from nnlight.planning import PlannerSettings, plan_experiment
+    from nnlight.raw.dataset import require_raw_dataset
+    from nnlight.raw.synthetic import make_synthetic_dataset
+
+    names = {str(i): ("CT" if i == 10 else f"MR{i}") for i in range(12)}
+    parsed, problems = parse_dataset_json({**BASE, "channel_names": names}, "dataset.json")
+    assert problems == [] and parsed.channel_name_list == [names[str(i)] for i in range(12)]
+    dataset = require_raw_dataset(make_synthetic_dataset(tmp_path, 912, "Twelve", num_cases=3, shape=(8, 16, 16),
+                                                         num_channels=12, num_test_cases=0))
+    plan = plan_experiment(compute_fingerprint(dataset, 0, sample_budget=1e4), dataset.dataset_json,
+                           PlannerSettings(), dataset.name).configurations["3d_fullres"]
+    assert len(plan.normalization_schemes) == 12

@@ -93,7 +93,7 @@ def run(cfg: DictConfig) -> PlanResult:
         return _write_outputs(plans, dataset_json, None, preprocessed_root, suffix,
                               f"imported from {plans_path.name}", cfg.overwrite_configs)
 
-    raw = None
+    raw, new_fingerprint = None, False
     if cfg.fingerprint:
         name = _name_only(dataset, raw_root)
         dataset_json = _dataset_json_for(cfg, name, raw_root)
@@ -113,11 +113,7 @@ def run(cfg: DictConfig) -> PlanResult:
             fingerprint = load_fingerprint(fingerprint_path)
         else:
             fingerprint = compute_fingerprint(raw, int(cfg.num_workers), known_problems=problems)
-            save_fingerprint(fingerprint, fingerprint_path)
-        atomic_write_json(preprocessed_root / name / "dataset.json", dataset_json.raw)
-        raw_splits = folder / "splits_final.json"
-        if raw_splits.is_file() and not (preprocessed_root / name / "splits_final.json").exists():
-            shutil.copyfile(raw_splits, preprocessed_root / name / "splits_final.json")
+            new_fingerprint = True
 
     if cfg.plans_from:
         plans, source_file = transferred_plans(str(cfg.plans_from), name, dataset_json, preprocessed_root,
@@ -126,6 +122,13 @@ def run(cfg: DictConfig) -> PlanResult:
     else:
         plans = plan_experiment(fingerprint, dataset_json, settings, name)
         suffix, provenance = settings.config_suffix, f"fingerprint sha256:{fingerprint.sha256()[:16]}"
+    if raw is not None:  # written once the plan stands: a dataset that cannot be planned leaves nothing behind
+        if new_fingerprint:
+            save_fingerprint(fingerprint, preprocessed_root / name / FINGERPRINT_FILE)
+        atomic_write_json(preprocessed_root / name / "dataset.json", dataset_json.raw)
+        raw_splits = raw.folder / "splits_final.json"
+        if raw_splits.is_file() and not (preprocessed_root / name / "splits_final.json").exists():
+            shutil.copyfile(raw_splits, preprocessed_root / name / "splits_final.json")
     result = _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, suffix, provenance,
                             cfg.overwrite_configs)
     if not cfg.preprocess:

@@ -25,6 +25,7 @@ from nnlight.preprocessing.resampling import compute_new_shape
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.io import reader_kind
 from nnlight.utils.errors import UserError
+from nnlight.utils.machine import total_memory_bytes
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -87,6 +88,11 @@ def plan_configuration(name: str, spacing: Sequence[float], median_shape: Sequen
 
     unclipped = _initial_patch_size(spacing)
     initial = [min(p, m) for p, m in zip(unclipped, median_shape[:dim], strict=True)]  # may stay fractional
+    if min(initial) < 1:
+        axis = int(np.argmin(initial))
+        raise UserError(f"{name}: the spacing {_fmt(spacing)} is so anisotropic ({spacing.max() / spacing.min():.0e}"
+                        f":1) that nnU-Net's patch has {initial[axis]} voxels along axis {axis}; check the images' "
+                        "spacing in their headers, or set planner.overwrite_target_spacing=[...]")
     topology = get_pool_and_conv_props(spacing, initial, min_edge)
     architecture = estimator.architecture(topology, max_features)
     estimate = estimator(topology, architecture)
@@ -195,6 +201,7 @@ def plan_experiment(fingerprint: Fingerprint, dataset_json: DatasetJson, setting
                 configurations["3d_fullres"], name="3d_cascade_fullres", inherits_from="3d_fullres",
                 previous_stage="3d_lowres", notes=["3d_fullres trained on top of the 3d_lowres prediction"])
 
+    check_memory(configurations, backward, fingerprint, dataset_json.num_channels)
     median_spacing = np.median(fingerprint.spacings, 0)[forward]
     median_shape = np.median(fingerprint.shapes_after_crop, 0)[forward]
     return Plans(
@@ -211,6 +218,29 @@ def plan_experiment(fingerprint: Fingerprint, dataset_json: DatasetJson, setting
         experiment_planner_used=s.nnunet_planner_class,
         notes=[n for n in plan_notes if n],
     )
+
+
+PREPROCESSING_COPIES = 3  # a case in memory while resampled: the input, the output and one channel's intermediate
+
+
+def check_memory(configurations: dict[str, ConfigurationPlan], transpose_backward: Sequence[int],
+                 fingerprint: Fingerprint, channels: int, memory: int | None = None) -> None:
+    """Every case the plan resamples fits the machine's memory (checked before anything is written): a spacing gone
+    wrong would otherwise show as a 100 GiB allocation half-way through preprocessing."""
+    memory = memory or total_memory_bytes()
+    for conf in configurations.values():
+        if len(conf.spacing) != 3:
+            continue
+        target = [conf.spacing[i] for i in transpose_backward]
+        for i, (spacing, shape) in enumerate(zip(fingerprint.spacings, fingerprint.shapes_after_crop, strict=True)):
+            resampled = compute_new_shape(shape, spacing, target)
+            need = float(np.prod(resampled, dtype=np.float64)) * channels * 4 * PREPROCESSING_COPIES
+            if need > memory:
+                raise UserError(
+                    f"{conf.name}: training case {i} ({_fmt(shape)} voxels at spacing {_fmt(spacing)}) would be "
+                    f"resampled to {_fmt(resampled)} voxels at {_fmt(target)}, about {need / 2**30:.0f} GiB of memory "
+                    f"while preprocessing, more than this machine's {memory / 2**30:.0f} GiB. Check the images' "
+                    "spacing in their headers, or set planner.overwrite_target_spacing=[...]")
 
 
 def _plan_lowres(fullres: ConfigurationPlan, median_shape_t: np.ndarray, num_training: int,
