@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,50 @@ def test_batch_norm_trainer_builds_batch_norm(tmp_path: Path, preprocessed) -> N
     assert any(isinstance(m, torch.nn.BatchNorm3d) for m in model.networks[0].modules())
 
 
-def test_an_unknown_trainer_is_refused_by_name(tmp_path: Path, preprocessed) -> None:
+def test_a_custom_trainer_whose_weights_fit_the_plan_is_predicted_saying_so(
+        tmp_path: Path, preprocessed, capsys: pytest.CaptureFixture[str]) -> None:
+    """The most common nnU-Net practice: a subclass that only changes the epochs. Its weights fit the planned
+    network exactly, so it is read (and says which trainer it was taken for)."""
+    folder, network = _nnunet_folder(tmp_path, preprocessed, trainer="MyTrainer_300epochs")
+    model = load_nnunet_model(folder)
+    assert model.trainer == "nnUNetTrainer" and "MyTrainer_300epochs, which nnlight does not know" in \
+        capsys.readouterr().out
+    x = torch.randn(1, 2, *model.plan["patch_size"])
+    with torch.no_grad():
+        assert torch.equal(model.networks[0](x), network(x))
+    bn_folder, _ = _nnunet_folder(tmp_path / "bn", preprocessed, trainer="MyBNTrainer", norm="batch")
+    assert load_nnunet_model(bn_folder).trainer == "nnUNetTrainerBN"  # found from the weights, too
+    capsys.readouterr()
+    stated = load_nnunet_model(bn_folder, trainer="nnUNetTrainerBN")
+    assert stated.trainer == "nnUNetTrainerBN" and "does not know" not in capsys.readouterr().out
+    with pytest.raises(UserError, match="nnunet_trainer=nnUNetTrainerFoo: not a trainer nnlight knows"):
+        load_nnunet_model(folder, trainer="nnUNetTrainerFoo")
+
+
+def test_a_custom_trainer_that_changes_the_network_is_refused_by_name(tmp_path: Path, preprocessed) -> None:
     folder, _ = _nnunet_folder(tmp_path, preprocessed, trainer="nnUNetTrainerMedNeXt")
-    with pytest.raises(UserError, match="nnUNetTrainerMedNeXt"):
+    checkpoint = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    checkpoint["network_weights"] = {k: v for k, v in checkpoint["network_weights"].items() if "seg_layers" not in k}
+    torch.save(checkpoint, folder / "fold_0" / "checkpoint_final.pth")
+    with pytest.raises(UserError, match="nnUNetTrainerMedNeXt, which nnlight does not know, and its weights fit no"):
+        load_nnunet_model(folder)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c.update(patch_size=[100000, 32, 32]), "patch_size [100000, 32, 32]: each axis 1 to"),
+    (lambda c: c.update(spacing=[0.0, 1.0, 1.0]), "spacing [0.0, 1.0, 1.0]: every axis must be a positive"),
+    (lambda c: c["architecture"]["arch_kwargs"].update(n_stages=50), "n_stages=50: use 1 to 16"),
+    (lambda c: c["architecture"]["arch_kwargs"].update(n_stages=6), "features_per_stage has 3 entries for n_stages=6"),
+    (lambda c: c["architecture"]["arch_kwargs"].update(nonlin="torch.nn.GELU"), "nonlin='torch.nn.GELU' is not "
+                                                                                "what nnlight's networks build"),
+    (lambda c: c["architecture"]["arch_kwargs"].update(conv_op="torch.nn.Conv2d"), "conv_op='torch.nn.Conv2d'"),
+])
+def test_an_absurd_plans_file_is_refused_naming_the_value(tmp_path: Path, preprocessed, change, message) -> None:
+    folder, _ = _nnunet_folder(tmp_path, preprocessed)
+    plans = load_json(folder / "plans.json")
+    change(plans["configurations"]["3d_fullres"])
+    atomic_write_json(folder / "plans.json", plans)
+    with pytest.raises(UserError, match=re.escape(message)):
         load_nnunet_model(folder)
 
 

@@ -133,7 +133,7 @@ def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, 
     ("truncated_image", "case_0001.nii.gz: the compressed file is truncated or corrupt"),
     ("image_2d", "a 2D image, but the model is a 3D configuration"),
     ("truncated_checkpoint", "final.ckpt: cannot be read as a checkpoint"),
-    ("output_under_a_file", "is not a folder you can write to"),
+    ("output_under_a_file", "a_file is not a folder; choose an output folder you can write to"),
     ("nan_nifti", "case_0001.nii.gz: contains NaN or Inf voxels"),
 ])
 def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, setup: str, message: str) -> None:

@@ -46,6 +46,8 @@ def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuratio
                                          "Dataset900_Demo/2d, Dataset900_Demo/3d_fullres"),
     (["data.fold=7"], "data.fold=7 is out of range: Dataset900_Demo has folds 0..4 (or data.fold=all)"),
     (["+hydra.callbacks.x._target_=os.system", "+hydra.callbacks.x.command=true"], "hydra.callbacks: Hydra callbacks"),
+    (["paths.results=/proc/results"], "paths.results=/proc/results: /proc cannot be written"),
+    (["plan.dataset=../../../outside"], "plan.dataset='../../../outside': not a dataset name"),
 ])
 def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(roots: Roots, overrides: list[str],
                                                                             expected: str) -> None:

@@ -98,16 +98,19 @@ class NnunetModel:
     networks: list[torch.nn.Module]
     fold_folders: list[Path]
     postprocessing: PostprocessingRules | None
+    trainer: str  # the nnU-Net trainer nnlight predicts it as (the checkpoint's, stated, or assumed from the weights)
 
 
 def _available_folds(folder: Path, checkpoint_file: str) -> list[str]:
     return sorted(p.parent.name.removeprefix("fold_") for p in folder.glob(f"fold_*/{checkpoint_file}"))
 
 
-def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None,
-                      checkpoint: CheckpointName = "final") -> NnunetModel:
-    """An nnU-Net trained model folder as nnlight's predictor needs it; a trainer or network nnlight cannot
-    repeat is refused with its name."""
+def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None, checkpoint: CheckpointName = "final",
+                      trainer: str | None = None) -> NnunetModel:
+    """An nnU-Net trained model folder as nnlight's predictor needs it. The trainer decides the normalization:
+    nnUNetTrainer and the variants nnlight has as experiments by name, ``trainer`` (a known variant) when the user
+    states it, and otherwise the network whose weights fit the checkpoint exactly (a custom trainer that only changed
+    epochs, say), said aloud; a network nnlight cannot repeat is refused with its name."""
     checkpoint_file = CHECKPOINT_FILES[checkpoint]
     available = _available_folds(folder, checkpoint_file)
     chosen = [str(f) for f in folds] if folds is not None else available
@@ -115,17 +118,15 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None,
     if missing or not chosen:
         raise UserError(f"{folder}: no fold_{missing[0] if missing else '*'}/{checkpoint_file} (folds with one: "
                         f"{available or 'none'}); choose folds=[...] from those or checkpoint=final|best|last")
+    if trainer is not None and trainer not in NNUNET_TRAINERS:
+        raise UserError(f"nnunet_trainer={trainer}: not a trainer nnlight knows; choose one of "
+                        f"{', '.join(sorted(NNUNET_TRAINERS))}")
     states, header = [], None
     for fold in chosen:
         loaded = load_nnunet_checkpoint(folder / f"fold_{fold}" / checkpoint_file)
         header = header or loaded
         states.append(loaded["network_weights"])
     assert header is not None
-    trainer = str(header.get("trainer_name"))
-    if trainer not in NNUNET_TRAINERS:
-        raise UserError(f"{folder}: trained with {trainer}, which nnlight cannot repeat (it may change the network); "
-                        f"nnlight predicts models of nnUNetTrainer and these variants: "
-                        f"{', '.join(sorted(n for n in NNUNET_TRAINERS if n != 'nnUNetTrainer'))}")
     configuration = str(header.get("init_args", {}).get("configuration") or folder.name.rsplit("__", 1)[-1])
     plans = plans_from_nnunet(load_json(folder / "plans.json"), str(folder / "plans.json"))
     if configuration not in plans.configurations:
@@ -138,19 +139,43 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None,
     plan = configuration_values(plans, conf, load_dataset_json(folder / "dataset.json"))
     axes = header.get("inference_allowed_mirroring_axes")
     mirror_axes = tuple(range(conf.dimension)) if axes is None else tuple(int(a) for a in axes)
-    choices = TrainingChoices(list(conf.patch_size), mirror_axes, NetworkOptions(norm=NNUNET_TRAINERS[trainer]))
+    trained_with = str(header.get("trainer_name"))
+    weights = [from_nnunet_state_dict(state, conf.architecture.network) for state in states]
+    known = trainer or (trained_with if trained_with in NNUNET_TRAINERS else None)
+    norms = [NNUNET_TRAINERS[known]] if known else ["instance", "batch"]
+    for norm in norms:
+        networks, problem = _networks(plan, NetworkOptions(norm=norm), weights)
+        if networks is not None:
+            break
+    if networks is None:
+        where = f"{folder}/fold_{chosen[0]}/{checkpoint_file}"
+        if known:
+            raise UserError(f"{where}: its weights do not fit the network of plans.json ({problem}); nnlight reads "
+                            "PlainConvUNet / ResidualEncoderUNet models of nnU-Net's default trainer family")
+        raise UserError(f"{folder}: trained with {trained_with}, which nnlight does not know, and its weights fit no "
+                        f"network nnlight builds from plans.json ({problem}); it changes the network, so nnlight "
+                        "cannot repeat it")
+    if known is None:
+        print(f"{folder}: trained with {trained_with}, which nnlight does not know; every weight fits the plan's "
+              f"network with {norm} norm exactly, so it is predicted as {nnunet_trainer_name(NetworkOptions(norm))}. "
+              "State it with nnunet_trainer=<variant> if that is wrong")
+    choices = TrainingChoices(list(conf.patch_size), mirror_axes, NetworkOptions(norm=norm))
+    return NnunetModel(plan, choices, networks, [folder / f"fold_{f}" for f in chosen], _postprocessing(folder),
+                       known or nnunet_trainer_name(NetworkOptions(norm)))
+
+
+def _networks(plan: dict[str, Any], options: NetworkOptions, weights: Sequence[dict[str, torch.Tensor]]
+              ) -> tuple[list[torch.nn.Module] | None, str | None]:
+    """One network per fold with its weights, or (None, why) when they do not fit exactly."""
     networks = []
-    for fold, state in zip(chosen, states, strict=True):
-        network = network_from_plan(plan, choices.network)
-        weights = from_nnunet_state_dict(state, conf.architecture.network)
+    for state in weights:
+        network = network_from_plan(plan, options)
         try:
-            network.load_state_dict(weights)
+            network.load_state_dict(state)
         except RuntimeError as e:
-            raise UserError(f"{folder}/fold_{fold}/{checkpoint_file}: its weights do not fit the network of "
-                            f"plans.json ({str(e).splitlines()[0]}); nnlight reads PlainConvUNet / "
-                            "ResidualEncoderUNet models of nnU-Net's default trainer family") from None
+            return None, " ".join(str(e).split())[:300]
         networks.append(network.eval())
-    return NnunetModel(plan, choices, networks, [folder / f"fold_{f}" for f in chosen], _postprocessing(folder))
+    return networks, None
 
 
 def _postprocessing(folder: Path) -> PostprocessingRules | None:

@@ -26,7 +26,7 @@ from nnlight.inference.export import (
 from nnlight.inference.sliding_window import sliding_window_predict
 from nnlight.nets import NetworkOptions, build_network
 from nnlight.planning.facts import DatasetFacts
-from nnlight.planning.plans import Architecture
+from nnlight.planning.plans import architecture_from_plan
 from nnlight.preprocessing.case import PreprocessedCase, PreprocessingSettings, preprocess_case
 from nnlight.raw.io import Geometry, check_finite
 from nnlight.raw.labels import LabelLayout
@@ -212,10 +212,7 @@ class TrainingChoices:
 
 def network_from_plan(plan: Mapping[str, Any], options: NetworkOptions, where: str = "plan") -> torch.nn.Module:
     """The network a plan describes, for inference (no deep supervision), with fresh weights."""
-    try:
-        architecture = Architecture(**plan["architecture"])
-    except TypeError as e:
-        raise UserError(f"{where}: architecture is malformed ({e})") from None
+    architecture = architecture_from_plan(plan, where)
     facts = DatasetFacts.from_plan(plan, where)
     return build_network(architecture.network, input_channels=facts.network_input_channels,
                          num_classes=facts.layout.num_outputs, norm=options.norm, deep_supervision=False,

@@ -25,6 +25,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
+from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.names import inside
 
 # The configs ship inside the package (``nnlight.configs``: the checkout's top-level configs/ folder, mapped by
@@ -41,6 +42,11 @@ _HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--config-path", 
 # configs is read from them before any override applies
 PATH_VARIABLES = {"paths.raw": "NNLIGHT_RAW", "paths.preprocessed": "NNLIGHT_PREPROCESSED",
                   "paths.results": "NNLIGHT_RESULTS"}
+
+
+# the roots each command writes into (checked before Hydra or the stage makes a folder there)
+WRITTEN_ROOTS = {"plan": ("paths.preprocessed",), "train": ("paths.results",), "evaluate": ("paths.results",),
+                 "benchmark": ("paths.preprocessed", "paths.results")}
 
 
 def paths_to_environment(overrides: list[str]) -> None:
@@ -116,6 +122,10 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
     results folder, in one line; None if they do."""
     try:
         cfg = compose_config(config_dir, config_name, overrides)
+        for key in WRITTEN_ROOTS.get(config_name, ()):
+            problem = writable_folder_problem(Path(str(OmegaConf.select(cfg, key))))
+            if problem:
+                return f"{key}={OmegaConf.select(cfg, key)}: {problem}; choose a folder you can write to"
         if config_name == "train":
             run_folder(cfg)
     except MissingConfigException as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Pred
 from nnlight.pipeline.settings import required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json
+from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
 from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder, PredictionFolder, RunFolder
 
 
@@ -80,7 +79,7 @@ def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
     if nnunet is None:
         return Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
                                            options.device, options.precision, tile_batch), None
-    model = load_nnunet_model(*nnunet, options.checkpoint)
+    model = load_nnunet_model(*nnunet, options.checkpoint, options.nnunet_trainer)
     return Predictor(model.networks, model.plan, model.choices, options.mirroring, options.step_size,
                      resolve_device(options.device), model.fold_folders, options.precision,
                      tile_batch), model.postprocessing
@@ -99,6 +98,7 @@ class PredictOptions:
     device: str = "auto"
     precision: str = "auto"
     tile_batch: int | Literal["auto"] = "auto"
+    nnunet_trainer: str | None = None  # an nnU-Net model's trainer, stated (else from its checkpoint or its weights)
 
     def __post_init__(self) -> None:
         if not 0 < self.step_size <= 1:
@@ -119,10 +119,9 @@ def _check_output(output: Path, input_folder: Path) -> None:
     if output.resolve() == input_folder.resolve() or input_folder.resolve() in output.resolve().parents:
         raise UserError(f"output={output} is the input folder or inside it: predictions could replace or be taken "
                         "for input images; choose an output folder outside the input folder")
-    existing = next(p for p in [output, *output.resolve().parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"output={output}: {existing} is not a folder you can write to; choose another output "
-                        "folder")
+    problem = writable_folder_problem(output)
+    if problem:
+        raise UserError(f"output={output}: {problem}; choose an output folder you can write to")
 
 
 def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: PredictOptions,

@@ -26,7 +26,7 @@ from nnlight.nets import NetworkOptions
 from nnlight.pipeline.components import Component, component, components
 from nnlight.pipeline.settings import check_finite_values, settings_from_config
 from nnlight.planning.facts import DatasetFacts
-from nnlight.planning.plans import Architecture, plans_from_nnunet
+from nnlight.planning.plans import Architecture, architecture_from_plan, plans_from_nnunet
 from nnlight.preprocessing.store import completed_cases
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import IMAGE_LOGGERS
@@ -186,11 +186,7 @@ def _pretrained(source: str | None, plan: dict[str, Any], architecture: Architec
 
 
 def _architecture(plan: dict[str, Any]) -> Architecture:
-    try:
-        return Architecture(**plan["architecture"])
-    except (KeyError, TypeError) as e:
-        raise UserError(f"plan.architecture of {plan.get('dataset')}/{plan.get('configuration')} is malformed ({e}); "
-                        "re-run nnlight-plan with overwrite_configs=true to regenerate it") from None
+    return architecture_from_plan(plan, f"plan.architecture of {plan.get('dataset')}/{plan.get('configuration')}")
 
 
 def check_patch_size(patch_size: tuple[int, ...], strides: list[list[int]]) -> None:

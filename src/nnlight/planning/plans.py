@@ -155,7 +155,95 @@ def _network_from_class_name(class_name: str, where: str) -> str:
     return short
 
 
+# What nnlight's networks build (nets/blocks.py): nnU-Net's ops by the names its plans spell them
+_SUPPORTED_OPS = {"conv_op": ("torch.nn.modules.conv.Conv{dim}d", "torch.nn.Conv{dim}d"),
+                  "norm_op": ("torch.nn.modules.instancenorm.InstanceNorm{dim}d", "torch.nn.InstanceNorm{dim}d",
+                              "torch.nn.modules.batchnorm.BatchNorm{dim}d", "torch.nn.BatchNorm{dim}d"),
+                  "nonlin": ("torch.nn.LeakyReLU", "torch.nn.modules.activation.LeakyReLU"),
+                  "dropout_op": (None,)}
+MAX_STAGES, MAX_FEATURES, MAX_PATCH_AXIS, MAX_PATCH_VOXELS = 16, 8192, 8192, 2**30
+
+
+def _ops_problem(kwargs: dict[str, Any], dim: int) -> str | None:
+    """A conv/norm/nonlinearity/dropout nnlight's networks do not build, named with what they do build."""
+    for key, names in _SUPPORTED_OPS.items():
+        value = kwargs.get(key, names[0] if key != "dropout_op" else None)
+        allowed = [n.format(dim=dim) if n else n for n in names]
+        if value not in allowed:
+            return (f"arch_kwargs.{key}={value!r} is not what nnlight's networks build "
+                    f"({' or '.join(str(a) for a in allowed[:2] if a) or 'none'})")
+    return None
+
+
+def architecture_problem(a: Architecture, dim: int) -> str | None:
+    """Why an architecture describes no network nnlight can build sanely, or None: consistent stage counts, kernel
+    and stride sizes per axis, bounded sizes (a file from elsewhere must not make nnlight allocate without limit)."""
+    per_stage = {"features_per_stage": a.features_per_stage, "kernel_sizes": a.kernel_sizes, "strides": a.strides,
+                 "blocks_per_stage": a.blocks_per_stage}
+    if not 1 <= a.n_stages <= MAX_STAGES:
+        return f"n_stages={a.n_stages}: use 1 to {MAX_STAGES}"
+    for key, values in per_stage.items():
+        if len(values) != a.n_stages:
+            return f"{key} has {len(values)} entries for n_stages={a.n_stages}"
+    if len(a.n_conv_per_stage_decoder) != a.n_stages - 1:
+        return (f"n_conv_per_stage_decoder has {len(a.n_conv_per_stage_decoder)} entries for {a.n_stages - 1} "
+                "decoder stages")
+    if any(len(k) != dim for k in a.kernel_sizes) or any(len(st) != dim for st in a.strides):
+        return f"kernel_sizes and strides need {dim} entries per stage"
+    if any(k < 1 or k > 15 or k % 2 == 0 for ks in a.kernel_sizes for k in ks):
+        return f"kernel_sizes {a.kernel_sizes}: odd sizes from 1 to 15"
+    if any(st < 1 or st > 8 for sts in a.strides for st in sts):
+        return f"strides {a.strides}: 1 to 8"
+    if any(f < 1 or f > MAX_FEATURES for f in a.features_per_stage) or \
+            any(b < 1 or b > 64 for b in (*a.blocks_per_stage, *a.n_conv_per_stage_decoder)):
+        return f"features_per_stage {a.features_per_stage} or the blocks per stage are out of range"
+    return None
+
+
+def configuration_problem(plan: ConfigurationPlan) -> str | None:
+    """:func:`architecture_problem`, and a patch and spacing of the configuration's dimension within bounds."""
+    dim = plan.dimension
+    if dim not in (2, 3) or len(plan.spacing) != dim:
+        return f"patch_size {plan.patch_size} and spacing {plan.spacing}: give both 2 or 3 axes"
+    problem = architecture_problem(plan.architecture, dim)
+    if problem:
+        return problem
+    voxels = 1
+    for p in plan.patch_size:
+        voxels *= p
+    if any(p < 1 or p > MAX_PATCH_AXIS for p in plan.patch_size) or voxels > MAX_PATCH_VOXELS:
+        return f"patch_size {plan.patch_size}: each axis 1 to {MAX_PATCH_AXIS}, at most {MAX_PATCH_VOXELS} voxels"
+    if not all(0 < x < float("inf") for x in plan.spacing):
+        return f"spacing {plan.spacing}: every axis must be a positive, finite number"
+    if not 1 <= plan.batch_size <= 100_000:
+        return f"batch_size={plan.batch_size}: 1 to 100000"
+    return None
+
+
+def architecture_from_plan(plan: dict[str, Any], where: str) -> Architecture:
+    """The architecture of a plan's values (a run folder's plan.json, a plan config), checked."""
+    try:
+        architecture = Architecture(**plan["architecture"])
+        problem = architecture_problem(architecture, len(plan["patch_size"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{where}: architecture is malformed ({e}); re-run nnlight-plan with overwrite_configs=true "
+                        "to regenerate it") from None
+    if problem:
+        raise UserError(f"{where}: architecture: {problem}; re-run nnlight-plan with overwrite_configs=true to "
+                        "regenerate it")
+    return architecture
+
+
 def _configuration_from_nnunet(name: str, raw: dict[str, Any], where: str) -> ConfigurationPlan:
+    plan = _parse_configuration(name, raw, where)
+    problem = _ops_problem(raw["architecture"]["arch_kwargs"], plan.dimension) or configuration_problem(plan)
+    if problem:
+        raise UserError(f"{where}: configuration {name!r}: {problem}; this plans file describes no network nnlight "
+                        "can build")
+    return plan
+
+
+def _parse_configuration(name: str, raw: dict[str, Any], where: str) -> ConfigurationPlan:
     try:
         arch_raw = raw["architecture"]
         network = _network_from_class_name(arch_raw["network_class_name"], where)

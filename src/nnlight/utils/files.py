@@ -61,6 +61,19 @@ def _megabytes(size: int) -> str:
     return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size // 1024} KiB"
 
 
+def writable_folder_problem(folder: Path) -> str | None:
+    """Why nnlight cannot write into ``folder`` (or create it), or None. Tried, not guessed from permission bits
+    (root passes every permission check, yet cannot write into /proc or a read-only mount)."""
+    existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".nnlight-probe-"))
+    except OSError as e:
+        return f"{existing} cannot be written ({e.strerror or e})"
+    return None
+
+
 def check_free_space(folder: Path, needed: int, what: str) -> None:
     """Refuse before starting when ``folder``'s file system cannot hold ``needed`` bytes."""
     free = free_bytes(folder)
