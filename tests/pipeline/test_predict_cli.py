@@ -468,3 +468,29 @@ def test_prediction_onto_a_full_disk_fails_clearly_and_a_rerun_finishes(trained:
         outputs[0].write_bytes(outputs[0].read_bytes()[:40])  # a file cut short (by a crash, a copy, a full disk)
         third = run_script("predict.py", *args, roots=trained)
         assert third.returncode == 0 and "incomplete" in third.stdout and written_completely(outputs[0])
+
+
+def test_the_readmes_python_examples_run_as_saved_scripts(trained: Roots, tmp_path: Path) -> None:
+    """Each ``python`` block of the README's Python sections, saved as a script and run where the demo ran (the
+    README's data/ layout); without its __main__ guard the worker-starting example is refused with the fix."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    assert len(blocks) >= 2
+    (tmp_path / "data").mkdir()
+    for name in ("raw", "results"):
+        (tmp_path / "data" / name).symlink_to(getattr(trained, name))
+    first_image = sorted((trained.raw / "Dataset900_Demo" / "imagesTs").glob("*_0000.nii.gz"))[0]
+    test_case = first_image.name.removesuffix("_0000.nii.gz")
+    for i, block in enumerate(blocks):
+        script = tmp_path / f"example_{i}.py"
+        script.write_text(block.replace("demo_008", test_case))
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"README example {i}:\n{block}\n{done.stderr[-2000:]}"
+    assert written_completely(tmp_path / f"{test_case}.nii.gz")  # the Predictor example's segmentation
+    guarded = next(b for b in blocks if 'if __name__ == "__main__":' in b)
+    unguarded = "\n".join(line.removeprefix("    ") for line in guarded.splitlines() if "__main__" not in line)
+    (tmp_path / "unguarded.py").write_text(unguarded)
+    refused = subprocess.run([sys.executable, "unguarded.py"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600)
+    assert refused.returncode != 0 and 'put the script\'s code under  if __name__ == "__main__":' in refused.stderr
+    assert "out of memory" not in refused.stderr
