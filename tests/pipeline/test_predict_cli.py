@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -494,3 +495,16 @@ def test_the_readmes_python_examples_run_as_saved_scripts(trained: Roots, tmp_pa
                              timeout=600)
     assert refused.returncode != 0 and 'put the script\'s code under  if __name__ == "__main__":' in refused.stderr
     assert "out of memory" not in refused.stderr
+
+
+def test_every_logger_gets_the_whole_recipe_and_the_final_validation_dice(trained: Roots) -> None:
+    import yaml
+
+    run = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN / "fold_0"
+    hparams = yaml.safe_load((run / "logs" / "hparams.yaml").read_text())
+    assert hparams["optimizer"]["lr"] == 0.01 and hparams["optimizer"]["weight_decay"] == 3e-5
+    assert hparams["scheduler"]["_target_"] == "nnlight.training.schedules.PolyLR"
+    assert hparams["trainer"]["max_epochs"] == 2 and hparams["loss"]["name"] == "dice_ce"
+    rows = [r for r in csv.DictReader((run / "logs" / "metrics.csv").open()) if r.get("validation/dice")]
+    dice = json.loads((run / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
+    assert len(rows) == 1 and float(rows[0]["validation/dice"]) == pytest.approx(dice)

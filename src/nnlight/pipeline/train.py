@@ -84,6 +84,8 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     trainer = build_trainer(setup, run_folder, own_callbacks)
     if trainer.is_global_zero:
         write_run_files(setup, run_folder, cfg, identity, debug, search)
+    for logger in trainer.loggers:  # the whole recipe (optimizer, learning rate, schedule, epochs, ...) in every logger
+        logger.log_hyperparams(_resolved(cfg))
     resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash)
     logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
@@ -95,6 +97,9 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
             if setup.fast_dev_run:  # its weights are new every time: never reuse an earlier check's predictions
                 shutil.rmtree(run_folder.validation, ignore_errors=True)
             summary |= validate_fold(task, data, setup, run_folder, device)
+            for logger in trainer.loggers:  # the end-of-training validation Dice beside the curves
+                logger.log_metrics({"validation/dice": summary["validation_dice"]}, step=trainer.global_step)
+                logger.save()
         if not setup.fast_dev_run:
             write_stats(run_folder, {
                 "summary": summary, "logged_metrics": logged, "resumed": resumed, **monitor.report(device),
@@ -102,6 +107,12 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
                 "parameters": sum(p.numel() for p in task.network.parameters()), "device": device_name()})
         _print_summary(summary, run_folder, setup)
     return _optimized_metric(setup.optimized_metric, summary, logged)
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    config.pop("hydra", None)
+    return config
 
 
 def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Path) -> TrainSetup:
