@@ -180,8 +180,11 @@ def _composer() -> Iterator[Any]:
 
 
 def _run_name(experiment: str, task_overrides: Any, hydra_overrides: Any, init_from: Any, previous_stage: Any) -> str:
-    """Hydra keeps ``hydra.*`` overrides (a search path, a forced run dir) apart from the task's: both compose it."""
-    return run_name(experiment, [*(hydra_overrides or []), *(task_overrides or [])], init_from, previous_stage)
+    """Hydra keeps ``hydra.*`` overrides (a search path, a forced run dir) apart from the task's: both compose it
+    (``hydra.mode``, which Hydra adds itself, changes nothing composed; left out, the command-line check's name is
+    reused)."""
+    hydra = [str(o) for o in hydra_overrides or [] if not str(o).startswith("hydra.mode=")]
+    return run_name(experiment, [*hydra, *(task_overrides or [])], init_from, previous_stage)
 
 
 def dataset_part(value: str) -> str:
