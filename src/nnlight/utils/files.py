@@ -14,7 +14,8 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,35 +104,47 @@ class _RecordingWriter(io.BufferedWriter):
             raise
 
 
+@dataclass
+class _Temp:
+    """The temporary file of a write in progress (and its writer, when nnlight opened it)."""
+
+    path: str | Path | None = None
+    writer: _RecordingWriter | None = None
+
+
+@contextlib.contextmanager
+def _replacing(target: Path) -> Iterator[_Temp]:
+    """Around a write to a temp file that is then renamed to ``target``: any failure removes the temp file, and an
+    OS error (or one a writer hid behind its own) becomes ``WriteFailed`` naming ``target``."""
+    temp = _Temp()
+    try:
+        yield temp
+    except OSError as e:
+        _remove(temp.path)
+        raise write_failed(target, e) from None
+    except BaseException:
+        _remove(temp.path)
+        if temp.writer is not None and temp.writer.error is not None:
+            raise write_failed(target, temp.writer.error) from None
+        raise
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(file)`` on a temp file in the destination folder, flush, fsync, check that every byte reached
     the file, and only then rename it to ``path``. A failure (a full disk) leaves no temp file and raises
     ``WriteFailed`` naming ``path``."""
     path = Path(path)
-    tmp: str | None = None
-    f: _RecordingWriter | None = None
-    try:
+    with _replacing(path) as temp:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, temp.path = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        with _RecordingWriter(io.FileIO(fd, "wb")) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-            if os.fstat(f.fileno()).st_size != f.tell():
+        with _RecordingWriter(io.FileIO(fd, "wb")) as temp.writer:
+            write(temp.writer)
+            temp.writer.flush()
+            os.fsync(temp.writer.fileno())
+            if os.fstat(temp.writer.fileno()).st_size != temp.writer.tell():
                 raise write_failed(path)
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise write_failed(path, e) from None
-    except UserError:
-        _remove(tmp)
-        raise
-    except BaseException:
-        _remove(tmp)
-        if f is not None and f.error is not None:  # a writer that hid the failed write behind its own error
-            raise write_failed(path, f.error) from None
-        raise
+        os.replace(temp.path, path)
 
 
 def _remove(tmp: str | Path | None) -> None:
@@ -146,8 +159,9 @@ def atomic_write_named(path: str | Path, write: Callable[[Path], object],
     to this process and call (so concurrent writers of one file never share it), ``verify(tmp)`` (writers that do
     not report a failed write: it raises if the file is incomplete), fsync, then rename to ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{''.join(path.suffixes)}")
-    try:
+    with _replacing(path) as temp:
+        unique = f"{os.getpid()}.{secrets.token_hex(4)}"
+        temp.path = tmp = path.with_name(f".{path.name}.{unique}.tmp{''.join(path.suffixes)}")
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         if verify is not None:
@@ -158,12 +172,6 @@ def atomic_write_named(path: str | Path, write: Callable[[Path], object],
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise write_failed(path, e) from None
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
