@@ -68,32 +68,27 @@ def _labels_not_consecutive(f: Path) -> str:
     return "dataset.json"
 
 
-def _nan_in_image(f: Path, case: str = CASE) -> str:
-    """NIfTI through ITK reads NaN as 0, so the NaN check is exercised with NRRD files."""
-    def add_nan(a: np.ndarray) -> np.ndarray:
-        a = a.astype(np.float32)
-        a[a.shape[0] // 2, a.shape[1] // 2, 3] = np.nan
+def _set_voxel(path: Path, index: tuple[int, int, int], value: float, dtype: type = np.float32) -> None:
+    def change(a: np.ndarray) -> np.ndarray:
+        a = a.astype(dtype)
+        a[index] = value
         return a
-    _rewrite_image(f / "imagesTr" / f"{case}_0000.nrrd", add_nan)
+    _rewrite_image(path, change)
+
+
+def _nan_in_image(f: Path, case: str = CASE) -> str:
+    _set_voxel(f / "imagesTr" / f"{case}_0000.nrrd", (4, 8, 3), np.nan)
     return f"{case}_0000.nrrd"
 
 
 def _nan_in_nifti(f: Path) -> str:
     """SimpleITK reads NaN and Inf NIfTI voxels as 0 without a word: the file's own data is checked."""
-    def add_nan(a: np.ndarray) -> np.ndarray:
-        a = a.astype(np.float32)
-        a[2, 3, 4] = np.nan
-        return a
-    _rewrite_image(f / "imagesTr" / f"{CASE}_0001.nii.gz", add_nan)
+    _set_voxel(f / "imagesTr" / f"{CASE}_0001.nii.gz", (2, 3, 4), np.nan)
     return f"{CASE}_0001.nii.gz: contains NaN or Inf voxels"
 
 
 def _inf_in_float64_nifti(f: Path) -> str:
-    def add_inf(a: np.ndarray) -> np.ndarray:
-        a = a.astype(np.float64)
-        a[-1, -1, -1] = -np.inf
-        return a
-    _rewrite_image(f / "imagesTr" / f"{CASE}_0000.nii.gz", add_inf)
+    _set_voxel(f / "imagesTr" / f"{CASE}_0000.nii.gz", (-1, -1, -1), -np.inf, np.float64)
     return f"{CASE}_0000.nii.gz: contains NaN or Inf voxels"
 
 
