@@ -246,6 +246,7 @@ def test_compile_is_ignored_on_the_cpu(planned_roots: Roots) -> None:
     assert "trainer.compile=true is ignored on the CPU" in result.stdout
 
 
+@pytest.mark.slow  # 12 s: the launcher plugin's code path; keeps the default suite under 15 minutes on 2 cores
 def test_submitit_launcher_runs_a_fold_sweep(planned_roots: Roots) -> None:
     """The SLURM launcher's code path, with submitit's local executor standing in for the cluster."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'nnlight[slurm]'")
@@ -313,6 +314,7 @@ def test_a_failing_sweep_job_is_recorded_and_the_others_run(planned_roots: Roots
     assert not (folder / "fold_1" / "run_config.json").exists()
 
 
+@pytest.mark.slow  # 14 s: two identical trainings; keeps the default suite under 15 minutes on 2 cores
 def test_deterministic_reruns_give_identical_metrics(planned_roots: Roots, tmp_path: Path) -> None:
     args = ["plan=Dataset900_Demo/2d", *TINY_BUDGET, "trainer.deterministic=true", "validation.mirroring=false"]
     summaries = []
