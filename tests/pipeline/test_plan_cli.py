@@ -86,7 +86,7 @@ def test_plan_2d_png_demo(demo_2d: Path, roots: Roots) -> None:
     assert fingerprint["spacings"][0] == [999.0, 1.0, 1.0] and fingerprint["shapes_after_crop"][0][0] == 1
 
 
-@pytest.mark.slow  # 13 s (the presets' rules are unit-tested against nnU-Net in tests/planning); keeps the default
+@pytest.mark.slow  # 13 s; the presets are unit-tested against nnU-Net (tests/planning). Keeps the suite < 15 min
 def test_planner_presets_and_memory_target(demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     result = run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "planner=resenc_l",
