@@ -35,6 +35,7 @@ from nnlight.utils.checkpoints import safe_torch_load
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder
+from nnlight.utils.names import configuration_name, dataset_name, inside
 
 CHECKPOINT_FILES: dict[CheckpointName, str] = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth",
                                                "last": "checkpoint_latest.pth"}
@@ -249,8 +250,11 @@ def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: Checkpo
     # nnU-Net slides its plan's patch over the image: write the tile nnlight trained with
     configuration = replace(configuration, patch_size=list(choices.tile_size))
     plans = replace(plans, configurations={configuration.name: configuration})
-    target = results_root / str(plan["dataset"]) / \
-        f"{nnunet_trainer_name(choices.network)}__{plans.plans_name}__{configuration.name}"
+    where = f"{runs[0].path}: plan.json"  # names from files are names, never paths
+    parts = [nnunet_trainer_name(choices.network), configuration_name(plans.plans_name, f"{where} plans"),
+             configuration_name(configuration.name, f"{where} configuration")]
+    target = results_root / dataset_name(plan["dataset"], f"{where} dataset") / "__".join(parts)
+    inside(results_root, target, "the nnU-Net model folder")
     dataset_json = load_json(runs[0].dataset_json)
     nnunet_plans = plans_to_nnunet(plans)
     atomic_write_json(target / "plans.json", nnunet_plans)
