@@ -43,7 +43,10 @@ def test_a_killed_search_resumes_from_its_study(planned_demo_template: Roots, tm
     study = optuna.load_study(study_name=name, storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3  # the finished trial kept, only the missing ones run
-    assert all(params in [t.params for t in complete] for params in killed)  # a killed trial's values run again
+    # a killed trial's values run again (those it had: a kill between Optuna's ask and its last suggestion leaves
+    # fewer, and one with none is only marked failed)
+    assert all(any(params.items() <= t.params.items() for t in complete) for params in killed), \
+        (killed, [t.params for t in complete])
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert len(list(roots.results.rglob("run_stats.json"))) == 3  # one run folder per finished trial
     sweeps = sorted((roots.results / "sweeps").glob("20*"))

@@ -88,7 +88,8 @@ if OptunaSweeper is not None:
                     # killed: its values run again first, so its run folder resumes from its last checkpoint (or,
                     # killed after its run finished, reports that run) instead of a new trial starting over
                     study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
-                    study.enqueue_trial(trial.params)
+                    if trial.params:  # killed before Optuna chose its values: nothing to run again
+                        study.enqueue_trial(trial.params)
                 finished = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
             if study is not None and study.trials and hasattr(impl.sampler, "reseed_rng"):
                 impl.sampler.reseed_rng()  # the seeded sampler would propose the first trials' values again
