@@ -508,3 +508,13 @@ def test_every_logger_gets_the_whole_recipe_and_the_final_validation_dice(traine
     rows = [r for r in csv.DictReader((run / "logs" / "metrics.csv").open()) if r.get("validation/dice")]
     dice = json.loads((run / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
     assert len(rows) == 1 and float(rows[0]["validation/dice"]) == pytest.approx(dice)
+
+
+def test_evaluate_given_a_dataset_folder_writes_its_log_under_the_results_folder(trained: Roots) -> None:
+    """dataset= may be a folder path: its log goes to <results>/<folder name>/, never into the raw folder."""
+    raw_folder = trained.raw / "Dataset900_Demo"
+    before = (raw_folder / "evaluate.log").exists()
+    result = run_script("evaluate.py", f"dataset={raw_folder}", "folds=0", roots=trained)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not before and not (raw_folder / "evaluate.log").exists()
+    assert "Best:" in (trained.results / "Dataset900_Demo" / "evaluate.log").read_text()

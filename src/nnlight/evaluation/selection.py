@@ -147,7 +147,7 @@ def _ensemble(members: Sequence[TrainedModel], cases: Sequence[str], out: Path, 
     kind = reader_kind(file_ending)
     for case_id in tqdm(cases, desc=f"Ensembling {' + '.join(m.name for m in members)}", unit="case"):
         target = out / f"{case_id}{file_ending}"
-        if target.is_file():
+        if written_completely(target):  # done by an earlier evaluation (verified, not only present)
             continue
         probs = sum(read_probabilities(m.cases[case_id].with_name(f"{case_id}.npz")).astype(np.float32)
                     for m in members) / len(members)

@@ -16,6 +16,7 @@ a hidden staging folder beside the target and moved into place only once all of 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -43,8 +44,8 @@ from nnlight.utils.files import (
     atomic_write_json,
     atomic_write_named,
     check_free_space,
-    json_depth,
     load_json,
+    nested_deeper_than,
 )
 from nnlight.utils.folders import CHECKPOINT_NAMES, CheckpointName, DatasetResults, ModelFolder, RunFolder
 from nnlight.utils.names import dataset_name, fold_name, inside, model_name
@@ -190,7 +191,7 @@ def read_manifest(archive: zipfile.ZipFile, where: str) -> ModelManifest:
             data = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
     except (ValueError, RecursionError, zipfile.BadZipFile, OSError) as e:
         raise UserError(f"{where}: {MANIFEST} cannot be read ({e}); not a model file nnlight wrote") from None
-    if json_depth(data) > 8:
+    if nested_deeper_than(data, 8):
         raise UserError(f"{where}: {MANIFEST} is nested too deeply; not a model file nnlight wrote")
     return ModelManifest.from_json(data, where)
 
@@ -277,17 +278,23 @@ def unpack(path: Path, target: Path) -> ModelManifest:
             if (target / member.model).exists():
                 raise UserError(f"{target / member.model} exists already; delete it to install {path} again, or "
                                 f"predict straight from the file: nnlight-predict model={path} ...")
+        created = [p for p in (target, *target.parents) if not p.exists()]  # removed again if the file is refused
         target.mkdir(parents=True, exist_ok=True)
-        check_free_space(target, sum(e.file_size for e in entries), f"unpacking {path}")
         staging = target / f".nnlight-unpack-{os.getpid()}-{secrets.token_hex(4)}"
         try:
+            check_free_space(target, sum(e.file_size for e in entries), f"unpacking {path}")
             for info in entries:
                 _extract(archive, info, inside(staging, staging / info.filename, where), where)
             if manifest.postprocessing is not None and len(manifest.members) == 1:  # where predict.py looks for it
                 manifest.postprocessing.save(ModelFolder(staging / manifest.members[0].model).postprocessing)
             _move_into_place(staging, target, [m.model for m in manifest.folders])
-        finally:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            for folder in created:  # innermost first; a folder something else wrote into stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -52,6 +52,12 @@ def _log_file(stage: str, cfg: DictConfig) -> Path | None:
         return Path(str(cfg.output)) / "predict.log"
     if stage == "evaluate" and cfg.get("prediction"):
         return Path(str(cfg.prediction)) / "evaluate.log"
-    if stage == "evaluate" and cfg.get("dataset"):
-        return Path(str(cfg.paths.results)) / str(cfg.dataset) / "evaluate.log"
+    if stage == "evaluate" and cfg.get("dataset"):  # the results folder evaluate writes: <results>/<raw folder name>
+        from nnlight.pipeline.plan import resolve_raw_folder
+
+        try:
+            return Path(str(cfg.paths.results)) / resolve_raw_folder(str(cfg.dataset), Path(cfg.paths.raw)).name / \
+                "evaluate.log"
+        except UserError:
+            return None  # the stage names the mistake
     return None

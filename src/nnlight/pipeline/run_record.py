@@ -27,9 +27,10 @@ except ImportError:  # Windows: no flock; runs there are not locked
     fcntl = None  # type: ignore[assignment]
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nnlight.pipeline.run_names import LOCATION_KEYS
+from nnlight.pipeline.settings import resolved_config
 from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
@@ -43,8 +44,7 @@ def ignored_keys(hydra_config: DictConfig) -> list[str]:
 
 
 def run_identity(cfg: DictConfig, ignored: Sequence[str]) -> dict[str, Any]:
-    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    config.pop("hydra", None)
+    config = resolved_config(cfg)
     for key in ignored:
         *parents, leaf = key.split(".")
         node: Any = config

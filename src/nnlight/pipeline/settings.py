@@ -6,7 +6,6 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from omegaconf import DictConfig, OmegaConf
@@ -103,15 +102,19 @@ def nonfinite_value(node: Any, prefix: str = "") -> str | None:
     return None
 
 
-def check_finite_values(cfg: DictConfig, groups: Sequence[str]) -> None:
-    """Every number of the method groups is finite (checked before anything is written)."""
-    for group in groups:
-        node = cfg.get(group)
-        values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-        bad = nonfinite_value(values, f"{group}.")
-        if bad:
-            raise UserError(f"{bad}: not a finite number; every training value must be finite (a NaN or Inf "
-                            "learning rate, weight or probability trains nothing meaningful)")
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The stage's config as plain values, interpolations resolved, Hydra's own node left out."""
+    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    config.pop("hydra", None)
+    return config
+
+
+def check_finite_values(cfg: DictConfig) -> None:
+    """Every number of the config is finite (checked before anything is written)."""
+    bad = nonfinite_value(resolved_config(cfg))
+    if bad:
+        raise UserError(f"{bad}: not a finite number; every training value must be finite (a NaN or Inf "
+                        "learning rate, weight or probability trains nothing meaningful)")
 
 
 def required(cfg: DictConfig, key: str, example: str) -> Any:

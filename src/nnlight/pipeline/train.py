@@ -38,6 +38,7 @@ from nnlight.pipeline.run_record import (
     write_run_config,
     write_stats,
 )
+from nnlight.pipeline.settings import resolved_config
 from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
@@ -85,7 +86,7 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     if trainer.is_global_zero:
         write_run_files(setup, run_folder, cfg, identity, debug, search)
     for logger in trainer.loggers:  # the whole recipe (optimizer, learning rate, schedule, epochs, ...) in every logger
-        logger.log_hyperparams(_resolved(cfg))
+        logger.log_hyperparams(resolved_config(cfg))
     resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash)
     logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
@@ -107,12 +108,6 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
                 "parameters": sum(p.numel() for p in task.network.parameters()), "device": device_name()})
         _print_summary(summary, run_folder, setup)
     return _optimized_metric(setup.optimized_metric, summary, logged)
-
-
-def _resolved(cfg: DictConfig) -> dict[str, Any]:
-    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    config.pop("hydra", None)
-    return config
 
 
 def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Path) -> TrainSetup:

@@ -74,7 +74,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     """Read and check every group; raises ``UserError`` naming the key and the fix. ``run_folder`` names the
     cascade's default low-res model (the same ``<experiment>[<overrides>]``) and where a low-res stage writes the
     cascade's input (its model folder)."""
-    check_finite_values(cfg, [str(k) for k in cfg if k != "hydra"])
+    check_finite_values(cfg)
     plan = OmegaConf.to_container(cfg.plan, resolve=True)
     facts = DatasetFacts.from_plan(plan)
     preprocessed = Path(cfg.paths.preprocessed) / facts.dataset

@@ -216,16 +216,17 @@ class JsonFileError(UserError, ValueError):
     """A JSON file that cannot be read (syntax, size, nesting): a user mistake that names the file."""
 
 
-def json_depth(data: Any) -> int:
-    """How deeply ``data`` nests lists and objects (iteratively: a hostile file cannot exhaust the stack here)."""
-    deepest, stack = 0, [(data, 1)]
+def nested_deeper_than(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists and objects more than ``limit`` levels deep (iteratively, stopping at the first
+    too-deep one: a hostile file cannot exhaust the stack here)."""
+    stack = [(data, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth <= MAX_JSON_DEPTH:
-                stack += [(v, depth + 1) for v in (node.values() if isinstance(node, dict) else node)]
-    return deepest
+            if depth > limit:
+                return True
+            stack += [(v, depth + 1) for v in (node.values() if isinstance(node, dict) else node)]
+    return False
 
 
 def load_json(path: str | Path) -> Any:
@@ -242,7 +243,7 @@ def load_json(path: str | Path) -> Any:
         raise JsonFileError(f"{path}: nested too deeply to be one of nnlight's or nnU-Net's files") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise JsonFileError(f"{path}: is not valid JSON ({e}); fix the syntax") from None
-    if json_depth(data) > MAX_JSON_DEPTH:
+    if nested_deeper_than(data, MAX_JSON_DEPTH):
         raise JsonFileError(f"{path}: nested more than {MAX_JSON_DEPTH} levels deep; not one of nnlight's or "
                             "nnU-Net's files")
     return data

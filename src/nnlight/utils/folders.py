@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from nnlight.utils.names import MAX_NAME_BYTES
+
 CheckpointName = Literal["final", "best", "last"]
 CHECKPOINT_NAMES: tuple[CheckpointName, ...] = ("final", "best", "last")
-MAX_NAME_BYTES = 200  # file systems allow 255 bytes per name
+ENSEMBLE_NAME_BYTES = MAX_NAME_BYTES - 55  # room for the folder's own suffixes and temp names
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class DatasetResults:
         """``<configuration>__<experiment>+...``; past a file name's length limit the configurations alone plus a
         hash of the full name."""
         name = "+".join(m.name.replace("/", "__") for m in members)
-        if len(name.encode()) > MAX_NAME_BYTES:
+        if len(name.encode()) > ENSEMBLE_NAME_BYTES:
             name = "+".join(m.path.parent.name for m in members) + "#" + hashlib.sha256(name.encode()).hexdigest()[:12]
         return self.path / "ensembles" / name
 

@@ -19,23 +19,18 @@ FOLD = re.compile(r"^(\d+|all)$")
 MAX_NAME_BYTES = 255  # a file name's length limit on common file systems
 
 
-def folder_name_problem(value: object) -> str | None:
-    """Why ``value`` cannot be one folder name (a run folder's ``<experiment>[<overrides>]`` may hold ``=``, ``,``,
-    ``[``, ...), or None."""
-    if not isinstance(value, str) or not value:
-        return "not a non-empty text"
-    if value in (".", "..") or value.startswith("."):
-        return "starts with '.'"
-    if any(c in value for c in "/\\") or any(ord(c) < 32 for c in value):
-        return "holds '/', '\\' or a control character"
-    if len(value.encode()) > MAX_NAME_BYTES:
-        return f"longer than {MAX_NAME_BYTES} bytes"
-    return None
-
-
 def folder_name(value: object, what: str) -> str:
-    """``value`` as one path part; a ``UserError`` naming ``what`` (the key or file it came from) otherwise."""
-    problem = folder_name_problem(value)
+    """``value`` as one path part (a run folder's ``<experiment>[<differences>]`` may hold ``=``, ``,``, ``[``, ...);
+    a ``UserError`` naming ``what`` (the key or file it came from) otherwise."""
+    problem = None
+    if not isinstance(value, str) or not value:
+        problem = "not a non-empty text"
+    elif value.startswith("."):
+        problem = "starts with '.'"
+    elif any(c in value for c in "/\\") or any(ord(c) < 32 for c in value):
+        problem = "holds '/', '\\' or a control character"
+    elif len(value.encode()) > MAX_NAME_BYTES:
+        problem = f"longer than {MAX_NAME_BYTES} bytes"
     if problem:
         raise UserError(f"{what}={value!r}: not a plain folder name ({problem}); nnlight never builds a path from it")
     return str(value)
