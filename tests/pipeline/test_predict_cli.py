@@ -303,6 +303,8 @@ def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Pat
     evaluate = run_script("evaluate.py", "dataset=Dataset900_Demo", roots=roots)
     assert evaluate.returncode == 2 and "no complete cross-validation" in evaluate.stderr and \
         "nnlight-train" in evaluate.stderr
+    wrong_fold = run_script("evaluate.py", "dataset=Dataset900_Demo", "folds=[0,9]", roots=roots)
+    assert wrong_fold.returncode == 2 and "folds=['0', '9']: choose folds among 0..4" in wrong_fold.stderr
     best = run_script("predict.py", "model=best", "dataset=Dataset900_Demo", f"input={roots.raw}",
                       f"output={roots.results / 'out'}", roots=roots)
     assert best.returncode == 2 and "nnlight-evaluate dataset=Dataset900_Demo" in best.stderr

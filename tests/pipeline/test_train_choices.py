@@ -48,6 +48,7 @@ def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuratio
     (["+hydra.callbacks.x._target_=os.system", "+hydra.callbacks.x.command=true"], "hydra.callbacks: Hydra callbacks"),
     (["paths.results=/proc/results"], "paths.results=/proc/results: /proc cannot be written"),
     (["plan.dataset=../../../outside"], "plan.dataset='../../../outside': not a dataset name"),
+    (["optimizer.lr=nan"], "optimizer.lr=nan: not a finite number"),
 ])
 def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(roots: Roots, overrides: list[str],
                                                                             expected: str) -> None:
