@@ -103,10 +103,10 @@ def nonfinite_value(node: Any, prefix: str = "") -> str | None:
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    """The stage's config as plain values, interpolations resolved, Hydra's own node left out."""
-    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    config.pop("hydra", None)
-    return config
+    """The stage's config as plain values, interpolations resolved, Hydra's own node left out (and not resolved: a
+    composed config's ``hydra`` node needs a running Hydra)."""
+    return {str(key): OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+            for key, node in ((k, cfg[k]) for k in cfg if k != "hydra")}
 
 
 def check_finite_values(cfg: DictConfig) -> None:
