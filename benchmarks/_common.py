@@ -11,7 +11,7 @@ import lightning as L
 import torch
 
 from nnlight.data.datamodule import SegmentationDataModule, plan_datamodule
-from nnlight.nets import NetworkOptions
+from nnlight.model.network import checked_plan_unet
 from nnlight.pipeline import plan as plan_stage
 from nnlight.pipeline.cli import compose_config
 from nnlight.planning import plans_from_nnunet
@@ -31,8 +31,9 @@ def setup(dataset_folder: Path, configuration: str, iterations: int, workers: in
     plans = plans_from_nnunet(load_json(dataset_folder / "nnUNetPlans.json"))
     plan = plans.configurations[configuration]
     data = plan_datamodule(dataset_folder, plan, iterations_per_epoch=iterations, num_workers=workers)
-    task = SegmentationTask(plan.architecture, len(plan.normalization_schemes), data.layout, NetworkOptions(),
-                            LossSettings(batch_dice=plan.batch_dice),
+    network = checked_plan_unet(plan.architecture, len(plan.normalization_schemes), data.layout.num_outputs,
+                                plan.patch_size)
+    task = SegmentationTask(network, data.layout, LossSettings(batch_dice=plan.batch_dice),
                             functools.partial(torch.optim.SGD, lr=0.01, momentum=0.99, nesterov=True,
                                               weight_decay=3e-5),
                             functools.partial(PolyLR, max_epochs=1000))

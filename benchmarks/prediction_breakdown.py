@@ -24,9 +24,8 @@ from omegaconf import OmegaConf
 
 from benchmarks._common import planned_dataset, provenance
 from nnlight.inference.predictor import Predictor, TrainingChoices, resolve_device
-from nnlight.nets import NetworkOptions, build_network
+from nnlight.model.network import inference_network, plan_unet
 from nnlight.planning.facts import DatasetFacts
-from nnlight.planning.plans import Architecture
 from nnlight.raw.dataset import group_channel_files
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.raw.io import read_images, reader_kind
@@ -73,11 +72,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     facts = DatasetFacts.from_plan(plan)
     torch.manual_seed(0)
     most_folds = max(folds for _, folds, _ in variants)
-    architecture = Architecture(**plan["architecture"])
-    networks = [build_network(architecture.network, input_channels=facts.num_channels,
-                              num_classes=facts.layout.num_outputs, deep_supervision=False,
-                              **architecture.network_kwargs()).eval() for _ in range(most_folds)]
-    choices = TrainingChoices(list(plan["patch_size"]), tuple(range(len(plan["patch_size"]))), NetworkOptions())
+    choices = TrainingChoices(list(plan["patch_size"]), tuple(range(len(plan["patch_size"]))), plan_unet())
+    networks = [inference_network(choices.network, plan, plan["patch_size"], None, "plan")
+                for _ in range(most_folds)]
     print(provenance(f"prediction {name} {args.configuration}: image {list(images.shape)}, tile "
                      f"{plan['patch_size']}, {facts.layout.num_outputs} classes, device {device}"))
     print("\n| variant | precision | tiles per pass | preprocess | sliding window | export | total |\n"

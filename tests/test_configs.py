@@ -14,16 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import SegmentationDataModule
-from nnlight.nets import NetworkOptions
-from nnlight.pipeline.components import component, components
+from nnlight.model.network import NetworkChoice, architecture_facts, check_network
+from nnlight.planning.plans import Architecture
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning import PlannerSettings
 from nnlight.training.losses import LossSettings
 from nnlight.training.task import SegmentationTask
+from nnlight.utils.components import component, components
 from nnlight.utils.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SETTINGS = {"planner": PlannerSettings, "augmentation": AugmentationSettings, "network": NetworkOptions}
+SETTINGS = {"planner": PlannerSettings, "augmentation": AugmentationSettings}
 
 
 def _options(group: str) -> list[str]:
@@ -66,8 +67,22 @@ def test_wrong_setting_and_wrong_choice_are_named() -> None:
                                  "network.norm=group"])
     with pytest.raises(UserError, match=r"augmentation\.p_rotaton"):
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
-    with pytest.raises(UserError, match=r"network.norm=.group.: expected one of 'instance', 'batch'"):
-        settings_from_config(NetworkOptions, cfg.network, "network")
+    architecture = Architecture("PlainConvUNet", 2, [4, 8], [[3, 3], [3, 3]], [[1, 1], [2, 2]], [1, 1], [1])
+    with pytest.raises(UserError, match=r"norm='group': choose one of instance, batch"):
+        check_network(NetworkChoice.from_config(cfg.network), architecture_facts(architecture, 1, 2, [8, 8]))
+
+
+@pytest.mark.parametrize("option", _options("network"))
+def test_every_network_option_builds_and_passes_its_check_in_2d(option: str) -> None:
+    """Each network YAML (MONAI's need nnlight[monai], installed by the dev extra) composes into a checked class
+    that gives (batch, classes, *patch) on a 2D patch it declares it can take."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(overrides=[f"+network={option}"])
+    choice = NetworkChoice.from_config(cfg.network)
+    architecture = Architecture("PlainConvUNet", 3, [4, 8, 8], [[3, 3]] * 3, [[1, 1], [2, 2], [2, 2]], [1, 1, 1],
+                                [1, 1])
+    checked = check_network(choice, architecture_facts(architecture, 2, 3, [64, 64]))
+    assert checked.patch_size == [64, 64] and checked.parameters > 0
 
 
 TRAIN_GROUPS = ["data", "augmentation", "network", "loss", "optimizer", "scheduler", "trainer", "callbacks", "logger",
@@ -159,7 +174,7 @@ def test_every_experiment_builds_a_task_and_data_module(experiment: str, preproc
     expected = {"nnUNetTrainerBN": ("norm", "batch"), "nnUNetTrainerNoDeepSupervision": ("deep_supervision", False)}
     if experiment in expected:
         field, value = expected[experiment]
-        assert getattr(task.network_options, field) == value
+        assert task.checked_network.choice.arguments[field] == value
 
 
 def test_config_files_cannot_import_arbitrary_code() -> None:

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from nnlight.exchange.nnunet import NNUNET_TRAINERS, load_nnunet_model, nnunet_model_and_folds
-from nnlight.inference.predictor import network_from_plan
-from nnlight.nets import NetworkOptions
+from nnlight.model.network import plan_facts, plan_unet
 from nnlight.nets.nnunet_names import to_nnunet_state_dict
 from nnlight.planning import plans_to_nnunet
 from nnlight.planning.export import configuration_values
@@ -31,7 +30,7 @@ def _nnunet_folder(tmp_path: Path, preprocessed, trainer: str = "nnUNetTrainer",
     plan = configuration_values(plans, plans.configurations["3d_fullres"],
                                 load_dataset_json(dataset_folder / "dataset.json"))
     torch.manual_seed(0)
-    network = network_from_plan(plan, NetworkOptions(norm=norm)).eval()
+    network = plan_unet(norm).build(plan_facts(plan, plan["patch_size"]), inference=True).eval()
     folder = tmp_path / f"{trainer}__nnUNetPlans__3d_fullres"
     atomic_write_json(folder / "plans.json", plans_to_nnunet(plans))
     atomic_write_json(folder / "dataset.json", dataset_json)

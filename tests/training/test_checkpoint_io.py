@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnlight.model.checkpoints import load_checkpoint
 from nnlight.training.checkpoint_io import resume_checkpoint
-from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 
 

@@ -27,9 +27,9 @@ from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import summarize
 from nnlight.evaluation.postprocessing import PostprocessingRules, determine_postprocessing, rules_as_text
 from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation, written_completely
+from nnlight.model.checkpoints import checkpoint_problem
 from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.io import read_seg, reader_kind
-from nnlight.utils.checkpoints import checkpoint_problem
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import DatasetResults, ModelFolder, RunFolder

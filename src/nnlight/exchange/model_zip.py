@@ -35,8 +35,9 @@ import torch
 from nnlight import __version__
 from nnlight.evaluation.postprocessing import PostprocessingRules
 from nnlight.evaluation.selection import load_best
-from nnlight.inference.predictor import TrainingChoices, find_runs, run_network_weights
-from nnlight.utils.checkpoints import load_checkpoint
+from nnlight.inference.predictor import find_runs
+from nnlight.model.checkpoints import load_checkpoint
+from nnlight.model.weights import run_network_weights
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import (
     MAX_JSON_BYTES,
@@ -151,7 +152,8 @@ def _required_models(dataset_results: Path, members: list[ModelFolder]) -> list[
     required = []
     for member in members:
         runs = member.runs()
-        previous = TrainingChoices.load(runs[0], load_json(runs[0].plan)).previous_stage if runs else None
+        # read as data: exporting never imports the network class the run names
+        previous = load_json(runs[0].inference).get("previous_stage") if runs else None
         if previous and all(previous != m.name for m in members) and all(previous != r.name for r, _ in required):
             folder = ModelFolder(dataset_results / previous)
             required.append((folder, [r.fold for r in folder.runs()]))

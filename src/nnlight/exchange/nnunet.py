@@ -19,26 +19,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nnlight.evaluation.postprocessing import PostprocessingRules
-from nnlight.inference.predictor import TrainingChoices, network_from_plan, run_network_weights
-from nnlight.nets import NetworkOptions
+from nnlight.inference.predictor import TrainingChoices
+from nnlight.model.network import NetworkChoice, inference_network, plan_unet
+from nnlight.model.weights import CHECKPOINT_FILES, load_nnunet_checkpoint, run_network_weights
 from nnlight.nets.nnunet_names import from_nnunet_state_dict, to_nnunet_state_dict
 from nnlight.planning.export import configuration_from_values, configuration_values
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import plans_from_nnunet, plans_to_nnunet
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.raw.labels import LabelLayout, LabelValue
-from nnlight.utils.checkpoints import safe_torch_load
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder
 from nnlight.utils.names import configuration_name, dataset_name, inside
 
-CHECKPOINT_FILES: dict[CheckpointName, str] = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth",
-                                               "last": "checkpoint_latest.pth"}
 # nnU-Net 2.8.1's trainer classes whose inference network is the plan's network: nnUNetTrainer and the variants
 # nnlight has as experiments (configs/experiment/<name>.yaml; a test keeps the two lists equal). Only the
 # normalization differs between them at inference.
@@ -59,21 +56,7 @@ NNUNET_TRAINERS: dict[str, str] = {name: "instance" for name in (
     "nnUNetTrainer_onlyMirror01_1500ep", "nnUNetTrainer_onlyMirror01_DA5", "nnUNetTrainer_onlyMirror01_DASegOrd0",
     "nnUNetTrainer_probabilisticOversampling", "nnUNetTrainer_probabilisticOversampling_010",
     "nnUNetTrainer_probabilisticOversampling_033", "nnUNetTrainer_warmup")} | {"nnUNetTrainerBN": "batch"}
-_NUMPY_SCALARS = [np.dtype, *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_))]
 _FOLD = re.compile(r"^fold_(\d+|all)$")
-
-
-def _numpy_scalar_reconstructor() -> Any:
-    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
-    return core.multiarray.scalar
-
-
-def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
-    """An nnU-Net ``checkpoint_*.pth`` read without unpickling code: tensors, plain containers, numpy scalars."""
-    checkpoint = safe_torch_load(path, allowed=[*_NUMPY_SCALARS, _numpy_scalar_reconstructor()])
-    if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
-        raise UserError(f"{path}: not an nnU-Net v2 checkpoint (no 'network_weights')")
-    return checkpoint
 
 
 def is_nnunet_model_folder(folder: Path) -> bool:
@@ -145,7 +128,7 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None, checkpoi
     known = trainer or (trained_with if trained_with in NNUNET_TRAINERS else None)
     norms = [NNUNET_TRAINERS[known]] if known else ["instance", "batch"]
     for norm in norms:
-        networks, problem = _networks(plan, NetworkOptions(norm=norm), weights)
+        networks, problem = _networks(plan, plan_unet(norm), conf.patch_size, weights)
         if networks is not None:
             break
     if networks is None:
@@ -158,25 +141,20 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None, checkpoi
                         "cannot repeat it")
     if known is None:
         print(f"{folder}: trained with {trained_with}, which nnlight does not know; every weight fits the plan's "
-              f"network with {norm} norm exactly, so it is predicted as {nnunet_trainer_name(NetworkOptions(norm))}. "
+              f"network with {norm} norm exactly, so it is predicted as {nnunet_trainer_name(plan_unet(norm))}. "
               "State it with nnunet_trainer=<variant> if that is wrong")
-    choices = TrainingChoices(list(conf.patch_size), mirror_axes, NetworkOptions(norm=norm))
+    choices = TrainingChoices(list(conf.patch_size), mirror_axes, plan_unet(norm))
     return NnunetModel(plan, choices, networks, [folder / f"fold_{f}" for f in chosen], _postprocessing(folder),
-                       known or nnunet_trainer_name(NetworkOptions(norm)))
+                       known or nnunet_trainer_name(choices.network))
 
 
-def _networks(plan: dict[str, Any], options: NetworkOptions, weights: Sequence[dict[str, torch.Tensor]]
-              ) -> tuple[list[torch.nn.Module] | None, str | None]:
+def _networks(plan: dict[str, Any], choice: NetworkChoice, patch_size: Sequence[int],
+              weights: Sequence[dict[str, torch.Tensor]]) -> tuple[list[torch.nn.Module] | None, str | None]:
     """One network per fold with its weights, or (None, why) when they do not fit exactly."""
-    networks = []
-    for state in weights:
-        network = network_from_plan(plan, options)
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as e:
-            return None, " ".join(str(e).split())[:300]
-        networks.append(network.eval())
-    return networks, None
+    try:
+        return [inference_network(choice, plan, patch_size, state, "checkpoint") for state in weights], None
+    except UserError as e:
+        return None, str(e).removeprefix("checkpoint: ")
 
 
 def _postprocessing(folder: Path) -> PostprocessingRules | None:
@@ -224,8 +202,12 @@ def _write_postprocessing(rules: PostprocessingRules, layout: LabelLayout, folde
     atomic_write(folder / "postprocessing.pkl", lambda f: f.write(raw))
 
 
-def nnunet_trainer_name(options: NetworkOptions) -> str:
-    return "nnUNetTrainerBN" if options.norm == "batch" else "nnUNetTrainer"
+def nnunet_trainer_name(choice: NetworkChoice) -> str:
+    """The nnU-Net trainer that builds this network; only the plan's U-Net has one."""
+    if not choice.is_plan_unet:
+        raise UserError(f"network {choice.target}: nnU-Net has no trainer for this network; only models of the plan's "
+                        "U-Net (network=default) export to nnU-Net")
+    return "nnUNetTrainerBN" if choice.arguments.get("norm") == "batch" else "nnUNetTrainer"
 
 
 def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: CheckpointName = "final",
@@ -277,7 +259,3 @@ def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: Checkpo
                               target / f"crossval_results_folds_{folds_name}")
     return target
 
-
-def nnunet_fold_weights(path: Path, network: str) -> dict[str, torch.Tensor]:
-    """The network weights of one nnU-Net checkpoint, under nnlight's names (``init_from``)."""
-    return from_nnunet_state_dict(load_nnunet_checkpoint(path)["network_weights"], network)  # type: ignore[arg-type]

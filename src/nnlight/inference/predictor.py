@@ -1,7 +1,8 @@
 """A trained model (one or several folds of one configuration) that segments images.
 
-Built from run folders only: the network from the saved plan (``plan.json``) and the checkpoint's weights
-(``weights_only=True``), never from a class name found on disk. Images go through the same pure
+Built from run folders only: the network from the saved plan (``plan.json``) and network choice
+(``inference.json``) and the checkpoint's weights (``weights_only=True``); a network class named on disk is
+imported only from nnlight, MONAI or a module the user trusts (``trusted_networks``). Images go through the same pure
 preprocessing functions as training, the sliding window with Gaussian weighting and mirroring TTA, the fold
 ensemble (averaged probabilities) and the export back to the input's exact grid.
 """
@@ -9,7 +10,7 @@ ensemble (averaged probabilities) and the export back to the input's exact grid.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,12 @@ from nnlight.inference.export import (
     segmentation_in_original_space,
 )
 from nnlight.inference.sliding_window import sliding_window_predict
-from nnlight.nets import NetworkOptions, build_network
+from nnlight.model.network import NetworkChoice, inference_network, plan_unet
+from nnlight.model.weights import run_network_weights
 from nnlight.planning.facts import DatasetFacts
-from nnlight.planning.plans import architecture_from_plan
 from nnlight.preprocessing.case import PreprocessedCase, PreprocessingSettings, preprocess_case
 from nnlight.raw.io import Geometry, check_finite
 from nnlight.raw.labels import LabelLayout
-from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder, RunFolder
@@ -186,58 +186,42 @@ def find_runs(model_folder: Path, folds: Sequence[int | str] | None = None) -> l
 class TrainingChoices:
     """What train.py chose that inference must repeat: the run folder's ``inference.json``."""
 
-    tile_size: list[int]  # the training patch (data.patch_size)
+    tile_size: list[int]  # the training patch (data.patch_size, or the network's adapted one)
     mirror_axes: tuple[int, ...]  # network-input axes mirrored in training (test-time mirroring uses only these)
-    network: NetworkOptions
+    network: NetworkChoice
     precision: str | None = field(default=None, compare=False)  # the training precision (folds may differ)
     previous_stage: str | None = None  # the cascade: its low-res model, <configuration>/<experiment>
+    network_record: dict[str, Any] = field(default_factory=dict, compare=False)  # outputs, parameters, adapted patch
 
     def to_json(self) -> dict[str, Any]:
         return {"tile_size": list(self.tile_size), "mirror_axes": list(self.mirror_axes),
-                "network": asdict(self.network), "precision": self.precision, "previous_stage": self.previous_stage}
+                "network": {**self.network_record, **self.network.to_json()}, "precision": self.precision,
+                "previous_stage": self.previous_stage}
 
     @classmethod
-    def load(cls, run: RunFolder, plan: Mapping[str, Any]) -> TrainingChoices:
+    def load(cls, run: RunFolder, plan: Mapping[str, Any], trusted_networks: Sequence[str] = ()) -> TrainingChoices:
         if not run.inference.is_file():
             raise UserError(f"{run.inference}: not found; a run folder written by nnlight-train has it (train the fold "
                             "again)")
         data = load_json(run.inference)
         try:  # files from before tile_size/network were recorded: those runs used the plan's patch, instance norm
+            network = data.get("network", {})
+            if "target" not in network:  # written before the network group had _target_: the plan's U-Net
+                network = plan_unet(**network).to_json()
             return cls([int(t) for t in data.get("tile_size", plan["patch_size"])],
-                       tuple(int(a) for a in data["mirror_axes"]), NetworkOptions(**data.get("network", {})),
-                       data.get("precision"), data.get("previous_stage"))
-        except (KeyError, TypeError, ValueError) as e:
+                       tuple(int(a) for a in data["mirror_axes"]),
+                       NetworkChoice.from_json(network, str(run.inference), trusted_networks),
+                       data.get("precision"), data.get("previous_stage"),
+                       {k: v for k, v in network.items() if k not in NetworkChoice.__dataclass_fields__})
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{run.inference}: malformed ({e!r}); train the fold again") from None
 
 
-def network_from_plan(plan: Mapping[str, Any], options: NetworkOptions, where: str = "plan") -> torch.nn.Module:
-    """The network a plan describes, for inference (no deep supervision), with fresh weights."""
-    architecture = architecture_from_plan(plan, where)
-    facts = DatasetFacts.from_plan(plan, where)
-    return build_network(architecture.network, input_channels=facts.network_input_channels,
-                         num_classes=facts.layout.num_outputs, norm=options.norm, deep_supervision=False,
-                         **architecture.network_kwargs())
-
-
-def run_network_weights(run: RunFolder, checkpoint: CheckpointName) -> dict[str, torch.Tensor]:
-    """The network weights of one trained fold's checkpoint (``weights_only``), under the network's own names."""
-    path = run.checkpoint(checkpoint)
-    if not path.is_file():
-        present = sorted(p.stem for p in run.checkpoints.glob("*.ckpt"))
-        hint = (f"choose checkpoint={present[0]}" if present else "the run has not finished an epoch; train it first")
-        raise UserError(f"{path}: checkpoint not found ({hint})")
-    state = load_checkpoint(path)["state_dict"]
-    return {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
-
-
-def _load_network(run: RunFolder, plan: Mapping[str, Any], options: NetworkOptions,
-                  checkpoint: CheckpointName) -> torch.nn.Module:
-    network = network_from_plan(plan, options, str(run.plan))
-    try:
-        network.load_state_dict(run_network_weights(run, checkpoint))
-    except RuntimeError as e:
-        raise UserError(f"{run.checkpoint(checkpoint)}: weights do not fit the network of {run.plan} ({e})") from None
-    return network.eval()
+def load_run_network(run: RunFolder, plan: Mapping[str, Any], choices: TrainingChoices,
+                     checkpoint: CheckpointName) -> torch.nn.Module:
+    """One trained fold's network, ready to predict."""
+    return inference_network(choices.network, plan, choices.tile_size, run_network_weights(run, checkpoint),
+                             str(run.checkpoint(checkpoint)))
 
 
 def preprocessing_settings_from_plan(plan: Mapping[str, Any]) -> PreprocessingSettings:
@@ -294,18 +278,20 @@ class Predictor:
     @classmethod
     def from_model_folder(cls, model_folder: str | Path, folds: Sequence[int | str] | None = None,
                           checkpoint: CheckpointName = "final", mirroring: bool = True, step_size: float = 0.5,
-                          device: str = "auto", precision: str = "auto", tile_batch: int = 0) -> Predictor:
-        """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``)."""
+                          device: str = "auto", precision: str = "auto", tile_batch: int = 0,
+                          trusted_networks: Sequence[str] = ()) -> Predictor:
+        """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``).
+        ``trusted_networks``: modules besides nnlight's and MONAI's whose network classes a run may name."""
         runs = find_runs(Path(model_folder), folds)
         plan = load_json(runs[0].plan)
-        choices = TrainingChoices.load(runs[0], plan)
+        choices = TrainingChoices.load(runs[0], plan, trusted_networks)
         for run in runs[1:]:
             other = load_json(run.plan)
             if other["architecture"] != plan["architecture"] or other["spacing"] != plan["spacing"] or \
-                    TrainingChoices.load(run, other) != choices:
+                    TrainingChoices.load(run, other, trusted_networks) != choices:
                 raise UserError(f"{run.path}: trained with a different plan or network than {runs[0].path}; an "
                                 "ensemble needs one")
-        networks = [_load_network(run, plan, choices.network, checkpoint) for run in runs]
+        networks = [load_run_network(run, plan, choices, checkpoint) for run in runs]
         previous = None
         if choices.previous_stage:  # <results>/<Dataset>/<configuration>/<experiment>/fold_k -> <results>/<Dataset>
             low_res = runs[0].path.parents[2] / choices.previous_stage
@@ -313,7 +299,7 @@ class Predictor:
                 raise UserError(f"{low_res}: the low-res model of the cascade {runs[0].path.parent} is missing; it "
                                 "predicts first (a model file made by nnlight-model export includes it)")
             previous = cls.from_model_folder(low_res, None, checkpoint, mirroring, step_size, device, precision,
-                                             tile_batch)
+                                             tile_batch, trusted_networks)
         return cls(networks, plan, choices, mirroring, step_size, resolve_device(device), [r.path for r in runs],
                    precision, tile_batch, previous)
 

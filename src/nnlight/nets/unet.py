@@ -7,9 +7,8 @@ so the planner's memory estimate and training use one class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -23,8 +22,6 @@ from nnlight.nets.blocks import (
     segmentation_head,
     transposed_conv,
 )
-
-NetworkName = Literal["PlainConvUNet", "ResidualEncoderUNet"]
 
 
 def _check_lengths(n_stages: int, **per_stage: Sequence) -> None:
@@ -85,11 +82,55 @@ class UNetDecoder(nn.Module):
         return total
 
 
+def _plain_encoder(dim: int, input_channels: int, features_per_stage: Sequence[int],
+                   kernel_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]], blocks: Sequence[int],
+                   conv_bias: bool, norm: NormName) -> tuple[nn.Module | None, nn.Sequential]:
+    """PlainConvUNet's encoder: ``blocks[s]`` conv blocks per stage, the first strided; no stem."""
+    stages, channels = [], input_channels
+    for s, features in enumerate(features_per_stage):
+        stages.append(StackedConvBlocks(dim, blocks[s], channels, features, kernel_sizes[s], strides[s], conv_bias,
+                                        norm))
+        channels = features
+    return None, nn.Sequential(*stages)
+
+
+def _residual_encoder(dim: int, input_channels: int, features_per_stage: Sequence[int],
+                      kernel_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]], blocks: Sequence[int],
+                      conv_bias: bool, norm: NormName) -> tuple[nn.Module | None, nn.Sequential]:
+    """ResEnc's encoder: a conv stem, then ``blocks[s]`` ResNet-D basic blocks per stage."""
+    stem = StackedConvBlocks(dim, 1, input_channels, features_per_stage[0], kernel_sizes[0], [1] * dim, conv_bias,
+                             norm)
+    stages, channels = [], features_per_stage[0]
+    for s, features in enumerate(features_per_stage):
+        stages.append(StackedResidualBlocks(dim, blocks[s], channels, features, kernel_sizes[s], strides[s],
+                                            conv_bias, norm))
+        channels = features
+    return stem, nn.Sequential(*stages)
+
+
+_ENCODERS = {"PlainConvUNet": _plain_encoder, "ResidualEncoderUNet": _residual_encoder}
+_BLOCKS_ARGUMENT = {"PlainConvUNet": "n_conv_per_stage", "ResidualEncoderUNet": "n_blocks_per_stage"}
+NetworkName = Literal["PlainConvUNet", "ResidualEncoderUNet"]
+
+
 class _UNetBase(nn.Module):
-    encoder_stem: nn.Module | None
-    encoder_stages: nn.Sequential
-    decoder: UNetDecoder
-    strides: list[list[int]]
+    """An encoder of the plan's kind and nnU-Net's decoder, under dynamic-network-architectures' weight names."""
+
+    def __init__(self, encoder: NetworkName, input_channels: int, num_classes: int, n_stages: int,
+                 features_per_stage: Sequence[int], kernel_sizes: Sequence[Sequence[int]],
+                 strides: Sequence[Sequence[int]], blocks_per_stage: Sequence[int],
+                 n_conv_per_stage_decoder: Sequence[int], conv_bias: bool, deep_supervision: bool,
+                 norm: NormName) -> None:
+        super().__init__()
+        _check_lengths(n_stages, features_per_stage=features_per_stage, kernel_sizes=kernel_sizes, strides=strides,
+                       **{_BLOCKS_ARGUMENT[encoder]: blocks_per_stage},
+                       n_conv_per_stage_decoder=n_conv_per_stage_decoder)
+        dim = len(strides[0])
+        self.strides = [list(s) for s in strides]
+        self.encoder_stem, self.encoder_stages = _ENCODERS[encoder](
+            dim, input_channels, features_per_stage, kernel_sizes, strides, blocks_per_stage, conv_bias, norm)
+        self.decoder = UNetDecoder(dim, features_per_stage, kernel_sizes, strides, n_conv_per_stage_decoder,
+                                   num_classes, conv_bias, deep_supervision, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.encoder_stem is not None:
@@ -119,21 +160,8 @@ class PlainConvUNet(_UNetBase):
                  kernel_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]],
                  n_conv_per_stage: Sequence[int], n_conv_per_stage_decoder: Sequence[int],
                  conv_bias: bool = True, deep_supervision: bool = True, norm: NormName = "instance") -> None:
-        super().__init__()
-        _check_lengths(n_stages, features_per_stage=features_per_stage, kernel_sizes=kernel_sizes,
-                       strides=strides, n_conv_per_stage=n_conv_per_stage,
-                       n_conv_per_stage_decoder=n_conv_per_stage_decoder)
-        dim = len(strides[0])
-        self.strides = [list(s) for s in strides]
-        self.encoder_stem = None
-        stages, channels = [], input_channels
-        for s in range(n_stages):
-            stages.append(StackedConvBlocks(dim, n_conv_per_stage[s], channels, features_per_stage[s],
-                                            kernel_sizes[s], strides[s], conv_bias, norm))
-            channels = features_per_stage[s]
-        self.encoder_stages = nn.Sequential(*stages)
-        self.decoder = UNetDecoder(dim, features_per_stage, kernel_sizes, strides, n_conv_per_stage_decoder,
-                                   num_classes, conv_bias, deep_supervision, norm)
+        super().__init__("PlainConvUNet", input_channels, num_classes, n_stages, features_per_stage, kernel_sizes,
+                         strides, n_conv_per_stage, n_conv_per_stage_decoder, conv_bias, deep_supervision, norm)
 
 
 class ResidualEncoderUNet(_UNetBase):
@@ -143,37 +171,30 @@ class ResidualEncoderUNet(_UNetBase):
                  kernel_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int]],
                  n_blocks_per_stage: Sequence[int], n_conv_per_stage_decoder: Sequence[int],
                  conv_bias: bool = True, deep_supervision: bool = True, norm: NormName = "instance") -> None:
-        super().__init__()
-        _check_lengths(n_stages, features_per_stage=features_per_stage, kernel_sizes=kernel_sizes,
-                       strides=strides, n_blocks_per_stage=n_blocks_per_stage,
-                       n_conv_per_stage_decoder=n_conv_per_stage_decoder)
-        dim = len(strides[0])
-        self.strides = [list(s) for s in strides]
-        self.encoder_stem = StackedConvBlocks(dim, 1, input_channels, features_per_stage[0], kernel_sizes[0],
-                                              [1] * dim, conv_bias, norm)
-        stages, channels = [], features_per_stage[0]
-        for s in range(n_stages):
-            stages.append(StackedResidualBlocks(dim, n_blocks_per_stage[s], channels, features_per_stage[s],
-                                                kernel_sizes[s], strides[s], conv_bias, norm))
-            channels = features_per_stage[s]
-        self.encoder_stages = nn.Sequential(*stages)
-        self.decoder = UNetDecoder(dim, features_per_stage, kernel_sizes, strides, n_conv_per_stage_decoder,
-                                   num_classes, conv_bias, deep_supervision, norm)
+        super().__init__("ResidualEncoderUNet", input_channels, num_classes, n_stages, features_per_stage,
+                         kernel_sizes, strides, n_blocks_per_stage, n_conv_per_stage_decoder, conv_bias,
+                         deep_supervision, norm)
 
 
-@dataclass(frozen=True)
-class NetworkOptions:
-    """The ``network`` group: network choices the plan leaves open (nnUNetTrainerBN, nnUNetTrainerNoDeepSupervision).
+class PlanUNet(_UNetBase):
+    """The network option ``network=default``: the U-Net the plan describes (``architecture``, the plan's
+    ``network`` PlainConvUNet or ResidualEncoderUNet with its stages, kernels, strides and blocks), with the same
+    modules and weight names as that class, so nnU-Net's weights load into it and export from it unchanged."""
 
-    Inference rebuilds the network with the same ``norm`` (it is saved in the run folder's inference.json).
-    """
+    # for prediction: the heads keep their weights, only the full-size output is computed
+    inference_arguments: ClassVar[dict[str, Any]] = {"deep_supervision": False}
 
-    norm: NormName = "instance"
-    deep_supervision: bool = True  # a loss on every decoder resolution (weights 1/2^i, the lowest 0)
-
-    def __post_init__(self) -> None:  # also guards values read back from a run folder's inference.json
-        if self.norm not in NORMS:
-            raise ValueError(f"norm={self.norm!r}: choose one of {', '.join(NORMS)}")
+    def __init__(self, input_channels: int, num_classes: int, architecture: Mapping[str, Any],
+                 deep_supervision: bool = True, norm: NormName = "instance") -> None:
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}: choose one of {', '.join(NORMS)}")
+        if architecture.get("network") not in _ENCODERS:
+            raise ValueError(f"architecture.network={architecture.get('network')!r}: choose one of "
+                             f"{', '.join(_ENCODERS)}")
+        super().__init__(architecture["network"], input_channels, num_classes, architecture["n_stages"],
+                         architecture["features_per_stage"], architecture["kernel_sizes"], architecture["strides"],
+                         architecture["blocks_per_stage"], architecture["n_conv_per_stage_decoder"],
+                         architecture.get("conv_bias", True), deep_supervision, norm)
 
 
 NETWORKS: dict[str, type[_UNetBase]] = {"PlainConvUNet": PlainConvUNet, "ResidualEncoderUNet": ResidualEncoderUNet}

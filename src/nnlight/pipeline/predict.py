@@ -78,7 +78,8 @@ def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
     nnunet = nnunet_model_and_folds(folder, folds)
     if nnunet is None:
         return Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
-                                           options.device, options.precision, tile_batch), None
+                                           options.device, options.precision, tile_batch,
+                                           options.trusted_networks), None
     model = load_nnunet_model(*nnunet, options.checkpoint, options.nnunet_trainer)
     return Predictor(model.networks, model.plan, model.choices, options.mirroring, options.step_size,
                      resolve_device(options.device), model.fold_folders, options.precision,
@@ -99,8 +100,12 @@ class PredictOptions:
     precision: str = "auto"
     tile_batch: int | Literal["auto"] = "auto"
     nnunet_trainer: str | None = None  # an nnU-Net model's trainer, stated (else from its checkpoint or its weights)
+    trusted_networks: tuple[str, ...] = ()  # modules besides nnlight's and MONAI's whose network classes may load
 
     def __post_init__(self) -> None:
+        for module in self.trusted_networks:
+            if not all(part.isidentifier() for part in str(module).split(".")):
+                raise ValueError(f"trusted_networks: {module!r} is not a module name (e.g. my_lab.nets)")
         if not 0 < self.step_size <= 1:
             raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5 (half a tile)")
         if self.precision not in ("auto", *AUTOCAST_DTYPES):

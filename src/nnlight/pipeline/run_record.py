@@ -29,9 +29,9 @@ except ImportError:  # Windows: no flock; runs there are not locked
 import lightning as L
 from omegaconf import DictConfig
 
+from nnlight.model.checkpoints import load_checkpoint
 from nnlight.pipeline.run_names import LOCATION_KEYS
 from nnlight.pipeline.settings import resolved_config
-from nnlight.utils.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder

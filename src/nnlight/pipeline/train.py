@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnlight import __version__
 from nnlight.data.augmentation import spatial_augmentation_geometry
-from nnlight.data.datamodule import SegmentationDataModule, deep_supervision_scales
+from nnlight.data.datamodule import SegmentationDataModule
 from nnlight.evaluation.folder import EvaluationSettings
 from nnlight.fingerprint import load_fingerprint
 from nnlight.inference.predictor import (
@@ -26,6 +26,8 @@ from nnlight.inference.predictor import (
     inference_settings,
     with_tile_batch,
 )
+from nnlight.model.network import HighestResolution
+from nnlight.model.pretrained import load_pretrained
 from nnlight.pipeline.run_record import (
     RunIdentity,
     check_checkpoint,
@@ -44,7 +46,6 @@ from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import ValidationImages
-from nnlight.training.pretrained import load_pretrained
 from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
@@ -128,15 +129,16 @@ def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Pat
 
 
 def build_data(setup: TrainSetup) -> SegmentationDataModule:
-    scales = deep_supervision_scales(setup.architecture.strides) if setup.network.deep_supervision else None
     return SegmentationDataModule(setup.preprocessed_dataset, str(setup.plan["data_identifier"]), setup.data,
-                                  setup.augmentation, setup.facts.layout, setup.facts.mask_channels, scales,
-                                  setup.seed, setup.previous_stage)
+                                  setup.augmentation, setup.facts.layout, setup.facts.mask_channels,
+                                  setup.network.deep_supervision_scales, setup.seed, setup.previous_stage)
 
 
 def build_task(setup: TrainSetup) -> SegmentationTask:
-    task = SegmentationTask(setup.architecture, setup.facts.network_input_channels, setup.facts.layout, setup.network,
-                            setup.loss, setup.optimizer.factory(), setup.scheduler.factory())
+    task = SegmentationTask(setup.network, setup.facts.layout, setup.loss, setup.optimizer.factory(),
+                            setup.scheduler.factory())
+    for note in setup.network.notes:
+        print(f"network: {note}")
     if setup.pretrained is not None:
         fresh = load_pretrained(task.network, setup.pretrained)
         print(f"init_from: weights of {setup.pretrained.source}"
@@ -184,8 +186,9 @@ def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, i
 
 def _training_choices(setup: TrainSetup) -> TrainingChoices:
     geometry = spatial_augmentation_geometry(setup.data.patch_size, setup.augmentation)
-    return TrainingChoices(list(setup.data.patch_size), geometry.mirror_axes, setup.network,
-                           canonical_precision(setup.trainer["precision"]), setup.previous_stage_model)
+    return TrainingChoices(list(setup.data.patch_size), geometry.mirror_axes, setup.network.choice,
+                           canonical_precision(setup.trainer["precision"]), setup.previous_stage_model,
+                           setup.network.record())
 
 
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
@@ -206,20 +209,20 @@ def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule
 def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: TrainSetup, run_folder: RunFolder,
                   device: torch.device) -> dict[str, Any]:
     """The fold's validation cases predicted (sliding window), exported in their original geometry, scored."""
-    task.network.decoder.deep_supervision = False
+    network = HighestResolution(task.network).eval()
     choices = _training_choices(setup)
     options = setup.validation
     scoring = EvaluationSettings(dict(setup.facts.layout.labels),
                                  load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
                                  setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm)
     cases = data.val_cases[:options.max_cases] if options.max_cases else data.val_cases
-    result = validate(task.network, cases, ValidationSettings(
+    result = validate(network, cases, ValidationSettings(
         store=setup.preprocessed_dataset / str(setup.plan["data_identifier"]), raw_labels=setup.raw_labels,
         scoring=scoring, save_probabilities=options.save_probabilities,
         inference=with_tile_batch(inference_settings(
             setup.plan, setup.facts.layout, choices.tile_size, choices.mirror_axes if options.mirroring else (),
             options.step_size, inference_precision("auto", choices.precision, device)),
-            task.network, setup.facts.network_input_channels, device),
+            network, setup.facts.network_input_channels, device),
         previous_stage=setup.previous_stage, next_stage=setup.next_stage,
         overlays=run_folder.validation_overlays if options.overlays else None),
         run_folder.validation, device)

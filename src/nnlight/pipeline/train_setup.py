@@ -7,7 +7,7 @@ that contradicts them, an unknown name or key, or a wrong value is a ``UserError
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, PreviousStage
 from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
-from nnlight.inference.predictor import network_from_plan
-from nnlight.nets import NetworkOptions
-from nnlight.pipeline.components import Component, component, components
+from nnlight.model.network import CheckedNetwork, NetworkChoice, check_network, plan_facts
+from nnlight.model.pretrained import PretrainedWeights, check_fits, read_pretrained
 from nnlight.pipeline.settings import check_finite_values, settings_from_config
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, architecture_from_plan, plans_from_nnunet
@@ -31,8 +30,8 @@ from nnlight.preprocessing.store import completed_cases
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import IMAGE_LOGGERS
 from nnlight.training.losses import LossSettings, check_loss_fits
-from nnlight.training.pretrained import PretrainedWeights, check_fits, read_pretrained
 from nnlight.training.validation import NextStage, ValidationOptions
+from nnlight.utils.components import Component, component, components
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import ModelFolder
@@ -47,7 +46,7 @@ class TrainSetup:
     raw_labels: Path
     data: DataSettings
     augmentation: AugmentationSettings
-    network: NetworkOptions
+    network: CheckedNetwork  # the network choice, checked by one forward pass on the training patch
     loss: LossSettings
     optimizer: Component
     scheduler: Component
@@ -84,11 +83,12 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     architecture = _architecture(plan)
     data = settings_from_config(DataSettings, cfg.data, "data")
     check_fold(data.fold, preprocessed)
-    check_patch_size(data.patch_size, architecture.strides)
     loss = settings_from_config(LossSettings, cfg.loss, "loss")
     check_loss_fits(loss, facts.layout, facts.dataset)
     trainer, compile_network = trainer_arguments(cfg.trainer)
-    network = settings_from_config(NetworkOptions, cfg.network, "network")
+    network = check_network(NetworkChoice.from_config(cfg.network), plan_facts(plan, data.patch_size),
+                            data.batch_size)
+    data = replace(data, patch_size=tuple(network.patch_size))
     dataset_results = Path(cfg.paths.results) / facts.dataset
     own_model = ModelFolder(run_folder.parent) if run_folder is not None else None
     previous_model = _previous_stage_model(cfg.get("previous_stage"), facts,
@@ -173,28 +173,19 @@ def _next_stage(plan: dict[str, Any], preprocessed: Path, own_model: ModelFolder
 
 
 def _pretrained(source: str | None, plan: dict[str, Any], architecture: Architecture,
-                options: NetworkOptions) -> PretrainedWeights | None:
-    """``init_from``'s weights, checked against the network to train (built shape-only, on the meta device; deep
-    supervision changes only its outputs, not its weights)."""
+                network: CheckedNetwork) -> PretrainedWeights | None:
+    """``init_from``'s weights, checked against the network to train (built shape-only, on the meta device)."""
     if not source:
         return None
     pretrained = read_pretrained(str(source), architecture.network)
     with torch.device("meta"):
-        network = network_from_plan(plan, options)
-    check_fits(pretrained, network.state_dict())
+        target = network.choice.build(network.facts)
+    check_fits(pretrained, target.state_dict())
     return pretrained
 
 
 def _architecture(plan: dict[str, Any]) -> Architecture:
     return architecture_from_plan(plan, f"plan.architecture of {plan.get('dataset')}/{plan.get('configuration')}")
-
-
-def check_patch_size(patch_size: tuple[int, ...], strides: list[list[int]]) -> None:
-    """The U-Net halves the patch once per stride: each axis must divide by the product of its strides."""
-    total = [int(torch.tensor([s[axis] for s in strides]).prod()) for axis in range(len(strides[0]))]
-    if len(patch_size) != len(total) or any(p % t for p, t in zip(patch_size, total, strict=False)):
-        raise UserError(f"data.patch_size={list(patch_size)} does not fit the planned network: it needs "
-                        f"{len(total)} axes, each a multiple of {total} (the network's total stride per axis)")
 
 
 def check_fold(fold: int | str, preprocessed_dataset: Path) -> None:

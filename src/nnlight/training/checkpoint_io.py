@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
-from nnlight.utils.checkpoints import load_checkpoint
+from nnlight.model.checkpoints import load_checkpoint
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write
 

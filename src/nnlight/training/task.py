@@ -11,8 +11,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from nnlight.nets import NetworkOptions, build_network
-from nnlight.planning.plans import Architecture
+from nnlight.model.network import CheckedNetwork
 from nnlight.raw.labels import LabelLayout
 from nnlight.training.losses import DeepSupervisionLoss, LossSettings, SegmentationLoss, deep_supervision_weights
 from nnlight.training.metrics import PseudoDice
@@ -32,16 +31,15 @@ def _plain(value: Any) -> Any:
 
 
 class SegmentationTask(L.LightningModule):
-    def __init__(self, architecture: Architecture, input_channels: int, layout: LabelLayout,
-                 network_options: NetworkOptions, loss: LossSettings, optimizer: OptimizerFactory,
-                 scheduler: SchedulerFactory) -> None:
+    def __init__(self, network: CheckedNetwork, layout: LabelLayout, loss: LossSettings,
+                 optimizer: OptimizerFactory, scheduler: SchedulerFactory) -> None:
+        """``network``: the network choice, checked for the plan (:func:`nnlight.model.network.check_network`)."""
         super().__init__()
-        self.architecture, self.input_channels, self.layout = architecture, input_channels, layout
-        self.network_options, self.loss_settings = network_options, loss
+        self.checked_network, self.layout = network, layout
+        self.loss_settings = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.save_hyperparameters(_plain({
-            "architecture": asdict(architecture), "input_channels": input_channels, "labels": dict(layout.labels),
-            "network": asdict(network_options), "loss": asdict(loss)}))
+        self.save_hyperparameters(_plain({"network": network.record(), "facts": network.facts,
+                                          "labels": dict(layout.labels), "loss": asdict(loss)}))
         self.network = self.configure_network()
         self.loss = self.configure_loss()
         self.pseudo_dice = PseudoDice(layout)
@@ -49,15 +47,14 @@ class SegmentationTask(L.LightningModule):
         self.pseudo_dice_history: list[float] = []  # mean foreground pseudo Dice per validation epoch
 
     def configure_network(self) -> torch.nn.Module:
-        return build_network(self.architecture.network, input_channels=self.input_channels,
-                             num_classes=self.layout.num_outputs, norm=self.network_options.norm,
-                             deep_supervision=self.network_options.deep_supervision,
-                             **self.architecture.network_kwargs())
+        """The chosen network (``network=``), built for the plan's facts."""
+        return self.checked_network.choice.build(self.checked_network.facts)
 
     def configure_loss(self, distributed: bool = False) -> DeepSupervisionLoss:
-        outputs = len(self.architecture.strides) - 1 if self.network_options.deep_supervision else 1
+        """The chosen loss on every output the network gives (weights 1/2^i, the lowest 0)."""
         return DeepSupervisionLoss(SegmentationLoss(self.loss_settings, self.layout),
-                                   deep_supervision_weights(outputs, lowest=1e-6 if distributed else 0.0))
+                                   deep_supervision_weights(self.checked_network.outputs,
+                                                            lowest=1e-6 if distributed else 0.0))
 
     def setup(self, stage: str) -> None:
         if self.trainer is not None and self.trainer.world_size > 1:
@@ -66,7 +63,7 @@ class SegmentationTask(L.LightningModule):
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Logits per output resolution, highest first (one entry without deep supervision)."""
         outputs = self.network(images)
-        return outputs if isinstance(outputs, list) else [outputs]
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     def training_step(self, batch: tuple[torch.Tensor, Sequence[torch.Tensor]], batch_idx: int) -> torch.Tensor:
         images, targets = batch
@@ -79,7 +76,8 @@ class SegmentationTask(L.LightningModule):
         """Logs the loss and counts the pseudo Dice; returns the full-resolution logits (for ValidationImages)."""
         images, targets = batch
         outputs = self(images)
-        loss = self.loss(outputs, targets)
+        # a network that gives one output in eval mode (MONAI's MedNeXt) is validated on the full-resolution loss
+        loss = self.loss(outputs, targets) if len(outputs) == len(targets) else self.loss.loss(outputs[0], targets[0])
         self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=images.shape[0],
                  sync_dist=True)
         self.pseudo_dice.update(outputs[0], targets[0])

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnlight.model.pretrained import PretrainedWeights, check_fits, load_pretrained, read_pretrained
 from nnlight.nets import build_network
-from nnlight.training.pretrained import PretrainedWeights, check_fits, load_pretrained, read_pretrained
 from nnlight.utils.errors import UserError
 
 ARGS = {"n_stages": 3, "features_per_stage": [4, 8, 16], "kernel_sizes": [[3, 3]] * 3,

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from nnlight.exchange.nnunet import CHECKPOINT_FILES, nnunet_fold_weights
-from nnlight.inference.predictor import run_network_weights
-from nnlight.utils.checkpoints import load_checkpoint
+from nnlight.model.checkpoints import load_checkpoint
+from nnlight.model.weights import CHECKPOINT_FILES, nnunet_fold_weights, run_network_weights
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import ModelFolder, RunFolder
 
