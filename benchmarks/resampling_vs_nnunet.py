@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
 from scipy.ndimage import gaussian_filter
 
-from nnlight.preprocessing.resampling import compute_new_shape, resample_image, resample_segmentation
+from nnlight.planning.rules import compute_new_shape
+from nnlight.preprocessing.resampling import resample_image, resample_segmentation
 
 CASES = {  # current spacing -> target spacing
     "isotropic, no separate z": ([1.0, 1.0, 1.0], [1.3, 0.8, 0.9]),

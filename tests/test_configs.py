@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import SegmentationDataModule
 from nnlight.model.network import NetworkChoice, architecture_facts, check_network
-from nnlight.planning.plans import Architecture
 from nnlight.pipeline.settings import settings_from_config
 from nnlight.planning import PlannerSettings
+from nnlight.planning.plans import Architecture
 from nnlight.training.losses import LossSettings
 from nnlight.training.task import SegmentationTask
 from nnlight.utils.components import component, components

@@ -10,7 +10,7 @@ import pytest
 
 from nnlight.fingerprint import Fingerprint, compute_fingerprint, load_fingerprint
 from nnlight.fingerprint.fingerprint import analyze_case, save_fingerprint
-from nnlight.preprocessing.cropping import crop_to_nonzero
+from nnlight.raw.cropping import crop_to_nonzero
 from nnlight.raw.dataset import read_case, require_raw_dataset
 from nnlight.utils.errors import UserError
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnlight.planning.rules import compute_new_shape
 from nnlight.preprocessing.resampling import (
-    compute_new_shape,
     resample_image,
     resample_segmentation,
     separate_z_axis,

@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import summarize
-from nnlight.evaluation.postprocessing import PostprocessingRules, determine_postprocessing, rules_as_text
+from nnlight.evaluation.postprocessing import determine_postprocessing
 from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation, written_completely
+from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.model.checkpoints import checkpoint_problem
 from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.io import read_seg, reader_kind

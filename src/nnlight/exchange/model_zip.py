@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from nnlight import __version__
-from nnlight.evaluation.postprocessing import PostprocessingRules
 from nnlight.evaluation.selection import load_best
+from nnlight.inference.postprocessing import PostprocessingRules
 from nnlight.inference.predictor import find_runs
 from nnlight.model.checkpoints import load_checkpoint
 from nnlight.model.weights import run_network_weights

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from nnlight.evaluation.postprocessing import PostprocessingRules
+from nnlight.inference.postprocessing import PostprocessingRules
 from nnlight.inference.predictor import TrainingChoices
 from nnlight.model.network import NetworkChoice, inference_network, plan_unet
 from nnlight.model.weights import CHECKPOINT_FILES, load_nnunet_checkpoint, run_network_weights

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlight.preprocessing.cropping import crop_to_nonzero
+from nnlight.raw.cropping import crop_to_nonzero
 from nnlight.raw.dataset import RawCase, RawDataset, read_case
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.utils.errors import DatasetProblems, UserError

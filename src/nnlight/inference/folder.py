@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.export import write_probabilities, write_segmentation, written_completely
+from nnlight.inference.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.predictor import EnsemblePredictor, Predictor, Scores
 from nnlight.preprocessing.case import PreprocessedCase
 from nnlight.raw.dataset import group_channel_files

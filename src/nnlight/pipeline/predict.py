@@ -13,11 +13,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.inference.folder import input_cases, predict_folder
+from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor, resolve_device
 from nnlight.pipeline.settings import required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json

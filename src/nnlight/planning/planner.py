@@ -15,13 +15,13 @@ from nnlight.planning.rules import (
     RESAMPLING_DATA,
     RESAMPLING_PROBABILITIES,
     RESAMPLING_SEG,
+    compute_new_shape,
     fullres_target_spacing,
     normalization_schemes,
     transpose_axes,
 )
 from nnlight.planning.settings import PlannerSettings
 from nnlight.planning.topology import Topology, get_pool_and_conv_props
-from nnlight.preprocessing.resampling import compute_new_shape
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.io import reader_kind
 from nnlight.utils.errors import UserError

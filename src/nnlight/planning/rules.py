@@ -18,6 +18,12 @@ NORMALIZATION_BY_CHANNEL_NAME = {
 DEFAULT_NORMALIZATION = "ZScoreNormalization"
 # Only z-score leaves voxels outside the mask at zero, so only it can use the non-zero mask.
 MASKABLE_NORMALIZATIONS = ("ZScoreNormalization",)
+
+
+def compute_new_shape(old_shape: Sequence[int], old_spacing: Sequence[float],
+                      new_spacing: Sequence[float]) -> list[int]:
+    """The shape of an image resampled from ``old_spacing`` to ``new_spacing`` (planning and preprocessing)."""
+    return [round(s * o / n) for s, o, n in zip(old_shape, old_spacing, new_spacing, strict=True)]
 USE_MASK_RELATIVE_SIZE_THRESHOLD = 3 / 4
 
 RESAMPLING_DATA = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from nnlight.preprocessing.cropping import crop_to_nonzero
+from nnlight.planning.rules import compute_new_shape
 from nnlight.preprocessing.normalization import normalize
-from nnlight.preprocessing.resampling import compute_new_shape, resample_image, resample_segmentation
+from nnlight.preprocessing.resampling import resample_image, resample_segmentation
+from nnlight.raw.cropping import crop_to_nonzero
 
 CLASS_LOCATION_SAMPLES = 10000
 CLASS_LOCATION_MIN_FRACTION = 0.01

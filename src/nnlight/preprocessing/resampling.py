@@ -18,11 +18,6 @@ from scipy.ndimage import zoom
 ANISOTROPY_THRESHOLD = 3.0
 
 
-def compute_new_shape(old_shape: Sequence[int], old_spacing: Sequence[float],
-                      new_spacing: Sequence[float]) -> list[int]:
-    return [round(s * o / n) for s, o, n in zip(old_shape, old_spacing, new_spacing, strict=True)]
-
-
 def separate_z_axis(current_spacing: Sequence[float], new_spacing: Sequence[float],
                     force_separate_z: bool | None = None, threshold: float = ANISOTROPY_THRESHOLD) -> int | None:
     """The single low-resolution axis to resample separately, or None (nnU-Net's rule)."""
