@@ -1,0 +1,72 @@
+"""A researcher's own network (tests/byo_method: a module on PYTHONPATH and a config folder) goes through the
+whole pipeline with one YAML and no nnlight source change: train, evaluate, export a model file, predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnlight.exchange.model_zip import export_model_zip
+from nnlight.inference.predictor import Predictor
+from nnlight.utils.errors import UserError
+from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo
+
+BYO = REPO / "tests" / "byo_method"
+
+
+def _run(script: str, *overrides: str, roots: Roots, config_dir: bool = False) -> subprocess.CompletedProcess:
+    """An entry point with the lab's module on PYTHONPATH (and its config folder added, Hydra's --config-dir)."""
+    env = {**roots.env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(BYO), os.environ.get("PYTHONPATH")]))}
+    flags = ["--config-dir", str(BYO / "configs")] if config_dir else []
+    return subprocess.run([sys.executable, str(REPO / script), *flags, *overrides], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_network_from_outside_the_package_trains_evaluates_exports_and_predicts(
+        planned_demo_template: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    roots = planned_demo(planned_demo_template, tmp_path)
+    trained = _run("train.py", "plan=Dataset900_Demo/2d", "network=tiny_skip", *TINY_BUDGET, roots=roots,
+                   config_dir=True)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "network: TinySkipNet gives one output: trained without deep supervision" in trained.stdout
+    model = next((roots.results / "Dataset900_Demo" / "2d").glob("*network=tiny_skip*"))
+    recorded = json.loads((model / "fold_0" / "inference.json").read_text())["network"]
+    assert recorded["target"] == "my_lab.nets.TinySkipNet" and recorded["deep_supervision_outputs"] == 1
+    assert "_target_: my_lab.nets.TinySkipNet" in (model / "fold_0" / ".hydra" / "config.yaml").read_text()
+
+    evaluated = _run("evaluate.py", "dataset=Dataset900_Demo", "folds=0", roots=roots)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "tiny_skip" in (roots.results / "Dataset900_Demo" / "cv_results.md").read_text()
+
+    # a run naming code from outside nnlight and MONAI is imported only when trusted
+    monkeypatch.syspath_prepend(str(BYO))
+    with pytest.raises(UserError, match=r"my_lab\.nets\.TinySkipNet, code from outside nnlight and MONAI.*"
+                                        r"trusted_networks=\[my_lab\.nets\]"):
+        Predictor.from_model_folder(model)
+    direct = Predictor.from_model_folder(model, trusted_networks=["my_lab"], mirroring=False)
+
+    export_model_zip(roots.results, "Dataset900_Demo", str(model.relative_to(roots.results / "Dataset900_Demo")),
+                     tmp_path / "mine.zip")
+    images = roots.raw / "Dataset900_Demo" / "imagesTs"
+    predicted = _run("predict.py", f"model={tmp_path / 'mine.zip'}", f"input={images}", f"output={tmp_path / 'out'}",
+                     "mirroring=false", "postprocessing=false", "trusted_networks=[my_lab]", roots=roots)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    case = sorted(images.glob("*_0000.nii.gz"))[0]
+    expected = direct.predict(*_read(images, case.name.removesuffix("_0000.nii.gz"))).segmentation
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / case.name.replace("_0000", ""))))
+    assert np.array_equal(written, expected)
+
+
+def _read(folder: Path, case: str) -> tuple[np.ndarray, tuple[float, ...]]:
+    from nnlight.raw.io import read_images
+
+    files = sorted(folder.glob(f"{case}_*.nii.gz"))
+    images, geometry = read_images(files, "sitk")
+    return images, geometry
