@@ -376,7 +376,8 @@ def test_a_model_file_with_an_escaping_entry_is_refused(trained: Roots, tmp_path
 
 def test_a_run_exported_to_nnunets_layout_reads_back_as_the_same_model(trained: Roots, tmp_path: Path) -> None:
     from nnlight.exchange.nnunet import export_to_nnunet, load_nnunet_model
-    from nnlight.inference.predictor import TrainingChoices, run_network_weights
+    from nnlight.inference.predictor import TrainingChoices
+    from nnlight.model.weights import run_network_weights
     from nnlight.utils.folders import ModelFolder
 
     model = ModelFolder(trained.results / "Dataset900_Demo" / "3d_fullres" / RUN)
@@ -390,7 +391,7 @@ def test_a_run_exported_to_nnunets_layout_reads_back_as_the_same_model(trained: 
     assert (imported.choices.tile_size, imported.choices.mirror_axes, imported.choices.network) == \
         (choices.tile_size, choices.mirror_axes, choices.network)
     weights = run_network_weights(run, "final")
-    assert all(torch.equal(v, weights[k]) for k, v in imported.networks[0].state_dict().items())
+    assert all(torch.equal(v, weights[k]) for k, v in imported.networks[0].network.state_dict().items())
     assert imported.postprocessing == PostprocessingRules.load(model.postprocessing)  # evaluate.py's choice
 
 
