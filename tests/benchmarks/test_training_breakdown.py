@@ -9,6 +9,7 @@ import pytest
 from benchmarks.training_breakdown import main
 
 
+@pytest.mark.slow  # 15 s: the benchmark script itself; keeps the default suite under 15 minutes
 def test_breakdown_measures_every_part_of_an_iteration_and_an_epoch(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch,
                                                                      capsys: pytest.CaptureFixture) -> None:

@@ -100,6 +100,7 @@ def test_planner_presets_and_memory_target(demo_3d: Path, roots: Roots) -> None:
     assert (roots.preprocessed / "Dataset900_Demo" / "nnUNetResEncUNetLPlans.json").is_file()
 
 
+@pytest.mark.slow  # 16 s: a second full planning; keeps the default suite under 15 minutes on 2 cores
 def test_plan_from_fingerprint_alone_matches_full_planning(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "preprocess=false",

@@ -238,6 +238,7 @@ def test_overfit_one_batch_drives_the_training_loss_down(planned_roots: Roots) -
     assert losses[-1] < 0.5 * losses[0], losses  # the same batch, no augmentation: it must be memorized
 
 
+@pytest.mark.slow  # 6 s: a message only; keeps the default suite under 15 minutes on 2 cores
 def test_compile_is_ignored_on_the_cpu(planned_roots: Roots) -> None:
     """(A misspelt Trainer key is tested with the other wrong values in test_train_choices.py.)"""
     result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "trainer=cpu",
@@ -264,6 +265,7 @@ def test_an_unknown_optimized_metric_is_named_before_training(planned_roots: Roo
     assert result.returncode == 2 and "optimized_metric=dice" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # 27 s: test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold covers multirun
 def test_a_multirun_over_two_plans_trains_each_in_its_own_folder(planned_roots: Roots) -> None:
     result = run_script("train.py", "-m", "plan=Dataset900_Demo/2d,Dataset900_Demo/3d_fullres", *TINY_BUDGET,
                         "validation.enabled=false", roots=planned_roots)
@@ -333,6 +335,7 @@ def _epoch_loss(run: Path) -> float:
     return next(float(r["train/loss"]) for r in rows if r["train/loss"])
 
 
+@pytest.mark.slow  # 20 s: tests/model/test_pretrained.py covers the weight transfer itself
 def test_fine_tuning_from_a_trained_run_starts_ahead_of_training_from_scratch(planned_roots: Roots) -> None:
     budget = ["plan=Dataset900_Demo/2d", "data.num_workers=0", "validation.enabled=false",
               "data.val_iterations_per_epoch=1", "trainer.max_epochs=1"]
