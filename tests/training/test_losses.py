@@ -128,3 +128,20 @@ def test_deep_supervision_weights_and_wrapper() -> None:
     targets = [torch.zeros(1, 1, 4, dtype=torch.long), torch.zeros(1, 1, 2, dtype=torch.long),
                torch.zeros(1, 1, 1, dtype=torch.long)]
     assert loss(outputs, targets).item() == pytest.approx(math.log(2))
+
+
+def test_a_users_loss_is_checked_on_a_dummy_batch_of_the_plans_layout() -> None:
+    from nnlight.raw.labels import LabelLayout
+    from nnlight.training.losses import CustomLoss, SegmentationLoss, check_loss
+    from nnlight.utils.errors import UserError
+
+    layout = LabelLayout.from_mapping({"background": 0, "a": 1, "b": 2})
+    check_loss(SegmentationLoss(LossSettings(), layout), layout, 3)  # nnU-Net's loss passes its own check
+    regions = LabelLayout.from_mapping({"background": 0, "whole": [1, 2], "core": 2}, [1, 2])
+    check_loss(SegmentationLoss(LossSettings(), regions), regions, 2)
+    per_voxel = CustomLoss("torch.nn.MSELoss", {"reduction": "none"}, {}, True).build(layout)
+    with pytest.raises(UserError, match=r"loss failed on a dummy batch \(logits \[2, 3, 8, 8\], target \[2, 1, 8, 8\]"):
+        check_loss(per_voxel, layout, 2)  # (2,3,8,8) vs (2,1,8,8): not one scalar
+    detached = type("Detached", (torch.nn.Module,), {"forward": lambda self, x, t: x.detach().sum()})()
+    with pytest.raises(UserError, match="does not require grad"):
+        check_loss(detached, layout, 2)

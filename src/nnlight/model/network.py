@@ -21,7 +21,6 @@ user trusts (``trusted_networks=``): a stranger's model file cannot make nnlight
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from torch import nn
 
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, architecture_from_plan
-from nnlight.utils.components import component, locate_class
+from nnlight.utils.components import locate_class, planned_component
 from nnlight.utils.errors import UserError
 
 # what a constructor argument may take from the plan (``from_plan: {argument: fact}``)
@@ -69,12 +68,7 @@ class NetworkChoice:
     def from_config(cls, node: DictConfig | Mapping[str, Any], where: str = "network") -> NetworkChoice:
         values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
         assert isinstance(values, dict)
-        from_plan = values.get("from_plan") or {}
-        if not isinstance(from_plan, dict) or not all(isinstance(v, str) for v in from_plan.values()):
-            raise UserError(f"{where}.from_plan: a mapping constructor argument -> plan fact, e.g. "
-                            "{in_channels: input_channels}")
-        arguments = {k: v for k, v in values.items() if k not in OWN_KEYS[1:]}
-        checked = component(OmegaConf.create(arguments), where, nn.Module)
+        checked, from_plan = planned_component(values, where, nn.Module, PLAN_FACTS, OWN_KEYS[2:])
         divisible = values.get("patch_divisible_by")
         if not (divisible is None or divisible == "strides" or _positive_ints(divisible)):
             raise UserError(f"{where}.patch_divisible_by={divisible!r}: an integer, one integer per axis, 'strides' "
@@ -82,35 +76,7 @@ class NetworkChoice:
         adapt = values.get("adapt_patch", False)
         if not isinstance(adapt, bool):
             raise UserError(f"{where}.adapt_patch={adapt!r}: true or false")
-        choice = cls(str(values["_target_"]), checked.arguments, dict(from_plan), divisible, adapt)
-        choice._check_signature(checked.cls, where)
-        return choice
-
-    def _check_signature(self, network_class: type, where: str) -> None:
-        """Facts are only taken from the plan; every required argument is given by the config or the plan."""
-        unknown_facts = sorted(set(self.from_plan.values()) - set(PLAN_FACTS))
-        if unknown_facts:
-            raise UserError(f"{where}.from_plan: {', '.join(unknown_facts)} is not a plan fact; choose from "
-                            f"{', '.join(PLAN_FACTS)}")
-        facts_as_arguments = sorted(set(self.arguments) & (set(PLAN_FACTS) | set(self.from_plan)))
-        if facts_as_arguments:
-            key = facts_as_arguments[0]
-            mapped = "" if key in self.from_plan else f" and take it from the plan: from_plan: {{<argument>: {key}}}"
-            raise UserError(f"{where}.{key}: comes from the plan (a dataset fact), not from a network option; "
-                            f"remove it{mapped}")
-        parameters = inspect.signature(network_class).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-        not_arguments = sorted(a for a in self.from_plan if a not in parameters)
-        if not_arguments and not takes_any:
-            raise UserError(f"{where}.from_plan: {network_class.__qualname__} has no argument(s) "
-                            f"{', '.join(not_arguments)}")
-        missing = [n for n, p in parameters.items() if p.default is inspect.Parameter.empty
-                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                   and n not in self.arguments and n not in self.from_plan]
-        if missing:
-            raise UserError(f"{where}: {network_class.__qualname__} needs {', '.join(missing)}: give "
-                            f"network.{missing[0]}=... or take it from the plan (from_plan: {{{missing[0]}: <fact>}}; "
-                            f"facts: {', '.join(PLAN_FACTS)})")
+        return cls(str(values["_target_"]), checked.arguments, from_plan, divisible, adapt)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

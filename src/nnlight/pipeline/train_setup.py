@@ -29,9 +29,17 @@ from nnlight.planning.plans import Architecture, architecture_from_plan, plans_f
 from nnlight.preprocessing.store import completed_cases
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import IMAGE_LOGGERS
-from nnlight.training.losses import LossSettings, check_loss_fits
+from nnlight.training.losses import (
+    LOSS_FACTS,
+    CustomLoss,
+    LossChoice,
+    LossSettings,
+    SegmentationLoss,
+    check_loss,
+    check_loss_fits,
+)
 from nnlight.training.validation import NextStage, ValidationOptions
-from nnlight.utils.components import Component, component, components
+from nnlight.utils.components import Component, component, components, planned_component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import ModelFolder
@@ -47,7 +55,7 @@ class TrainSetup:
     data: DataSettings
     augmentation: AugmentationSettings
     network: CheckedNetwork  # the network choice, checked by one forward pass on the training patch
-    loss: LossSettings
+    loss: LossChoice
     optimizer: Component
     scheduler: Component
     callbacks: list[Component]
@@ -83,8 +91,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     architecture = _architecture(plan)
     data = settings_from_config(DataSettings, cfg.data, "data")
     check_fold(data.fold, preprocessed)
-    loss = settings_from_config(LossSettings, cfg.loss, "loss")
-    check_loss_fits(loss, facts.layout, facts.dataset)
+    loss = _loss(cfg.loss, facts, bool(plan["batch_dice"]), len(data.patch_size))
     trainer, compile_network = trainer_arguments(cfg.trainer)
     network = check_network(NetworkChoice.from_config(cfg.network), plan_facts(plan, data.patch_size),
                             data.batch_size)
@@ -110,6 +117,24 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
         pretrained=_pretrained(cfg.get("init_from"), plan, architecture, network), previous_stage=previous,
         previous_stage_model=previous_model,
         next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
+
+
+def _loss(node: DictConfig, facts: DatasetFacts, batch_dice: bool, spatial_dims: int) -> LossChoice:
+    """The ``loss`` group: a built-in (``name``) or a user's class (``_target_``, checked on a dummy batch)."""
+    if "_target_" not in node:
+        settings = settings_from_config(LossSettings, node, "loss")
+        check_loss_fits(settings, facts.layout, facts.dataset)
+        check_loss(SegmentationLoss(settings, facts.layout), facts.layout, spatial_dims)
+        return settings
+    builtin_keys = sorted(set(node) & set(LossSettings.__dataclass_fields__))
+    if builtin_keys:
+        raise UserError(f"loss: _target_ (your loss class) together with the built-in loss keys "
+                        f"{', '.join(builtin_keys)}; choose loss=custom loss._target_=... or a loss YAML of your own")
+    values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    checked, from_plan = planned_component(values, "loss", torch.nn.Module, LOSS_FACTS)
+    custom = CustomLoss(str(values["_target_"]), checked.arguments, from_plan, batch_dice)
+    check_loss(custom.build(facts.layout), facts.layout, spatial_dims)
+    return custom
 
 
 def logger_components(group: DictConfig | None) -> tuple[list[Component], int | None]:

@@ -1,22 +1,31 @@
-"""nnU-Net's losses: soft Dice + cross-entropy (or Top-k CE), wrapped for deep supervision.
+"""nnU-Net's losses: soft Dice + cross-entropy (or Top-k CE), wrapped for deep supervision; or a user's loss.
 
 The loss group names *which terms* are used (``dice_ce`` default, ``dice``, ``ce``, ``topk``, ``dice_topk``);
 the dataset decides *how*: a label dataset trains softmax outputs (Dice without background + CE), a region
 dataset sigmoid outputs (Dice over every region + BCE), and an ignore label is masked out of both terms —
 exactly nnU-Net's ``DC_and_CE_loss`` / ``DC_and_BCE_loss`` / ``DC_and_topk_loss``.
+
+A user's loss (``loss=custom loss._target_=...`` or a YAML of its own) is an ``nn.Module`` class:
+``forward(logits, target)`` returns a scalar for one output resolution, where ``logits`` are the raw network
+outputs ``(batch, num_classes, *size)`` and ``target`` is in the plan's label layout (:class:`SegmentationLoss`:
+a label map ``(batch, 1, *size)`` holding the ignore label where there is one, or for region datasets one 0/1
+channel per region plus a last channel marking ignored voxels). Its constructor may take :data:`LOSS_FACTS`
+from the plan (``from_plan``). nnlight weights it over the deep-supervision outputs and checks it on a dummy
+batch before anything is written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nnlight.raw.labels import LabelLayout
+from nnlight.utils.components import locate_class
 from nnlight.utils.errors import UserError
 
 LossName = Literal["dice_ce", "dice", "ce", "topk", "dice_topk"]
@@ -50,6 +59,63 @@ LOSSES: dict[str, _Terms] = {
     "topk": _Terms(False, "topk", False),
     "dice_topk": _Terms(True, "topk", False),
 }
+
+
+# what a user's loss may take from the plan (``from_plan: {argument: fact}``)
+LOSS_FACTS: dict[str, str] = {
+    "num_classes": "network outputs (labels incl. background, or regions)",
+    "region_based": "true for region datasets (sigmoid outputs), false for labels (softmax)",
+    "ignore_label": "the ignore label's value, or null",
+    "batch_dice": "the plan's batch Dice choice",
+}
+
+
+@dataclass(frozen=True)
+class CustomLoss:
+    """A user's loss class (``loss._target_``), its own arguments and what it takes from the plan."""
+
+    target: str
+    arguments: dict[str, Any]
+    from_plan: dict[str, str]
+    batch_dice: bool  # the plan's (a fact the class may take)
+
+    def build(self, layout: LabelLayout) -> nn.Module:
+        facts = {"num_classes": layout.num_outputs, "region_based": layout.has_regions,
+                 "ignore_label": layout.ignore_label, "batch_dice": self.batch_dice}
+        arguments = {**self.arguments, **{a: facts[f] for a, f in self.from_plan.items()}}
+        try:
+            return locate_class(self.target, "loss")(**arguments)
+        except Exception as e:  # a user's class may raise anything for arguments it cannot take
+            raise UserError(f"loss ({self.target}) could not be built: {type(e).__name__}: {e}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+LossChoice = LossSettings | CustomLoss
+
+
+def check_loss(loss: nn.Module, layout: LabelLayout, spatial_dims: int, where: str = "loss") -> None:
+    """One call on a dummy batch in the plan's label layout: the loss must give a finite scalar with a gradient."""
+    generator = torch.Generator().manual_seed(0)
+    size = (2, layout.num_outputs, *[8] * spatial_dims)
+    logits = torch.randn(size, generator=generator, requires_grad=True)
+    if layout.has_regions:
+        channels = layout.num_outputs + (layout.ignore_label is not None)
+        target = torch.randint(0, 2, (2, channels, *size[2:]), generator=generator).float()
+    else:
+        values = torch.tensor(list(layout.label_values))
+        target = values[torch.randint(0, len(values), (2, 1, *size[2:]), generator=generator)].float()
+    try:
+        value = loss(logits, target)
+        if not (isinstance(value, torch.Tensor) and value.numel() == 1 and torch.isfinite(value)):
+            raise ValueError(f"returned {value!r}; expected a finite scalar tensor")
+        value.backward()
+    except Exception as e:  # whatever the user's loss raises on the dummy batch is reported, not a traceback
+        raise UserError(f"{where} failed on a dummy batch (logits {list(size)}, target {list(target.shape)} in the "
+                        f"plan's label layout): {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+    if logits.grad is None or not torch.isfinite(logits.grad).all():
+        raise UserError(f"{where} gives no finite gradient for the logits; it cannot train the network")
 
 
 def check_loss_fits(settings: LossSettings, layout: LabelLayout, dataset: str) -> None:

@@ -13,7 +13,13 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from nnlight.model.network import CheckedNetwork
 from nnlight.raw.labels import LabelLayout
-from nnlight.training.losses import DeepSupervisionLoss, LossSettings, SegmentationLoss, deep_supervision_weights
+from nnlight.training.losses import (
+    CustomLoss,
+    DeepSupervisionLoss,
+    LossChoice,
+    SegmentationLoss,
+    deep_supervision_weights,
+)
 from nnlight.training.metrics import PseudoDice
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], Optimizer]
@@ -31,7 +37,7 @@ def _plain(value: Any) -> Any:
 
 
 class SegmentationTask(L.LightningModule):
-    def __init__(self, network: CheckedNetwork, layout: LabelLayout, loss: LossSettings,
+    def __init__(self, network: CheckedNetwork, layout: LabelLayout, loss: LossChoice,
                  optimizer: OptimizerFactory, scheduler: SchedulerFactory) -> None:
         """``network``: the network choice, checked for the plan (:func:`nnlight.model.network.check_network`)."""
         super().__init__()
@@ -52,7 +58,10 @@ class SegmentationTask(L.LightningModule):
 
     def configure_loss(self, distributed: bool = False) -> DeepSupervisionLoss:
         """The chosen loss on every output the network gives (weights 1/2^i, the lowest 0)."""
-        return DeepSupervisionLoss(SegmentationLoss(self.loss_settings, self.layout),
+        settings = self.loss_settings
+        one_output = settings.build(self.layout) if isinstance(settings, CustomLoss) else \
+            SegmentationLoss(settings, self.layout)
+        return DeepSupervisionLoss(one_output,
                                    deep_supervision_weights(self.checked_network.outputs,
                                                             lowest=1e-6 if distributed else 0.0))
 

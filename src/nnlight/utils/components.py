@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +96,38 @@ def component(node: DictConfig, where: str, base: type) -> Component:
 def components(group: Mapping[str, Any] | None, where: str, base: type) -> list[Component]:
     """Every entry of a ``name: {_target_: ..., args}`` group (callbacks, loggers), in config order."""
     return [component(entry, f"{where}.{name}", base) for name, entry in (group or {}).items()]
+
+
+def planned_component(node: Mapping[str, Any], where: str, base: type, facts: Mapping[str, str],
+                      own_keys: Sequence[str] = ()) -> tuple[Component, dict[str, str]]:
+    """A component some of whose constructor arguments come from the plan: ``from_plan: {argument: fact}`` with
+    ``fact`` one of ``facts`` (name -> what it is). Dataset facts never come from a method option, so a key that
+    names a fact (or an argument ``from_plan`` fills) is refused, and every required argument must be given by
+    one or the other. ``own_keys`` are the group's keys that are not arguments (read by the caller)."""
+    from_plan = node.get("from_plan") or {}
+    if not isinstance(from_plan, Mapping) or not all(isinstance(v, str) for v in from_plan.values()):
+        raise UserError(f"{where}.from_plan: a mapping constructor argument -> plan fact, e.g. "
+                        "{in_channels: input_channels}")
+    arguments = {k: v for k, v in node.items() if k not in ("from_plan", *own_keys)}
+    checked = component(OmegaConf.create(arguments), where, base)
+    unknown = sorted(set(from_plan.values()) - set(facts))
+    if unknown:
+        raise UserError(f"{where}.from_plan: {', '.join(unknown)} is not a plan fact; choose from {', '.join(facts)}")
+    given_twice = sorted(set(checked.arguments) & (set(facts) | set(from_plan)))
+    if given_twice:
+        key = given_twice[0]
+        mapped = "" if key in from_plan else f" and take it from the plan: from_plan: {{<argument>: {key}}}"
+        raise UserError(f"{where}.{key}: comes from the plan (a dataset fact), not from an option; remove it{mapped}")
+    parameters = inspect.signature(checked.cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    not_arguments = sorted(a for a in from_plan if a not in parameters)
+    if not_arguments and not takes_any:
+        raise UserError(f"{where}.from_plan: {checked.cls.__qualname__} has no argument(s) {', '.join(not_arguments)}")
+    missing = [n for n, p in parameters.items() if p.default is inspect.Parameter.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in checked.arguments
+               and n not in from_plan]
+    if missing:
+        raise UserError(f"{where}: {checked.cls.__qualname__} needs {', '.join(missing)}: give "
+                        f"{where}.{missing[0]}=... or take it from the plan (from_plan: {{{missing[0]}: <fact>}}; "
+                        f"facts: {', '.join(facts)})")
+    return checked, dict(from_plan)
