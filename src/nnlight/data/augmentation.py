@@ -2,28 +2,38 @@
 
 CPU workers only read and crop patches (``nnlight.data.sampling``); everything here works on a whole batch
 at once, so on a GPU the data pipeline is not the bottleneck it is in nnU-Net (its issue #3063: about 1 s of
-CPU per sample). The default settings are ``nnUNetTrainer.get_training_transforms``: spatial (rotation,
-scaling, centre crop; labels resampled linearly per label and arg-maxed) → Gaussian noise → Gaussian blur →
-brightness → contrast → low resolution → inverted gamma → gamma → mirroring → mask outside → label -1 → 0.
-``configs/augmentation/da5.yaml`` switches on nnUNetTrainerDA5's extra transforms.
+CPU per sample). The pipeline is the ordered list ``order`` of stages: nnU-Net's (:data:`BUILT_IN_STAGES`,
+their probabilities and ranges in the flat settings) and a user's own transforms (``transforms``: name ->
+a checked :class:`~nnlight.data.transforms.BatchTransform` class with its probability ``p``), anywhere after
+``spatial``. The default order is ``nnUNetTrainer.get_training_transforms``: spatial (rotation, scaling, centre
+crop; labels resampled linearly per label and arg-maxed) → Gaussian noise → Gaussian blur → brightness →
+contrast → low resolution → inverted gamma → gamma → mirroring; then always: mask outside → label -1 → 0.
+``configs/augmentation/da5.yaml`` switches on nnUNetTrainerDA5's extra stages.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from nnlight.data import transforms as T
 from nnlight.preprocessing.resampling import ANISOTROPY_THRESHOLD
+from nnlight.utils.components import components
+from nnlight.utils.errors import UserError
 
 Range = tuple[float, float]
 Interpolation = Literal["linear", "nearest"]
+# nnU-Net's stages in nnUNetTrainer's order (DA5's extras last); spatial crops the patch, so it comes first
+BUILT_IN_STAGES = ("spatial", "rot90_transpose", "noise", "blur", "additive_brightness", "brightness", "contrast",
+                   "low_resolution", "gamma_inverted", "gamma", "mirror", "blank_rectangles", "brightness_gradient",
+                   "local_gamma", "sharpen")
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,6 @@ class AugmentationSettings:
     seg_interpolation: Interpolation = "linear"  # nnU-Net: one-hot, linear, arg-max; nnUNetTrainer_DASegOrd0: nearest
     p_rot90: float = 0.0  # DA5: rotate by k·90° among axes of equal patch size
     p_transpose: float = 0.0  # DA5: permute axes of equal patch size
-    smoothing_first: bool = False  # DA5 blurs before adding noise; nnU-Net's default adds noise first
     p_noise: float = 0.1
     noise_variance: Range = (0.0, 0.1)
     p_blur: float = 0.2
@@ -79,10 +88,26 @@ class AugmentationSettings:
     p_sharpen: float = 0.0  # DA5
     sharpen_strength: Range = (0.1, 1.0)
     sharpen_p_per_channel: float = 0.5
+    order: tuple[str, ...] = BUILT_IN_STAGES  # the pipeline: built-in stages and the names of ``transforms``
+    transforms: dict[str, Any] = field(default_factory=dict)  # a user's: name -> {_target_: class, p: ..., ...}
 
     def __post_init__(self) -> None:
         if any(a not in (0, 1, 2) for a in self.mirror_axes):
             raise ValueError(f"mirror_axes={list(self.mirror_axes)}: the axes are 0, 1, 2 (z, y, x of the image)")
+        known = (*BUILT_IN_STAGES, *self.transforms)
+        unknown = [n for n in self.order if n not in known]
+        if unknown:
+            raise ValueError(f"order: {', '.join(unknown)} is neither a built-in stage ({', '.join(BUILT_IN_STAGES)}) "
+                             "nor a key of augmentation.transforms")
+        if len(set(self.order)) != len(self.order) or not self.order or self.order[0] != "spatial":
+            raise ValueError(f"order={list(self.order)}: each stage once, starting with spatial (it crops the patch)")
+        unused = [n for n in self.transforms if n not in self.order]
+        if unused:
+            raise ValueError(f"transforms.{unused[0]} is not in order; list it where it should run, e.g. "
+                             f"order=[spatial,{unused[0]},noise,...]")
+        clashing = [n for n in self.transforms if n in BUILT_IN_STAGES]
+        if clashing:
+            raise ValueError(f"transforms.{clashing[0]}: the name of a built-in stage; choose another")
 
 
 @dataclass(frozen=True)
@@ -230,55 +255,95 @@ def spatial_transform(images: torch.Tensor, labels: torch.Tensor, patch_size: Se
     return images_out, labels_out.round().to(torch.int16)
 
 
+Stage = Callable[[torch.Tensor, torch.Tensor, AugmentationSettings, SpatialAugmentationGeometry, torch.Generator],
+                 tuple[torch.Tensor, torch.Tensor]]
+
+
+def _images_only(step: Callable[[torch.Tensor, AugmentationSettings, SpatialAugmentationGeometry, torch.Generator],
+                                torch.Tensor]) -> Stage:
+    return lambda x, y, s, geometry, g: (step(x, s, geometry, g), y)
+
+
+def _rot90_transpose(x: torch.Tensor, y: torch.Tensor, s: AugmentationSettings,
+                     geometry: SpatialAugmentationGeometry, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return T.rot90_and_transpose(x, y, s.p_rot90, s.p_transpose, g) if s.p_rot90 > 0 or s.p_transpose > 0 else (x, y)
+
+
+# Each stage draws exactly what nnU-Net's transform draws; the ones nnU-Net's default does not have (DA5's, at
+# probability 0) draw nothing, so adding them to the order changes no other stage's numbers.
+_STAGES: dict[str, Stage] = {
+    "rot90_transpose": _rot90_transpose,
+    "noise": _images_only(lambda x, s, _, g: T.gaussian_noise(x, s.p_noise, s.noise_variance, g)),
+    "blur": _images_only(lambda x, s, _, g: T.smoothing(
+        x, s.p_blur, s.blur_sigma, s.blur_p_per_channel, s.blur_synchronize_axes, s.p_median_instead_of_blur,
+        s.median_size, s.median_p_per_channel, g)),
+    "additive_brightness": _images_only(lambda x, s, _, g: T.additive_brightness(
+        x, s.p_additive_brightness, s.additive_brightness_sigma, s.additive_brightness_p_per_channel, g)
+        if s.p_additive_brightness > 0 else x),
+    "brightness": _images_only(lambda x, s, _, g: T.multiplicative_brightness(x, s.p_brightness, s.brightness, g)),
+    "contrast": _images_only(lambda x, s, _, g: T.contrast(x, s.p_contrast, s.contrast, s.contrast_p_per_channel,
+                                                           s.p_contrast_preserve_range, g)),
+    "low_resolution": _images_only(lambda x, s, geometry, g: T.low_resolution(
+        x, s.p_low_resolution, s.low_resolution_scale, s.low_resolution_p_per_channel,
+        (0,) if geometry.dummy_2d else (), g)),
+    "gamma_inverted": _images_only(lambda x, s, _, g: T.gamma(x, s.p_gamma_inverted, True, s.gamma, g)),
+    "gamma": _images_only(lambda x, s, _, g: T.gamma(x, s.p_gamma, s.gamma_second_inverted, s.gamma, g)),
+    "mirror": lambda x, y, s, geometry, g: T.mirror(x, y, s.p_mirror, geometry.mirror_axes, g),
+    "blank_rectangles": _images_only(lambda x, s, _, g: T.blank_rectangles(
+        x, s.p_blank_rectangles, s.blank_rectangles, s.blank_rectangles_p_per_channel, g)
+        if s.p_blank_rectangles > 0 else x),
+    "brightness_gradient": _images_only(lambda x, s, _, g: T.brightness_gradient(
+        x, s.p_brightness_gradient, s.local_p_per_channel, g) if s.p_brightness_gradient > 0 else x),
+    "local_gamma": _images_only(lambda x, s, _, g: T.local_gamma(x, s.p_local_gamma, s.local_p_per_channel, g)
+                                if s.p_local_gamma > 0 else x),
+    "sharpen": _images_only(lambda x, s, _, g: T.sharpen(x, s.p_sharpen, s.sharpen_strength, s.sharpen_p_per_channel,
+                                                         g) if s.p_sharpen > 0 else x),
+}
+
+
+def user_transforms(settings: AugmentationSettings) -> dict[str, T.BatchTransform]:
+    """The user's transforms of ``settings.transforms``, created (each class checked to be a BatchTransform)."""
+    return {c.where.removeprefix("augmentation.transforms."): c.create()
+            for c in components(OmegaConf.create(settings.transforms), "augmentation.transforms", T.BatchTransform)}
+
+
+def check_transforms(settings: AugmentationSettings, channels: int, patch_size: Sequence[int]) -> None:
+    """Each user transform created and run once on a dummy batch, before training starts."""
+    images = torch.zeros((2, channels, *patch_size))
+    labels = torch.zeros((2, 1, *patch_size), dtype=torch.int16)
+    for name, transform in user_transforms(settings).items():
+        where = f"augmentation.transforms.{name}"
+        try:
+            T.checked_apply(transform, images, labels, torch.Generator().manual_seed(0), where)
+        except Exception as e:  # whatever the user's transform raises on the dummy batch is reported by name
+            raise UserError(f"{where} failed on a dummy batch (images {list(images.shape)}, labels "
+                            f"{list(labels.shape)}): {type(e).__name__}: {e}") from None
+
+
 def augment(images: torch.Tensor, labels: torch.Tensor, patch_size: Sequence[int], s: AugmentationSettings,
-            geometry: SpatialAugmentationGeometry, generator: torch.Generator,
-            mask_channels: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
-    """The full training augmentation of a batch drawn at the initial patch size.
+            geometry: SpatialAugmentationGeometry, generator: torch.Generator, mask_channels: Sequence[int] = (),
+            transforms: Mapping[str, T.BatchTransform] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full training augmentation of a batch drawn at the initial patch size: ``s.order``'s stages.
 
     ``images`` float ``(b, c, *initial)``, ``labels`` int ``(b, 1, *initial)`` with -1 outside the non-zero
     mask / padding. ``mask_channels`` (the plan's ``use_mask_for_norm``) are set to 0 outside that mask again.
-    Returns images and labels of ``patch_size``, labels with -1 mapped to 0.
+    ``transforms``: the user's (:func:`user_transforms`). Returns images and labels of ``patch_size``, labels
+    with -1 mapped to 0.
     """
     g = generator
+    user = transforms if transforms is not None else user_transforms(s) if s.transforms else {}
     images, labels = spatial_transform(images.float(), labels, patch_size, s, geometry, g)
-    if s.p_rot90 > 0 or s.p_transpose > 0:
-        images, labels = T.rot90_and_transpose(images, labels, s.p_rot90, s.p_transpose, g)
-    steps = [lambda x: T.gaussian_noise(x, s.p_noise, s.noise_variance, g),
-             lambda x: T.smoothing(x, s.p_blur, s.blur_sigma, s.blur_p_per_channel, s.blur_synchronize_axes,
-                                   s.p_median_instead_of_blur, s.median_size, s.median_p_per_channel, g)]
-    for step in reversed(steps) if s.smoothing_first else steps:
-        images = step(images)
-    if s.p_additive_brightness > 0:
-        images = T.additive_brightness(images, s.p_additive_brightness, s.additive_brightness_sigma,
-                                       s.additive_brightness_p_per_channel, g)
-    images = T.multiplicative_brightness(images, s.p_brightness, s.brightness, g)
-    images = T.contrast(images, s.p_contrast, s.contrast, s.contrast_p_per_channel, s.p_contrast_preserve_range, g)
-    images = T.low_resolution(images, s.p_low_resolution, s.low_resolution_scale, s.low_resolution_p_per_channel,
-                              (0,) if geometry.dummy_2d else (), g)
-    images = T.gamma(images, s.p_gamma_inverted, True, s.gamma, g)
-    images = T.gamma(images, s.p_gamma, s.gamma_second_inverted, s.gamma, g)
-    images, labels = T.mirror(images, labels, s.p_mirror, geometry.mirror_axes, g)
-    images = _da5_extras(images, s, g)
+    for name in s.order[1:]:
+        if name in _STAGES:
+            images, labels = _STAGES[name](images, labels, s, geometry, g)
+        else:
+            images, labels = T.apply_chosen(user[name], images, labels, g, f"augmentation.transforms.{name}")
     if mask_channels:
         outside = (labels[:, :1] < 0).expand(-1, len(mask_channels), *labels.shape[2:])
         masked = images[:, list(mask_channels)]
         masked[outside] = 0.0
         images[:, list(mask_channels)] = masked
     return images, labels.clamp_min(0)
-
-
-def _da5_extras(images: torch.Tensor, s: AugmentationSettings, g: torch.Generator) -> torch.Tensor:
-    """nnUNetTrainerDA5's transforms after mirroring; each is skipped (no random draws) at probability 0."""
-    if s.p_blank_rectangles > 0:
-        images = T.blank_rectangles(images, s.p_blank_rectangles, s.blank_rectangles,
-                                    s.blank_rectangles_p_per_channel, g)
-    if s.p_brightness_gradient > 0:
-        images = T.brightness_gradient(images, s.p_brightness_gradient, s.local_p_per_channel, g)
-    if s.p_local_gamma > 0:
-        images = T.local_gamma(images, s.p_local_gamma, s.local_p_per_channel, g)
-    if s.p_sharpen > 0:
-        images = T.sharpen(images, s.p_sharpen, s.sharpen_strength, s.sharpen_p_per_channel, g)
-    return images
 
 
 def deep_supervision_targets(labels: torch.Tensor, scales: Sequence[Sequence[float]]) -> list[torch.Tensor]:

@@ -18,6 +18,7 @@ from nnlight.data.augmentation import (
     deep_supervision_targets,
     labels_to_regions,
     spatial_augmentation_geometry,
+    user_transforms,
 )
 from nnlight.data.cascade import augment_previous_stage, one_hot_previous
 from nnlight.data.sampling import Oversampling, PatchSampler, rank_sampling
@@ -150,6 +151,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.deep_supervision_scales = [list(s) for s in deep_supervision_scales] if deep_supervision_scales \
             else [[1.0] * len(self.patch_size)]
         self.augmentation = augmentation
+        self.transforms = user_transforms(augmentation)  # the user's own stages, created once
         self.geometry = spatial_augmentation_geometry(self.patch_size, augmentation)
         self.initial_patch_size = self.geometry.initial_patch_size
         annotated = layout.annotated_area
@@ -223,7 +225,7 @@ class SegmentationDataModule(L.LightningDataModule):
                     int(np.random.SeedSequence([self.seed, self.rank, self.epoch]).generate_state(1)[0]))
                 self._generator_epoch = self.epoch
             images, labels = augment(images, labels, self.patch_size, self.augmentation, self.geometry,
-                                     self.generator, self.mask_channels)
+                                     self.generator, self.mask_channels, self.transforms)
         else:
             labels = labels.clamp_min(0)
         if self.previous_stage is not None:  # its segmentation becomes one-hot input channels

@@ -7,6 +7,7 @@ random draw comes from that generator, so a seed fixes the result. ``nnlight.dat
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -304,3 +305,45 @@ def sharpen(x: torch.Tensor, p: float, strength: Range, p_channel: float, g: tor
         laplace = conv(F.pad(image, [1, 1] * dims, mode="replicate"), kernel[None, None])
         x[b, c] = (image + laplace * strengths[b, c])[0, 0]
     return x
+
+
+class BatchTransform(ABC):
+    """A user's augmentation step, a stage of ``augmentation.order`` (README: "Bring your own method").
+
+    nnlight draws, per sample, whether it runs (probability ``p``, from the augmentation's generator) and calls
+    :meth:`apply` with the chosen samples only: images ``(n, c, *patch)`` float, labels ``(n, 1, *patch)`` int16
+    with -1 outside the image (mapped to 0 at the end). It returns both with the same shapes; every random draw
+    should come from ``generator`` so a seed fixes the result. It runs on the training device.
+    """
+
+    def __init__(self, p: float) -> None:
+        if not 0 <= p <= 1:
+            raise ValueError(f"p={p}: a probability in [0, 1]")
+        self.p = p
+
+    @abstractmethod
+    def apply(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transformed images and labels of the chosen samples."""
+
+
+def checked_apply(transform: BatchTransform, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
+                  where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``transform.apply``; a result of other shapes is an error naming the transform."""
+    new_images, new_labels = transform.apply(images, labels, g)
+    if new_images.shape != images.shape or new_labels.shape != labels.shape:
+        raise ValueError(f"{where} returned images {list(new_images.shape)} and labels {list(new_labels.shape)} for "
+                         f"images {list(images.shape)} and labels {list(labels.shape)}; it must keep the shapes")
+    return new_images, new_labels
+
+
+def apply_chosen(transform: BatchTransform, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
+                 where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``transform`` on the samples chosen with its probability."""
+    chosen = chance(images.shape[0], transform.p, g, images.device)
+    if not chosen.any():
+        return images, labels
+    new_images, new_labels = checked_apply(transform, images[chosen], labels[chosen], g, where)
+    images, labels = images.clone(), labels.clone()
+    images[chosen], labels[chosen] = new_images.to(images.dtype), new_labels.to(labels.dtype)
+    return images, labels

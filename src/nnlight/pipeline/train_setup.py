@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from nnlight.data.augmentation import AugmentationSettings
+from nnlight.data.augmentation import AugmentationSettings, check_transforms
 from nnlight.data.datamodule import DataSettings, PreviousStage
 from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
 from nnlight.model.network import CheckedNetwork, NetworkChoice, check_network, plan_facts
@@ -103,10 +103,12 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     previous = _previous_stage(dataset_results, previous_model, facts, data.fold, preprocessed,
                                str(plan["data_identifier"])) if previous_model else None
     loggers, images_every = logger_components(cfg.get("logger"))
+    augmentation = settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
+    check_transforms(augmentation, facts.network_input_channels, data.patch_size)
     return TrainSetup(
         plan=plan, facts=facts, architecture=architecture, preprocessed_dataset=preprocessed,
         raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
-        augmentation=settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation"),
+        augmentation=augmentation,
         network=network, loss=loss,
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
         callbacks=components(cfg.get("callbacks"), "callbacks", L.Callback),
