@@ -10,7 +10,7 @@ from nnlight.benchmarking.report import Comparison, VariantResult, holm, paired_
 
 
 def _result(dice: list[float], cases: dict[str, float], finished: int = 2, expected: int = 2) -> VariantResult:
-    return VariantResult(expected, finished, dice, [], [], cases, 0.0, [], None, None, None)
+    return VariantResult(expected, finished, dice, [], [], {}, cases, 0.0, [], None, None, None)
 
 
 def test_ranks_share_ties_and_leave_out_incomplete_cross_validations() -> None:

@@ -1,5 +1,6 @@
-"""A researcher's own network (tests/byo_method: a module on PYTHONPATH and a config folder) goes through the
-whole pipeline with one YAML and no nnlight source change: train, evaluate, export a model file, predict."""
+"""A researcher's own method (tests/byo_method: a module on PYTHONPATH and a config folder) goes through the
+whole pipeline with one YAML per part and no nnlight source change: a network, a loss, a transform inserted
+into the augmentation and a metric train, evaluate, export a model file and predict."""
 
 from __future__ import annotations
 
@@ -29,21 +30,32 @@ def _run(script: str, *overrides: str, roots: Roots, config_dir: bool = False) -
                           capture_output=True, text=True, timeout=600)
 
 
-def test_a_network_from_outside_the_package_trains_evaluates_exports_and_predicts(
+def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts(
         planned_demo_template: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     roots = planned_demo(planned_demo_template, tmp_path)
-    trained = _run("train.py", "plan=Dataset900_Demo/2d", "network=tiny_skip", *TINY_BUDGET, roots=roots,
-                   config_dir=True)
+    choices = ("network=tiny_skip", "loss=focal", "augmentation=cutout", "metrics=volume")
+    trained = _run("train.py", "plan=Dataset900_Demo/2d", *choices, *TINY_BUDGET, roots=roots, config_dir=True)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "network: TinySkipNet gives one output: trained without deep supervision" in trained.stdout
     model = next((roots.results / "Dataset900_Demo" / "2d").glob("*network=tiny_skip*"))
-    recorded = json.loads((model / "fold_0" / "inference.json").read_text())["network"]
+    assert all(choice in model.name for choice in choices)  # the folder name says how it was made
+    run = model / "fold_0"
+    recorded = json.loads((run / "inference.json").read_text())["network"]
     assert recorded["target"] == "my_lab.nets.TinySkipNet" and recorded["deep_supervision_outputs"] == 1
-    assert "_target_: my_lab.nets.TinySkipNet" in (model / "fold_0" / ".hydra" / "config.yaml").read_text()
+    saved = (run / ".hydra" / "config.yaml").read_text()
+    for target in ("my_lab.nets.TinySkipNet", "my_lab.losses.FocalLoss", "my_lab.transforms.CutOut",
+                   "my_lab.metrics.VolumeError"):
+        assert f"_target_: {target}" in saved
+    validation = json.loads((run / "validation" / "summary.json").read_text())
+    assert "volume_error" in validation["foreground_mean"]
+    logged = next(run.rglob("metrics.csv")).read_text().splitlines()[0]
+    assert "validation/volume_error" in logged
 
-    evaluated = _run("evaluate.py", "dataset=Dataset900_Demo", "folds=0", roots=roots)
+    evaluated = _run("evaluate.py", "dataset=Dataset900_Demo", "folds=0", "metrics=volume", roots=roots,
+                     config_dir=True)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    assert "tiny_skip" in (roots.results / "Dataset900_Demo" / "cv_results.md").read_text()
+    table = (roots.results / "Dataset900_Demo" / "cv_results.md").read_text()
+    assert "tiny_skip" in table and "volume_error |" in table
 
     # a run naming code from outside nnlight and MONAI is imported only when trusted
     monkeypatch.syspath_prepend(str(BYO))

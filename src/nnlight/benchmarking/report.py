@@ -29,6 +29,7 @@ class VariantResult:
     dice_per_run: list[float]
     hd95_per_run: list[float]
     nsd_per_run: list[float]
+    own_per_run: dict[str, list[float]]  # a user's metrics (the metrics group): name -> foreground mean per run
     case_dice: dict[str, float]  # case -> Dice (mean over labels, then over seeds)
     train_seconds: float
     seconds_per_epoch: list[float]
@@ -90,6 +91,8 @@ def variant_results(suite: Suite, runs: Sequence[Mapping[str, Any]], cases: Sequ
                 runs_expected=len(suite.folds) * len(suite.seeds), runs_finished=len(finished),
                 dice_per_run=[_foreground(r, "Dice") for r in rows],
                 hd95_per_run=[_foreground(r, "HD95") for r in rows], nsd_per_run=[_foreground(r, "NSD") for r in rows],
+                own_per_run={m: [_foreground(r, m) for r in rows]
+                              for m in dict.fromkeys(k for r in rows for row in r for k in row.get("own_metrics", ()))},
                 case_dice={c: _nanmean(v) for c, v in sorted(per_case.items())},
                 train_seconds=float(sum(r["train_seconds"] or 0 for r in finished)),
                 seconds_per_epoch=[r["seconds_per_epoch"] for r in finished if r["seconds_per_epoch"]],
@@ -201,14 +204,18 @@ def _header(suite: Suite, runs: Sequence[Mapping[str, Any]], tasks: int, not_pla
 
 
 def _task_table(suite: Suite, task: Task, variants: Mapping[str, VariantResult]) -> list[str]:
-    lines = [f"## {_task_name(task)}", "", "| variant | Dice | folds | cases | HD95 (mm) | NSD | training (min) | "
-             "s/epoch | peak host MB | parameters |", "|---|---|---|---|---|---|---|---|---|---|"]
+    own = list(dict.fromkeys(m for r in variants.values() for m in r.own_per_run))
+    compute = " training (min) | s/epoch | peak host MB | peak GPU MB | parameters |"
+    lines = [f"## {_task_name(task)}", "", "| variant | Dice | folds | cases | HD95 (mm) | NSD |"
+             + "".join(f" {m} |" for m in own) + compute,
+             "|---|---|---|---|---|---|" + "---|" * len(own) + "---|---|---|---|---|"]
     for variant, r in variants.items():
         folds = f"{r.runs_finished}/{r.runs_expected}" + ("" if r.complete else " ⚠ incomplete")
         lines.append(f"| {variant}{' (baseline)' if variant == suite.baseline else ''} | {_mean_std(r.dice_per_run)} "
-                     f"| {folds} | {len(r.case_dice)} | {_mean_std(r.hd95_per_run, 2)} | {_mean_std(r.nsd_per_run)} "
-                     f"| {r.train_seconds / 60:.1f} | {_mean_std(r.seconds_per_epoch, 2)} | {r.peak_host_mb or '–'} "
-                     f"| {r.parameters or '–'} |")
+                     f"| {folds} | {len(r.case_dice)} | {_mean_std(r.hd95_per_run, 2)} | {_mean_std(r.nsd_per_run)} |"
+                     + "".join(f" {_mean_std(r.own_per_run.get(m, []))} |" for m in own)
+                     + f" {r.train_seconds / 60:.1f} | {_mean_std(r.seconds_per_epoch, 2)} | {r.peak_host_mb or '–'} "
+                     f"| {r.peak_device_mb or '–'} | {r.parameters or '–'} |")
     return lines
 
 

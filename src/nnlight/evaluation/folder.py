@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from nnlight.evaluation.metrics import SCORES, case_metrics, summarize
+from nnlight.evaluation.metrics import COUNTS, case_metrics, metric_name, score_names, summarize
 from nnlight.raw.io import geometries_match, read_seg, reader_kind
+from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text
 from nnlight.utils.folders import PredictionFolder
@@ -27,6 +28,7 @@ class EvaluationSettings:
     ignore_label: int | None = None
     surface_metrics: bool = True  # HD95 and normalized surface Dice (slower than Dice)
     tolerance_mm: float = 1.0  # normalized surface Dice tolerance
+    metrics: tuple[Component, ...] = ()  # a user's CaseMetric classes (the metrics group), scored beside the others
 
 
 def _score_case(pair: tuple[str, Path, Path], settings: EvaluationSettings) -> tuple[str, dict[str, Any]]:
@@ -46,8 +48,9 @@ def score_case(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[
     """Every label's metrics for one case on the reference's 3D grid (a 2D image has one dummy slice)."""
     if reference.shape[0] == 1:  # a 2D image: surfaces are contours in the plane, not the dummy slice's faces
         reference, prediction, spacing = reference[0], prediction[0], spacing[1:]
+    extra = {metric_name(m): m.create() for m in settings.metrics}
     return case_metrics(reference, prediction, settings.labels, settings.ignore_label,
-                        spacing if settings.surface_metrics else None, settings.tolerance_mm)
+                        spacing if settings.surface_metrics else None, settings.tolerance_mm, extra, spacing)
 
 
 def evaluate_folder(prediction_folder: Path, reference_folder: Path, settings: EvaluationSettings,
@@ -83,7 +86,7 @@ def summary_csv(summary: Mapping[str, Any]) -> str:
     """One row per case and label, then the mean rows: opens in any spreadsheet."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    columns = [m for m in (*SCORES, "TP", "FP", "FN") if any(m in v for v in summary["mean"].values())]
+    columns = [*score_names(summary["mean"]), *[c for c in COUNTS[:3] if any(c in v for v in summary["mean"].values())]]
     writer.writerow(["case", "label", *columns])
     for entry in summary["metric_per_case"]:
         for label, metrics in entry["metrics"].items():

@@ -24,13 +24,14 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.metrics import summarize
+from nnlight.evaluation.metrics import SCORES, score_names, summarize
 from nnlight.evaluation.postprocessing import determine_postprocessing
 from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation, written_completely
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.model.checkpoints import checkpoint_problem
 from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.io import read_seg, reader_kind
+from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import DatasetResults, ModelFolder, RunFolder
@@ -167,7 +168,7 @@ def _load_segmentations(folder: Path, cases: Sequence[str], file_ending: str) ->
 def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,
                 ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
                 num_workers: int = 2, fold_count: int = 5, folds: Sequence[str] | None = None,
-                models: Sequence[str] | None = None) -> dict[str, Any]:
+                models: Sequence[str] | None = None, metrics: Sequence[Component] = ()) -> dict[str, Any]:
     """Score every model with a complete cross-validation over ``folds`` (default: all ``fold_count``) and every
     pair ensemble, pick the best, determine its post-processing. ``models`` names the candidates (search trials
     included when named); the others, and every model left out, are listed with why."""
@@ -194,7 +195,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     if not common:
         raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
                         f"each configuration ({', '.join(f'{m.name}: folds {m.folds}' for m in trained)})")
-    settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm)
+    settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm, tuple(metrics))
     candidates: dict[str, dict[str, Any]] = {}
     for model in trained:
         summary = evaluate_folder(_merge_folds(model, file_ending), reference_folder, settings,
@@ -260,7 +261,8 @@ def _dice(summary: Mapping[str, Any]) -> float:
 
 
 def results_table(result: Mapping[str, Any]) -> str:
-    """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD; then what was left out."""
+    """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD and a user's metrics; then
+    what was left out."""
     rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
     folds = result.get("folds", [])
     lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}**, "
@@ -268,11 +270,15 @@ def results_table(result: Mapping[str, Any]) -> str:
     if not result["selected"]["cv_complete"]:
         lines += [f"**Compared on folds {', '.join(folds)} only** (of {result['fold_count']}), as asked with "
                   "folds=[...]: train the other folds before trusting the choice.", ""]
-    lines += ["| model | folds | Dice | HD95 (mm) | NSD |", "|---|---|---|---|---|"]
+    own = [m for m in score_names({"all": rows[0][1]["foreground_mean"]}) if m not in SCORES] \
+        if rows else []
+    lines += ["| model | folds | Dice | HD95 (mm) | NSD |" + "".join(f" {m} |" for m in own),
+              "|---|---|---|---|---|" + "---|" * len(own)]
     for name, c in rows:
         fg = c["foreground_mean"]
         lines.append(f"| {name} | {len(folds)}/{result['fold_count']} | {fg['Dice']:.4f} | "
-                     f"{fg.get('HD95', float('nan')):.2f} | {fg.get('NSD', float('nan')):.4f} |")
+                     f"{fg.get('HD95', float('nan')):.2f} | {fg.get('NSD', float('nan')):.4f} |"
+                     + "".join(f" {fg.get(m, float('nan')):.4f} |" for m in own))
     if result.get("left_out"):
         lines += ["", "Left out of model selection:", ""]
         lines += [f"- {name}: {why}" for name, why in result["left_out"].items()]

@@ -30,7 +30,7 @@ from nnlight.benchmarking.suite import (
     suite_runs,
     sweep_overrides,
 )
-from nnlight.benchmarking.table import CASE_COLUMNS, RUN_COLUMNS, case_rows, run_row, to_csv
+from nnlight.benchmarking.table import RUN_COLUMNS, case_columns, case_rows, run_row, to_csv
 from nnlight.pipeline.cli import CONFIG_DIR, compose_config, composition_problem
 from nnlight.pipeline.cli import run_folder as cli_run_folder
 from nnlight.pipeline.plan import planner_settings, resolve_raw_folder
@@ -270,7 +270,7 @@ def write_results(suite: Suite, state: Expansion, folder: BenchmarkFolder, resul
     tests = comparisons(suite, results)
     changed = [path.name for path, data in (
         (folder.runs_table, to_csv(run_rows, RUN_COLUMNS).encode()),
-        (folder.results_table, to_csv(rows, CASE_COLUMNS).encode()),
+        (folder.results_table, to_csv(rows, case_columns(rows)).encode()),
         (folder.report, report_markdown(suite, run_rows, results, task_ranks, tests, state.not_planned).encode()),
         (folder.path / "per_case_dice.png", per_case_plot(suite, results)),
         (folder.path / "ranks.png", rank_plot(suite, task_ranks)),

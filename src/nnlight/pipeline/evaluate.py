@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.splits import fold_count
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
+from nnlight.evaluation.metrics import metric_components
 from nnlight.evaluation.selection import results_table, select_best
 from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.pipeline.settings import required
@@ -48,13 +49,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not reference.is_dir():
         raise UserError(f"reference={reference}: folder not found")
     labels = dict(dataset_json.labels)
+    metrics = metric_components(cfg.get("metrics"))
     if cfg.prediction:
         prediction = Path(str(cfg.prediction))
         if not prediction.is_dir():
             raise UserError(f"prediction={prediction}: folder not found")
         summary = evaluate_folder(prediction, reference, EvaluationSettings(
             labels, dataset_json.file_ending, dataset_json.ignore_label, bool(cfg.surface_metrics),
-            float(cfg.tolerance_mm)), num_workers=int(cfg.num_workers), allow_missing=bool(cfg.allow_missing))
+            float(cfg.tolerance_mm), metrics), num_workers=int(cfg.num_workers),
+            allow_missing=bool(cfg.allow_missing))
         skipped = summary["references_without_prediction"]
         print(f"\nScored {summary['cases']} case(s)" + (f" ({skipped} reference case(s) without a prediction were "
                                                        "left out: allow_missing=true)" if skipped else "")
@@ -66,7 +69,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     count = fold_count(Path(cfg.paths.preprocessed) / raw_folder.name)
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
                          bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers), count,
-                         _folds(cfg.get("folds"), count), _names(cfg.get("models")))
+                         _folds(cfg.get("folds"), count), _names(cfg.get("models")), metrics)
     print("\n" + results_table(result))
     folder = DatasetResults(results)
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
+from nnlight.evaluation.metrics import metric_components
 from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
@@ -199,7 +200,8 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
     if cfg.reference:
         summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
-            bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm)), allow_missing=True)
+            bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm),
+            metric_components(cfg.get("metrics"))), allow_missing=True)
         lines.append(f"  foreground mean Dice {summary['foreground_mean']['Dice']:.4f} over {summary['cases']} "
                      f"case(s) -> {folder.summary}, {folder.summary_csv}")
     print("\n".join(lines))

@@ -99,8 +99,9 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
             if setup.fast_dev_run:  # its weights are new every time: never reuse an earlier check's predictions
                 shutil.rmtree(run_folder.validation, ignore_errors=True)
             summary |= validate_fold(task, data, setup, run_folder, device)
-            for logger in trainer.loggers:  # the end-of-training validation Dice beside the curves
-                logger.log_metrics({"validation/dice": summary["validation_dice"]}, step=trainer.global_step)
+            for logger in trainer.loggers:  # the end-of-training validation scores beside the curves
+                scores = {f"validation/{k}": v for k, v in summary["validation_metrics"].items() if k != "Dice"}
+                logger.log_metrics({"validation/dice": summary["validation_dice"], **scores}, step=trainer.global_step)
                 logger.save()
         if not setup.fast_dev_run:
             write_stats(run_folder, {
@@ -214,7 +215,8 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     options = setup.validation
     scoring = EvaluationSettings(dict(setup.facts.layout.labels),
                                  load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
-                                 setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm)
+                                 setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm,
+                                 setup.metrics)
     cases = data.val_cases[:options.max_cases] if options.max_cases else data.val_cases
     result = validate(network, cases, ValidationSettings(
         store=setup.preprocessed_dataset / str(setup.plan["data_identifier"]), raw_labels=setup.raw_labels,
@@ -227,7 +229,8 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
         overlays=run_folder.validation_overlays if options.overlays else None),
         run_folder.validation, device)
     return {"validation_dice": result["foreground_mean"]["Dice"],
-            "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()}}
+            "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()},
+            "validation_metrics": dict(result["foreground_mean"])}
 
 
 def _provenance(setup: TrainSetup) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from nnlight.data.augmentation import AugmentationSettings, check_transforms
 from nnlight.data.datamodule import DataSettings, PreviousStage
 from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
+from nnlight.evaluation.metrics import metric_components
 from nnlight.model.network import CheckedNetwork, NetworkChoice, check_network, plan_facts
 from nnlight.model.pretrained import PretrainedWeights, check_fits, read_pretrained
 from nnlight.pipeline.settings import check_finite_values, settings_from_config
@@ -64,6 +65,7 @@ class TrainSetup:
     trainer: dict[str, Any]  # Lightning Trainer arguments
     compile: bool
     validation: ValidationOptions
+    metrics: tuple[Component, ...]  # a user's per-case scores (CaseMetric classes) beside Dice/IoU/HD95/NSD
     seed: int
     optimized_metric: str | None
     nonfinite_loss_patience: int  # training steps in a row with a NaN/Inf loss that stop the run
@@ -113,7 +115,8 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
         callbacks=components(cfg.get("callbacks"), "callbacks", L.Callback),
         loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
-        validation=settings_from_config(ValidationOptions, cfg.validation, "validation"), seed=_seed(cfg.seed),
+        validation=settings_from_config(ValidationOptions, cfg.validation, "validation"),
+        metrics=metric_components(cfg.get("metrics")), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
         nonfinite_loss_patience=NonFiniteLossStop(cfg.nonfinite_loss_patience).patience,
         pretrained=_pretrained(cfg.get("init_from"), plan, architecture, network), previous_stage=previous,
