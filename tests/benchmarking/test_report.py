@@ -38,3 +38,20 @@ def test_identical_cases_are_no_difference() -> None:
     same = {"c1": 0.5, "c2": 0.6}
     comparison = paired_comparison(("D", "2d"), "v", _result([0.5], same), _result([0.5], same))
     assert comparison.p_value == 1.0 and comparison.rank_biserial == 0.0
+
+
+def test_the_task_table_shows_a_users_metric_and_the_compute_of_each_architecture() -> None:
+    from nnlight.benchmarking.report import _task_table
+    from nnlight.benchmarking.suite import read_suite
+
+    suite = read_suite({"name": "s", "datasets": ["Dataset001_A"], "baseline": "nnunet",
+                        "variants": {"nnunet": [], "mednext": ["network=mednext_s"]}, "folds": [0, 1]})
+    nnunet = VariantResult(2, 2, [0.8, 0.6], [3.0, 5.0], [0.9, 0.7], {"volume_error": [0.1, 0.3]}, {"c": 0.7},
+                           120.0, [1.5, 2.5], 900.0, 4096.0, 31_000_000)
+    mednext = VariantResult(2, 1, [0.5], [], [], {}, {"c": 0.5}, 60.0, [3.0], 800.0, None, 5_000_000)
+    header, rule, first, second = _task_table(suite, ("Dataset001_A", "3d_fullres"), {"nnunet": nnunet,
+                                                                                     "mednext": mednext})[2:]
+    assert "| volume_error |" in header and "| peak GPU MB | parameters |" in header
+    assert rule.count("|") == header.count("|")
+    assert "| 0.7000 ± 0.1414 |" in first and "| 0.2000 ± 0.1414 |" in first and "| 4096.0 | 31000000 |" in first
+    assert "1/2 ⚠ incomplete" in second and "5000000" in second

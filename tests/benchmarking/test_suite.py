@@ -29,7 +29,7 @@ def test_an_experiment_name_is_a_variant_and_runs_are_typed_overrides() -> None:
     suite = read_suite(_suite(variants={"base": [], "da5": "nnUNetTrainerDA5"}, budget={"max_epochs": 3},
                               overrides=["data.num_workers=0"], seeds=[1, 2]))
     assert suite.variants["da5"] == ("experiment=nnUNetTrainerDA5",)
-    runs = suite_runs(suite, {("Dataset001_A", "2d"): "Dataset001_A/2d"})
+    runs = suite_runs(suite, {("Dataset001_A", "2d"): {"default": "Dataset001_A/2d"}})
     assert len(runs) == 2 * 2 * 2  # variants x seeds x folds
     run = SuiteRun("Dataset001_A", "2d", "Dataset001_A/2d", "da5", 1, 2)
     assert run_overrides(suite, run) == ["plan=Dataset001_A/2d", "data.fold=1", "seed=2", "experiment=nnUNetTrainerDA5",
@@ -54,3 +54,25 @@ def test_a_wrong_suite_setting_is_named(changes: dict[str, Any], message: str) -
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
                        .replace("]", r"\]")):
         read_suite(_suite(**changes))
+
+
+def test_a_variant_with_its_own_planner_trains_on_that_planners_plan() -> None:
+    suite = read_suite(_suite(variants={"base": [], "resenc": {"planner": "resenc_m", "overrides": ["loss=dice"]}}))
+    assert suite.variants["resenc"] == ("loss=dice",) and suite.variant_planners == {"resenc": "resenc_m"}
+    planned = {("Dataset001_A", "2d"): {"default": "Dataset001_A/2d", "resenc_m": "Dataset001_A/2d_resenc_m"},
+               ("Dataset002_B", "2d"): {"default": "Dataset002_B/2d"}}  # ResEnc did not plan B's 2d
+    runs = suite_runs(suite, planned, {"Dataset001_A": "default", "Dataset002_B": "default"})
+    plans = {(r.dataset, r.variant): r.plan for r in runs}
+    assert plans[("Dataset001_A", "resenc")] == "Dataset001_A/2d_resenc_m"
+    assert plans[("Dataset001_A", "base")] == "Dataset001_A/2d" and ("Dataset002_B", "resenc") not in plans
+    with pytest.raises(UserError, match=r"suite\.variants\.resenc\.planer: no such suite setting"):
+        read_suite(_suite(variants={"base": [], "resenc": {"planer": "resenc_m"}}))
+
+
+@pytest.mark.parametrize("name", ["architectures", "architectures_smoke"])
+def test_the_architecture_suites_read_and_name_their_networks(name: str) -> None:
+    node = OmegaConf.to_container(OmegaConf.load(CONFIGS / "suite" / f"{name}.yaml"))
+    suite = read_suite(node)
+    assert suite.baseline == "nnunet" and suite.variant_planners.get("resenc_m") == "resenc_m"
+    assert {"mednext", "swinunetr", "segresnet"} <= {o.split("=")[1].split("_")[0] for v in suite.variants.values()
+                                                     for o in v if o.startswith("network=")}

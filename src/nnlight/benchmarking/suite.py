@@ -1,7 +1,8 @@
 """A benchmark suite as typed, checked data (``configs/suite/<name>.yaml``) and the runs it expands to.
 
-A variant is a named list of train.py overrides (or an experiment name); one variant is the baseline every
-other is compared with. Every run of a suite is a plain train.py run: its folder, and so whether it has
+A variant is a named list of train.py overrides (or an experiment name, or ``{overrides: [...], planner:
+<preset>}`` for a network that needs its own plans, as nnU-Net's ResEnc presets do); one variant is the baseline
+every other is compared with. Every run of a suite is a plain train.py run: its folder, and so whether it has
 finished, follow from its overrides exactly as for a run started by hand.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nnlight.utils.errors import UserError
@@ -58,6 +59,11 @@ class Suite:
     launcher: tuple[str, ...]  # train.py overrides that choose a Hydra launcher, e.g. launcher=submitit_slurm
     parallel_sweeps: int = 1  # train.py sweeps at once (a cluster launcher: as many as the queue takes)
     description: str = ""
+    variant_planners: dict[str, str] = field(default_factory=dict)  # variant -> its own planner preset
+
+    def planner(self, dataset: SuiteDataset, variant: str) -> str:
+        """The planner preset whose plans ``variant`` trains on for ``dataset``."""
+        return self.variant_planners.get(variant, dataset.planner)
 
     def variant_overrides(self, variant: str) -> list[str]:
         """What every run of ``variant`` is given besides plan, fold and seed: variant, budget, common."""
@@ -125,18 +131,25 @@ def _dataset(entry: Any, where: str, planner: str, configurations: tuple[str, ..
                                         f"{where}.configurations"), synthetic)
 
 
-def _variants(value: Any) -> dict[str, tuple[str, ...]]:
+def _variants(value: Any) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """(name -> train.py overrides, name -> its own planner preset)."""
     if not isinstance(value, dict) or not value:
         raise UserError("suite.variants: expected a mapping of variant name -> list of train.py overrides (or an "
                         "experiment name), e.g. {baseline: [], dice: [loss=dice]}")
-    variants = {}
-    for name, overrides in value.items():
+    variants, planners = {}, {}
+    for name, entry in value.items():
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
             raise UserError(f"suite.variants.{name}: a variant name may hold letters, digits and _ . - only")
+        overrides = entry
+        if isinstance(entry, dict):
+            _unknown(entry, {"overrides", "planner"}, f"suite.variants.{name}")
+            overrides = entry.get("overrides") or []
+            if entry.get("planner"):
+                planners[str(name)] = str(entry["planner"])
         if isinstance(overrides, str):
             overrides = [f"experiment={overrides}"]
         variants[str(name)] = _strings(overrides, f"suite.variants.{name}") if overrides else ()
-    return variants
+    return variants, planners
 
 
 def read_suite(node: Mapping[str, Any]) -> Suite:
@@ -152,7 +165,7 @@ def read_suite(node: Mapping[str, Any]) -> Suite:
     planner = str(node.get("planner", "default"))
     entries = node["datasets"] if isinstance(node["datasets"], list) else [node["datasets"]]
     datasets = tuple(_dataset(d, f"suite.datasets[{i}]", planner, configurations) for i, d in enumerate(entries))
-    variants = _variants(node["variants"])
+    variants, variant_planners = _variants(node["variants"])
     if node["baseline"] not in variants:
         raise UserError(f"suite.baseline={node['baseline']}: not one of the variants ({', '.join(variants)})")
     budget = node.get("budget") or {}
@@ -178,14 +191,24 @@ def read_suite(node: Mapping[str, Any]) -> Suite:
                  overrides=common,
                  plan_overrides=plan_overrides,
                  launcher=_strings(node["launcher"], "suite.launcher") if node.get("launcher") else (),
-                 parallel_sweeps=int(parallel), description=str(node.get("description", "")))
+                 parallel_sweeps=int(parallel), description=str(node.get("description", "")),
+                 variant_planners=variant_planners)
 
 
-def suite_runs(suite: Suite, planned: Mapping[tuple[str, str], str]) -> list[SuiteRun]:
-    """Every run, in a stable order; ``planned`` maps (dataset, configuration) to its plan config name."""
-    return [SuiteRun(dataset, configuration, plan, variant, fold, seed)
-            for (dataset, configuration), plan in planned.items()
-            for variant in suite.variants for seed in suite.seeds for fold in suite.folds]
+def suite_runs(suite: Suite, planned: Mapping[tuple[str, str], Mapping[str, str]],
+               presets: Mapping[str, str] | None = None) -> list[SuiteRun]:
+    """Every run, in a stable order. ``planned`` maps (dataset, configuration) to {planner preset: plan config
+    name}; ``presets`` a dataset's own planner preset (default: the only one planned). A variant runs on the plan
+    of its own planner (``variant_planners``) where that planner planned the configuration."""
+    runs = []
+    for (dataset, configuration), plans in planned.items():
+        default = (presets or {}).get(dataset) or next(iter(plans))
+        for variant in suite.variants:
+            plan = plans.get(suite.variant_planners.get(variant, default))
+            if plan is not None:
+                runs += [SuiteRun(dataset, configuration, plan, variant, fold, seed)
+                         for seed in suite.seeds for fold in suite.folds]
+    return runs
 
 
 def run_overrides(suite: Suite, run: SuiteRun) -> list[str]:

@@ -225,7 +225,7 @@ def check_network(choice: NetworkChoice, facts: Mapping[str, Any], batch_size: i
                             "let nnlight adapt it: network.adapt_patch=true")
         adapted_from, patch = patch, nearest
     facts = {**facts, "patch_size": patch}
-    outputs, parameters = _dry_run(choice, facts, batch_size)
+    outputs, parameters, batch_size = _dry_run(choice, facts, batch_size)
     expected = (batch_size, facts["num_classes"], *patch)
     shapes = [tuple(o.shape) if isinstance(o, torch.Tensor) else None for o in outputs]
     if None in shapes or not shapes:
@@ -251,27 +251,26 @@ def check_network(choice: NetworkChoice, facts: Mapping[str, Any], batch_size: i
 
 
 def _dry_run(choice: NetworkChoice, facts: Mapping[str, Any], batch_size: int
-             ) -> tuple[list[torch.Tensor], int]:
-    """Outputs of one training-mode forward pass (as a list) and the parameter count."""
+             ) -> tuple[list[torch.Tensor], int, int]:
+    """Outputs of one training-mode forward pass (as a list), the parameter count and the batch it ran on."""
     dummy_shape = (batch_size, facts["input_channels"], *facts["patch_size"])
     try:
         with torch.device("meta"):
             network = choice.build(facts)
             outputs = network.train()(torch.zeros(dummy_shape))
-    except Exception:  # an op without a meta kernel (e.g. .item()): the same pass for real, on one sample
-        network = choice.build(facts)
-        dummy_shape = (1, *dummy_shape[1:])
+    except Exception:  # an op without a meta kernel (e.g. .item()): the same pass for real, on two samples
+        network = choice.build(facts)  # (two: batch norm needs more than one value per channel in training)
+        dummy_shape = (min(2, batch_size), *dummy_shape[1:])
         try:
             with torch.no_grad():
                 outputs = network.train()(torch.zeros(dummy_shape))
         except Exception as e:
             raise UserError(f"network ({choice.target}) failed on an input of shape {list(dummy_shape)}: "
                             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
-        outputs = [o.expand(batch_size, *o.shape[1:]) if isinstance(o, torch.Tensor) else o
-                   for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
-        return outputs, sum(p.numel() for p in network.parameters())
+        listed = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        return listed, sum(p.numel() for p in network.parameters()), dummy_shape[0]
     listed = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-    return listed, sum(p.numel() for p in network.parameters())
+    return listed, sum(p.numel() for p in network.parameters()), batch_size
 
 
 class HighestResolution(nn.Module):

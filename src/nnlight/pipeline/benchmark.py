@@ -154,10 +154,10 @@ def check_variants(suite: Suite) -> None:
             if problem:
                 raise UserError(f"suite {suite.name}, variant {variant}: {problem}")
     for dataset in suite.datasets:
-        problem = composition_problem(CONFIG_DIR, "plan",
-                                      ["dataset=_", f"planner={dataset.planner}", *suite.plan_overrides])
-        if problem:
-            raise UserError(f"suite {suite.name}, planning {dataset.name}: {problem}")
+        for preset in dict.fromkeys(suite.planner(dataset, v) for v in suite.variants):
+            problem = composition_problem(CONFIG_DIR, "plan", ["dataset=_", f"planner={preset}", *suite.plan_overrides])
+            if problem:
+                raise UserError(f"suite {suite.name}, planning {dataset.name}: {problem}")
 
 
 def _planner(preset: str) -> tuple[str, str]:
@@ -167,27 +167,32 @@ def _planner(preset: str) -> tuple[str, str]:
 
 
 def expand(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan: set[str] = frozenset()) -> Expansion:
-    """Plan (and preprocess) the datasets named in ``plan``, then every run of the suite whose (dataset,
-    configuration) nnU-Net's rules planned, with the folder train.py gives it."""
-    planned: dict[tuple[str, str], str] = {}
+    """Plan (and preprocess) the datasets named in ``plan`` with every planner preset the suite needs (the
+    dataset's, and a variant's own, e.g. ResEnc), then every run of the suite whose (dataset, configuration) the
+    planner of its variant planned, with the folder train.py gives it."""
+    planned: dict[tuple[str, str], dict[str, str]] = {}
     not_planned: list[tuple[str, str]] = []
     unplanned: list[str] = []
+    presets: dict[str, str] = {}
     for dataset in suite.datasets:
         name = raw_folders[dataset.name].name
-        plans_name, suffix = _planner(dataset.planner)
-        if name in plan:
-            _plan(raw_folders[dataset.name], [f"planner={dataset.planner}", *suite.plan_overrides])
-        plans_file = roots.preprocessed / name / f"{plans_name}.json"
-        if not plans_file.is_file():
-            unplanned.append(name)
-            continue
-        configurations = load_json(plans_file).get("configurations", {})
-        for configuration in dataset.configurations:
-            if configuration in configurations:
-                planned[(name, configuration)] = f"{name}/{config_name(configuration, suffix)}"
-            else:
-                not_planned.append((name, configuration))
-    runs = {r.key(): r for r in suite_runs(suite, planned)}
+        presets[name] = dataset.planner
+        for preset in dict.fromkeys(suite.planner(dataset, v) for v in suite.variants):
+            plans_name, suffix = _planner(preset)
+            if name in plan:
+                _plan(raw_folders[dataset.name], [f"planner={preset}", *suite.plan_overrides])
+            plans_file = roots.preprocessed / name / f"{plans_name}.json"
+            if not plans_file.is_file():
+                unplanned += [] if name in unplanned else [name]
+                continue
+            configurations = load_json(plans_file).get("configurations", {})
+            for configuration in dataset.configurations:
+                if configuration in configurations:
+                    planned.setdefault((name, configuration), {})[preset] = \
+                        f"{name}/{config_name(configuration, suffix)}"
+                elif preset == dataset.planner:
+                    not_planned.append((name, configuration))
+    runs = {r.key(): r for r in suite_runs(suite, planned, presets)}
     return Expansion(runs, {key: run_folder(run_overrides(suite, r)) for key, r in runs.items()}, not_planned,
                      unplanned)
 
