@@ -90,3 +90,20 @@ def test_a_dry_run_lists_the_work_and_writes_nothing(roots: Roots) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "to plan   Dataset981_SmokeGray" in result.stdout and "to plan   Dataset982_SmokeRGB" in result.stdout
     assert _files(roots) == {}  # not even the synthetic datasets are generated
+
+
+@pytest.mark.slow  # 136 s: 10 trainings; tests/model/test_network_options.py trains each network in the default suite
+def test_the_architectures_smoke_suite_compares_every_network_with_its_compute(roots: Roots) -> None:
+    result = run_script("benchmark.py", "suite=architectures_smoke", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = roots.results / "benchmarks" / "architectures_smoke"
+    runs = list(csv.DictReader((folder / "runs.csv").open()))
+    assert len(runs) == 10 and {r["status"] for r in runs} == {"finished"}
+    by_variant = {(r["dataset"], r["variant"]): r for r in runs}
+    resenc = by_variant[("Dataset984_ArchSmoke3D", "resenc_m")]
+    assert "nnUNetResEncUNetMPlans" in resenc["run_folder"]  # ResEnc trains on its own plans
+    assert int(resenc["parameters"]) != int(by_variant[("Dataset984_ArchSmoke3D", "nnunet")]["parameters"])
+    report = (folder / "report.md").read_text()
+    for variant in ("resenc_m", "mednext_s", "swinunetr", "segresnet"):
+        assert f"| Dataset984_ArchSmoke3D / 3d_fullres | {variant} | 1 |" in report  # the paired comparison
+    assert "| peak GPU MB | parameters |" in report and "on the resenc_m planner's plans" in report

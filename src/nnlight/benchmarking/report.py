@@ -189,7 +189,9 @@ def _header(suite: Suite, runs: Sequence[Mapping[str, Any]], tasks: int, not_pla
              f"dataset/configuration pair(s) × {len(suite.variants)} variant(s) × {len(suite.folds)} fold(s) × "
              f"{len(suite.seeds)} seed(s)).",
              f"- **Baseline**: `{suite.baseline}`. Variants: " + "; ".join(
-                 f"`{v}` = {' '.join(o) or '(the baseline recipe)'}" for v, o in suite.variants.items()) + ".",
+                 f"`{v}` = {' '.join(o) or '(the baseline recipe)'}"
+                 + (f" on the {suite.variant_planners[v]} planner's plans" if v in suite.variant_planners else "")
+                 for v, o in suite.variants.items()) + ".",
              f"- **Budget**: {budget}. Every run: {' '.join(suite.overrides) or 'no further overrides'}.",
              f"- **Deterministic** (trainer.deterministic=true): {deterministic} of {len(finished)} finished run(s).",
              f"- **Software**: nnlight {', '.join(revisions) or '–'}; device(s): "
