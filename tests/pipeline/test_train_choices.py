@@ -36,7 +36,7 @@ def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuratio
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    (["loss=foo"], "loss=foo: no such option; choose one of ce, dice, dice_ce, dice_topk10, topk10"),
+    (["loss=foo"], "loss=foo: no such option; choose one of ce, custom, dice, dice_ce, dice_topk10, topk10"),
     (["optimizer=sgd"], "optimizer=sgd: no such option; choose one of adam, adamw, adan, sgd_nesterov"),
     (["scheduler=step"], "scheduler=step: no such option; choose one of cosine, poly, warmup_poly"),
     (["experiment=nnUNetTrainerFoo"], "experiment=nnUNetTrainerFoo: no such option; choose one of baseline, "),
@@ -64,7 +64,9 @@ def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(r
 
 @pytest.mark.parametrize(("overrides", "expected"), [
     (["+loss.smooth=0"], "unknown setting(s) loss.smooth; valid: batch_dice, dice_smooth"),
-    (["network.norm=group"], "network.norm='group': expected one of 'instance', 'batch'"),
+    (["network.norm=group"], "could not be built from norm='group', deep_supervision=True, "
+                             "input_channels=2, num_classes=3, architecture=...: ValueError: norm='group': choose "
+                             "one of instance, batch"),
     (["data.fold=abc"], "data.fold='abc': expected an int or one of 'all'"),
     (["plan.batch_size=0"], "batch_size=0 is out of range"),
     (["optimizer.lr=fast"], "optimizer (torch.optim.sgd.SGD) could not be created with lr='fast'"),
@@ -77,7 +79,8 @@ def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(r
     (["augmentation.seg_interpolation=cubic"], "augmentation.seg_interpolation='cubic': expected one of 'linear'"),
     (["data.oversampling=sometimes"], "data.oversampling='sometimes': expected one of 'last_in_batch'"),
     (["+trainer.max_epoch=3"], "trainer.max_epoch: not a Lightning Trainer argument"),
-    (["data.patch_size=[30,30,30]"], "data.patch_size=[30, 30, 30] does not fit the planned network"),
+    (["data.patch_size=[30,30,30]"], "needs a patch divisible by [2, 4, 4] per axis; data.patch_size=[30, 30, 30] is "
+                                     "not. Nearest valid patch: [30, 32, 32]"),
     (["+logger.images_every_n_epochs=5"], "logger.images_every_n_epochs=5: none of the chosen loggers shows images"),
     (["logger=tensorboard", "logger.images_every_n_epochs=0"], "logger.images_every_n_epochs=0: use a whole number"),
     (["optimizer.lr=nan"], "optimizer.lr=nan: not a finite number"),
@@ -134,9 +137,9 @@ def test_help_lists_every_group_with_its_options(roots: Roots) -> None:
     for extra in ([], ["plan=Dataset900_Demo/2d"]):
         result = run_script("train.py", *extra, "--help", roots=roots)
         assert result.returncode == 0 and "Traceback" not in result.stderr
-        assert "loss: ce, dice, dice_ce*, dice_topk10, topk10" in result.stdout
+        assert "loss: ce, custom, dice, dice_ce*, dice_topk10, topk10" in result.stdout
         assert "plan: Dataset900_Demo/2d, Dataset900_Demo/3d_fullres, Dataset910_Regions/2d" in result.stdout
-        assert "nnUNetTrainerDA5" in result.stdout and "network: default*" in result.stdout
+        assert "nnUNetTrainerDA5" in result.stdout and "network: custom, default*, dynunet" in result.stdout
 
 
 def test_a_region_dataset_trains_region_based_by_default(roots: Roots) -> None:
@@ -185,7 +188,9 @@ def test_each_new_option_family_trains_and_predicts(roots: Roots, experiment: st
     run = _run(f"{experiment}[{','.join(sorted([combined_with, 'debug=limit', 'validation.enabled=false']))}]", roots)
     choices = json.loads((run / "inference.json").read_text())
     batch_norm = experiment == "nnUNetTrainerBN"
-    assert choices["network"] == {"norm": "batch" if batch_norm else "instance", "deep_supervision": not batch_norm}
+    assert choices["network"]["arguments"] == {"norm": "batch" if batch_norm else "instance",
+                                               "deep_supervision": not batch_norm}
+    assert choices["network"]["deep_supervision_outputs"] == (1 if batch_norm else 2)  # the plan's U-Net: 3 stages
     predictor = Predictor.from_model_folder(run, mirroring=False, device="cpu")
     norms = {type(m).__name__ for m in predictor.networks[0].modules()}
     assert ("BatchNorm3d" in norms) == batch_norm
