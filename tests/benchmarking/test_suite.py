@@ -69,7 +69,7 @@ def test_a_variant_with_its_own_planner_trains_on_that_planners_plan() -> None:
         read_suite(_suite(variants={"base": [], "resenc": {"planer": "resenc_m"}}))
 
 
-@pytest.mark.parametrize("name", ["architectures", "architectures_smoke"])
+@pytest.mark.parametrize("name", ["architectures", "architectures_smoke", "architectures_shared_cpu"])
 def test_the_architecture_suites_read_and_name_their_networks(name: str) -> None:
     node = OmegaConf.to_container(OmegaConf.load(CONFIGS / "suite" / f"{name}.yaml"))
     suite = read_suite(node)
