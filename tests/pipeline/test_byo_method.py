@@ -82,3 +82,12 @@ def _read(folder: Path, case: str) -> tuple[np.ndarray, tuple[float, ...]]:
     files = sorted(folder.glob(f"{case}_*.nii.gz"))
     images, geometry = read_images(files, "sitk")
     return images, geometry
+
+
+def test_a_misspelt_option_from_the_users_config_folder_is_named_with_theirs(planned_demo_template: Roots,
+                                                                            tmp_path: Path) -> None:
+    roots = planned_demo(planned_demo_template, tmp_path)
+    result = _run("train.py", "plan=Dataset900_Demo/2d", "network=tiny_skp", roots=roots, config_dir=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "network=tiny_skp: no such option; choose one of custom, default" in result.stderr
+    assert "tiny_skip" in result.stderr and not roots.results.exists()

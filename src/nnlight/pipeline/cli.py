@@ -34,8 +34,9 @@ CONFIG_DIR = Path(str(importlib.resources.files("nnlight.configs")))
 
 # Hydra's own flags (--cfg job, --info, -cn ...) go straight to Hydra
 _HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--config-path", "-cp", "--config-name", "-cn",
-                "--config-dir", "-cd", "--resolve", "--package", "-p", "--shell-completion", "-sc",
-                "--experimental-rerun", "--run", "-r")
+                "--resolve", "--package", "-p", "--shell-completion", "-sc", "--experimental-rerun", "--run", "-r")
+# a config folder of the user's own (their network/loss/... YAMLs): checked like the built-in configs
+_CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 
 
 # The roots' environment variables (configs/paths/default.yaml): where Hydra looks for the generated plan
@@ -68,14 +69,37 @@ def check_command_line(config_dir: Path, config_name: str, argv: list[str] | Non
     if "--help" in args or "-h" in args:
         print(help_text(config_dir, config_name))
         sys.exit(0)
+    own_configs, args = _own_config_dir(args)
     overrides = [a for a in args if not a.startswith("-")]
     paths_to_environment(overrides)
     message = plan_file_problems(config_dir, config_name, overrides)
+    if not message and own_configs is not None and not own_configs.is_dir():
+        message = f"--config-dir {own_configs}: no such folder (your own configs: <folder>/network/<name>.yaml, ...)"
     if not message and not any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
-        message = first_problem(config_dir, config_name, overrides)
+        extra = [_search_path_override(config_dir, config_name, own_configs)] if own_configs else []
+        message = first_problem(config_dir, config_name, [*overrides, *extra])
     if message:
         print(f"\nnnlight: error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def _own_config_dir(args: list[str]) -> tuple[Path | None, list[str]]:
+    """``--config-dir <folder>`` (or ``-cd``, ``--config-dir=<folder>``) and the other arguments."""
+    rest, folder = [], None
+    arguments = iter(args)
+    for arg in arguments:
+        flag, _, value = arg.partition("=")
+        if flag in _CONFIG_DIR_FLAGS:
+            folder = Path(value or next(arguments, "")).expanduser().resolve()
+        else:
+            rest.append(arg)
+    return folder, rest
+
+
+def _search_path_override(config_dir: Path, config_name: str, own_configs: Path) -> str:
+    """The search path Hydra uses with ``--config-dir``: the user's folder, then the primary config's entries."""
+    entries = [f"file://{own_configs}", *(f"file://{p.parent}" for p in _plan_folders(config_dir, config_name))]
+    return f"hydra.searchpath=[{','.join(entries)}]"
 
 
 def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
