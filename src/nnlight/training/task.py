@@ -48,7 +48,7 @@ class SegmentationTask(L.LightningModule):
                                           "labels": dict(layout.labels), "loss": asdict(loss)}))
         self.network = self.configure_network()
         self.loss = self.configure_loss()
-        self.pseudo_dice = PseudoDice(layout)
+        self.pseudo_dice = self.configure_metrics()
         self.pseudo_dice_ema: float | None = None
         self.pseudo_dice_history: list[float] = []  # mean foreground pseudo Dice per validation epoch
 
@@ -64,6 +64,11 @@ class SegmentationTask(L.LightningModule):
         return DeepSupervisionLoss(one_output,
                                    deep_supervision_weights(self.checked_network.outputs,
                                                             lowest=1e-6 if distributed else 0.0))
+
+    def configure_metrics(self) -> PseudoDice:
+        """The per-epoch validation metric on patches (nnU-Net's pseudo Dice); a user's per-case metrics (the
+        metrics group) score the end-of-training validation instead (:mod:`nnlight.evaluation.metrics`)."""
+        return PseudoDice(self.layout)
 
     def setup(self, stage: str) -> None:
         if self.trainer is not None and self.trainer.world_size > 1:
