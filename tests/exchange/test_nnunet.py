@@ -129,3 +129,13 @@ def test_nnunet_postprocessing_json_becomes_rules(tmp_path: Path, preprocessed) 
 def test_the_trainers_nnlight_reads_are_its_experiments() -> None:
     experiments = {p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml")} - {"baseline"}
     assert set(NNUNET_TRAINERS) == experiments | {"nnUNetTrainer"}
+
+
+def test_only_the_plans_unet_exports_to_nnunet() -> None:
+    from nnlight.exchange.nnunet import nnunet_trainer_name
+    from nnlight.model.network import NetworkChoice
+
+    assert nnunet_trainer_name(plan_unet("batch")) == "nnUNetTrainerBN"
+    segresnet = NetworkChoice.from_config({"_target_": "torch.nn.Identity"})
+    with pytest.raises(UserError, match=r"network torch\.nn\.Identity: nnU-Net has no trainer for this network"):
+        nnunet_trainer_name(segresnet)
