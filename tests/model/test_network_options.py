@@ -27,7 +27,7 @@ SMALL = {  # CPU-test widths; the YAMLs keep the published sizes
     "swinunetr": ["network.feature_size=12", "network.depths=[1,1,1,1]"],
     "unetr": ["network.hidden_size=48", "network.mlp_dim=96", "network.num_heads=4", "network.feature_size=8"],
     "dynunet": [],
-    "mednext_s": ["network.init_filters=4"],
+    **{f"mednext_{size}{kernel}": ["network.init_filters=4"] for size in "sbml" for kernel in ("", "_k5")},
 }  # network=default (the plan's U-Net) trains in every other training test
 PATCH = {("swinunetr", "2d"): [64, 32], ("swinunetr", "3d_fullres"): [32, 32, 64]}  # more than 1 voxel at 1/32
 
