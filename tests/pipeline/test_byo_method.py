@@ -34,11 +34,20 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
         planned_demo_template: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     roots = planned_demo(planned_demo_template, tmp_path)
     choices = ("network=tiny_skip", "loss=focal", "augmentation=cutout", "metrics=volume")
-    trained = _run("train.py", "plan=Dataset900_Demo/2d", *choices, *TINY_BUDGET, roots=roots, config_dir=True)
+    command = ("plan=Dataset900_Demo/2d", *choices, *TINY_BUDGET)
+    trained = _run("train.py", "-m", *command, "data.fold=0,1", roots=roots, config_dir=True)  # two folds: an ensemble
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "network: TinySkipNet gives one output: trained without deep supervision" in trained.stdout
     model = next((roots.results / "Dataset900_Demo" / "2d").glob("*network=tiny_skip*"))
     assert all(choice in model.name for choice in choices)  # the folder name says how it was made
+
+    # an interrupted fold resumes from its last checkpoint with the user's network and loss
+    interrupted = model / "fold_1"
+    for name in ("checkpoints/final.ckpt", "run_stats.json"):
+        (interrupted / name).unlink()
+    resumed = _run("train.py", *command, "data.fold=1", roots=roots, config_dir=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout and (interrupted / "checkpoints" / "final.ckpt").is_file()
     run = model / "fold_0"
     recorded = json.loads((run / "inference.json").read_text())["network"]
     assert recorded["target"] == "my_lab.nets.TinySkipNet" and recorded["deep_supervision_outputs"] == 1
@@ -63,6 +72,7 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
                                         r"trusted_networks=\[my_lab\.nets\]"):
         Predictor.from_model_folder(model)
     direct = Predictor.from_model_folder(model, trusted_networks=["my_lab"], mirroring=False)
+    assert len(direct.networks) == 2  # the fold ensemble the model file must reproduce
 
     export_model_zip(roots.results, "Dataset900_Demo", str(model.relative_to(roots.results / "Dataset900_Demo")),
                      tmp_path / "mine.zip")
