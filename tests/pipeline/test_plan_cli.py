@@ -56,6 +56,7 @@ def test_plan_3d_demo_end_to_end(demo_3d: Path, roots: Roots) -> None:
                for line in header)
 
 
+@pytest.mark.slow  # 20 s: a rerun of plan.py is also checked by test_plan_onto_a_full_disk_... (suite time)
 def test_rerun_reuses_fingerprint_and_keeps_edited_configs(demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", roots=roots).returncode == 0

@@ -300,6 +300,7 @@ def test_mixed_precision_prediction_keeps_the_float32_argmax(trained: Roots, pre
     assert agreement >= 0.999
 
 
+@pytest.mark.slow  # 16 s: two messages; keeps the default suite under 15 minutes on 2 cores
 def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     evaluate = run_script("evaluate.py", "dataset=Dataset900_Demo", roots=roots)

@@ -44,6 +44,7 @@ def test_fast_dev_run(planned_roots: Roots, configuration: str) -> None:
     assert len(summary["metric_per_case"]) == 1  # the validation code path runs, on one case
 
 
+@pytest.mark.slow  # 7 s: debug=limit also runs in test_an_ignore_label_dataset_trains_... (default suite time)
 def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) -> None:
     result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", "debug=limit", roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -225,6 +226,7 @@ def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned
     assert (run / "logs" / "metrics.csv").is_file()
 
 
+@pytest.mark.slow  # 11 s: tests/training/test_task.py trains a batch down in-process (default suite time)
 def test_overfit_one_batch_drives_the_training_loss_down(planned_roots: Roots) -> None:
     result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=overfit", "trainer.max_epochs=15",
                         roots=planned_roots)
