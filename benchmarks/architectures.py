@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from benchmarks._common import CONFIGS, provenance
 from nnlight.model.network import NetworkChoice, architecture_facts, check_network
@@ -46,7 +47,8 @@ def measure(name: str, patch: list[int], channels: int, classes: int, batch: int
     option, encoder, blocks = OPTIONS[name]
     imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the interpreter with torch and MONAI loaded
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        choice = NetworkChoice.from_config(compose(overrides=[f"+network={option}"]).network)
+        node = compose(overrides=[f"+network={option}"]).network
+    choice = NetworkChoice.from_config(OmegaConf.to_container(node, resolve=True))
     facts = architecture_facts(_architecture(encoder or "PlainConvUNet", blocks or [2] * 5, len(patch)), channels,
                                classes, patch)
     checked = check_network(choice, facts, batch)

@@ -10,12 +10,12 @@ import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import SegmentationDataModule
 from nnlight.model.network import NetworkChoice, architecture_facts, check_network
-from nnlight.pipeline.settings import settings_from_config
+from nnlight.pipeline.settings import plain, settings_from_config
 from nnlight.planning import PlannerSettings
 from nnlight.planning.plans import Architecture
 from nnlight.training.losses import LossSettings
@@ -69,7 +69,7 @@ def test_wrong_setting_and_wrong_choice_are_named() -> None:
         settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
     architecture = Architecture("PlainConvUNet", 2, [4, 8], [[3, 3], [3, 3]], [[1, 1], [2, 2]], [1, 1], [1])
     with pytest.raises(UserError, match=r"norm='group': choose one of instance, batch"):
-        check_network(NetworkChoice.from_config(cfg.network), architecture_facts(architecture, 1, 2, [8, 8]))
+        check_network(NetworkChoice.from_config(plain(cfg.network)), architecture_facts(architecture, 1, 2, [8, 8]))
 
 
 @pytest.mark.parametrize("option", [o for o in _options("network") if o != "custom"])  # custom: a template
@@ -78,7 +78,7 @@ def test_every_network_option_builds_and_passes_its_check_in_2d(option: str) -> 
     that gives (batch, classes, *patch) on a 2D patch it declares it can take."""
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(overrides=[f"+network={option}"])
-    choice = NetworkChoice.from_config(cfg.network)
+    choice = NetworkChoice.from_config(plain(cfg.network))
     architecture = Architecture("PlainConvUNet", 3, [4, 8, 8], [[3, 3]] * 3, [[1, 1], [2, 2], [2, 2]], [1, 1, 1],
                                 [1, 1])
     checked = check_network(choice, architecture_facts(architecture, 2, 3, [64, 64]))
@@ -127,7 +127,7 @@ def _instantiates(group: str, cfg: DictConfig, tmp_path: Path) -> None:
         assert len(loggers) == len([k for k in cfg.logger if k != "images_every_n_epochs"])
         assert images_every == (10 if any(isinstance(x, IMAGE_LOGGERS) for x in loggers) else None)
     elif group == "callbacks":
-        callbacks = [c.create() for c in components(cfg.callbacks, "callbacks", L.Callback)]
+        callbacks = [c.create() for c in components(plain(cfg.callbacks), "callbacks", L.Callback)]
         assert len(callbacks) == len(cfg.callbacks) and all(isinstance(x, L.Callback) for x in callbacks)
     elif group == "trainer":
         inspect.signature(L.Trainer).bind(**trainer_arguments(cfg.trainer)[0])  # every key is a Trainer argument
@@ -135,11 +135,11 @@ def _instantiates(group: str, cfg: DictConfig, tmp_path: Path) -> None:
         assert cfg.hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
         assert cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
     elif group == "optimizer":
-        assert isinstance(component(cfg.optimizer, "optimizer", Optimizer).create([torch.nn.Parameter(
+        assert isinstance(component(plain(cfg.optimizer), "optimizer", Optimizer).create([torch.nn.Parameter(
             torch.zeros(1))]), Optimizer)
     elif group == "scheduler":
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
-        assert isinstance(component(cfg.scheduler, "scheduler", LRScheduler).create(optimizer), LRScheduler)
+        assert isinstance(component(plain(cfg.scheduler), "scheduler", LRScheduler).create(optimizer), LRScheduler)
     elif group == "loss":
         assert isinstance(settings_from_config(LossSettings, cfg.loss, "loss"), LossSettings)
 
@@ -180,26 +180,26 @@ def test_every_experiment_builds_a_task_and_data_module(experiment: str, preproc
 
 def test_config_files_cannot_import_arbitrary_code() -> None:
     with pytest.raises(UserError, match=r"callbacks\.evil\._target_='os\.system' is not a .*Callback class"):
-        components(OmegaConf.create({"evil": {"_target_": "os.system", "command": "true"}}), "callbacks", L.Callback)
+        components(({"evil": {"_target_": "os.system", "command": "true"}}), "callbacks", L.Callback)
     nested = {"x": {"_target_": "lightning.pytorch.callbacks.EarlyStopping", "monitor": {"_target_": "os.getcwd"}}}
     with pytest.raises(UserError, match="another _target_"):
-        components(OmegaConf.create(nested), "callbacks", L.Callback)
+        components((nested), "callbacks", L.Callback)
     sneaky = {"_target_": "lightning.pytorch.callbacks.model_checkpoint.os.system"}
     with pytest.raises(UserError, match="is not a"):
-        component(OmegaConf.create(sneaky), "callbacks.x", L.Callback)
+        component((sneaky), "callbacks.x", L.Callback)
     writer = {"_target_": "nnlight.utils.files.atomic_write_text", "path": "/tmp/x.pth", "text": "import os"}
     with pytest.raises(UserError, match=r"nnlight\.utils\.files\.atomic_write_text' is not a"):
-        component(OmegaConf.create(writer), "callbacks.x", L.Callback)  # an nnlight function is no callback
+        component((writer), "callbacks.x", L.Callback)  # an nnlight function is no callback
 
 
 def test_a_users_own_class_works_and_a_wrong_argument_is_named() -> None:
     from torch.optim import Optimizer
 
-    own = component(OmegaConf.create({"_target_": "tests.test_configs.MyCallback", "every": 3}), "callbacks.mine",
+    own = component(({"_target_": "tests.test_configs.MyCallback", "every": 3}), "callbacks.mine",
                     L.Callback)
     assert own.create().every == 3
     with pytest.raises(UserError, match=r"optimizer: SGD has no argument\(s\) betas; valid: params, lr"):
-        component(OmegaConf.create({"_target_": "torch.optim.SGD", "lr": 0.1, "betas": [0.9]}), "optimizer",
+        component(({"_target_": "torch.optim.SGD", "lr": 0.1, "betas": [0.9]}), "optimizer",
                   Optimizer)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from nnlight.data.datamodule import plan_datamodule
 from nnlight.inference.predictor import Predictor, TrainingChoices
@@ -35,7 +36,7 @@ PATCH = {("swinunetr", "2d"): [64, 32], ("swinunetr", "3d_fullres"): [32, 32, 64
 def _choice(option: str, *overrides: str) -> NetworkChoice:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(overrides=[f"+network={option}", "network.adapt_patch=true", *overrides])
-    return NetworkChoice.from_config(cfg.network)
+    return NetworkChoice.from_config(OmegaConf.to_container(cfg.network, resolve=True))
 
 
 @pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])

@@ -16,7 +16,6 @@ import SimpleITK as sitk
 
 from nnlight.exchange.model_zip import export_model_zip
 from nnlight.inference.predictor import Predictor
-from nnlight.utils.errors import UserError
 from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo
 
 BYO = REPO / "tests" / "byo_method"
@@ -67,16 +66,18 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     assert "tiny_skip" in table and "volume_error |" in table
 
     # a run naming code from outside nnlight and MONAI is imported only when trusted
+    images = roots.raw / "Dataset900_Demo" / "imagesTs"
+    untrusted = _run("predict.py", f"model='{model}'", f"input={images}", f"output={tmp_path / 'untrusted'}",
+                     roots=roots)
+    assert untrusted.returncode == 2 and "Traceback" not in untrusted.stderr
+    assert "my_lab.nets.TinySkipNet, code from outside nnlight and MONAI" in untrusted.stderr
+    assert "trusted_networks=[my_lab.nets]" in untrusted.stderr
     monkeypatch.syspath_prepend(str(BYO))
-    with pytest.raises(UserError, match=r"my_lab\.nets\.TinySkipNet, code from outside nnlight and MONAI.*"
-                                        r"trusted_networks=\[my_lab\.nets\]"):
-        Predictor.from_model_folder(model)
     direct = Predictor.from_model_folder(model, trusted_networks=["my_lab"], mirroring=False)
     assert len(direct.networks) == 2  # the fold ensemble the model file must reproduce
 
     export_model_zip(roots.results, "Dataset900_Demo", str(model.relative_to(roots.results / "Dataset900_Demo")),
                      tmp_path / "mine.zip")
-    images = roots.raw / "Dataset900_Demo" / "imagesTs"
     predicted = _run("predict.py", f"model={tmp_path / 'mine.zip'}", f"input={images}", f"output={tmp_path / 'out'}",
                      "mirroring=false", "postprocessing=false", "trusted_networks=[my_lab]", roots=roots)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
@@ -101,3 +102,6 @@ def test_a_misspelt_option_from_the_users_config_folder_is_named_with_theirs(pla
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "network=tiny_skp: no such option; choose one of custom, default" in result.stderr
     assert "tiny_skip" in result.stderr and not roots.results.exists()
+    missing = subprocess.run([sys.executable, str(REPO / "train.py"), "--config-dir", str(tmp_path / "absent"),
+                              "plan=Dataset900_Demo/2d"], cwd=REPO, env=roots.env(), capture_output=True, text=True)
+    assert missing.returncode == 2 and f"--config-dir {tmp_path / 'absent'}: no such folder" in missing.stderr

@@ -21,7 +21,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from nnlight.data import transforms as T
 from nnlight.preprocessing.resampling import ANISOTROPY_THRESHOLD
@@ -304,7 +303,7 @@ _STAGES: dict[str, Stage] = {
 def user_transforms(settings: AugmentationSettings) -> dict[str, T.BatchTransform]:
     """The user's transforms of ``settings.transforms``, created (each class checked to be a BatchTransform)."""
     return {c.where.removeprefix("augmentation.transforms."): c.create()
-            for c in components(OmegaConf.create(settings.transforms), "augmentation.transforms", T.BatchTransform)}
+            for c in components(settings.transforms, "augmentation.transforms", T.BatchTransform)}
 
 
 def check_transforms(settings: AugmentationSettings, channels: int, patch_size: Sequence[int]) -> None:

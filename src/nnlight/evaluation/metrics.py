@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
 from nnlight.raw.labels import label_key
@@ -39,7 +38,7 @@ class CaseMetric(ABC):
         """The score of ``prediction`` against ``reference``."""
 
 
-def metric_components(node: DictConfig | Mapping[str, Any] | None, where: str = "metrics") -> tuple[Component, ...]:
+def metric_components(node: Mapping[str, Any] | None, where: str = "metrics") -> tuple[Component, ...]:
     """The ``metrics`` group's classes, checked (CaseMetric subclasses with known arguments, names not taken)."""
     found = tuple(components(node, where, CaseMetric))
     for metric in found:

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from nnlight.planning.facts import DatasetFacts
@@ -65,9 +64,9 @@ class NetworkChoice:
     adapt_patch: bool = False
 
     @classmethod
-    def from_config(cls, node: DictConfig | Mapping[str, Any], where: str = "network") -> NetworkChoice:
-        values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-        assert isinstance(values, dict)
+    def from_config(cls, node: Mapping[str, Any], where: str = "network") -> NetworkChoice:
+        """The group's plain values (pipeline/ resolves the config), checked."""
+        values = dict(node)
         checked, from_plan = planned_component(values, where, nn.Module, PLAN_FACTS, OWN_KEYS[2:])
         divisible = values.get("patch_divisible_by")
         if not (divisible is None or divisible == "strides" or _positive_ints(divisible)):

@@ -90,7 +90,8 @@ def _own_config_dir(args: list[str]) -> tuple[Path | None, list[str]]:
     for arg in arguments:
         flag, _, value = arg.partition("=")
         if flag in _CONFIG_DIR_FLAGS:
-            folder = Path(value or next(arguments, "")).expanduser().resolve()
+            value = value or next(arguments, "")
+            folder = Path(value).expanduser().resolve() if value else Path("/nonexistent --config-dir value")
         else:
             rest.append(arg)
     return folder, rest

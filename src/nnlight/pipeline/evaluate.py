@@ -12,7 +12,7 @@ from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import metric_components
 from nnlight.evaluation.selection import results_table, select_best
 from nnlight.pipeline.plan import resolve_raw_folder
-from nnlight.pipeline.settings import required
+from nnlight.pipeline.settings import plain, required
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import DatasetResults, PredictionFolder
@@ -49,7 +49,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not reference.is_dir():
         raise UserError(f"reference={reference}: folder not found")
     labels = dict(dataset_json.labels)
-    metrics = metric_components(cfg.get("metrics"))
+    metrics = metric_components(plain(cfg.get("metrics")))
     if cfg.prediction:
         prediction = Path(str(cfg.prediction))
         if not prediction.is_dir():

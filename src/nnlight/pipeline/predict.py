@@ -20,7 +20,7 @@ from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.inference.folder import input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor, resolve_device
-from nnlight.pipeline.settings import required, settings_from_config
+from nnlight.pipeline.settings import plain, required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
@@ -201,7 +201,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
         summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
             bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm),
-            metric_components(cfg.get("metrics"))), allow_missing=True)
+            metric_components(plain(cfg.get("metrics")))), allow_missing=True)
         lines.append(f"  foreground mean Dice {summary['foreground_mean']['Dice']:.4f} over {summary['cases']} "
                      f"case(s) -> {folder.summary}, {folder.summary_csv}")
     print("\n".join(lines))

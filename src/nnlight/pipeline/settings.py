@@ -70,6 +70,11 @@ def describe_type(hint: Any) -> str:
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
+def plain(node: DictConfig | None) -> dict[str, Any]:
+    """A config group as plain, resolved values: what the code below pipeline/ takes (it never reads a config)."""
+    return {} if node is None else OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
 def settings_from_config(cls: type[T], node: DictConfig, group: str) -> T:
     """Build the dataclass ``cls`` from ``node``, checking every key and value against its type hints."""
     values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]

@@ -24,7 +24,7 @@ from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
 from nnlight.evaluation.metrics import metric_components
 from nnlight.model.network import CheckedNetwork, NetworkChoice, check_network, plan_facts
 from nnlight.model.pretrained import PretrainedWeights, check_fits, read_pretrained
-from nnlight.pipeline.settings import check_finite_values, settings_from_config
+from nnlight.pipeline.settings import check_finite_values, plain, settings_from_config
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, architecture_from_plan, plans_from_nnunet
 from nnlight.preprocessing.store import completed_cases
@@ -50,7 +50,6 @@ from nnlight.utils.folders import ModelFolder
 class TrainSetup:
     plan: dict[str, Any]  # the resolved plan config (overrides included), saved as the run's plan.json
     facts: DatasetFacts
-    architecture: Architecture
     preprocessed_dataset: Path
     raw_labels: Path
     data: DataSettings
@@ -95,7 +94,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     check_fold(data.fold, preprocessed)
     loss = _loss(cfg.loss, facts, bool(plan["batch_dice"]), len(data.patch_size))
     trainer, compile_network = trainer_arguments(cfg.trainer)
-    network = check_network(NetworkChoice.from_config(cfg.network), plan_facts(plan, data.patch_size),
+    network = check_network(NetworkChoice.from_config(plain(cfg.network)), plan_facts(plan, data.patch_size),
                             data.batch_size)
     data = replace(data, patch_size=tuple(network.patch_size))
     dataset_results = Path(cfg.paths.results) / facts.dataset
@@ -108,15 +107,15 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     augmentation = settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
     check_transforms(augmentation, facts.network_input_channels, data.patch_size)
     return TrainSetup(
-        plan=plan, facts=facts, architecture=architecture, preprocessed_dataset=preprocessed,
+        plan=plan, facts=facts, preprocessed_dataset=preprocessed,
         raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
         augmentation=augmentation,
         network=network, loss=loss,
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
-        callbacks=components(cfg.get("callbacks"), "callbacks", L.Callback),
+        callbacks=components(plain(cfg.get("callbacks")), "callbacks", L.Callback),
         loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
         validation=settings_from_config(ValidationOptions, cfg.validation, "validation"),
-        metrics=metric_components(cfg.get("metrics")), seed=_seed(cfg.seed),
+        metrics=metric_components(plain(cfg.get("metrics"))), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
         nonfinite_loss_patience=NonFiniteLossStop(cfg.nonfinite_loss_patience).patience,
         pretrained=_pretrained(cfg.get("init_from"), plan, architecture, network), previous_stage=previous,
@@ -145,9 +144,9 @@ def _loss(node: DictConfig, facts: DatasetFacts, batch_dice: bool, spatial_dims:
 def logger_components(group: DictConfig | None) -> tuple[list[Component], int | None]:
     """The logger group's loggers, and how often they receive a picture of a validation patch: its own key
     ``images_every_n_epochs`` (null: never), refused where no chosen logger can show images."""
-    entries = dict(group or {})
+    entries = plain(group)
     every = entries.pop("images_every_n_epochs", None)
-    loggers = components(entries, "logger", Logger)  # type: ignore[arg-type]
+    loggers = components(entries, "logger", Logger)
     if every is None:
         return loggers, None
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -230,13 +229,13 @@ def check_fold(fold: int | str, preprocessed_dataset: Path) -> None:
 
 
 def _optimizer(node: DictConfig) -> Component:
-    optimizer = component(node, "optimizer", Optimizer)
+    optimizer = component(plain(node), "optimizer", Optimizer)
     optimizer.create([torch.nn.Parameter(torch.zeros(1))])  # a wrong value (lr=fast) is named now, not mid-run
     return optimizer
 
 
 def _scheduler(node: DictConfig) -> Component:
-    scheduler = component(node, "scheduler", LRScheduler)
+    scheduler = component(plain(node), "scheduler", LRScheduler)
     scheduler.create(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01))
     return scheduler
 

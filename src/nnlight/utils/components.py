@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from nnlight.utils.errors import UserError
 
 _HYDRA_KEYS = ("_target_", "_partial_")
@@ -40,9 +38,9 @@ def locate_class(target: str, where: str) -> type:
 
 
 def _nested_target(value: Any) -> bool:
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "_target_" in value or any(_nested_target(v) for v in value.values())
-    if isinstance(value, list):
+    if isinstance(value, Sequence) and not isinstance(value, str):
         return any(_nested_target(v) for v in value)
     return False
 
@@ -70,9 +68,10 @@ class Component:
         return functools.partial(self.create)
 
 
-def component(node: DictConfig, where: str, base: type) -> Component:
-    """The ``_target_`` class of ``node`` (a subclass of ``base``) with the node's other keys as arguments."""
-    values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+def component(node: Mapping[str, Any], where: str, base: type) -> Component:
+    """The ``_target_`` class of ``node`` (plain values: pipeline/ resolves the config; a subclass of ``base``) with
+    the node's other keys as arguments."""
+    values = dict(node)
     target = values.get("_target_")
     if not isinstance(target, str):
         raise UserError(f"{where}: needs _target_: <a {base.__name__} class>")
@@ -109,7 +108,7 @@ def planned_component(node: Mapping[str, Any], where: str, base: type, facts: Ma
         raise UserError(f"{where}.from_plan: a mapping constructor argument -> plan fact, e.g. "
                         "{in_channels: input_channels}")
     arguments = {k: v for k, v in node.items() if k not in ("from_plan", *own_keys)}
-    checked = component(OmegaConf.create(arguments), where, base)
+    checked = component(arguments, where, base)
     unknown = sorted(set(from_plan.values()) - set(facts))
     if unknown:
         raise UserError(f"{where}.from_plan: {', '.join(unknown)} is not a plan fact; choose from {', '.join(facts)}")
