@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from nnlight.evaluation.instances import INSTANCE_COUNTS, instance_metrics
 from nnlight.evaluation.metrics import COUNTS, case_metrics, metric_name, score_names, summarize
 from nnlight.raw.io import geometries_match, read_seg, reader_kind
 from nnlight.utils.components import Component
@@ -29,6 +30,8 @@ class EvaluationSettings:
     surface_metrics: bool = True  # HD95 and normalized surface Dice (slower than Dice)
     tolerance_mm: float = 1.0  # normalized surface Dice tolerance
     metrics: tuple[Component, ...] = ()  # a user's CaseMetric classes (the metrics group), scored beside the others
+    instances: bool = False  # instance maps: the objects are matched and scored too (evaluation.instances)
+    match_iou: float = 0.5  # instance maps: the IoU at which a predicted object matches a reference object
 
 
 def _score_case(pair: tuple[str, Path, Path], settings: EvaluationSettings) -> tuple[str, dict[str, Any]]:
@@ -49,8 +52,13 @@ def score_case(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[
     if reference.shape[0] == 1:  # a 2D image: surfaces are contours in the plane, not the dummy slice's faces
         reference, prediction, spacing = reference[0], prediction[0], spacing[1:]
     extra = {metric_name(m): m.create() for m in settings.metrics}
-    return case_metrics(reference, prediction, settings.labels, settings.ignore_label,
-                        spacing if settings.surface_metrics else None, settings.tolerance_mm, extra, spacing)
+    if not settings.instances:
+        return case_metrics(reference, prediction, settings.labels, settings.ignore_label,
+                            spacing if settings.surface_metrics else None, settings.tolerance_mm, extra, spacing)
+    objects = instance_metrics(reference, prediction, settings.match_iou)
+    scores = case_metrics((reference > 0).astype(np.uint8), (prediction > 0).astype(np.uint8), settings.labels,
+                          None, spacing if settings.surface_metrics else None, settings.tolerance_mm, extra, spacing)
+    return {label: {**values, **objects} for label, values in scores.items()}
 
 
 def evaluate_folder(prediction_folder: Path, reference_folder: Path, settings: EvaluationSettings,
@@ -86,7 +94,8 @@ def summary_csv(summary: Mapping[str, Any]) -> str:
     """One row per case and label, then the mean rows: opens in any spreadsheet."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    columns = [*score_names(summary["mean"]), *[c for c in COUNTS[:3] if any(c in v for v in summary["mean"].values())]]
+    counts = [c for c in (*COUNTS[:3], *INSTANCE_COUNTS[:3]) if any(c in v for v in summary["mean"].values())]
+    columns = [*score_names(summary["mean"]), *counts]
     writer.writerow(["case", "label", *columns])
     for entry in summary["metric_per_case"]:
         for label, metrics in entry["metrics"].items():

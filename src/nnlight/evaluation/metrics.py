@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
+from nnlight.evaluation.instances import INSTANCE_COUNTS, INSTANCE_SCORES
 from nnlight.raw.labels import label_key
 from nnlight.utils.components import Component, components
 from nnlight.utils.errors import UserError
 
-SCORES = ("Dice", "IoU", "HD95", "NSD")  # averaged over cases; TP/FP/FN/n_ref/n_pred are averaged as counts
-COUNTS = ("TP", "FP", "FN", "n_ref", "n_pred")
+SEMANTIC_SCORES = ("Dice", "IoU", "HD95", "NSD")
+SCORES = (*SEMANTIC_SCORES, *INSTANCE_SCORES)  # averaged over cases, NaN-ignoring
+COUNTS = ("TP", "FP", "FN", "n_ref", "n_pred", *INSTANCE_COUNTS)  # averaged over cases as counts
 
 
 class CaseMetric(ABC):
@@ -116,7 +118,8 @@ def summarize(per_case: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict
                        if any(not np.isnan(case[label][metric]) for case in per_case.values()) else float("nan")
                        for metric in present}
         for count in COUNTS:
-            mean[label][count] = float(np.mean([case[label][count] for case in per_case.values()]))
+            if all(count in case[label] for case in per_case.values()):
+                mean[label][count] = float(np.mean([case[label][count] for case in per_case.values()]))
     foreground = {metric: float(np.nanmean([mean[label][metric] for label in labels]))
                   if labels and any(not np.isnan(mean[label].get(metric, np.nan)) for label in labels) else float("nan")
                   for metric in names if all(metric in mean[label] for label in labels)}

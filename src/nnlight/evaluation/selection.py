@@ -19,17 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.metrics import SCORES, score_names, summarize
+from nnlight.evaluation.instances import LOWER_IS_BETTER
+from nnlight.evaluation.metrics import SEMANTIC_SCORES, score_names, summarize
 from nnlight.evaluation.postprocessing import determine_postprocessing
-from nnlight.inference.export import read_probabilities, scores_to_segmentation, write_segmentation, written_completely
+from nnlight.inference.export import (
+    read_probabilities,
+    segmentation_from_probabilities,
+    write_segmentation,
+    written_completely,
+)
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.model.checkpoints import checkpoint_problem
 from nnlight.planning.facts import DatasetFacts
+from nnlight.raw.instances import InstancePlan
 from nnlight.raw.io import read_seg, reader_kind
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
@@ -43,6 +49,7 @@ class TrainedModel:
     folds: list[str]
     cases: dict[str, Path]  # validation case -> the fold's prediction
     region_class_order: list[int] | None
+    instances: InstancePlan | None = None  # an instance model: an ensemble's averaged scores become objects
 
     @property
     def name(self) -> str:
@@ -118,9 +125,11 @@ def find_trained_models(dataset_results: DatasetResults, file_ending: str, folds
             run = counted[fold]
             for entry in load_json(run.validation_summary)["metric_per_case"]:
                 cases[entry["case"]] = run.validation / f"{entry['case']}{file_ending}"
-        layout = DatasetFacts.from_plan(load_json(counted[folds[0]].plan), str(counted[folds[0]].plan)).layout
+        facts = DatasetFacts.from_plan(load_json(counted[folds[0]].plan), str(counted[folds[0]].plan))
+        layout = facts.layout
         models.append(TrainedModel(folder, list(folds), cases,
-                                   list(layout.regions_class_order or ()) if layout.has_regions else None))
+                                   list(layout.regions_class_order or ()) if layout.has_regions else None,
+                                   facts.instances))
     return Candidates(models, left_out)
 
 
@@ -153,9 +162,9 @@ def _ensemble(members: Sequence[TrainedModel], cases: Sequence[str], out: Path, 
             continue
         probs = sum(read_probabilities(m.cases[case_id].with_name(f"{case_id}.npz")).astype(np.float32)
                     for m in members) / len(members)
-        segmentation = scores_to_segmentation(torch.from_numpy(probs), members[0].region_class_order,
-                                              probabilities=True).numpy()
         _, geometry = read_seg(members[0].cases[case_id], kind)
+        segmentation = segmentation_from_probabilities(probs, members[0].region_class_order, members[0].instances,
+                                                       geometry.spacing)
         write_segmentation(segmentation, target, geometry)
     return True
 
@@ -168,10 +177,13 @@ def _load_segmentations(folder: Path, cases: Sequence[str], file_ending: str) ->
 def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,
                 ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
                 num_workers: int = 2, fold_count: int = 5, folds: Sequence[str] | None = None,
-                models: Sequence[str] | None = None, metrics: Sequence[Component] = ()) -> dict[str, Any]:
+                models: Sequence[str] | None = None, metrics: Sequence[Component] = (), instances: bool = False,
+                selection_metric: str = "Dice") -> dict[str, Any]:
     """Score every model with a complete cross-validation over ``folds`` (default: all ``fold_count``) and every
-    pair ensemble, pick the best, determine its post-processing. ``models`` names the candidates (search trials
-    included when named); the others, and every model left out, are listed with why."""
+    pair ensemble, pick the best by the foreground mean of ``selection_metric`` (lower is better for HD95, ARE
+    and VI), determine its post-processing. ``models`` names the candidates (search trials included when named);
+    the others, and every model left out, are listed with why. ``instances``: the labels are instance maps, scored
+    object by object too; post-processing (keeping the largest component) does not apply to them."""
     folds = [str(f) for f in (folds if folds is not None else range(fold_count))]
     dataset_results = DatasetResults(results_folder)
     if models is not None:
@@ -195,7 +207,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     if not common:
         raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
                         f"each configuration ({', '.join(f'{m.name}: folds {m.folds}' for m in trained)})")
-    settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm, tuple(metrics))
+    settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm, tuple(metrics), instances)
     candidates: dict[str, dict[str, Any]] = {}
     for model in trained:
         summary = evaluate_folder(_merge_folds(model, file_ending), reference_folder, settings,
@@ -214,10 +226,10 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
             else:
                 print(f"Ensemble {name} skipped: validation probabilities (.npz) missing; train with "
                       "validation.save_probabilities=true")
-    references = _load_segmentations(reference_folder, common, file_ending)
+    references = {} if instances else _load_segmentations(reference_folder, common, file_ending)
     for model in tqdm(trained, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
-        rules, _, _ = determine_postprocessing(_load_segmentations(model.folder.crossval, common, file_ending),
-                                               references, labels, ignore_label)
+        rules = PostprocessingRules(False, []) if instances else determine_postprocessing(
+            _load_segmentations(model.folder.crossval, common, file_ending), references, labels, ignore_label)[0]
         rules.save(model.folder.postprocessing)
     for candidate in candidates.values():  # compare on the cases every candidate predicted
         per_case = {e["case"]: e["metrics"] for e in candidate["summary"]["metric_per_case"]}
@@ -225,10 +237,13 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
         fold_of = {c: candidate["members"][0].cases[c].parent.parent.name.removeprefix("fold_") for c in common}
         candidate["per_fold"] = {fold: _dice(summarize({c: per_case[c] for c in common if fold_of[c] == fold}))
                                  for fold in sorted(set(fold_of.values()))}
-    best_name = max(candidates, key=lambda n: _dice(candidates[n]["common"]))
+    best_name = max(candidates, key=lambda n: ranking_value(candidates[n]["common"], selection_metric))
     best = candidates[best_name]
-    rules, before, after = determine_postprocessing(_load_segmentations(best["folder"], common, file_ending),
-                                                    references, labels, ignore_label)
+    if instances:
+        rules, before, after = PostprocessingRules(False, []), best["common"], best["common"]
+    else:
+        rules, before, after = determine_postprocessing(_load_segmentations(best["folder"], common, file_ending),
+                                                        references, labels, ignore_label)
     rules.save(dataset_results.postprocessing)
     complete = len(folds) == fold_count
     result = {
@@ -238,6 +253,8 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                      "postprocessing": dataset_results.postprocessing.name,
                      "postprocessing_rules": rules_as_text(rules),
                      "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after),
+                     "selection_metric": selection_metric,
+                     "cv_selection_value": before["foreground_mean"][selection_metric],
                      "cv_complete": complete},
         "cases_compared": len(common),
         "folds": folds,
@@ -255,6 +272,14 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     return result
 
 
+def ranking_value(summary: Mapping[str, Any], metric: str) -> float:
+    """The foreground mean of ``metric`` as "higher is better" (negated for distances and errors); NaN ranks last."""
+    value = float(summary["foreground_mean"].get(metric, float("nan")))
+    if np.isnan(value):
+        return -np.inf
+    return -value if metric in LOWER_IS_BETTER else value
+
+
 def _dice(summary: Mapping[str, Any]) -> float:
     value = summary["foreground_mean"]["Dice"]
     return -1.0 if np.isnan(value) else float(value)
@@ -263,14 +288,15 @@ def _dice(summary: Mapping[str, Any]) -> float:
 def results_table(result: Mapping[str, Any]) -> str:
     """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD and a user's metrics; then
     what was left out."""
-    rows = sorted(result["candidates"].items(), key=lambda kv: -_dice(kv[1]))
+    metric = result["selected"].get("selection_metric", "Dice")
+    rows = sorted(result["candidates"].items(), key=lambda kv: -ranking_value(kv[1], metric))
     folds = result.get("folds", [])
-    lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}**, "
-             f"post-processing: {result['selected']['postprocessing_rules']}.", ""]
+    lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}** "
+             f"(by {metric}), post-processing: {result['selected']['postprocessing_rules']}.", ""]
     if not result["selected"]["cv_complete"]:
         lines += [f"**Compared on folds {', '.join(folds)} only** (of {result['fold_count']}), as asked with "
                   "folds=[...]: train the other folds before trusting the choice.", ""]
-    own = [m for m in score_names({"all": rows[0][1]["foreground_mean"]}) if m not in SCORES] \
+    own = [m for m in score_names({"all": rows[0][1]["foreground_mean"]}) if m not in SEMANTIC_SCORES] \
         if rows else []
     lines += ["| model | folds | Dice | HD95 (mm) | NSD |" + "".join(f" {m} |" for m in own),
               "|---|---|---|---|---|" + "---|" * len(own)]

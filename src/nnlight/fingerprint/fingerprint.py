@@ -21,6 +21,7 @@ import numpy as np
 from nnlight.raw.cropping import crop_to_nonzero
 from nnlight.raw.dataset import RawCase, RawDataset, read_case
 from nnlight.raw.dataset_json import DatasetJson
+from nnlight.raw.instances import object_volumes
 from nnlight.utils.errors import DatasetProblems, UserError
 from nnlight.utils.files import atomic_write_json, load_json, to_jsonable
 from nnlight.utils.parallel import map_with_progress
@@ -38,6 +39,8 @@ class CaseAnalysis:
     spacing: tuple[float, ...] = ()
     relative_size_after_cropping: float = 0.0
     foreground_samples: list[np.ndarray] = field(default_factory=list)
+    object_volumes: np.ndarray | None = None  # instance datasets: each object's volume (mm³; mm² for 2D images)
+    object_dims: int = 3  # 2 for 2D images (object sizes are areas)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Fingerprint:
     foreground_intensity_properties_per_channel: dict[str, dict[str, float]]
     median_relative_size_after_cropping: float
     case_identifiers: list[str] | None = None
+    instances: dict[str, float] | None = None  # instance datasets: object counts and sizes (instance_statistics)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -59,6 +63,8 @@ class Fingerprint:
         }
         if self.case_identifiers is not None:
             data["case_identifiers"] = self.case_identifiers
+        if self.instances is not None:
+            data["instances"] = self.instances
         return to_jsonable(data)
 
     @classmethod
@@ -77,6 +83,7 @@ class Fingerprint:
                 for k, stats in data["foreground_intensity_properties_per_channel"].items()},
             median_relative_size_after_cropping=float(data["median_relative_size_after_cropping"]),
             case_identifiers=data.get("case_identifiers"),
+            instances={str(k): float(v) for k, v in data["instances"].items()} if data.get("instances") else None,
         )
 
     def sha256(self) -> str:
@@ -97,6 +104,8 @@ def analyze_case(case: RawCase, dataset_json: DatasetJson, kind: str, num_sample
     problems, images, seg, geometry = read_case(case, dataset_json, kind)
     if problems:
         return CaseAnalysis(case.case_id, problems)
+    dims = 2 if geometry.is_2d else 3
+    volumes = object_volumes(seg, geometry.spacing, dims) if dataset_json.instance_maps else None
     cropped, seg_cropped, _ = crop_to_nonzero(images, seg)
     rng = np.random.RandomState(FOREGROUND_SAMPLE_SEED)
     foreground = seg_cropped[0] > 0
@@ -111,6 +120,8 @@ def analyze_case(case: RawCase, dataset_json: DatasetJson, kind: str, num_sample
         spacing=tuple(float(s) for s in geometry.spacing),
         relative_size_after_cropping=float(np.prod(cropped.shape[1:]) / np.prod(images.shape[1:])),
         foreground_samples=samples,
+        object_volumes=volumes,
+        object_dims=dims,
     )
 
 
@@ -144,7 +155,22 @@ def compute_fingerprint(dataset: RawDataset, num_workers: int = 2, known_problem
         foreground_intensity_properties_per_channel=properties,
         median_relative_size_after_cropping=float(np.median([r.relative_size_after_cropping for r in ordered])),
         case_identifiers=[r.case_id for r in ordered],
+        instances=instance_statistics(ordered, dataset) if dataset.dataset_json.instance_maps else None,
     )
+
+
+def instance_statistics(cases: Sequence[CaseAnalysis], dataset: RawDataset) -> dict[str, float]:
+    """What planning derives the border thickness and size thresholds from: object counts and volumes."""
+    volumes = np.concatenate([c.object_volumes for c in cases if c.object_volumes is not None])
+    if volumes.size == 0:
+        raise DatasetProblems(dataset.name, [f"{dataset.folder / 'labelsTr'}: no object in any instance map"])
+    return {"dims": min(c.object_dims for c in cases),
+            "objects": int(volumes.size),
+            "median_objects_per_case": float(np.median([len(c.object_volumes) for c in cases
+                                                        if c.object_volumes is not None])),
+            "median_object_volume": float(np.median(volumes)),
+            "smallest_object_volume": float(volumes.min()),
+            "largest_object_volume": float(volumes.max())}
 
 
 def save_fingerprint(fingerprint: Fingerprint, path: str | Path) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from nnlight.preprocessing.resampling import resample_logits
+from nnlight.raw.instances import InstancePlan, instances_from_border_core
 from nnlight.raw.io import Geometry, verify_image_file, write_seg
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_named
@@ -37,6 +38,14 @@ def scores_to_segmentation(scores: torch.Tensor, regions_class_order: Sequence[i
     return segmentation
 
 
+def segmentation_from_probabilities(probs: np.ndarray, regions_class_order: Sequence[int] | None,
+                                    instances: InstancePlan | None, spacing: Sequence[float]) -> np.ndarray:
+    """An ensemble's averaged probabilities on the input's grid (``spacing`` per axis) to its segmentation, or to
+    its objects for an instance model: the scores are averaged first, the objects found once."""
+    segmentation = scores_to_segmentation(torch.from_numpy(probs), regions_class_order, probabilities=True).numpy()
+    return instances_from_border_core(segmentation, spacing, instances) if instances is not None else segmentation
+
+
 def probabilities(scores: torch.Tensor, region_based: bool) -> torch.Tensor:
     """Softmax over classes, or one sigmoid per region."""
     return scores.sigmoid() if region_based else scores.softmax(0)
@@ -52,6 +61,11 @@ def _uncrop_untranspose(cropped: np.ndarray, properties: Mapping[str, Any], tran
     return full.transpose([*range(len(channels)), *[a + len(channels) for a in transpose_backward]])
 
 
+def input_spacing(properties: Mapping[str, Any], transpose_backward: Sequence[int]) -> list[float]:
+    """The spacing of the input's own axes (a preprocessed case records it in the transposed order)."""
+    return [float(properties["spacing"][a]) for a in transpose_backward]
+
+
 def resample_to_cropped_grid(scores: torch.Tensor, properties: Mapping[str, Any]) -> torch.Tensor:
     """From the target spacing back to the input's spacing (linear, separate-z rule), still cropped."""
     return resample_logits(scores, properties["shape_after_cropping_and_before_resampling"],
@@ -60,10 +74,14 @@ def resample_to_cropped_grid(scores: torch.Tensor, properties: Mapping[str, Any]
 
 def segmentation_in_original_space(scores: torch.Tensor, properties: Mapping[str, Any],
                                    transpose_backward: Sequence[int], regions_class_order: Sequence[int] | None = None,
-                                   are_probabilities: bool = False) -> np.ndarray:
-    """``(z, y, x)`` labels on the grid the case was read with (before transpose and crop)."""
+                                   are_probabilities: bool = False, instances: InstancePlan | None = None
+                                   ) -> np.ndarray:
+    """``(z, y, x)`` labels on the grid the case was read with (before transpose and crop); for an instance
+    model the objects (an instance map), separated on the input's own spacing."""
     cropped = scores_to_segmentation(resample_to_cropped_grid(scores, properties), regions_class_order,
                                      are_probabilities).cpu().numpy()
+    if instances is not None:
+        cropped = instances_from_border_core(cropped, properties["spacing"], instances)
     return _uncrop_untranspose(cropped, properties, transpose_backward)
 
 

@@ -19,9 +19,10 @@ import torch
 
 from nnlight.data.cascade import one_hot_previous
 from nnlight.inference.export import (
+    input_spacing,
     probabilities,
     probabilities_in_original_space,
-    scores_to_segmentation,
+    segmentation_from_probabilities,
     segmentation_in_original_space,
 )
 from nnlight.inference.sliding_window import sliding_window_predict
@@ -29,6 +30,7 @@ from nnlight.model.network import NetworkChoice, inference_network, plan_unet
 from nnlight.model.weights import run_network_weights
 from nnlight.planning.facts import DatasetFacts
 from nnlight.preprocessing.case import PreprocessedCase, PreprocessingSettings, preprocess_case
+from nnlight.raw.instances import InstancePlan
 from nnlight.raw.io import Geometry, check_finite
 from nnlight.raw.labels import LabelLayout
 from nnlight.utils.errors import UserError
@@ -94,6 +96,7 @@ class InferenceSettings:
     step_size: float = 0.5
     tile_batch: int = 1  # tiles per forward pass (:func:`with_tile_batch` chooses it from free memory)
     precision: str = "32"  # 32 | 16-mixed | bf16-mixed (autocast)
+    instances: InstancePlan | None = None  # an instance model: border-core labels become objects on export
 
     def __post_init__(self) -> None:
         canonical_precision(self.precision)
@@ -104,7 +107,7 @@ Scores = tuple[torch.Tensor, bool]  # class scores of a preprocessed case, and w
 
 @dataclass
 class Prediction:
-    segmentation: np.ndarray  # (z, y, x) int16 on the input's grid
+    segmentation: np.ndarray  # (z, y, x) int16 on the input's grid (an instance model: uint16/uint32 object ids)
     probabilities: np.ndarray | None  # (classes, z, y, x) float16 on the input's grid, when asked for
 
 
@@ -136,7 +139,7 @@ def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Map
                   settings: InferenceSettings, with_probabilities: bool) -> Prediction:
     """Scores of a preprocessed case back on the input's grid: the segmentation (+ the probabilities)."""
     segmentation = segmentation_in_original_space(scores, properties, settings.transpose_backward,
-                                                  settings.region_class_order, are_probabilities)
+                                                  settings.region_class_order, are_probabilities, settings.instances)
     if not with_probabilities:
         return Prediction(segmentation, None)
     region_based = settings.region_class_order is not None
@@ -240,7 +243,8 @@ def inference_settings(plan: Mapping[str, Any], layout: LabelLayout, tile_size: 
     return InferenceSettings(
         tile_size=list(tile_size), num_outputs=layout.num_outputs, transpose_backward=list(plan["transpose_backward"]),
         region_class_order=list(layout.regions_class_order or ()) if layout.has_regions else None,
-        mirror_axes=tuple(a for a in mirror_axes if a < len(tile_size)), step_size=step_size, precision=precision)
+        mirror_axes=tuple(a for a in mirror_axes if a < len(tile_size)), step_size=step_size, precision=precision,
+        instances=InstancePlan.from_mapping(plan["instances"]) if plan.get("instances") else None)
 
 
 def with_tile_batch(settings: InferenceSettings, network: torch.nn.Module, channels: int, device: torch.device,
@@ -408,7 +412,7 @@ class EnsemblePredictor:
         total = sum(p.export(c, s, with_probabilities=True).probabilities.astype(np.float32)
                     for p, c, s in zip(self.predictors, cases, scores, strict=True))
         probs = total / len(self.predictors)
-        segmentation = scores_to_segmentation(torch.from_numpy(probs),
-                                              self.predictors[0].inference.region_class_order,
-                                              probabilities=True).numpy()
+        first = self.predictors[0].inference
+        segmentation = segmentation_from_probabilities(probs, first.region_class_order, first.instances,
+                                                       input_spacing(cases[0].properties, first.transpose_backward))
         return Prediction(segmentation, probs.astype(np.float16) if save_probabilities else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.splits import fold_count
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.metrics import metric_components
+from nnlight.evaluation.instances import INSTANCE_SCORES
+from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_components, metric_name
 from nnlight.evaluation.selection import results_table, select_best
 from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.pipeline.settings import plain, required
 from nnlight.raw.dataset_json import load_dataset_json
+from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import DatasetResults, PredictionFolder
 from nnlight.utils.names import model_name
@@ -38,6 +41,16 @@ def _names(value: Any) -> list[str] | None:
     return [model_name(m, "models") for m in names]
 
 
+def _selection_metric(name: str, instances: bool, metrics: Sequence[Component]) -> str:
+    """The score model selection maximizes (minimizes for distances and errors), checked before anything runs."""
+    valid = [*SEMANTIC_SCORES, *(INSTANCE_SCORES if instances else ()), *(metric_name(m) for m in metrics)]
+    if name not in valid:
+        hint = "" if instances or name not in INSTANCE_SCORES else \
+            " (object scores need an instance dataset: \"instance_maps\": true in dataset.json)"
+        raise UserError(f"selection_metric={name}: not scored for this dataset{hint}; choose one of {', '.join(valid)}")
+    return name
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     dataset = str(required(cfg, "dataset", "nnlight-evaluate dataset=Dataset104_DRIVE"))
     raw_folder = resolve_raw_folder(dataset, Path(cfg.paths.raw))
@@ -50,13 +63,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"reference={reference}: folder not found")
     labels = dict(dataset_json.labels)
     metrics = metric_components(plain(cfg.get("metrics")))
+    selection_metric = _selection_metric(str(cfg.selection_metric), dataset_json.instance_maps, metrics)
     if cfg.prediction:
         prediction = Path(str(cfg.prediction))
         if not prediction.is_dir():
             raise UserError(f"prediction={prediction}: folder not found")
         summary = evaluate_folder(prediction, reference, EvaluationSettings(
             labels, dataset_json.file_ending, dataset_json.ignore_label, bool(cfg.surface_metrics),
-            float(cfg.tolerance_mm), metrics), num_workers=int(cfg.num_workers),
+            float(cfg.tolerance_mm), metrics, dataset_json.instance_maps, float(cfg.match_iou)),
+            num_workers=int(cfg.num_workers),
             allow_missing=bool(cfg.allow_missing))
         skipped = summary["references_without_prediction"]
         print(f"\nScored {summary['cases']} case(s)" + (f" ({skipped} reference case(s) without a prediction were "
@@ -69,7 +84,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     count = fold_count(Path(cfg.paths.preprocessed) / raw_folder.name)
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
                          bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers), count,
-                         _folds(cfg.get("folds"), count), _names(cfg.get("models")), metrics)
+                         _folds(cfg.get("folds"), count), _names(cfg.get("models")), metrics,
+                         dataset_json.instance_maps, selection_metric)
     print("\n" + results_table(result))
     folder = DatasetResults(results)
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"

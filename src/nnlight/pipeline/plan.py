@@ -14,6 +14,7 @@ from nnlight.fingerprint.fingerprint import save_fingerprint
 from nnlight.pipeline.settings import required, settings_from_config
 from nnlight.planning import PlannerSettings, Plans, plan_experiment, plans_from_nnunet, plans_to_nnunet
 from nnlight.planning.export import write_plan_configs
+from nnlight.planning.instances import plan_instances
 from nnlight.planning.summary import format_summary
 from nnlight.preprocessing.dataset import preprocess_dataset
 from nnlight.raw.dataset import open_raw_dataset
@@ -90,6 +91,9 @@ def run(cfg: DictConfig) -> PlanResult:
         if plans.dataset_name != name:
             plans = dataclasses.replace(plans, dataset_name=name)
         suffix = "" if plans.plans_name == "nnUNetPlans" else f"_{plans.plans_name}"
+        if dataset_json.instance_maps:
+            raise UserError(f"nnunet_plans={plans_path}: {name} declares instance maps, whose border-core conversion "
+                            "nnU-Net's plans do not carry; plan it from the raw dataset or its fingerprint")
         return _write_outputs(plans, dataset_json, None, preprocessed_root, suffix,
                               f"imported from {plans_path.name}", cfg.overwrite_configs)
 
@@ -119,6 +123,10 @@ def run(cfg: DictConfig) -> PlanResult:
         plans, source_file = transferred_plans(str(cfg.plans_from), name, dataset_json, preprocessed_root,
                                                settings.plans_name)
         suffix, provenance = f"_{plans.plans_name}", f"transferred from {source_file}"
+        if dataset_json.instance_maps:  # the conversion belongs to this dataset's objects, not the source's
+            instances, note = plan_instances(fingerprint, dataset_json, settings,
+                                             plans.original_median_spacing_after_transp)
+            plans = dataclasses.replace(plans, instances=instances, notes=[*plans.notes, note])
     else:
         plans = plan_experiment(fingerprint, dataset_json, settings, name)
         suffix, provenance = settings.config_suffix, f"fingerprint sha256:{fingerprint.sha256()[:16]}"

@@ -102,6 +102,7 @@ class PredictOptions:
     tile_batch: int | Literal["auto"] = "auto"
     nnunet_trainer: str | None = None  # an nnU-Net model's trainer, stated (else from its checkpoint or its weights)
     trusted_networks: tuple[str, ...] = ()  # modules besides nnlight's and MONAI's whose network classes may load
+    output_instances: bool = True  # an instance model writes instance maps (false: its border-core labels)
 
     def __post_init__(self) -> None:
         for module in self.trusted_networks:
@@ -162,6 +163,13 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
     start = time.perf_counter()
     loaded = [_predictor(folder, folds, options) for folder, folds in models.members]
     predictor = EnsemblePredictor([p for p, _ in loaded])
+    instances = predictor.predictors[0].inference.instances is not None
+    if instances and not options.output_instances:
+        if cfg.reference:
+            raise UserError("reference= scores instance maps: leave output_instances=true (false writes the "
+                            "border-core labels, which have no reference)")
+        for member in predictor.predictors:
+            member.inference = dataclasses.replace(member.inference, instances=None)
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
     cases = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # checked before any write
     rules = loaded[0][1] if len(loaded) == 1 and loaded[0][1] else PostprocessingRules.load(models.postprocessing) \
@@ -175,7 +183,8 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
     made_by = {"model": {"members": members, "checkpoint": options.checkpoint},
                "settings": {"mirroring": options.mirroring, "step_size": options.step_size,
                             "precision": [p.inference.precision for p in predictor.predictors],
-                            "postprocessing": rules_as_text(rules) if rules else "none"}}
+                            "postprocessing": rules_as_text(rules) if rules else "none",
+                            **({"output_instances": options.output_instances} if instances else {})}}
     _check_made_by(folder, made_by, options, dataset_json.file_ending)
 
     def record_how_it_is_made() -> None:
@@ -201,8 +210,11 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
         summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
             bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm),
-            metric_components(plain(cfg.get("metrics")))), allow_missing=True)
-        lines.append(f"  foreground mean Dice {summary['foreground_mean']['Dice']:.4f} over {summary['cases']} "
+            metric_components(plain(cfg.get("metrics"))), instances, float(cfg.evaluation.match_iou)),
+            allow_missing=True)
+        scores = summary["foreground_mean"]
+        objects = f", SEG {scores['SEG']:.4f}, F1 {scores['F1']:.4f}, ARE {scores['ARE']:.4f}" if instances else ""
+        lines.append(f"  foreground mean Dice {scores['Dice']:.4f}{objects} over {summary['cases']} "
                      f"case(s) -> {folder.summary}, {folder.summary_csv}")
     print("\n".join(lines))
     return {"predicted": report.predicted, "skipped": report.skipped, "seconds": seconds, "summary": summary}

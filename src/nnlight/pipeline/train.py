@@ -213,10 +213,10 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     network = HighestResolution(task.network).eval()
     choices = _training_choices(setup)
     options = setup.validation
-    scoring = EvaluationSettings(dict(setup.facts.layout.labels),
+    scoring = EvaluationSettings(setup.facts.evaluation_labels,
                                  load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
                                  setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm,
-                                 setup.metrics)
+                                 setup.metrics, setup.facts.instances is not None)
     cases = data.val_cases[:options.max_cases] if options.max_cases else data.val_cases
     result = validate(network, cases, ValidationSettings(
         store=setup.preprocessed_dataset / str(setup.plan["data_identifier"]), raw_labels=setup.raw_labels,
@@ -243,7 +243,7 @@ def _provenance(setup: TrainSetup) -> dict[str, Any]:
 
 
 def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainSetup) -> None:
-    names = {label_key(v): k for k, v in setup.facts.layout.labels.items()}
+    names = {label_key(v): k for k, v in setup.facts.evaluation_labels.items()}
     dataset = setup.facts.dataset
     lines = [f"\nTraining done ({summary['epochs']} epochs): {run_folder.path}",
              f"  checkpoints: {run_folder.checkpoints} (final.ckpt, best.ckpt, last.ckpt)",
@@ -254,6 +254,10 @@ def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainS
         per_label = ", ".join(f"{names.get(k, k)} {v:.3f}" for k, v in summary["validation_dice_per_label"].items())
         lines.append(f"  validation Dice: {summary['validation_dice']:.3f} (mean over labels: {per_label}) -> "
                      f"{run_folder.validation_summary}")
+        scores = summary["validation_metrics"]
+        if "SEG" in scores:
+            lines.append(f"  objects: SEG {scores['SEG']:.3f}, F1 {scores['F1']:.3f}, PQ {scores['PQ']:.3f}, "
+                         f"adapted Rand error {scores['ARE']:.3f}, VI {scores['VI']:.3f}")
         if setup.validation.overlays:
             lines.append(f"  pictures:    {run_folder.validation_overlays}/<case>.png (image | label | prediction)")
     lines += [f"  next: nnlight-evaluate dataset={dataset}   (compares the trained configurations)",

@@ -64,7 +64,7 @@ def configuration_values(plans: Plans, plan: ConfigurationPlan, dataset_json: Da
         "transpose_forward": plans.transpose_forward,
         "transpose_backward": plans.transpose_backward,
         "channel_names": dataset_json.channel_name_list,
-        "labels": {k: list(v) if isinstance(v, tuple) else v for k, v in dataset_json.labels.items()},
+        "labels": {k: list(v) if isinstance(v, tuple) else v for k, v in dataset_json.training_labels.items()},
         "regions_class_order": list(dataset_json.regions_class_order or []) or None,
         "normalization_schemes": plan.normalization_schemes,
         "use_mask_for_norm": plan.use_mask_for_norm,
@@ -83,6 +83,7 @@ def configuration_values(plans: Plans, plan: ConfigurationPlan, dataset_json: Da
         },
         "next_stage": plan.next_stage,
         "previous_stage": plan.previous_stage,
+        **({"instances": plans.instances.to_dict()} if plans.instances is not None else {}),
     }
 
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nnlight.raw.labels import LabelLayout
+from nnlight.raw.instances import InstancePlan
+from nnlight.raw.labels import LabelLayout, LabelValue
 from nnlight.utils.errors import UserError
 
 
@@ -23,6 +24,12 @@ class DatasetFacts:
     channel_names: tuple[str, ...]
     use_mask_for_norm: tuple[bool, ...]
     previous_stage: str | None = None  # the cascade's full-resolution stage trains on the low-res predictions
+    instances: InstancePlan | None = None  # instance datasets: border-core labels, turned back into objects
+
+    @property
+    def evaluation_labels(self) -> dict[str, LabelValue]:
+        """What predictions are scored on: the labels, or for instance datasets the objects as one label."""
+        return dict(self.instances.object_labels if self.instances else self.layout.labels)
 
     @classmethod
     def from_plan(cls, plan: Mapping[str, Any], where: str = "plan") -> DatasetFacts:
@@ -31,7 +38,9 @@ class DatasetFacts:
             return cls(str(plan["dataset"]), str(plan["configuration"]),
                        LabelLayout.from_mapping(plan["labels"], plan.get("regions_class_order")),
                        tuple(str(c) for c in plan["channel_names"]),
-                       tuple(bool(u) for u in plan["use_mask_for_norm"]), plan.get("previous_stage"))
+                       tuple(bool(u) for u in plan["use_mask_for_norm"]), plan.get("previous_stage"),
+                       InstancePlan.from_mapping(plan["instances"], f"{where}: instances")
+                       if plan.get("instances") else None)
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{where}: not a plan written by nnlight-plan (missing or malformed {e}); re-run "
                             "nnlight-plan dataset=<Dataset> overwrite_configs=true") from None

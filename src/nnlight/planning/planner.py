@@ -10,6 +10,7 @@ import torch
 
 from nnlight.fingerprint import Fingerprint
 from nnlight.nets import build_network
+from nnlight.planning.instances import plan_instances
 from nnlight.planning.plans import Architecture, ConfigurationPlan, Plans
 from nnlight.planning.rules import (
     RESAMPLING_DATA,
@@ -176,7 +177,7 @@ def plan_experiment(fingerprint: Fingerprint, dataset_json: DatasetJson, setting
     if any(normalization[1]):
         plan_notes.append(f"z-score inside the non-zero mask: median size after cropping "
                           f"{fingerprint.median_relative_size_after_cropping:.3f} < 0.75")
-    estimator = _Estimator(s, dataset_json.num_channels, len(dataset_json.labels))
+    estimator = _Estimator(s, dataset_json.num_channels, len(dataset_json.training_labels))
     configurations: dict[str, ConfigurationPlan] = {}
 
     fullres = lowres = None
@@ -202,6 +203,10 @@ def plan_experiment(fingerprint: Fingerprint, dataset_json: DatasetJson, setting
                 previous_stage="3d_lowres", notes=["3d_fullres trained on top of the 3d_lowres prediction"])
 
     check_memory(configurations, backward, fingerprint, dataset_json.num_channels)
+    instances = None
+    if dataset_json.instance_maps:
+        instances, instance_note = plan_instances(fingerprint, dataset_json, s, fullres_spacing)
+        plan_notes.append(instance_note)
     median_spacing = np.median(fingerprint.spacings, 0)[forward]
     median_shape = np.median(fingerprint.shapes_after_crop, 0)[forward]
     return Plans(
@@ -216,6 +221,7 @@ def plan_experiment(fingerprint: Fingerprint, dataset_json: DatasetJson, setting
         foreground_intensity_properties_per_channel=fingerprint.foreground_intensity_properties_per_channel,
         configurations=configurations,
         experiment_planner_used=s.nnunet_planner_class,
+        instances=instances,
         notes=[n for n in plan_notes if n],
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from nnlight.raw.instances import InstancePlan
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import to_jsonable
 
@@ -76,6 +77,7 @@ class Plans:
     foreground_intensity_properties_per_channel: dict[str, dict[str, float]]
     configurations: dict[str, ConfigurationPlan]
     experiment_planner_used: str = "ExperimentPlanner"
+    instances: InstancePlan | None = None  # instance datasets: the border-core conversion (nnlight only)
     notes: list[str] = field(default_factory=list, compare=False)
 
 

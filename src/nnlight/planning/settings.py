@@ -41,6 +41,10 @@ class PlannerSettings:
     overwrite_target_spacing: list[float] | None = None
     suppress_transpose: bool = False
     config_suffix: str = ""
+    # instance datasets (dataset.json "instance_maps": true); null = from the data (see planning.instances)
+    border_thickness_mm: float | None = None
+    min_core_volume: float | None = None  # mm³ (mm² for 2D images)
+    min_object_volume: float | None = None  # mm³ (mm² for 2D images)
 
     def data_identifier(self, configuration: str) -> str:
         if self.shared_data_identifier_plans and configuration in ("2d", "3d_fullres"):

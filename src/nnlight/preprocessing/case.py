@@ -13,8 +13,9 @@ import numpy as np
 
 from nnlight.planning.rules import compute_new_shape
 from nnlight.preprocessing.normalization import normalize
-from nnlight.preprocessing.resampling import resample_image, resample_segmentation
+from nnlight.preprocessing.resampling import resample_image, resample_nearest, resample_segmentation
 from nnlight.raw.cropping import crop_to_nonzero
+from nnlight.raw.instances import InstancePlan, border_core
 
 CLASS_LOCATION_SAMPLES = 10000
 CLASS_LOCATION_MIN_FRACTION = 0.01
@@ -34,6 +35,7 @@ class PreprocessingSettings:
     order_data: int = 3
     order_z_data: int = 0
     foreground_classes: list[int | tuple[int, ...]] = field(default_factory=list)
+    instances: InstancePlan | None = None  # the label maps are instance maps: border-core at the target spacing
 
 
 @dataclass
@@ -75,7 +77,7 @@ def preprocess_case(data: np.ndarray, seg: np.ndarray | None, spacing: Sequence[
     seg = seg.transpose(transpose) if has_seg else np.zeros((1, *data.shape[1:]), np.int8)
     current_spacing = [float(spacing[a]) for a in settings.transpose_forward]
     shape_before_cropping = list(data.shape[1:])
-    data, seg, bbox = crop_to_nonzero(data, seg.astype(np.int16))
+    data, seg, bbox = crop_to_nonzero(data, seg.astype(np.int32 if settings.instances else np.int16))
     target = list(settings.target_spacing)
     if len(target) < len(current_spacing):  # 2d: the slice axis keeps its spacing
         target = [current_spacing[0], *target]
@@ -85,7 +87,10 @@ def preprocess_case(data: np.ndarray, seg: np.ndarray | None, spacing: Sequence[
                      settings.intensity_properties)  # before resampling, so the mask still fits the image
     data = resample_image(data, new_shape, current_spacing, target, settings.order_data, settings.order_z_data,
                           settings.force_separate_z)
-    seg = resample_segmentation(seg, new_shape, current_spacing, target, settings.force_separate_z)
+    if settings.instances is not None and has_seg:  # object ids are not interpolated; the ring is physical
+        seg = border_core(resample_nearest(seg, new_shape)[0], target, settings.instances.border_thickness_mm)[None]
+    else:
+        seg = resample_segmentation(seg, new_shape, current_spacing, target, settings.force_separate_z)
     seg = seg.astype(np.int16 if seg.max() > 127 else np.int8)
     class_locations = sample_class_locations(seg, settings.foreground_classes) if has_seg else {}
     properties = {

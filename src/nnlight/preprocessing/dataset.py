@@ -35,6 +35,7 @@ def preprocessing_settings(plans: Plans, plan: ConfigurationPlan, dataset_json: 
         order_data=int(plan.resampling_data.get("order", 3)),
         order_z_data=int(plan.resampling_data.get("order_z", 0)),
         foreground_classes=dataset_json.layout.sampling_classes,
+        instances=plans.instances,
     )
 
 

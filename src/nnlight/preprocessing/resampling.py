@@ -99,6 +99,12 @@ def resample_segmentation(seg: np.ndarray, new_shape: Sequence[int], current_spa
     return resized[None]
 
 
+def resample_nearest(seg: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
+    """A ``(1, *spatial)`` map resized by nearest neighbour: instance ids, which must not be interpolated."""
+    new_shape = [int(s) for s in new_shape]
+    return seg if list(seg.shape[1:]) == new_shape else _nearest_resize(seg, new_shape, 1)
+
+
 def _nearest_resize(labels: np.ndarray, new_shape: Sequence[int], first_axis: int) -> np.ndarray:
     for axis in range(first_axis, labels.ndim):
         labels = _nearest_along(labels, axis, new_shape[axis - first_axis])

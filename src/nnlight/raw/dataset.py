@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nnlight.raw.dataset_json import DatasetJson, dataset_name_problem, read_dataset_json_problems
+from nnlight.raw.instances import instance_map_problems
 from nnlight.raw.io import (
     SUPPORTED_ENDINGS,
     Geometry,
@@ -179,7 +180,9 @@ def read_case(case: RawCase, dataset_json: DatasetJson, kind: str
     nonfinite = check_finite(images, case.image_files)
     if nonfinite:
         problems.append(nonfinite)
-    if np.issubdtype(seg.dtype, np.floating) and not np.all(np.isfinite(seg)):
+    if dataset_json.instance_maps:
+        problems += instance_map_problems(seg, str(case.label_file))
+    elif np.issubdtype(seg.dtype, np.floating) and not np.all(np.isfinite(seg)):
         problems.append(f"{case.label_file}: contains NaN or Inf values; a label file holds integers only")
     else:
         values = np.unique(seg)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnlight.raw.instances import border_core_labels
 from nnlight.raw.labels import LabelLayout
 from nnlight.utils.errors import DatasetProblems
 from nnlight.utils.files import JsonFileError, load_json
@@ -30,6 +31,7 @@ class DatasetJson:
     file_ending: str
     regions_class_order: tuple[int, ...] | None = None
     overwrite_image_reader_writer: str | None = None
+    instance_maps: bool = False  # labelsTr holds instance maps (every object its own id) of the one foreground label
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -41,8 +43,21 @@ class DatasetJson:
         return [self.channel_names[str(i)] for i in range(self.num_channels)]
 
     @property
+    def object_name(self) -> str | None:
+        """An instance dataset's one foreground label (what its objects are), else None."""
+        return next((k for k in self.labels if k != "background"), None) if self.instance_maps else None
+
+    @property
+    def training_labels(self) -> dict[str, int | tuple[int, ...]]:
+        """What the network learns: the labels, or for instance maps their border-core labels."""
+        if self.instance_maps:
+            return dict(border_core_labels(str(self.object_name)))
+        return dict(self.labels)
+
+    @property
     def layout(self) -> LabelLayout:
-        return LabelLayout(self.labels, self.regions_class_order)
+        """The labels the network learns (border-core for instance maps)."""
+        return LabelLayout(self.training_labels, self.regions_class_order)
 
     @property
     def ignore_label(self) -> int | None:
@@ -96,6 +111,19 @@ def _parse_labels(labels: Any, problems: list[str], where: str) -> dict[str, int
     return parsed
 
 
+def _instance_label_problems(labels: dict[str, int | tuple[int, ...]], where: str) -> list[str]:
+    """Instance maps number objects of one kind: one foreground label, no regions, no ignore label."""
+    foreground = {k: v for k, v in labels.items() if k != "background"}
+    if any(isinstance(v, tuple) for v in foreground.values()):
+        return [f'{where}: "instance_maps": true with region labels (lists of values, which overlap); an instance '
+                'dataset declares one label for its objects, e.g. {"background": 0, "cell": 1}']
+    if list(foreground.values()) != [1]:
+        return [f'{where}: "instance_maps": true needs exactly one foreground label with value 1 (what the objects '
+                f'are, e.g. {{"background": 0, "cell": 1}}); found {labels}. The label files hold object ids '
+                "1, 2, 3, ..., not these values"]
+    return []
+
+
 def parse_dataset_json(data: Any, where: str) -> tuple[DatasetJson | None, list[str]]:
     """Validate a loaded dataset.json. Returns the parsed object (None if unusable) and all problems."""
     problems: list[str] = []
@@ -146,6 +174,12 @@ def parse_dataset_json(data: Any, where: str) -> tuple[DatasetJson | None, list[
         problems.append(f'{where}: labels are regions (lists) but "regions_class_order" is missing; add one '
                         "integer per region saying which label it paints in the final segmentation")
 
+    instance_maps = data.get("instance_maps", False)
+    if not isinstance(instance_maps, bool):
+        problems.append(f'{where}: "instance_maps" must be true or false, found {instance_maps!r}')
+    elif instance_maps and labels:
+        problems += _instance_label_problems(labels, where)
+
     reader = data.get("overwrite_image_reader_writer")
     if reader is not None and reader not in SUPPORTED_READERS:
         problems.append(f'{where}: "overwrite_image_reader_writer" is {reader!r}; nnlight reads '
@@ -160,6 +194,7 @@ def parse_dataset_json(data: Any, where: str) -> tuple[DatasetJson | None, list[
         file_ending=file_ending,
         regions_class_order=tuple(regions_class_order) if regions_class_order is not None else None,
         overwrite_image_reader_writer=reader,
+        instance_maps=instance_maps,
         raw=dict(data),
     ), []
 

@@ -269,6 +269,8 @@ def write_image(data: np.ndarray, path: str | Path, geometry: Geometry) -> None:
 
 
 def write_seg(seg: np.ndarray, path: str | Path, geometry: Geometry) -> None:
-    """Write a label map as the smallest unsigned integer type that holds it."""
+    """Write a label map (or an instance map) as the smallest unsigned integer type that holds it."""
     seg = np.asarray(seg)
-    write_image(seg.astype(np.uint8 if seg.max(initial=0) < 256 else np.uint16), path, geometry)
+    largest = seg.max(initial=0)
+    # below each type's largest value: an instance map at the limit reads as an overflow (raw.instances)
+    write_image(seg.astype(np.uint8 if largest < 255 else np.uint16 if largest < 65535 else np.uint32), path, geometry)
