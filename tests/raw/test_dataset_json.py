@@ -63,3 +63,20 @@ def test_twelve_channels_are_accepted_in_numeric_order(tmp_path) -> None:
     plan = plan_experiment(compute_fingerprint(dataset, 0, sample_budget=1e4), dataset.dataset_json,
                            PlannerSettings(), dataset.name).configurations["3d_fullres"]
     assert len(plan.normalization_schemes) == 12
+
+
+def test_instance_maps_learn_border_core_labels_of_their_one_object_label() -> None:
+    parsed, problems = parse_dataset_json({**BASE, "labels": {"background": 0, "cell": 1}, "instance_maps": True}, "d")
+    assert problems == [] and parsed.instance_maps and parsed.object_name == "cell"
+    assert parsed.training_labels == {"background": 0, "cell_core": 1, "cell_border": 2}
+    assert parsed.layout.num_outputs == 3 and parsed.labels == {"background": 0, "cell": 1}
+
+
+def test_instance_maps_refuse_regions_several_labels_and_non_booleans() -> None:
+    regions = {**BASE, "labels": {"background": 0, "cells": [1, 2], "nuclei": [2]}, "regions_class_order": [1, 2],
+               "instance_maps": True}
+    assert any("region labels" in p for p in parse_dataset_json(regions, "d")[1])
+    two = {**BASE, "labels": {"background": 0, "cell": 1, "nucleus": 2}, "instance_maps": True}
+    assert any("exactly one foreground label" in p for p in parse_dataset_json(two, "d")[1])
+    assert any('"instance_maps" must be true or false' in p
+               for p in parse_dataset_json({**BASE, "instance_maps": "yes"}, "d")[1])

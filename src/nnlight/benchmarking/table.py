@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nnlight.benchmarking.suite import SuiteRun
-from nnlight.evaluation.metrics import COUNTS, SCORES
+from nnlight.evaluation.metrics import COUNTS, SEMANTIC_SCORES
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import RunFolder
 
@@ -19,13 +19,14 @@ RUN_COLUMNS = [*KEY_COLUMNS, "status", "error", "run_folder", "foreground_dice",
                "seconds_per_epoch", "validation_seconds", "peak_host_memory_mb", "peak_child_process_memory_mb",
                "peak_device_memory_mb", "parameters", "device", "nnlight_version", "git_revision",
                "git_uncommitted_changes", "config_hash", "fingerprint_sha256", "deterministic"]
-CASE_COLUMNS = [*KEY_COLUMNS, "case", "label", *SCORES, *RUN_COLUMNS[len(KEY_COLUMNS) + 2:]]
+CASE_COLUMNS = [*KEY_COLUMNS, "case", "label", *SEMANTIC_SCORES, *RUN_COLUMNS[len(KEY_COLUMNS) + 2:]]
 
 
 def case_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``CASE_COLUMNS`` plus a user's metrics (the metrics group) found in the rows, after the built-in scores."""
+    """``CASE_COLUMNS`` plus the object scores (instance datasets) and a user's metrics (the metrics group) found in
+    the rows, after the built-in scores."""
     own = list(dict.fromkeys(k for row in rows for k in row.get("own_metrics", ())))
-    at = CASE_COLUMNS.index(SCORES[-1]) + 1
+    at = CASE_COLUMNS.index(SEMANTIC_SCORES[-1]) + 1
     return [*CASE_COLUMNS[:at], *own, *CASE_COLUMNS[at:]]
 
 
@@ -58,15 +59,15 @@ def case_rows(run_row_: Mapping[str, Any], folder: RunFolder) -> list[dict[str, 
     if run_row_["status"] != "finished" or not folder.validation_summary.is_file():
         return []
     run_part = {k: run_row_[k] for k in RUN_COLUMNS if k not in ("status", "error")}
-    return [{**run_part, "case": entry["case"], "label": label, **{m: metrics.get(m) for m in SCORES},
+    return [{**run_part, "case": entry["case"], "label": label, **{m: metrics.get(m) for m in SEMANTIC_SCORES},
              **{m: metrics[m] for m in own_scores(metrics)}, "own_metrics": own_scores(metrics)}
             for entry in load_json(folder.validation_summary)["metric_per_case"]
             for label, metrics in entry["metrics"].items()]
 
 
 def own_scores(metrics: Mapping[str, Any]) -> list[str]:
-    """A user's metric names among one label's scores."""
-    return [m for m in metrics if m not in (*SCORES, *COUNTS)]
+    """The scores beyond Dice/IoU/HD95/NSD among one label's: object scores and a user's metrics."""
+    return [m for m in metrics if m not in (*SEMANTIC_SCORES, *COUNTS)]
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

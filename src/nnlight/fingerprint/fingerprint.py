@@ -106,7 +106,8 @@ def analyze_case(case: RawCase, dataset_json: DatasetJson, kind: str, num_sample
         return CaseAnalysis(case.case_id, problems)
     dims = 2 if geometry.is_2d else 3
     volumes = object_volumes(seg, geometry.spacing, dims) if dataset_json.instance_maps else None
-    cropped, seg_cropped, _ = crop_to_nonzero(images, seg)
+    # instance ids may exceed what the crop's int16 labels hold: only the foreground matters here
+    cropped, seg_cropped, _ = crop_to_nonzero(images, (seg > 0).astype(np.int8) if volumes is not None else seg)
     rng = np.random.RandomState(FOREGROUND_SAMPLE_SEED)
     foreground = seg_cropped[0] > 0
     samples = []

@@ -273,6 +273,8 @@ class Predictor:
         if (previous_stage is not None) != bool(self.facts.previous_stage):
             raise UserError(f"{self.facts.dataset}/{self.facts.configuration}: a cascade stage needs its low-res "
                             "model to predict, and only a cascade stage takes one")
+        if previous_stage is not None:  # its labels are input channels: border-core labels, not objects
+            previous_stage.inference = replace(previous_stage.inference, instances=None)
         self.preprocessing = preprocessing_settings_from_plan(plan)
         settings = inference_settings(plan, self.layout, choices.tile_size, choices.mirror_axes if mirroring else (),
                                       step_size, inference_precision(precision, choices.precision, self.device))

@@ -27,7 +27,8 @@ from nnlight.model.pretrained import PretrainedWeights, check_fits, read_pretrai
 from nnlight.pipeline.settings import check_finite_values, plain, settings_from_config
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, architecture_from_plan, plans_from_nnunet
-from nnlight.preprocessing.store import completed_cases
+from nnlight.preprocessing.store import border_thickness_of, completed_cases
+from nnlight.raw.instances import InstancePlan
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import IMAGE_LOGGERS
 from nnlight.training.losses import (
@@ -92,6 +93,8 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     architecture = _architecture(plan)
     data = settings_from_config(DataSettings, cfg.data, "data")
     check_fold(data.fold, preprocessed)
+    if facts.instances is not None:
+        _check_border_ring(facts.instances, preprocessed / str(plan["data_identifier"]))
     loss = _loss(cfg.loss, facts, bool(plan["batch_dice"]), len(data.patch_size))
     trainer, compile_network = trainer_arguments(cfg.trainer)
     network = check_network(NetworkChoice.from_config(plain(cfg.network)), plan_facts(plan, data.patch_size),
@@ -215,6 +218,16 @@ def _pretrained(source: str | None, plan: dict[str, Any], architecture: Architec
 
 def _architecture(plan: dict[str, Any]) -> Architecture:
     return architecture_from_plan(plan, f"plan.architecture of {plan.get('dataset')}/{plan.get('configuration')}")
+
+
+def _check_border_ring(instances: InstancePlan, store: Path) -> None:
+    """The border-core labels in the store were made with the plan's ring (a changed plan.instances value would
+    otherwise train on labels made with another one)."""
+    made_with = {border_thickness_of(store, c) for c in completed_cases(store)}
+    if made_with != {instances.border_thickness_mm}:
+        raise UserError(f"plan.instances.border_thickness_mm={instances.border_thickness_mm:g} but the border-core "
+                        f"labels in {store} were made with {', '.join(f'{m:g}' for m in made_with if m)} mm; a new "
+                        "ring needs new labels: nnlight-plan dataset=<Dataset> planner.border_thickness_mm=<mm>")
 
 
 def check_fold(fold: int | str, preprocessed_dataset: Path) -> None:

@@ -20,6 +20,7 @@ from nnlight.raw.instances import InstancePlan, border_core
 CLASS_LOCATION_SAMPLES = 10000
 CLASS_LOCATION_MIN_FRACTION = 0.01
 CLASS_LOCATION_SEED = 1234
+BORDER_THICKNESS_KEY = "border_thickness_mm"  # a case's border-core labels record the ring they were made with
 
 
 @dataclass(frozen=True)
@@ -100,5 +101,7 @@ def preprocess_case(data: np.ndarray, seg: np.ndarray | None, spacing: Sequence[
         "bbox_used_for_cropping": [list(b) for b in bbox],
         "shape_after_cropping_and_before_resampling": shape_after_cropping,
         "shape_after_resampling": list(data.shape[1:]),
+        **({BORDER_THICKNESS_KEY: settings.instances.border_thickness_mm}
+           if settings.instances is not None and has_seg else {}),
     }
     return PreprocessedCase(data, seg if has_seg else None, properties, class_locations)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nnlight.planning.plans import ConfigurationPlan, Plans
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
-from nnlight.preprocessing.store import completed_cases, remove_leftovers, write_case
+from nnlight.preprocessing.store import border_thickness_of, completed_cases, remove_leftovers, write_case
 from nnlight.raw.dataset import RawCase, RawDataset
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.io import read_images, read_seg
@@ -66,6 +66,8 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, out_root: Path, num_wo
         folder = out_root / plans.dataset_name / plan.data_identifier
         remove_leftovers(folder)
         done = set(completed_cases(folder))
+        if plans.instances is not None:  # labels made with another border ring are made again
+            done = {c for c in done if border_thickness_of(folder, c) == plans.instances.border_thickness_mm}
         todo = [c for c in dataset.cases if c.case_id not in done]
         worker = partial(_preprocess_one, kind=dataset.reader,
                          settings=preprocessing_settings(plans, plan, dataset.dataset_json), folder=folder)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlight.preprocessing.case import PreprocessedCase
+from nnlight.preprocessing.case import BORDER_THICKNESS_KEY, PreprocessedCase
 from nnlight.utils.files import atomic_write, atomic_write_json, load_json
 
 
@@ -27,6 +27,12 @@ def is_complete(folder: Path, case_id: str) -> bool:
 
 def completed_cases(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def border_thickness_of(folder: Path, case_id: str) -> float | None:
+    """The border ring (mm) a case's border-core labels were made with; None for other labels."""
+    value = load_json(folder / f"{case_id}.json").get(BORDER_THICKNESS_KEY)
+    return None if value is None else float(value)
 
 
 def remove_leftovers(folder: Path) -> int:

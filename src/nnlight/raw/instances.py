@@ -154,8 +154,9 @@ def instances_from_border_core(labels: np.ndarray, spacing: Sequence[float], pla
     Connected cores (face connectivity) at least ``min_core_volume`` large seed the objects; every other predicted
     object voxel (border, or a core too small) joins the core nearest to it in physical distance, so touching
     objects split where their fronts meet, on anisotropic grids too. A piece cut off from its core (by background)
-    is a fragment, as is a blob no core claims: one at least ``min_object_volume`` large is an object of its own;
-    a smaller one joins the object it shares the most boundary with, or is dropped. Objects are numbered 1..N.
+    (the nearest core lies behind background or another object) is a fragment, as is a blob when no core is left:
+    a fragment touching other objects joins the one it shares the most boundary with; an isolated one is an object
+    of its own when at least ``min_object_volume`` large, else dropped. Objects are numbered 1..N.
     """
     labels = np.asarray(labels)
     objects = labels > 0
@@ -177,8 +178,12 @@ def instances_from_border_core(labels: np.ndarray, spacing: Sequence[float], pla
         assigned[orphans > 0] = orphans[orphans > 0] + (first - 1)
         fragments = np.concatenate([fragments, np.arange(first, first + found)])
     if len(fragments):
+        boundaries = shared_boundaries(assigned)
+        touching = {i for pair in boundaries for i in pair}
         volumes = np.bincount(assigned.ravel())[fragments] * per_voxel
-        assigned = merge_into_neighbours(assigned, fragments[volumes < plan.min_object_volume])
+        merged = [f for f, v in zip(fragments.tolist(), volumes, strict=True)
+                  if f in touching or v < plan.min_object_volume]  # isolated ones without a neighbour: dropped
+        assigned = merge_into_neighbours(assigned, merged, boundaries)
     return relabel_consecutive(assigned)
 
 
@@ -223,14 +228,16 @@ def shared_boundaries(ids: np.ndarray) -> dict[tuple[int, int], int]:
     return counts
 
 
-def merge_into_neighbours(ids: np.ndarray, small: Sequence[int] | np.ndarray) -> np.ndarray:
+def merge_into_neighbours(ids: np.ndarray, small: Sequence[int] | np.ndarray,
+                          boundaries: Mapping[tuple[int, int], int] | None = None) -> np.ndarray:
     """Each of the ``small`` objects joins the object it shares the most boundary with (a chain of small objects
-    ends at the first large one), or is removed when it touches none."""
+    ends at the first other one), or is removed when it touches none. ``boundaries``: :func:`shared_boundaries`
+    of ``ids`` when already counted."""
     small_set = {int(s) for s in small}
     if not small_set:
         return ids
     best: dict[int, tuple[int, int]] = {}
-    for (x, y), c in shared_boundaries(ids).items():
+    for (x, y), c in (shared_boundaries(ids) if boundaries is None else boundaries).items():
         for own, other in ((x, y), (y, x)):
             if own in small_set and (own not in best or c > best[own][1]):
                 best[own] = (other, c)

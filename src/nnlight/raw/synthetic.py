@@ -101,8 +101,6 @@ def synthetic_cells(shape: tuple[int, ...], spacing: tuple[float, ...], count: i
     axis) makes anisotropic volumes, with radii in mm, so cells stay round in physical space."""
     spacing_arr = np.asarray(spacing, dtype=float)
     extent = np.asarray(shape) * spacing_arr
-    grids = np.meshgrid(*[(np.arange(n) + 0.5) * sp for n, sp in zip(shape, spacing_arr, strict=True)],
-                        indexing="ij")
     centres: list[np.ndarray] = []
     radii: list[float] = []
     for _ in range(count * 20):
@@ -110,16 +108,22 @@ def synthetic_cells(shape: tuple[int, ...], spacing: tuple[float, ...], count: i
             break
         radius = radius_mm * rng.uniform(0.7, 1.3)
         centre = rng.uniform(radius, extent - radius)
-        if all(np.linalg.norm(centre - c) >= 0.8 * (radius + r) for c, r in zip(centres, radii, strict=True)):
+        if not centres or np.min(np.linalg.norm(np.asarray(centres) - centre, axis=1)
+                                 - 0.8 * (radius + np.asarray(radii))) >= 0:
             centres.append(centre)
             radii.append(radius)
     image = np.zeros(shape, np.float32)
-    instances = np.zeros(shape, np.uint16)
+    instances = np.zeros(shape, np.uint16 if len(centres) < 65535 else np.uint32)
     for index, (centre, radius) in enumerate(zip(centres, radii, strict=True), start=1):
+        low = np.maximum(np.floor((centre - radius) / spacing_arr).astype(int), 0)
+        high = np.minimum(np.ceil((centre + radius) / spacing_arr).astype(int) + 1, shape)
+        box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))  # only the cell's neighbourhood
+        grids = np.meshgrid(*[(np.arange(a, b) + 0.5) * sp for a, b, sp in zip(low, high, spacing_arr, strict=True)],
+                            indexing="ij")
         squared = sum(((g - c) / radius) ** 2 for g, c in zip(grids, centre, strict=True))
         inside = squared <= 1.0
-        instances[inside] = index
-        image[inside] = (60 + 140 * (1 - squared[inside])).astype(np.float32)
+        instances[box][inside] = index
+        image[box][inside] = (60 + 140 * (1 - squared[inside])).astype(np.float32)
     image += rng.normal(0, 6, shape).astype(np.float32)
     return np.clip(image, 0, 255), instances
 

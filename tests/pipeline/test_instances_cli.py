@@ -1,0 +1,109 @@
+"""Instance datasets through the real entry points: plan → train → evaluate → predict writes instance maps in the
+input's geometry and scores them object by object; wrong instance input is refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from omegaconf import OmegaConf
+
+from nnlight.exchange.model_zip import export_model_zip
+from nnlight.inference.predictor import Predictor
+from nnlight.raw.instances import InstancePlan, instances_from_border_core
+from nnlight.raw.io import read_images
+from nnlight.raw.synthetic import make_instance_dataset
+from tests.conftest import TINY_BUDGET, Roots, run_script
+
+DATASET = "Dataset912_Cells3D"
+
+
+@pytest.fixture(scope="module")
+def cells_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Anisotropic 3D cells (3 mm slices, 1 mm in-plane), many touching, with instance maps."""
+    return make_instance_dataset(tmp_path_factory.mktemp("cells"), 912, "Cells3D", num_cases=5, shape=(10, 40, 40),
+                                 spacing=(3.0, 1.0, 1.0), cells=10, radius_mm=6.0, num_test_cases=2)
+
+
+def test_an_instance_dataset_runs_plan_train_evaluate_predict(cells_3d: Path, roots: Roots) -> None:
+    shutil.copytree(cells_3d, roots.raw / DATASET)
+    plan = run_script("plan.py", f"dataset={DATASET}", "num_workers=0", roots=roots)
+    assert plan.returncode == 0, plan.stderr
+    assert "learnt as border-core: border" in plan.stdout
+    fingerprint = json.loads((roots.preprocessed / DATASET / "fingerprint.json").read_text())
+    assert fingerprint["instances"]["dims"] == 3 and fingerprint["instances"]["objects"] >= 30
+    config = (roots.preprocessed / "configs" / "plan" / DATASET / "3d_fullres.yaml").read_text()
+    assert "instances:" in config and "cell_border: 2" in config
+    seg = np.load(next((roots.preprocessed / DATASET / "nnUNetPlans_3d_fullres").glob("*_seg.npy")))
+    assert set(np.unique(seg)) <= {-1, 0, 1, 2} and (seg == 2).any() and (seg == 1).any()  # border-core, not ids
+
+    train = run_script("train.py", f"plan={DATASET}/3d_fullres", *TINY_BUDGET, "validation.mirroring=false",
+                       roots=roots)
+    assert train.returncode == 0, train.stderr
+    assert "objects: SEG" in train.stdout
+    other_ring = run_script("train.py", f"plan={DATASET}/3d_fullres", "plan.instances.border_thickness_mm=4",
+                            *TINY_BUDGET, roots=roots)  # the stored labels were made with the plan's ring
+    assert other_ring.returncode == 2 and "were made with" in other_ring.stderr, other_ring.stderr
+
+    evaluate = run_script("evaluate.py", f"dataset={DATASET}", "folds=0", "selection_metric=SEG", roots=roots)
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert "(by SEG)" in evaluate.stdout and "| SEG |" in evaluate.stdout
+    best = json.loads((roots.results / DATASET / "best_configuration.json").read_text())["selected"]
+    assert best["selection_metric"] == "SEG" and best["postprocessing_rules"] == "none"
+
+    images, labels, output = roots.raw / DATASET / "imagesTs", roots.raw / DATASET / "labelsTs", roots.results / "out"
+    predict = run_script("predict.py", "model=best", f"dataset={DATASET}", f"input={images}", f"output={output}",
+                         f"reference={labels}", roots=roots)
+    assert predict.returncode == 0, predict.stderr
+    assert "SEG" in predict.stdout
+    summary = json.loads((output / "summary.json").read_text())
+    assert {"SEG", "F1", "AP50", "PQ", "ARE", "VI", "Dice"} <= set(summary["foreground_mean"])
+
+    semantic = roots.results / "border_core"
+    run = run_script("predict.py", "model=best", f"dataset={DATASET}", f"input={images}", f"output={semantic}",
+                     "output_instances=false", roots=roots)
+    assert run.returncode == 0, run.stderr
+    plan_file = roots.preprocessed / "configs" / "plan" / DATASET / "3d_fullres.yaml"
+    plan = InstancePlan.from_mapping(OmegaConf.to_container(OmegaConf.load(plan_file))["instances"])
+    for label_file in sorted(labels.glob("*.nii.gz")):
+        image = sitk.ReadImage(str(images / label_file.name.replace(".nii.gz", "_0000.nii.gz")))
+        prediction = sitk.ReadImage(str(output / label_file.name))
+        assert prediction.GetSize() == image.GetSize() and prediction.GetSpacing() == image.GetSpacing()
+        assert prediction.GetOrigin() == image.GetOrigin() and prediction.GetDirection() == image.GetDirection()
+        border_core_labels = sitk.GetArrayFromImage(sitk.ReadImage(str(semantic / label_file.name)))
+        assert set(np.unique(border_core_labels).tolist()) <= {0, 1, 2}
+        # the instance map is the border-core prediction turned into objects on the input's own spacing
+        expected = instances_from_border_core(border_core_labels, image.GetSpacing()[::-1], plan)
+        assert np.array_equal(sitk.GetArrayFromImage(prediction), expected)
+
+    # the same objects from a model file and from the Python API
+    model_file = roots.results / "cells.zip"
+    export_model_zip(roots.results, DATASET, "best", model_file)
+    from_file = roots.results / "from_file"
+    assert run_script("predict.py", f"model={model_file}", f"input={images}", f"output={from_file}",
+                      roots=roots).returncode == 0
+    model_folder = roots.results / DATASET / best["members"][0]["model"]
+    predictor = Predictor.from_model_folder(model_folder, device="cpu")
+    for label_file in sorted(labels.glob("*.nii.gz")):
+        assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(from_file / label_file.name))),
+                              sitk.GetArrayFromImage(sitk.ReadImage(str(output / label_file.name))))
+        case_images, geometry = read_images([images / label_file.name.replace(".nii.gz", "_0000.nii.gz")], "sitk")
+        assert np.array_equal(predictor.predict(case_images, geometry).segmentation,
+                              sitk.GetArrayFromImage(sitk.ReadImage(str(output / label_file.name))))
+
+
+def test_a_new_border_ring_preprocesses_the_labels_again(cells_3d: Path, roots: Roots) -> None:
+    shutil.copytree(cells_3d, roots.raw / DATASET)
+    assert run_script("plan.py", f"dataset={DATASET}", "num_workers=0", roots=roots).returncode == 0
+    store = roots.preprocessed / DATASET / "nnUNetPlans_3d_fullres"
+    before = np.load(store / "cells3d_000_seg.npy")
+    again = run_script("plan.py", f"dataset={DATASET}", "num_workers=0", "planner.border_thickness_mm=3.5",
+                       roots=roots)
+    assert again.returncode == 0, again.stderr
+    assert "Preprocessed nnUNetPlans_3d_fullres: 5 case(s) written, 0 already done" in again.stdout
+    after = np.load(store / "cells3d_000_seg.npy")
+    assert (after == 2).sum() > (before == 2).sum()  # a thicker ring
