@@ -89,7 +89,10 @@ def main() -> None:
               "data.val_iterations_per_epoch=2", f"plan.batch_size={args.batch}",
               f"plan.patch_size=[{args.patch[0]},{args.patch[1]}]", "validation.overlays=false"]
     instances = make_instance_dataset(args.raw, args.work / "raw")
-    semantic_run, semantic_seconds = train(args.raw, env, budget)
+    semantic = args.work / "raw" / args.raw.name  # validation reads the labels under the raw root
+    if not semantic.exists():
+        semantic.symlink_to(args.raw.resolve(), target_is_directory=True)
+    semantic_run, semantic_seconds = train(semantic, env, budget)
     instance_run, instance_seconds = train(instances, env, budget)
     results = score(semantic_run, instance_run, args.raw)
     seconds = {"semantic + connected components": semantic_seconds, "border-core": instance_seconds}

@@ -13,11 +13,16 @@ import SimpleITK as sitk
 from omegaconf import OmegaConf
 
 from nnlight.exchange.model_zip import export_model_zip
+from nnlight.fingerprint import compute_fingerprint
 from nnlight.inference.predictor import Predictor
+from nnlight.planning import PlannerSettings, plan_experiment
+from nnlight.preprocessing.dataset import preprocess_dataset
+from nnlight.raw.dataset import require_raw_dataset
 from nnlight.raw.instances import InstancePlan, instances_from_border_core
 from nnlight.raw.io import read_images
 from nnlight.raw.synthetic import make_instance_dataset
 from tests.conftest import TINY_BUDGET, Roots, run_script
+from tests.pipeline.test_plan_errors import _edit_json, _plan_in_process
 
 DATASET = "Dataset912_Cells3D"
 
@@ -96,14 +101,62 @@ def test_an_instance_dataset_runs_plan_train_evaluate_predict(cells_3d: Path, ro
                               sitk.GetArrayFromImage(sitk.ReadImage(str(output / label_file.name))))
 
 
-def test_a_new_border_ring_preprocesses_the_labels_again(cells_3d: Path, roots: Roots) -> None:
-    shutil.copytree(cells_3d, roots.raw / DATASET)
-    assert run_script("plan.py", f"dataset={DATASET}", "num_workers=0", roots=roots).returncode == 0
-    store = roots.preprocessed / DATASET / "nnUNetPlans_3d_fullres"
+def test_a_new_border_ring_preprocesses_the_labels_again(cells_3d: Path, tmp_path: Path) -> None:
+    dataset = require_raw_dataset(cells_3d)
+    fingerprint = compute_fingerprint(dataset, 0)
+    store = tmp_path / dataset.name / "nnUNetPlans_3d_fullres"
+
+    def preprocess(settings: PlannerSettings) -> list[int]:
+        plans = plan_experiment(fingerprint, dataset.dataset_json, settings, dataset.name)
+        return [r.done for r in preprocess_dataset(dataset, plans, tmp_path, 0, ["3d_fullres"])]
+
+    assert preprocess(PlannerSettings()) == [5]
     before = np.load(store / "cells3d_000_seg.npy")
-    again = run_script("plan.py", f"dataset={DATASET}", "num_workers=0", "planner.border_thickness_mm=3.5",
-                       roots=roots)
-    assert again.returncode == 0, again.stderr
-    assert "Preprocessed nnUNetPlans_3d_fullres: 5 case(s) written, 0 already done" in again.stdout
-    after = np.load(store / "cells3d_000_seg.npy")
-    assert (after == 2).sum() > (before == 2).sum()  # a thicker ring
+    assert preprocess(PlannerSettings()) == [0]  # the same ring: nothing to redo
+    assert preprocess(PlannerSettings(border_thickness_mm=3.5)) == [5]  # labels made with another ring: redone
+    assert (np.load(store / "cells3d_000_seg.npy") == 2).sum() > (before == 2).sum()  # a thicker ring
+
+
+def _float_ids(folder: Path) -> str:
+    path = folder / "labelsTr" / "cells3d_001.nii.gz"
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    array[array == 2] = 2.5
+    float_image = sitk.GetImageFromArray(array)
+    float_image.CopyInformation(image)
+    sitk.WriteImage(float_image, str(path))
+    return "cells3d_001.nii.gz: object ids are not integers"
+
+
+def _a_semantic_map_among_instance_maps(folder: Path) -> str:
+    path = folder / "labelsTr" / "cells3d_002.nii.gz"
+    image = sitk.ReadImage(str(path))
+    mask = sitk.GetImageFromArray((sitk.GetArrayFromImage(image) > 0).astype(np.uint8))
+    mask.CopyInformation(image)
+    sitk.WriteImage(mask, str(path))
+    return "cells3d_002.nii.gz: looks like a semantic map"
+
+
+def _overlapping_declared_labels(folder: Path) -> str:
+    _edit_json(folder, lambda d: d.update(labels={"background": 0, "cell": [1, 2], "nucleus": [2]},
+                                          regions_class_order=[1, 2]))
+    return "region labels"
+
+
+@pytest.mark.parametrize("break_dataset", [_float_ids, _a_semantic_map_among_instance_maps,
+                                           _overlapping_declared_labels], ids=lambda f: f.__name__.strip("_"))
+def test_wrong_instance_input_is_one_clear_line_and_nothing_is_written(break_dataset, cells_3d: Path,
+                                                                       roots: Roots) -> None:
+    folder = shutil.copytree(cells_3d, roots.raw / DATASET)
+    expected = break_dataset(folder)
+    message = _plan_in_process(DATASET, roots)
+    assert expected in message and len([line for line in message.splitlines() if expected in line]) == 1
+    assert roots.files_under_outputs() == []
+
+
+def test_a_wrong_instance_map_ends_plan_py_with_exit_code_2(cells_3d: Path, roots: Roots) -> None:
+    folder = shutil.copytree(cells_3d, roots.raw / DATASET)
+    expected = _float_ids(folder)
+    result = run_script("plan.py", f"dataset={DATASET}", "num_workers=0", roots=roots)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert roots.files_under_outputs() == []

@@ -186,6 +186,16 @@ def test_missing_preprocessed_data_names_the_fix(planned_roots: Roots, tmp_path:
     assert "nnlight-plan dataset=Dataset900_Demo" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_raw_labels_out_of_reach_are_named_before_training(planned_roots: Roots, tmp_path: Path) -> None:
+    """The end-of-training validation scores against <raw>/<Dataset>/labelsTr: a raw root elsewhere is said at once,
+    not after the epochs."""
+    roots = Roots(tmp_path / "raw", planned_roots.preprocessed, tmp_path / "results")
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", *TINY_BUDGET, roots=roots)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{roots.raw / 'Dataset900_Demo' / 'labelsTr'}: not found" in result.stderr
+    assert "validation.enabled=false" in result.stderr and not any(roots.results.rglob("*"))
+
+
 def test_hand_broken_plan_architecture_names_the_fix(planned_roots: Roots, tmp_path: Path) -> None:
     roots = Roots(planned_roots.raw, planned_roots.preprocessed, tmp_path / "results")
     config = planned_roots.preprocessed / "configs" / "plan" / "Dataset900_Demo" / "2d.yaml"

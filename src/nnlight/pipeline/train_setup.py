@@ -109,15 +109,21 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     loggers, images_every = logger_components(cfg.get("logger"))
     augmentation = settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
     check_transforms(augmentation, facts.network_input_channels, data.patch_size)
+    validation = settings_from_config(ValidationOptions, cfg.validation, "validation")
+    raw_labels = Path(cfg.paths.raw) / facts.dataset / "labelsTr"
+    if validation.enabled and not raw_labels.is_dir():
+        raise UserError(f"{raw_labels}: not found; the end-of-training validation scores the fold's cases against "
+                        "the raw labels. Set paths.raw (or NNLIGHT_RAW) to the folder holding "
+                        f"{facts.dataset}, or train with validation.enabled=false")
     return TrainSetup(
         plan=plan, facts=facts, preprocessed_dataset=preprocessed,
-        raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
+        raw_labels=raw_labels, data=data,
         augmentation=augmentation,
         network=network, loss=loss,
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
         callbacks=components(plain(cfg.get("callbacks")), "callbacks", L.Callback),
         loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
-        validation=settings_from_config(ValidationOptions, cfg.validation, "validation"),
+        validation=validation,
         metrics=metric_components(plain(cfg.get("metrics"))), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
         nonfinite_loss_patience=NonFiniteLossStop(cfg.nonfinite_loss_patience).patience,
