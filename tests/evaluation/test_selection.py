@@ -26,3 +26,13 @@ def test_only_debug_runs_and_fold_all_give_no_candidate(tmp_path: Path) -> None:
         (validation.parent / "plan.json").write_text("{}")
     with pytest.raises(UserError, match="debug runs and search trials do not count"):
         select_best(tmp_path / "Dataset900_Demo", tmp_path, {"background": 0, "a": 1}, ".nii.gz")
+
+
+def test_the_selection_metric_ranks_errors_and_distances_lowest_first_and_nan_last() -> None:
+    from nnlight.evaluation.selection import ranking_value
+
+    low, high, missing = ({"foreground_mean": {"ARE": v}} for v in (0.1, 0.4, float("nan")))
+    by_error = sorted([high, missing, low], key=lambda s: -ranking_value(s, "ARE", lower_is_better=True))
+    assert by_error == [low, high, missing]
+    by_score = sorted([low, missing, high], key=lambda s: -ranking_value(s, "ARE"))
+    assert by_score == [high, low, missing]

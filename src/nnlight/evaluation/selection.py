@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.instances import LOWER_IS_BETTER
-from nnlight.evaluation.metrics import SEMANTIC_SCORES, score_names, summarize
+from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_name, score_names, summarize
 from nnlight.evaluation.postprocessing import determine_postprocessing
 from nnlight.inference.export import (
     read_probabilities,
@@ -237,7 +237,10 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
         fold_of = {c: candidate["members"][0].cases[c].parent.parent.name.removeprefix("fold_") for c in common}
         candidate["per_fold"] = {fold: _dice(summarize({c: per_case[c] for c in common if fold_of[c] == fold}))
                                  for fold in sorted(set(fold_of.values()))}
-    best_name = max(candidates, key=lambda n: ranking_value(candidates[n]["common"], selection_metric))
+    lower_is_better = selection_metric in LOWER_IS_BETTER or any(
+        metric_name(m) == selection_metric and not m.cls.higher_is_better for m in metrics)
+    best_name = max(candidates, key=lambda n: ranking_value(candidates[n]["common"], selection_metric,
+                                                            lower_is_better))
     best = candidates[best_name]
     if instances:
         rules, before, after = PostprocessingRules(False, []), best["common"], best["common"]
@@ -254,7 +257,8 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                      "postprocessing_rules": rules_as_text(rules),
                      "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after),
                      "selection_metric": selection_metric,
-                     "cv_selection_value": before["foreground_mean"][selection_metric],
+                     "cv_selection_value": best["common"]["foreground_mean"].get(selection_metric),
+                     "selection_lower_is_better": lower_is_better,
                      "cv_complete": complete},
         "cases_compared": len(common),
         "folds": folds,
@@ -272,12 +276,12 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     return result
 
 
-def ranking_value(summary: Mapping[str, Any], metric: str) -> float:
+def ranking_value(summary: Mapping[str, Any], metric: str, lower_is_better: bool = False) -> float:
     """The foreground mean of ``metric`` as "higher is better" (negated for distances and errors); NaN ranks last."""
     value = float(summary["foreground_mean"].get(metric, float("nan")))
     if np.isnan(value):
         return -np.inf
-    return -value if metric in LOWER_IS_BETTER else value
+    return -value if lower_is_better else value
 
 
 def _dice(summary: Mapping[str, Any]) -> float:
@@ -289,7 +293,8 @@ def results_table(result: Mapping[str, Any]) -> str:
     """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD and a user's metrics; then
     what was left out."""
     metric = result["selected"].get("selection_metric", "Dice")
-    rows = sorted(result["candidates"].items(), key=lambda kv: -ranking_value(kv[1], metric))
+    lower = result["selected"].get("selection_lower_is_better", False)
+    rows = sorted(result["candidates"].items(), key=lambda kv: -ranking_value(kv[1], metric, lower))
     folds = result.get("folds", [])
     lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}** "
              f"(by {metric}), post-processing: {result['selected']['postprocessing_rules']}.", ""]
