@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from omegaconf import OmegaConf
 
 from nnlight.exchange.model_zip import export_model_zip
+from nnlight.exchange.nnunet import export_to_nnunet
 from nnlight.fingerprint import compute_fingerprint
 from nnlight.inference.predictor import Predictor
 from nnlight.planning import PlannerSettings, plan_experiment
@@ -21,6 +22,8 @@ from nnlight.raw.dataset import require_raw_dataset
 from nnlight.raw.instances import InstancePlan, instances_from_border_core
 from nnlight.raw.io import read_images
 from nnlight.raw.synthetic import make_instance_dataset
+from nnlight.utils.errors import UserError
+from nnlight.utils.folders import ModelFolder
 from tests.conftest import TINY_BUDGET, Roots, run_script
 from tests.pipeline.test_plan_errors import _edit_json, _plan_in_process
 
@@ -92,6 +95,8 @@ def test_an_instance_dataset_runs_plan_train_evaluate_predict(cells_3d: Path, ro
     assert run_script("predict.py", f"model={model_file}", f"input={images}", f"output={from_file}",
                       roots=roots).returncode == 0
     model_folder = roots.results / DATASET / best["members"][0]["model"]
+    with pytest.raises(UserError, match="nnU-Net has no instance maps"):
+        export_to_nnunet(ModelFolder(model_folder), roots.results / "nnunet")
     predictor = Predictor.from_model_folder(model_folder, device="cpu")
     for label_file in sorted(labels.glob("*.nii.gz")):
         assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(from_file / label_file.name))),

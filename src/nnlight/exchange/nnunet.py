@@ -223,6 +223,10 @@ def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: Checkpo
         raise UserError(f"{model.path}: a cascade stage; exporting cascades to nnU-Net is not supported (nnU-Net "
                         "predicts them from a folder of low-res predictions, -prev_stage_predictions); export "
                         f"{choices.previous_stage} and predict it first")
+    if plan.get("instances"):
+        raise UserError(f"{model.path}: a model of instance maps (border-core labels turned back into objects); "
+                        "nnU-Net has no instance maps, so it would write border-core labels: predict with "
+                        "nnlight, or share it as an nnlight model file (nnlight-model export)")
     base_plans = runs[0].nnunet_plans(str(plan["plans_name"]))
     if not base_plans.is_file():
         raise UserError(f"{base_plans}: missing; it is copied into the run folder by train.py from plan.py's "
