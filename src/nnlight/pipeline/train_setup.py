@@ -232,7 +232,8 @@ def _check_border_ring(instances: InstancePlan, store: Path) -> None:
     made_with = {border_thickness_of(store, c) for c in completed_cases(store)}
     if made_with != {instances.border_thickness_mm}:
         raise UserError(f"plan.instances.border_thickness_mm={instances.border_thickness_mm:g} but the border-core "
-                        f"labels in {store} were made with {', '.join(f'{m:g}' for m in made_with if m)} mm; a new "
+                        f"labels in {store} were made with "
+                        f"{', '.join('an unrecorded ring' if m is None else f'{m:g} mm' for m in made_with)}; a new "
                         "ring needs new labels: nnlight-plan dataset=<Dataset> planner.border_thickness_mm=<mm>")
 
 

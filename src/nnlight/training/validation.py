@@ -134,7 +134,10 @@ def _write_overlay(settings: ValidationSettings, case_id: str, reference: np.nda
     grid = comparison(image, reference, prediction, foreground_slices(reference, prediction))
     names = {label_key(value): name for name, value in settings.scoring.labels.items()}
     per_label = ", ".join(f"{names.get(label, label)} {m['Dice']:.2f}" for label, m in metrics.items())
-    png = titled_png(grid, f"{case_id}   Dice {mean_dice(metrics):.3f}   (per label: {per_label})")
+    objects = next((m for m in metrics.values() if "SEG" in m), None)  # instance maps: the objects' scores too
+    found = f"   SEG {objects['SEG']:.3f}, objects: {objects['n_pred_objects']} predicted, " \
+        f"{objects['n_ref_objects']} in the label" if objects else ""
+    png = titled_png(grid, f"{case_id}   Dice {mean_dice(metrics):.3f}   (per label: {per_label}){found}")
     settings.overlays.mkdir(parents=True, exist_ok=True)
     atomic_write(settings.overlays / f"{case_id}.png", lambda f: f.write(png))
 
