@@ -165,3 +165,12 @@ def test_a_wrong_instance_map_ends_plan_py_with_exit_code_2(cells_3d: Path, root
     result = run_script("plan.py", f"dataset={DATASET}", "num_workers=0", roots=roots)
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert roots.files_under_outputs() == []
+
+
+def test_an_object_score_selects_only_on_an_instance_dataset(cells_3d: Path, roots: Roots) -> None:
+    folder = shutil.copytree(cells_3d, roots.raw / DATASET)
+    _edit_json(folder, lambda d: d.pop("instance_maps"))
+    result = run_script("evaluate.py", f"dataset={DATASET}", "selection_metric=SEG", roots=roots)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "selection_metric=SEG" in result.stderr and '"instance_maps": true' in result.stderr
+    assert "Dice, IoU, HD95, NSD" in result.stderr
