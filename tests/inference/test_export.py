@@ -1,16 +1,27 @@
-"""Export returns exactly the input's geometry, whatever its direction, spacing and origin."""
+"""Export returns exactly the input's geometry, whatever its direction, spacing and origin, and the same labels
+whether the classes are resampled all at once or a few at a time."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from nnlight.inference.export import geometry_from_properties, segmentation_in_original_space, write_segmentation
+from nnlight.inference.export import (
+    geometry_from_properties,
+    probabilities_in_original_space,
+    scores_to_segmentation,
+    segmentation_in_original_space,
+    streamed_segmentation,
+    write_segmentation,
+)
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
+from nnlight.preprocessing.resampling import resample_logits
 from nnlight.raw.io import read_images, read_seg
 
 
@@ -56,3 +67,36 @@ def test_export_restores_labels_and_exact_geometry(tmp_path: Path) -> None:
     assert written.GetOrigin() == reference.GetOrigin()
     assert written.GetDirection() == reference.GetDirection()
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("shape, new_shape, current, target", [
+    ((20, 30, 28), (50, 61, 57), (0.8, 0.7, 0.7), (2.0, 1.5, 1.5)),  # trilinear
+    ((10, 30, 28), (40, 61, 57), (1.0, 0.7, 0.7), (4.0, 1.5, 1.5)),  # separate z (anisotropic)
+    ((1, 30, 28), (1, 61, 57), (999.0, 0.7, 0.7), (999.0, 1.5, 1.5)),  # a 2D image
+], ids=["3d", "separate-z", "2d"])
+def test_resampling_a_few_classes_at_a_time_gives_every_voxel_the_same_label(shape, new_shape, current, target
+                                                                             ) -> None:
+    torch.manual_seed(0)
+    scores = torch.randn(13, *shape)
+    scores[5] = scores[4]  # exact ties go to the first class, as argmax does
+    resample = partial(resample_logits, new_shape=new_shape, current_spacing=target, new_spacing=current)
+    everything = scores_to_segmentation(resample(scores))
+    regions = list(range(1, 14))
+    for chunk in (1, 3, 4, 13):
+        assert torch.equal(streamed_segmentation(scores, resample, chunk=chunk), everything)
+        assert torch.equal(streamed_segmentation(scores, resample, regions, chunk=chunk),
+                           scores_to_segmentation(resample(scores), regions))
+
+
+def test_probabilities_filled_a_few_classes_at_a_time_equal_all_at_once() -> None:
+    torch.manual_seed(0)
+    probs = torch.randn(6, 8, 12, 10).softmax(0)
+    properties = {"shape_before_cropping": [12, 20, 15], "bbox_used_for_cropping": [[2, 10], [3, 15], [1, 11]],
+                  "shape_after_cropping_and_before_resampling": [8, 12, 10], "target_spacing": [1.0, 1.0, 1.0],
+                  "spacing": [1.0, 1.0, 1.0]}
+    expected = np.zeros((6, 12, 20, 15), np.float16)
+    expected[0] = 1
+    expected[:, 2:10, 3:15, 1:11] = probs.numpy().astype(np.float16)
+    for chunk in (1, 4, 6):
+        got = probabilities_in_original_space(probs, properties, [2, 0, 1], region_based=False, chunk=chunk)
+        assert np.array_equal(got, expected.transpose(0, 3, 1, 2))

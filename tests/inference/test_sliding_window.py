@@ -71,3 +71,15 @@ def test_2d_tiles_predict_a_volume_slice_by_slice() -> None:
     expected = torch.stack([net(volume[:, z][None])[0] for z in range(4)], dim=1)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     assert np.isfinite(out.numpy()).all()
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float16, 2e-3), (torch.bfloat16, 2e-2)])
+def test_scores_summed_in_half_precision_stay_close_to_float32(dtype: torch.dtype, tolerance: float) -> None:
+    net = _pointwise(classes=5)
+    image = torch.randn(2, 21, 30, 17)
+    exact = sliding_window_predict(net, image, [8, 16, 8], num_classes=5)
+    half = sliding_window_predict(net, image, [8, 16, 8], num_classes=5, scores_dtype=dtype)
+    assert half.dtype == dtype and half.element_size() == 2  # half the memory of the accumulator
+    assert (half.float() - exact).abs().max() <= tolerance * exact.abs().max()
+    agree = (half.float().argmax(0) == exact.argmax(0)).float().mean()
+    assert agree > 0.99

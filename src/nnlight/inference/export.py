@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from nnlight.raw.instances import InstancePlan, instances_from_border_core
 from nnlight.raw.io import Geometry, verify_image_file, write_seg
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_named
+
+EXPORT_CLASS_CHUNK = 4  # classes resampled to the input grid at once (memory: this many float32 volumes)
 
 
 def scores_to_segmentation(scores: torch.Tensor, regions_class_order: Sequence[int] | None = None,
@@ -51,14 +53,12 @@ def probabilities(scores: torch.Tensor, region_based: bool) -> torch.Tensor:
     return scores.sigmoid() if region_based else scores.softmax(0)
 
 
-def _uncrop_untranspose(cropped: np.ndarray, properties: Mapping[str, Any], transpose_backward: Sequence[int],
-                        fill: Sequence[float] | float = 0) -> np.ndarray:
-    """Paste ``(..., *cropped)`` into the pre-crop shape (``fill`` per leading channel outside) and transpose back."""
-    channels = cropped.shape[:-len(properties["shape_before_cropping"])]
-    full = np.empty((*channels, *properties["shape_before_cropping"]), cropped.dtype)
-    full[...] = np.reshape(fill, (*np.shape(fill), *[1] * len(properties["shape_before_cropping"])))
-    full[(..., *[slice(a, b) for a, b in properties["bbox_used_for_cropping"]])] = cropped
-    return full.transpose([*range(len(channels)), *[a + len(channels) for a in transpose_backward]])
+def _uncrop_untranspose(cropped: np.ndarray, properties: Mapping[str, Any], transpose_backward: Sequence[int]
+                        ) -> np.ndarray:
+    """Paste a ``(*cropped)`` label map into the pre-crop shape (0 outside) and transpose back."""
+    full = np.zeros(properties["shape_before_cropping"], cropped.dtype)
+    full[tuple(slice(a, b) for a, b in properties["bbox_used_for_cropping"])] = cropped
+    return full.transpose(transpose_backward)
 
 
 def input_spacing(properties: Mapping[str, Any], transpose_backward: Sequence[int]) -> list[float]:
@@ -72,25 +72,61 @@ def resample_to_cropped_grid(scores: torch.Tensor, properties: Mapping[str, Any]
                            properties["target_spacing"], properties["spacing"])
 
 
+def streamed_segmentation(scores: torch.Tensor, resample: Callable[[torch.Tensor], torch.Tensor],
+                          regions_class_order: Sequence[int] | None = None, are_probabilities: bool = False,
+                          chunk: int = EXPORT_CLASS_CHUNK) -> torch.Tensor:
+    """:func:`scores_to_segmentation` of ``resample(scores)``, resampling ``chunk`` classes at a time: a running
+    maximum and its class (the first one on a tie, as argmax) instead of every class on the output grid, so memory
+    grows with the chunk, not with the number of classes. Regions paint in their order, chunk by chunk."""
+    segmentation = best = None
+    for start in range(0, len(scores), chunk):
+        part = resample(scores[start:start + chunk])
+        if regions_class_order is not None:
+            if segmentation is None:
+                segmentation = torch.zeros(part.shape[1:], dtype=torch.int16, device=part.device)
+            labels = regions_class_order[start:start + chunk]
+            for region, label in zip(part > (0.5 if are_probabilities else 0.0), labels, strict=True):
+                segmentation[region] = label
+            continue
+        value, index = part.max(0)
+        if best is None:
+            best, segmentation = value, index.to(torch.int16)
+            continue
+        better = value > best
+        best = torch.where(better, value, best)
+        segmentation[better] = (index[better] + start).to(torch.int16)
+    assert segmentation is not None
+    return segmentation
+
+
 def segmentation_in_original_space(scores: torch.Tensor, properties: Mapping[str, Any],
                                    transpose_backward: Sequence[int], regions_class_order: Sequence[int] | None = None,
                                    are_probabilities: bool = False, instances: InstancePlan | None = None
                                    ) -> np.ndarray:
     """``(z, y, x)`` labels on the grid the case was read with (before transpose and crop); for an instance
-    model the objects (an instance map), separated on the input's own spacing."""
-    cropped = scores_to_segmentation(resample_to_cropped_grid(scores, properties), regions_class_order,
-                                     are_probabilities).cpu().numpy()
+    model the objects (an instance map), separated on the input's own spacing. The classes are resampled a chunk
+    at a time (:func:`streamed_segmentation`)."""
+    cropped = streamed_segmentation(scores, lambda part: resample_to_cropped_grid(part, properties),
+                                    regions_class_order, are_probabilities).cpu().numpy()
     if instances is not None:
         cropped = instances_from_border_core(cropped, properties["spacing"], instances)
     return _uncrop_untranspose(cropped, properties, transpose_backward)
 
 
 def probabilities_in_original_space(probs: torch.Tensor, properties: Mapping[str, Any],
-                                    transpose_backward: Sequence[int], region_based: bool) -> np.ndarray:
-    """``(classes, z, y, x)`` float16 probabilities on the input's grid; background is certain outside the crop."""
-    cropped = resample_to_cropped_grid(probs, properties).cpu().numpy().astype(np.float16)
-    fill = [0.0] * len(probs) if region_based else [1.0] + [0.0] * (len(probs) - 1)
-    return _uncrop_untranspose(cropped, properties, transpose_backward, fill)
+                                    transpose_backward: Sequence[int], region_based: bool,
+                                    chunk: int = EXPORT_CLASS_CHUNK) -> np.ndarray:
+    """``(classes, z, y, x)`` float16 probabilities on the input's grid; background is certain outside the crop.
+    Filled ``chunk`` classes at a time: float32 only for the chunk being resampled."""
+    full_shape = properties["shape_before_cropping"]
+    out = np.zeros((len(probs), *full_shape), np.float16)
+    if not region_based:
+        out[0] = 1.0
+    inside = (slice(None), *[slice(a, b) for a, b in properties["bbox_used_for_cropping"]])
+    for start in range(0, len(probs), chunk):
+        part = resample_to_cropped_grid(probs[start:start + chunk], properties)
+        out[start:start + chunk][inside] = part.cpu().numpy()
+    return out.transpose([0, *[a + 1 for a in transpose_backward]])
 
 
 def geometry_from_properties(properties: Mapping[str, Any]) -> Geometry:

@@ -84,6 +84,9 @@ def choose_tile_batch(network: torch.nn.Module, channels: int, settings: Inferen
     return max(1, min(MAX_TILE_BATCH, int(free * TILE_MEMORY_SHARE // per_tile)))
 
 
+SCORES_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """How a preprocessed image becomes class scores."""
@@ -96,10 +99,13 @@ class InferenceSettings:
     step_size: float = 0.5
     tile_batch: int = 1  # tiles per forward pass (:func:`with_tile_batch` chooses it from free memory)
     precision: str = "32"  # 32 | 16-mixed | bf16-mixed (autocast)
+    scores_dtype: str = "float32"  # what the sliding window sums scores in: float32 | float16 | bfloat16
     instances: InstancePlan | None = None  # an instance model: border-core labels become objects on export
 
     def __post_init__(self) -> None:
         canonical_precision(self.precision)
+        if self.scores_dtype not in SCORES_DTYPES:
+            raise ValueError(f"scores_dtype={self.scores_dtype}: choose {', '.join(SCORES_DTYPES)}")
 
 
 Scores = tuple[torch.Tensor, bool]  # class scores of a preprocessed case, and whether they are probabilities
@@ -152,7 +158,8 @@ def _sliding_window(network: torch.nn.Module, image: torch.Tensor, settings: Inf
                     device: torch.device) -> torch.Tensor:
     return sliding_window_predict(network, image, settings.tile_size, settings.num_outputs, settings.step_size,
                                   mirror_axes=settings.mirror_axes, tile_batch=settings.tile_batch,
-                                  network_device=device, autocast_dtype=AUTOCAST_DTYPES[settings.precision])
+                                  network_device=device, autocast_dtype=AUTOCAST_DTYPES[settings.precision],
+                                  scores_dtype=SCORES_DTYPES[settings.scores_dtype])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -259,8 +266,9 @@ class Predictor:
     def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], choices: TrainingChoices,
                  mirroring: bool = True, step_size: float = 0.5, device: torch.device | None = None,
                  model_folders: Sequence[Path] = (), precision: str = "auto", tile_batch: int = 0,
-                 previous_stage: Predictor | None = None) -> None:
-        """``precision``: 32 | 16-mixed | bf16-mixed | auto (:func:`inference_precision`); ``tile_batch``: tiles
+                 previous_stage: Predictor | None = None, scores_dtype: str = "float32") -> None:
+        """``precision``: 32 | 16-mixed | bf16-mixed | auto (:func:`inference_precision`); ``scores_dtype``: what
+        the sliding window sums class scores in (float32 | float16 | bfloat16: half the memory); ``tile_batch``: tiles
         per forward pass, 0 = chosen from the free memory (:func:`choose_tile_batch`); ``previous_stage`` (the
         cascade): the low-res model whose segmentation of each image becomes extra input channels."""
         self.plan = dict(plan)
@@ -276,8 +284,10 @@ class Predictor:
         if previous_stage is not None:  # its labels are input channels: border-core labels, not objects
             previous_stage.inference = replace(previous_stage.inference, instances=None)
         self.preprocessing = preprocessing_settings_from_plan(plan)
-        settings = inference_settings(plan, self.layout, choices.tile_size, choices.mirror_axes if mirroring else (),
-                                      step_size, inference_precision(precision, choices.precision, self.device))
+        settings = replace(inference_settings(plan, self.layout, choices.tile_size,
+                                              choices.mirror_axes if mirroring else (), step_size,
+                                              inference_precision(precision, choices.precision, self.device)),
+                           scores_dtype=scores_dtype)
         self.inference = with_tile_batch(settings, self.networks[0], self.facts.network_input_channels, self.device,
                                          tile_batch)
 
@@ -285,7 +295,7 @@ class Predictor:
     def from_model_folder(cls, model_folder: str | Path, folds: Sequence[int | str] | None = None,
                           checkpoint: CheckpointName = "final", mirroring: bool = True, step_size: float = 0.5,
                           device: str = "auto", precision: str = "auto", tile_batch: int = 0,
-                          trusted_networks: Sequence[str] = ()) -> Predictor:
+                          trusted_networks: Sequence[str] = (), scores_dtype: str = "float32") -> Predictor:
         """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``).
         ``trusted_networks``: modules besides nnlight's and MONAI's whose network classes a run may name."""
         runs = find_runs(Path(model_folder), folds)
@@ -305,9 +315,9 @@ class Predictor:
                 raise UserError(f"{low_res}: the low-res model of the cascade {runs[0].path.parent} is missing; it "
                                 "predicts first (a model file made by nnlight-model export includes it)")
             previous = cls.from_model_folder(low_res, None, checkpoint, mirroring, step_size, device, precision,
-                                             tile_batch, trusted_networks)
+                                             tile_batch, trusted_networks, scores_dtype)
         return cls(networks, plan, choices, mirroring, step_size, resolve_device(device), [r.path for r in runs],
-                   precision, tile_batch, previous)
+                   precision, tile_batch, previous, scores_dtype)
 
     @property
     def num_channels(self) -> int:

@@ -57,13 +57,17 @@ def _tiles(image_size: Sequence[int], tile_size: Sequence[int], step_size: float
 def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Sequence[int], num_classes: int,
                            step_size: float = 0.5, use_gaussian: bool = True, mirror_axes: Sequence[int] = (),
                            tile_batch: int = 1, network_device: torch.device | None = None,
-                           autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+                           autocast_dtype: torch.dtype | None = None,
+                           scores_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Logits ``(num_classes, *spatial)`` for an image ``(c, *spatial)``, accumulated on ``image``'s device.
 
     Tiles go through the network on ``network_device`` (default: the image's device), ``tile_batch`` at a time,
     so a GPU network can fill a CPU accumulator when the whole image does not fit in GPU memory. With
-    ``autocast_dtype`` (float16/bfloat16) the network runs in mixed precision; the Gaussian-weighted sums stay
-    float32. A 2D tile on a 3D image (a 2d configuration) predicts slice by slice along the first axis.
+    ``autocast_dtype`` (float16/bfloat16) the network runs in mixed precision. The scores are held in
+    ``scores_dtype``: float32 (Gaussian-weighted sums divided by the summed weights at the end, nnU-Net's scheme), or
+    float16/bfloat16 to halve the memory of a many-class image, then as a running weighted mean (the tiny weights
+    of a tile's corner would vanish below float16's range in a sum). A 2D tile on a 3D image (a 2d configuration)
+    predicts slice by slice along the first axis.
     """
     slice_by_slice = len(tile_size) == image.ndim - 2
     if slice_by_slice:
@@ -78,7 +82,8 @@ def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Seq
         image = F.pad(image, pad)
     weights = torch.from_numpy(gaussian_importance(tile_size)) if use_gaussian else torch.ones(tile_size)
     weights = weights.to(image.device)
-    logits = torch.zeros((num_classes, *padded_size), device=image.device)
+    logits = torch.zeros((num_classes, *padded_size), device=image.device, dtype=scores_dtype)
+    running_mean = scores_dtype != torch.float32  # float32 sums as nnU-Net does, then divides once
     weight_sum = torch.zeros(padded_size, device=image.device)
 
     device = network_device or image.device
@@ -93,8 +98,12 @@ def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Seq
         if slice_by_slice:
             predicted = predicted[:, :, None]
         for s, p in zip(batch, predicted, strict=True):
-            logits[(slice(None), *s)] += p * weights
             weight_sum[s] += weights
+            if running_mean:  # the weighted mean so far: as large as the scores, never below float16's range
+                current = logits[(slice(None), *s)]
+                current += ((p - current.float()) * (weights / weight_sum[s])).to(scores_dtype)
+            else:
+                logits[(slice(None), *s)] += p * weights
 
     batch: list[tuple[slice, ...]] = []
     for tile in _tiles(padded_size, tile_size, step_size):
@@ -104,6 +113,7 @@ def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Seq
             batch = []
     if batch:
         run(batch)
-    logits /= weight_sum
+    if not running_mean:
+        logits /= weight_sum
     crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial, strict=True))
     return logits[(slice(None), *crop)]

@@ -19,7 +19,7 @@ from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.inference.folder import input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
-from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor, resolve_device
+from nnlight.inference.predictor import AUTOCAST_DTYPES, SCORES_DTYPES, EnsemblePredictor, Predictor, resolve_device
 from nnlight.pipeline.settings import plain, required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
@@ -80,11 +80,11 @@ def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
     if nnunet is None:
         return Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
                                            options.device, options.precision, tile_batch,
-                                           options.trusted_networks), None
+                                           options.trusted_networks, options.scores_dtype), None
     model = load_nnunet_model(*nnunet, options.checkpoint, options.nnunet_trainer)
     return Predictor(model.networks, model.plan, model.choices, options.mirroring, options.step_size,
                      resolve_device(options.device), model.fold_folders, options.precision,
-                     tile_batch), model.postprocessing
+                     tile_batch, scores_dtype=options.scores_dtype), model.postprocessing
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ class PredictOptions:
     nnunet_trainer: str | None = None  # an nnU-Net model's trainer, stated (else from its checkpoint or its weights)
     trusted_networks: tuple[str, ...] = ()  # modules besides nnlight's and MONAI's whose network classes may load
     output_instances: bool = True  # an instance model writes instance maps (false: its border-core labels)
+    scores_dtype: str = "float32"  # what the sliding window sums class scores in: float32 | float16 | bfloat16
 
     def __post_init__(self) -> None:
         for module in self.trusted_networks:
@@ -110,6 +111,8 @@ class PredictOptions:
                 raise ValueError(f"trusted_networks: {module!r} is not a module name (e.g. my_lab.nets)")
         if not 0 < self.step_size <= 1:
             raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5 (half a tile)")
+        if self.scores_dtype not in SCORES_DTYPES:
+            raise ValueError(f"scores_dtype={self.scores_dtype}: choose {', '.join(SCORES_DTYPES)}")
         if self.precision not in ("auto", *AUTOCAST_DTYPES):
             raise ValueError(f"precision={self.precision}: choose auto, {', '.join(AUTOCAST_DTYPES)}")
         if self.tile_batch != "auto" and int(self.tile_batch) < 1:
@@ -183,6 +186,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
     made_by = {"model": {"members": members, "checkpoint": options.checkpoint},
                "settings": {"mirroring": options.mirroring, "step_size": options.step_size,
                             "precision": [p.inference.precision for p in predictor.predictors],
+                            **({"scores_dtype": options.scores_dtype} if options.scores_dtype != "float32" else {}),
                             "postprocessing": rules_as_text(rules) if rules else "none",
                             **({"output_instances": options.output_instances} if instances else {})}}
     _check_made_by(folder, made_by, options, dataset_json.file_ending)
