@@ -101,13 +101,13 @@ def streamed_segmentation(scores: torch.Tensor, resample: Callable[[torch.Tensor
 
 def segmentation_in_original_space(scores: torch.Tensor, properties: Mapping[str, Any],
                                    transpose_backward: Sequence[int], regions_class_order: Sequence[int] | None = None,
-                                   are_probabilities: bool = False, instances: InstancePlan | None = None
-                                   ) -> np.ndarray:
+                                   are_probabilities: bool = False, instances: InstancePlan | None = None,
+                                   chunk: int = EXPORT_CLASS_CHUNK) -> np.ndarray:
     """``(z, y, x)`` labels on the grid the case was read with (before transpose and crop); for an instance
     model the objects (an instance map), separated on the input's own spacing. The classes are resampled a chunk
     at a time (:func:`streamed_segmentation`)."""
     cropped = streamed_segmentation(scores, lambda part: resample_to_cropped_grid(part, properties),
-                                    regions_class_order, are_probabilities).cpu().numpy()
+                                    regions_class_order, are_probabilities, chunk).cpu().numpy()
     if instances is not None:
         cropped = instances_from_border_core(cropped, properties["spacing"], instances)
     return _uncrop_untranspose(cropped, properties, transpose_backward)
