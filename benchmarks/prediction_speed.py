@@ -59,7 +59,7 @@ def main() -> None:
                                  transpose_backward=plans.transpose_backward)
     mirror = tuple(range(len(plan.patch_size)))
     ending = dataset_json["file_ending"]
-    cases = list(input_cases(args.images, ending, len(plan.normalization_schemes)).items())[: args.cases]
+    cases = list(input_cases(args.images, ending, len(plan.normalization_schemes))[0].items())[: args.cases]
     device = torch.device("cpu")
     print(provenance(f"prediction speed {args.dataset_folder.name} {args.configuration}"))
     variants = [("1 fold, no TTA", 1, ()), ("1 fold, TTA", 1, mirror), (f"{args.folds} folds, no TTA", args.folds, ())]

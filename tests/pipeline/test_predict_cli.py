@@ -515,3 +515,31 @@ def test_every_logger_gets_the_whole_recipe_and_the_final_validation_dice(traine
     dice = json.loads((run / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"]
     assert len(rows) == 1 and float(rows[0]["validation/dice"]) == pytest.approx(dice)
 
+
+
+def test_a_failing_image_is_recorded_and_the_others_are_predicted(trained: Roots, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    source = trained.raw / "Dataset900_Demo" / "imagesTr"
+    for case in ("demo_000", "demo_001", "demo_002"):
+        for channel in (0, 1):
+            shutil.copy(source / f"{case}_{channel:04d}.nii.gz", images / f"{case}_{channel:04d}.nii.gz")
+    good = (images / "demo_001_0000.nii.gz").read_bytes()
+    (images / "demo_001_0000.nii.gz").write_bytes(good[: len(good) // 2])  # unreadable
+    (images / "demo_002_0001.nii.gz").rename(tmp_path / "demo_002_0001.nii.gz")  # a channel missing
+    args = [f"model='{trained.results / 'Dataset900_Demo' / '3d_fullres' / RUN}'", f"input={images}",
+            f"output={tmp_path / 'out'}", "mirroring=false"]
+    first = run_script("predict.py", *args, roots=trained)
+    assert first.returncode == 2 and "Traceback" not in first.stderr
+    assert "2 of 3 image(s) failed" in first.stderr and "failed.json" in first.stderr
+    failed = json.loads((tmp_path / "out" / "failed.json").read_text())["failed"]
+    assert set(failed) == {"demo_001", "demo_002"}
+    assert "truncated or corrupt" in failed["demo_001"] and "missing channel" in failed["demo_002"]
+    assert (tmp_path / "out" / "demo_000.nii.gz").is_file() and "Predicted 1 case(s)" in first.stdout
+
+    (images / "demo_001_0000.nii.gz").write_bytes(good)  # fixed: a rerun predicts only these
+    (tmp_path / "demo_002_0001.nii.gz").rename(images / "demo_002_0001.nii.gz")
+    again = run_script("predict.py", *args, roots=trained)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Predicted 2 case(s)" in again.stdout and "1 already done, skipped" in again.stdout
+    assert not (tmp_path / "out" / "failed.json").exists()

@@ -174,7 +174,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
         for member in predictor.predictors:
             member.inference = dataclasses.replace(member.inference, instances=None)
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
-    cases = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # checked before any write
+    cases, refused = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # before any write
     rules = loaded[0][1] if len(loaded) == 1 and loaded[0][1] else PostprocessingRules.load(models.postprocessing) \
         if models.postprocessing and models.postprocessing.is_file() else None
     rules = rules if options.postprocessing else None
@@ -198,11 +198,12 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
             list(HydraConfig.get().overrides.task))))
 
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
-                            options.overwrite, record_how_it_is_made)
+                            options.overwrite, record_how_it_is_made, refused)
     seconds = time.perf_counter() - start
+    rate = f", {len(report.predicted) / seconds:.2f} images/s" if report.predicted else ""
     folds_used = [f"{p.model_folders[0].parent.parent.name}/{p.model_folders[0].parent.name} "
                   f"({', '.join(f.name for f in p.model_folders)})" for p in predictor.predictors]
-    lines = [f"\nPredicted {len(report.predicted)} case(s) in {seconds:.1f} s"
+    lines = [f"\nPredicted {len(report.predicted)} case(s) in {seconds:.1f} s{rate}"
              + (f" ({len(report.skipped)} already done, skipped)" if report.skipped else "") + f": {output}",
              f"  model: {' + '.join(folds_used)}, checkpoint {options.checkpoint}, "
              f"mirroring {'on' if options.mirroring else 'off'}, precision "
@@ -210,7 +211,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
              f"{predictor.predictors[0].inference.tile_batch}, post-processing: "
              f"{rules_as_text(rules) if rules else 'none'}"]
     summary = None
-    if cfg.reference:
+    if cfg.reference and (report.predicted or report.skipped):
         summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
             bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm),
@@ -221,4 +222,9 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
         lines.append(f"  foreground mean Dice {scores['Dice']:.4f}{objects} over {summary['cases']} "
                      f"case(s) -> {folder.summary}, {folder.summary_csv}")
     print("\n".join(lines))
+    if report.failed:  # the others are written; the exit code says that not every image was
+        raise UserError(f"{len(report.failed)} of {len(report.failed) + len(report.predicted) + len(report.skipped)} "
+                        f"image(s) failed, each with its error in {folder.failed} (e.g. {next(iter(report.failed))}: "
+                        f"{next(iter(report.failed.values()))}); the others are predicted. Fix them and rerun: "
+                        "finished images are skipped")
     return {"predicted": report.predicted, "skipped": report.skipped, "seconds": seconds, "summary": summary}

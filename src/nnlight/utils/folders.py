@@ -220,6 +220,11 @@ class PredictionFolder:
     def overrides(self) -> Path:
         return self.path / ".hydra" / "overrides.yaml"
 
+    @property
+    def failed(self) -> Path:
+        """The cases predict.py could not read or preprocess, each with its error (gone once none is left)."""
+        return self.path / "failed.json"
+
     def segmentation(self, case_id: str, file_ending: str) -> Path:
         return self.path / f"{case_id}{file_ending}"
 
