@@ -543,3 +543,26 @@ def test_a_failing_image_is_recorded_and_the_others_are_predicted(trained: Roots
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Predicted 2 case(s)" in again.stdout and "1 already done, skipped" in again.stdout
     assert not (tmp_path / "out" / "failed.json").exists()
+
+
+def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="ONNX needs the onnx extra (pip install 'nnlight[onnx]')")
+    from nnlight.exchange.cli import main as model_cli
+
+    model_cli(["export", "--format", "onnx", "--dataset", "Dataset900_Demo", "--model", f"3d_fullres/{RUN}",
+               "--output", str(tmp_path / "onnx"), "--results", str(trained.results)])
+    spec = json.loads((tmp_path / "onnx" / "spec.json").read_text())
+    assert spec["networks"] == ["fold_0.onnx"] and spec["plan"]["normalization_schemes"]
+    assert spec["inference"]["tile_size"] and "foreground_intensity_properties_per_channel" in spec["plan"]
+    cases = _validation_images(trained, tmp_path / "images")
+    for model, out in ((f"model='{trained.results / 'Dataset900_Demo' / '3d_fullres' / RUN}'", "torch"),
+                       (f"model={tmp_path / 'onnx'}", "onnx")):
+        result = run_script("predict.py", model, f"input={tmp_path / 'images'}", f"output={tmp_path / out}",
+                            roots=trained)
+        assert result.returncode == 0, result.stderr[-3000:]
+    torch_labels, onnx_labels = _segmentations(tmp_path / "torch"), _segmentations(tmp_path / "onnx")
+    assert sorted(onnx_labels) == sorted(f"{c}.nii.gz" for c in cases)
+    same = sum(int((torch_labels[c] == onnx_labels[c]).sum()) for c in onnx_labels)
+    total = sum(v.size for v in onnx_labels.values())
+    print(f"ONNX vs PyTorch: {same} of {total} voxels agree ({same / total:.6%})")
+    assert same / total >= 0.9999, f"{same / total:.6f} of the voxels agree"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nnlight.exchange.model_zip import export_model_zip, install_model_zip
 from nnlight.exchange.nnunet import export_to_nnunet
+from nnlight.exchange.onnx_model import OPSET, export_onnx
 from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.folders import CHECKPOINT_NAMES, ModelFolder
 
@@ -33,11 +34,15 @@ def _parser() -> argparse.ArgumentParser:
                              help="<configuration>/<experiment> under the dataset's results" +
                                   (", or best (what nnlight-evaluate selected)" if command is export else ""))
         command.add_argument("--output", required=True, type=Path,
-                             help="the .zip to write" if command is export else "nnU-Net results root to write into")
+                             help="the .zip (or, with --format onnx, the folder) to write" if command is export
+                             else "nnU-Net results root to write into")
         command.add_argument("--results", default=_results_default(), type=Path,
                              help="nnlight results root (default: $NNLIGHT_RESULTS or data/results)")
         command.add_argument("--checkpoint", default="final", choices=CHECKPOINT_NAMES)
         command.add_argument("--folds", nargs="*", default=None, help="default: every trained fold")
+    export.add_argument("--format", default="zip", choices=("zip", "onnx"),
+                        help="zip: an nnlight model file; onnx: a folder of ONNX networks + spec.json, runnable with "
+                             "onnxruntime alone (needs nnlight[onnx])")
     install = commands.add_parser("install", help="unpack a model .zip under the results folder")
     install.add_argument("file", type=Path)
     install.add_argument("--results", default=_results_default(), type=Path,
@@ -48,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     with exit_on_user_error():
-        if args.command == "export":
+        if args.command == "export" and args.format == "onnx":
+            spec = export_onnx(args.results, args.dataset, args.model, args.output, args.checkpoint, args.folds)
+            print(f"Wrote {args.output}: {', '.join(spec['networks'])} + spec.json (ONNX opset {OPSET})\n"
+                  f"  predict: nnlight-predict model={args.output} input=<images> output=<folder>, or with "
+                  "onnxruntime alone (README: Models that run without nnlight)")
+        elif args.command == "export":
             if args.output.suffix != ".zip":
                 raise UserError(f"--output {args.output}: name the model file <name>.zip")
             manifest = export_model_zip(args.results, args.dataset, args.model, args.output, args.checkpoint,

@@ -198,7 +198,7 @@ class TrainingChoices:
 
     tile_size: list[int]  # the training patch (data.patch_size, or the network's adapted one)
     mirror_axes: tuple[int, ...]  # network-input axes mirrored in training (test-time mirroring uses only these)
-    network: NetworkChoice
+    network: NetworkChoice | None  # None: an exported network (ONNX) that needs no class to be built
     precision: str | None = field(default=None, compare=False)  # the training precision (folds may differ)
     previous_stage: str | None = None  # the cascade: its low-res model, <configuration>/<experiment>
     network_record: dict[str, Any] = field(default_factory=dict, compare=False)  # outputs, parameters, adapted patch

@@ -17,6 +17,7 @@ from nnlight.evaluation.metrics import metric_components
 from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
+from nnlight.exchange.onnx_model import SPEC, is_onnx_model, onnx_predictor
 from nnlight.inference.folder import input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.inference.predictor import AUTOCAST_DTYPES, SCORES_DTYPES, EnsemblePredictor, Predictor, resolve_device
@@ -59,6 +60,8 @@ def _models(cfg: DictConfig, scratch: Path) -> _Models:
                         "(.../<experiment>) under your results, a model file (.zip from nnlight-model export), an "
                         "nnU-Net trained model folder (.../<Trainer>__<Plans>__<configuration>), or model=best "
                         "dataset=<Dataset>")
+    if is_onnx_model(folder):  # its rules, if any, are in its spec.json
+        return _Models([(folder, None)], None)
     own = ModelFolder(folder).postprocessing  # a configuration folder's, else (a run folder) its parent's
     postprocessing = own if own.is_file() else ModelFolder(folder.parent).postprocessing
     return _Models([(folder, folds)], postprocessing)
@@ -76,6 +79,13 @@ def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
                ) -> tuple[Predictor, PostprocessingRules | None]:
     """nnlight's model folders, or an nnU-Net trained model folder (with its own post-processing choice)."""
     tile_batch = 0 if options.tile_batch == "auto" else int(options.tile_batch)
+    if is_onnx_model(folder):
+        if folds is not None:
+            raise UserError(f"folds={folds}: an ONNX model holds the folds it was exported with; export others "
+                            "(nnlight-model export --format onnx --folds ...)")
+        predictor = onnx_predictor(folder, options.mirroring, options.step_size)
+        rules = load_json(folder / SPEC).get("postprocessing")
+        return predictor, PostprocessingRules.from_json(rules) if rules else None
     nnunet = nnunet_model_and_folds(folder, folds)
     if nnunet is None:
         return Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,

@@ -1,0 +1,132 @@
+"""A trained configuration as ONNX: each fold's network as ``fold_<k>.onnx`` and ``spec.json`` with everything
+around it, so the model runs where nnlight is not installed (onnxruntime alone), and ``nnlight-predict`` runs it
+too, giving the PyTorch model's segmentation.
+
+``spec.json`` holds the run's plan (channels and their normalization with the intensity statistics, target spacing,
+the transpose, labels or regions and their order, an instance dataset's conversion), the sliding window's tile,
+step and mirror axes, and the post-processing rules. A network takes ``image`` ``(batch, channels, *tile)`` and
+gives ``scores`` ``(batch, classes, *tile)``; batch and spatial sizes are dynamic (any size the network's strides
+divide). Loading an ONNX folder imports no code: the graph is data.
+
+ONNX cannot carry a cascade (its second stage needs the first one's segmentation as input channels, made by
+nnlight's preprocessing): such a model is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnlight.evaluation.selection import load_best
+from nnlight.inference.predictor import Predictor, TrainingChoices
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_json, load_json
+from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder
+
+ONNX_FORMAT = "nnlight-onnx-1"
+SPEC = "spec.json"
+NETWORK_FILE = re.compile(r"^fold_(\d+|all)\.onnx$")
+OPSET = 17
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("ONNX models need onnx and onnxruntime: pip install \"nnlight[onnx]\"") from None
+    return onnxruntime
+
+
+def _model_to_export(results_root: Path, dataset: str, model: str) -> tuple[ModelFolder, Path | None]:
+    """The configuration folder (``best``: the selected one, when it is a single configuration) and its rules."""
+    dataset_results = results_root / dataset
+    if model != "best":
+        folder = ModelFolder(dataset_results / model)
+        return folder, folder.postprocessing if folder.postprocessing.is_file() else None
+    members, _ = load_best(dataset_results)
+    if len(members) != 1:
+        raise UserError(f"model=best of {dataset} is an ensemble of {len(members)} configurations; an ONNX folder "
+                        "holds one configuration: export each (--model <configuration>/<experiment>)")
+    return ModelFolder(members[0][0]), DatasetResults(dataset_results).postprocessing
+
+
+def export_onnx(results_root: Path, dataset: str, model: str, output: Path, checkpoint: CheckpointName = "final",
+                folds: list[str] | None = None) -> dict[str, Any]:
+    """Write ``output/`` (fold_<k>.onnx, spec.json, dataset.json); every network is checked against PyTorch on a
+    random tile before the spec is written. Returns the spec."""
+    onnxruntime = _onnxruntime()
+    folder, postprocessing = _model_to_export(results_root, dataset, model)
+    predictor = Predictor.from_model_folder(folder.path, folds, checkpoint, device="cpu", precision="32")
+    if predictor.previous_stage is not None:
+        raise UserError(f"{folder.path}: a cascade stage; ONNX cannot carry the low-res stage's segmentation as "
+                        "input channels: export 3d_fullres or 3d_lowres instead")
+    settings = predictor.inference
+    output.mkdir(parents=True, exist_ok=True)
+    tile = torch.randn(1, predictor.facts.network_input_channels, *settings.tile_size)
+    names = []
+    for network, run in zip(predictor.networks, predictor.model_folders, strict=True):
+        name = f"{run.name}.onnx"
+        with warnings.catch_warnings():  # the legacy exporter (dynamic shapes without onnxscript) says it is legacy,
+            warnings.simplefilter("ignore")  # and that instance norm uses the input's statistics: both intended
+            torch.onnx.export(network, (tile,), str(output / name), input_names=["image"], output_names=["scores"],
+                              dynamic_axes={key: {0: "batch", **{a: f"axis{a}" for a in range(2, tile.ndim)}}
+                                            for key in ("image", "scores")}, opset_version=OPSET, dynamo=False)
+        session = onnxruntime.InferenceSession(str(output / name), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            expected = network(tile).numpy()
+        got = session.run(None, {"image": tile.numpy()})[0]
+        if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-3, rtol=1e-3):
+            raise UserError(f"{run}: its ONNX network gives other scores than PyTorch (max difference "
+                            f"{np.abs(got - expected).max():.3g}); this network cannot be exported to ONNX")
+        names.append(name)
+    spec = {"format": ONNX_FORMAT, "networks": names, "plan": predictor.plan,
+            "inference": {"tile_size": list(settings.tile_size), "mirror_axes": list(settings.mirror_axes),
+                          "step_size": 0.5, "gaussian_sigma_scale": 1 / 8, "input": "image", "output": "scores",
+                          "ensemble": "mean of the folds' softmax (sigmoid for regions)" if len(names) > 1 else None},
+            "postprocessing": load_json(postprocessing) if postprocessing is not None else None}
+    shutil.copyfile(predictor.model_folders[0] / "dataset.json", output / "dataset.json")
+    atomic_write_json(output / SPEC, spec)
+    return spec
+
+
+def is_onnx_model(folder: Path) -> bool:
+    return (folder / SPEC).is_file()
+
+
+class OnnxNetwork(torch.nn.Module):
+    """An exported network run by onnxruntime, in the place of the PyTorch one (tiles in, scores out)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.session = _onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        scores = self.session.run(None, {"image": tiles.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(scores).to(tiles.device)
+
+
+def onnx_predictor(folder: Path, mirroring: bool = True, step_size: float = 0.5) -> Predictor:
+    """A predictor of an ONNX folder: nnlight's preprocessing, sliding window and export around onnxruntime."""
+    spec = load_json(folder / SPEC)
+    if not isinstance(spec, dict) or spec.get("format") != ONNX_FORMAT:
+        raise UserError(f"{folder / SPEC}: not an nnlight ONNX model (format {ONNX_FORMAT!r}); export one with "
+                        "nnlight-model export --format onnx")
+    try:
+        names = [str(n) for n in spec["networks"]]
+        inference = spec["inference"]
+        choices = TrainingChoices([int(t) for t in inference["tile_size"]],
+                                  tuple(int(a) for a in inference["mirror_axes"]), network=None)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{folder / SPEC}: malformed ({e!r}); export the model again") from None
+    bad = [n for n in names if not NETWORK_FILE.match(n) or not (folder / n).is_file()]
+    if bad or not names:
+        raise UserError(f"{folder / SPEC}: network file {bad[0] if bad else '(none)'} is not a fold_<k>.onnx beside "
+                        "it; export the model again")
+    return Predictor([OnnxNetwork(folder / n) for n in names], spec["plan"], choices, mirroring, step_size,
+                     torch.device("cpu"), [folder], precision="32")
