@@ -18,6 +18,8 @@ import torch
 from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.export import written_completely
+from nnlight.inference.predictor import Predictor
+from nnlight.raw.io import read_images
 from nnlight.utils.errors import UserError
 from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, file_size_limit, planned_demo, run_script, small_disk
 
@@ -488,12 +490,24 @@ def test_the_readmes_python_examples_run_as_saved_scripts(trained: Roots, tmp_pa
         (tmp_path / "data" / name).symlink_to(getattr(trained, name))
     first_image = sorted((trained.raw / "Dataset900_Demo" / "imagesTs").glob("*_0000.nii.gz"))[0]
     test_case = first_image.name.removesuffix("_0000.nii.gz")
+    pytest.importorskip("onnxruntime", reason="the README's ONNX example needs the onnx extra")
+    from nnlight.exchange.cli import main as model_cli
+
+    model_cli(["export", "--format", "onnx", "--dataset", "Dataset900_Demo", "--model", f"3d_fullres/{RUN}",
+               "--output", str(tmp_path / "demo_onnx"), "--results", str(trained.results)])
     for i, block in enumerate(blocks):
         script = tmp_path / f"example_{i}.py"
         script.write_text(block.replace("demo_008", test_case))
         done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"README example {i}:\n{block}\n{done.stderr[-2000:]}"
     assert written_completely(tmp_path / f"{test_case}.nii.gz")  # the Predictor example's segmentation
+    by_nnlight = run_script("predict.py", f"model={tmp_path / 'demo_onnx'}", f"input={first_image.parent}",
+                            f"output={tmp_path / 'by_nnlight'}", "mirroring=false", "postprocessing=false",
+                            roots=trained)
+    assert by_nnlight.returncode == 0, by_nnlight.stderr[-2000:]
+    onnx_alone = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{test_case}_onnx.nii.gz")))
+    nnlight = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "by_nnlight" / f"{test_case}.nii.gz")))
+    assert np.array_equal(onnx_alone, nnlight)  # the README's ~40 lines without nnlight: the same segmentation
     guarded = next(b for b in blocks if 'if __name__ == "__main__":' in b)
     unguarded = "\n".join(line.removeprefix("    ") for line in guarded.splitlines() if "__main__" not in line)
     (tmp_path / "unguarded.py").write_text(unguarded)
@@ -548,21 +562,19 @@ def test_a_failing_image_is_recorded_and_the_others_are_predicted(trained: Roots
 def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="ONNX needs the onnx extra (pip install 'nnlight[onnx]')")
     from nnlight.exchange.cli import main as model_cli
+    from nnlight.exchange.onnx_model import onnx_predictor
 
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
     model_cli(["export", "--format", "onnx", "--dataset", "Dataset900_Demo", "--model", f"3d_fullres/{RUN}",
                "--output", str(tmp_path / "onnx"), "--results", str(trained.results)])
     spec = json.loads((tmp_path / "onnx" / "spec.json").read_text())
     assert spec["networks"] == ["fold_0.onnx"] and spec["plan"]["normalization_schemes"]
     assert spec["inference"]["tile_size"] and "foreground_intensity_properties_per_channel" in spec["plan"]
-    cases = _validation_images(trained, tmp_path / "images")
-    for model, out in ((f"model='{trained.results / 'Dataset900_Demo' / '3d_fullres' / RUN}'", "torch"),
-                       (f"model={tmp_path / 'onnx'}", "onnx")):
-        result = run_script("predict.py", model, f"input={tmp_path / 'images'}", f"output={tmp_path / out}",
-                            roots=trained)
-        assert result.returncode == 0, result.stderr[-3000:]
-    torch_labels, onnx_labels = _segmentations(tmp_path / "torch"), _segmentations(tmp_path / "onnx")
-    assert sorted(onnx_labels) == sorted(f"{c}.nii.gz" for c in cases)
-    same = sum(int((torch_labels[c] == onnx_labels[c]).sum()) for c in onnx_labels)
-    total = sum(v.size for v in onnx_labels.values())
+    by_torch, by_onnx = Predictor.from_model_folder(model, device="cpu"), onnx_predictor(tmp_path / "onnx")
+    same = total = 0
+    for case in _validation_images(trained, tmp_path / "images"):  # mirroring on, as predict.py by default
+        images, geometry = read_images(sorted((tmp_path / "images").glob(f"{case}_*.nii.gz")), "sitk")
+        expected, got = (p.predict(images, geometry).segmentation for p in (by_torch, by_onnx))
+        same, total = same + int((expected == got).sum()), total + expected.size
     print(f"ONNX vs PyTorch: {same} of {total} voxels agree ({same / total:.6%})")
     assert same / total >= 0.9999, f"{same / total:.6f} of the voxels agree"
