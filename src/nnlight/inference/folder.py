@@ -136,7 +136,6 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                 record_failures()  # those before the first written case
             exporting = writer.submit(write, case_id, geometry, prepared, scores)
             predicted.append(case_id)
-            failed.pop(case_id, None)
         if exporting is not None:
             exporting.result()
     record_failures()
