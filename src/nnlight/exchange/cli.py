@@ -1,6 +1,7 @@
-"""``nnlight-model``: hand a trained model to someone else, or to nnU-Net.
+"""``nnlight-model``: hand a trained model to someone else, to nnU-Net, or to any ONNX runtime.
 
   nnlight-model export  --dataset D --model best|<configuration>/<experiment> --output model.zip
+  nnlight-model export  --format onnx --dataset D --model <configuration>/<experiment> --output <folder>
   nnlight-model install model.zip                 (unpacks under the results folder)
   nnlight-model export-nnunet --dataset D --model <configuration>/<experiment> --output <nnUNet_results>
 """
