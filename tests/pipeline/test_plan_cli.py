@@ -120,6 +120,7 @@ def test_plan_from_fingerprint_alone_matches_full_planning(demo_3d: Path, roots:
     assert {k: _body(v) for k, v in alone.items()} == {k: _body(v) for k, v in full.items()}
 
 
+@pytest.mark.slow  # 16 s: the plans' round trip through nnU-Net's format stays in tests/planning/test_planner.py
 def test_import_nnunet_plans(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     assert run_script("plan.py", "num_workers=0", "dataset=Dataset900_Demo", "preprocess=false",

@@ -256,6 +256,7 @@ def test_unknown_config_option_is_named(roots: Roots) -> None:
     assert roots.files_under_outputs() == []
 
 
+@pytest.mark.slow  # 15 s: full-disk writes stay covered by default by the prediction and checkpoint tests
 def test_plan_onto_a_full_disk_fails_clearly_and_a_rerun_finishes(demo_3d: Path, roots: Roots, tmp_path: Path) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)
     with small_disk(tmp_path / "disk", "192k") as resize:
