@@ -71,6 +71,11 @@ def test_an_instance_dataset_runs_plan_train_evaluate_predict(cells_3d: Path, ro
     summary = json.loads((output / "summary.json").read_text())
     assert {"SEG", "F1", "AP50", "PQ", "ARE", "VI", "Dice"} <= set(summary["foreground_mean"])
 
+    no_objects = run_script("predict.py", "model=best", f"dataset={DATASET}", f"input={images}",
+                            f"output={roots.results / 'refused'}", "output_instances=false", f"reference={labels}",
+                            roots=roots)  # border-core labels have no reference to be scored against
+    assert no_objects.returncode == 2 and "leave output_instances=true" in no_objects.stderr
+    assert not (roots.results / "refused").exists()
     semantic = roots.results / "border_core"
     run = run_script("predict.py", "model=best", f"dataset={DATASET}", f"input={images}", f"output={semantic}",
                      "output_instances=false", roots=roots)

@@ -135,6 +135,7 @@ def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, 
     ("step_size", "step_size=0.0: use a value in (0, 1]"),
     ("precision", "precision=fp8: choose auto, 32, 16-mixed, bf16-mixed"),
     ("tile_batch", "tile_batch=0: use auto or a number of tiles >= 1"),
+    ("scores_dtype", "predict.scores_dtype='half': expected one of 'float32', 'float16', 'bfloat16'"),
     ("truncated_image", "case_0001.nii.gz: the compressed file is truncated or corrupt"),
     ("image_2d", "a 2D image, but the model is a 3D configuration"),
     ("truncated_checkpoint", "final.ckpt: cannot be read as a checkpoint"),
@@ -179,7 +180,7 @@ def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, 
         (tmp_path / "a_file").write_text("")
         output = tmp_path / "a_file" / "out"
     extra = {"bad_checkpoint": ["checkpoint=newest"], "step_size": ["step_size=0"], "precision": ["precision=fp8"],
-             "tile_batch": ["tile_batch=0"]}.get(setup, [])
+             "tile_batch": ["tile_batch=0"], "scores_dtype": ["scores_dtype=half"]}.get(setup, [])
     assert message in _predict_in_process(trained, f"model='{model}'", f"input={images}", f"output={output}", *extra)
     assert not (tmp_path / "out").exists()  # nothing written before the inputs were checked
 
@@ -562,7 +563,7 @@ def test_a_failing_image_is_recorded_and_the_others_are_predicted(trained: Roots
 def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="ONNX needs the onnx extra (pip install 'nnlight[onnx]')")
     from nnlight.exchange.cli import main as model_cli
-    from nnlight.exchange.onnx_model import onnx_predictor
+    from nnlight.exchange.onnx_model import onnx_model
 
     model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
     model_cli(["export", "--format", "onnx", "--dataset", "Dataset900_Demo", "--model", f"3d_fullres/{RUN}",
@@ -570,7 +571,7 @@ def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots,
     spec = json.loads((tmp_path / "onnx" / "spec.json").read_text())
     assert spec["networks"] == ["fold_0.onnx"] and spec["plan"]["normalization_schemes"]
     assert spec["inference"]["tile_size"] and "foreground_intensity_properties_per_channel" in spec["plan"]
-    by_torch, by_onnx = Predictor.from_model_folder(model, device="cpu"), onnx_predictor(tmp_path / "onnx")
+    by_torch, (by_onnx, _) = Predictor.from_model_folder(model, device="cpu"), onnx_model(tmp_path / "onnx")
     same = total = 0
     for case in _validation_images(trained, tmp_path / "images"):  # mirroring on, as predict.py by default
         images, geometry = read_images(sorted((tmp_path / "images").glob(f"{case}_*.nii.gz")), "sitk")

@@ -15,7 +15,6 @@ nnlight's preprocessing): such a model is refused.
 from __future__ import annotations
 
 import re
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ import numpy as np
 import torch
 
 from nnlight.evaluation.selection import load_best
+from nnlight.inference.postprocessing import PostprocessingRules
 from nnlight.inference.predictor import Predictor, TrainingChoices
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_json, load_json
+from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_named, load_json
 from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder
 
 ONNX_FORMAT = "nnlight-onnx-1"
@@ -67,16 +67,20 @@ def export_onnx(results_root: Path, dataset: str, model: str, output: Path, chec
         raise UserError(f"{folder.path}: a cascade stage; ONNX cannot carry the low-res stage's segmentation as "
                         "input channels: export 3d_fullres or 3d_lowres instead")
     settings = predictor.inference
-    output.mkdir(parents=True, exist_ok=True)
+    (output / SPEC).unlink(missing_ok=True)  # written last: a folder whose export was interrupted is no model
     tile = torch.randn(1, predictor.facts.network_input_channels, *settings.tile_size)
+    axes = {key: {0: "batch", **{a: f"axis{a}" for a in range(2, tile.ndim)}} for key in ("image", "scores")}
     names = []
     for network, run in zip(predictor.networks, predictor.model_folders, strict=True):
         name = f"{run.name}.onnx"
-        with warnings.catch_warnings():  # the legacy exporter (dynamic shapes without onnxscript) says it is legacy,
-            warnings.simplefilter("ignore")  # and that instance norm uses the input's statistics: both intended
-            torch.onnx.export(network, (tile,), str(output / name), input_names=["image"], output_names=["scores"],
-                              dynamic_axes={key: {0: "batch", **{a: f"axis{a}" for a in range(2, tile.ndim)}}
-                                            for key in ("image", "scores")}, opset_version=OPSET, dynamo=False)
+
+        def write(path: Path, network: torch.nn.Module = network) -> None:
+            with warnings.catch_warnings():  # the legacy exporter (dynamic shapes without onnxscript) says it is
+                warnings.simplefilter("ignore")  # legacy, and that instance norm uses the input's statistics
+                torch.onnx.export(network, (tile,), str(path), input_names=["image"], output_names=["scores"],
+                                  dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+
+        atomic_write_named(output / name, write)
         session = onnxruntime.InferenceSession(str(output / name), providers=["CPUExecutionProvider"])
         with torch.no_grad():
             expected = network(tile).numpy()
@@ -90,7 +94,8 @@ def export_onnx(results_root: Path, dataset: str, model: str, output: Path, chec
                           "step_size": 0.5, "gaussian_sigma_scale": 1 / 8, "input": "image", "output": "scores",
                           "ensemble": "mean of the folds' softmax (sigmoid for regions)" if len(names) > 1 else None},
             "postprocessing": load_json(postprocessing) if postprocessing is not None else None}
-    shutil.copyfile(predictor.model_folders[0] / "dataset.json", output / "dataset.json")
+    dataset_json = (predictor.model_folders[0] / "dataset.json").read_bytes()
+    atomic_write(output / "dataset.json", lambda f: f.write(dataset_json))
     atomic_write_json(output / SPEC, spec)
     return spec
 
@@ -111,8 +116,10 @@ class OnnxNetwork(torch.nn.Module):
         return torch.from_numpy(scores).to(tiles.device)
 
 
-def onnx_predictor(folder: Path, mirroring: bool = True, step_size: float = 0.5) -> Predictor:
-    """A predictor of an ONNX folder: nnlight's preprocessing, sliding window and export around onnxruntime."""
+def onnx_model(folder: Path, mirroring: bool = True, step_size: float = 0.5
+               ) -> tuple[Predictor, PostprocessingRules | None]:
+    """An ONNX folder as a predictor (nnlight's preprocessing, sliding window and export around onnxruntime) and
+    its post-processing rules; the spec is checked first (names of files beside it, well-formed values)."""
     spec = load_json(folder / SPEC)
     if not isinstance(spec, dict) or spec.get("format") != ONNX_FORMAT:
         raise UserError(f"{folder / SPEC}: not an nnlight ONNX model (format {ONNX_FORMAT!r}); export one with "
@@ -122,6 +129,7 @@ def onnx_predictor(folder: Path, mirroring: bool = True, step_size: float = 0.5)
         inference = spec["inference"]
         choices = TrainingChoices([int(t) for t in inference["tile_size"]],
                                   tuple(int(a) for a in inference["mirror_axes"]), network=None)
+        rules = PostprocessingRules.from_json(spec["postprocessing"]) if spec.get("postprocessing") else None
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{folder / SPEC}: malformed ({e!r}); export the model again") from None
     bad = [n for n in names if not NETWORK_FILE.match(n) or not (folder / n).is_file()]
@@ -129,4 +137,4 @@ def onnx_predictor(folder: Path, mirroring: bool = True, step_size: float = 0.5)
         raise UserError(f"{folder / SPEC}: network file {bad[0] if bad else '(none)'} is not a fold_<k>.onnx beside "
                         "it; export the model again")
     return Predictor([OnnxNetwork(folder / n) for n in names], spec["plan"], choices, mirroring, step_size,
-                     torch.device("cpu"), [folder], precision="32")
+                     torch.device("cpu"), [folder], precision="32"), rules

@@ -36,13 +36,13 @@ def input_cases(folder: Path, file_ending: str, num_channels: int
     if not folder.is_dir():
         raise UserError(f"{folder}: input folder not found")
     kind = reader_kind(file_ending)
-    cases, problems = group_channel_files(folder, file_ending, None if kind == "natural2d" else num_channels)
-    problems = [p.replace("dataset.json's file_ending", "the model's file ending") for p in problems]
-    failed = {case: "; ".join(p for p in problems if f"case {case!r}" in p) for case, files in cases.items()
-              if not files}
-    unnamed = [p for p in problems if not any(p in why for why in failed.values())]
-    if unnamed:
-        raise UserError(f"{folder}: {len(unnamed)} problem(s) with the input images:\n  - " + "\n  - ".join(unnamed))
+    cases, problems, case_problems = group_channel_files(folder, file_ending,
+                                                         None if kind == "natural2d" else num_channels)
+    if problems:
+        problems = [p.replace("dataset.json's file_ending", "the model's file ending") for p in problems]
+        raise UserError(f"{folder}: {len(problems)} problem(s) with the input images:\n  - " + "\n  - ".join(problems))
+    failed = {case: "; ".join(p.replace("declared in dataset.json", "the model takes") for p in found)
+              for case, found in case_problems.items()}
     usable = {case: files for case, files in cases.items() if files}
     if not usable:
         raise UserError(f"{folder}: no usable images ending in {file_ending}; name them <case>_0000{file_ending}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -84,7 +84,8 @@ def choose_tile_batch(network: torch.nn.Module, channels: int, settings: Inferen
     return max(1, min(MAX_TILE_BATCH, int(free * TILE_MEMORY_SHARE // per_tile)))
 
 
-SCORES_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+ScoresDtype = Literal["float32", "float16", "bfloat16"]
+SCORES_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class InferenceSettings:
     step_size: float = 0.5
     tile_batch: int = 1  # tiles per forward pass (:func:`with_tile_batch` chooses it from free memory)
     precision: str = "32"  # 32 | 16-mixed | bf16-mixed (autocast)
-    scores_dtype: str = "float32"  # what the sliding window sums scores in: float32 | float16 | bfloat16
+    scores_dtype: ScoresDtype = "float32"  # what the sliding window holds scores in
     instances: InstancePlan | None = None  # an instance model: border-core labels become objects on export
 
     def __post_init__(self) -> None:
@@ -266,7 +267,7 @@ class Predictor:
     def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], choices: TrainingChoices,
                  mirroring: bool = True, step_size: float = 0.5, device: torch.device | None = None,
                  model_folders: Sequence[Path] = (), precision: str = "auto", tile_batch: int = 0,
-                 previous_stage: Predictor | None = None, scores_dtype: str = "float32") -> None:
+                 previous_stage: Predictor | None = None, scores_dtype: ScoresDtype = "float32") -> None:
         """``precision``: 32 | 16-mixed | bf16-mixed | auto (:func:`inference_precision`); ``scores_dtype``: what
         the sliding window sums class scores in (float32 | float16 | bfloat16: half the memory); ``tile_batch``: tiles
         per forward pass, 0 = chosen from the free memory (:func:`choose_tile_batch`); ``previous_stage`` (the
@@ -295,7 +296,7 @@ class Predictor:
     def from_model_folder(cls, model_folder: str | Path, folds: Sequence[int | str] | None = None,
                           checkpoint: CheckpointName = "final", mirroring: bool = True, step_size: float = 0.5,
                           device: str = "auto", precision: str = "auto", tile_batch: int = 0,
-                          trusted_networks: Sequence[str] = (), scores_dtype: str = "float32") -> Predictor:
+                          trusted_networks: Sequence[str] = (), scores_dtype: ScoresDtype = "float32") -> Predictor:
         """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``).
         ``trusted_networks``: modules besides nnlight's and MONAI's whose network classes a run may name."""
         runs = find_runs(Path(model_folder), folds)

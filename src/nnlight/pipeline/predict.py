@@ -17,10 +17,10 @@ from nnlight.evaluation.metrics import metric_components
 from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
-from nnlight.exchange.onnx_model import SPEC, is_onnx_model, onnx_predictor
+from nnlight.exchange.onnx_model import is_onnx_model, onnx_model
 from nnlight.inference.folder import input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
-from nnlight.inference.predictor import AUTOCAST_DTYPES, SCORES_DTYPES, EnsemblePredictor, Predictor, resolve_device
+from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor, ScoresDtype, resolve_device
 from nnlight.pipeline.settings import plain, required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
@@ -83,9 +83,7 @@ def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
         if folds is not None:
             raise UserError(f"folds={folds}: an ONNX model holds the folds it was exported with; export others "
                             "(nnlight-model export --format onnx --folds ...)")
-        predictor = onnx_predictor(folder, options.mirroring, options.step_size)
-        rules = load_json(folder / SPEC).get("postprocessing")
-        return predictor, PostprocessingRules.from_json(rules) if rules else None
+        return onnx_model(folder, options.mirroring, options.step_size)
     nnunet = nnunet_model_and_folds(folder, folds)
     if nnunet is None:
         return Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
@@ -113,7 +111,7 @@ class PredictOptions:
     nnunet_trainer: str | None = None  # an nnU-Net model's trainer, stated (else from its checkpoint or its weights)
     trusted_networks: tuple[str, ...] = ()  # modules besides nnlight's and MONAI's whose network classes may load
     output_instances: bool = True  # an instance model writes instance maps (false: its border-core labels)
-    scores_dtype: str = "float32"  # what the sliding window sums class scores in: float32 | float16 | bfloat16
+    scores_dtype: ScoresDtype = "float32"  # what the sliding window holds class scores in (half: less memory)
 
     def __post_init__(self) -> None:
         for module in self.trusted_networks:
@@ -121,8 +119,6 @@ class PredictOptions:
                 raise ValueError(f"trusted_networks: {module!r} is not a module name (e.g. my_lab.nets)")
         if not 0 < self.step_size <= 1:
             raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5 (half a tile)")
-        if self.scores_dtype not in SCORES_DTYPES:
-            raise ValueError(f"scores_dtype={self.scores_dtype}: choose {', '.join(SCORES_DTYPES)}")
         if self.precision not in ("auto", *AUTOCAST_DTYPES):
             raise ValueError(f"precision={self.precision}: choose auto, {', '.join(AUTOCAST_DTYPES)}")
         if self.tile_batch != "auto" and int(self.tile_batch) < 1:

@@ -55,12 +55,14 @@ def _ending_of(name: str) -> str:
 
 
 def group_channel_files(images_dir: Path, ending: str, files_per_case: int | None
-                        ) -> tuple[dict[str, tuple[Path, ...]], list[str]]:
+                        ) -> tuple[dict[str, tuple[Path, ...]], list[str], dict[str, list[str]]]:
     """``<case>_<XXXX><ending>`` files grouped per case in channel order; a case with a channel problem maps to ().
+    Returns the groups, the problems of files that name no case, and each case's channel problems.
 
     ``files_per_case`` is the channel count for one-channel-per-file formats; None for 2D natural images.
     """
     problems: list[str] = []
+    case_problems: dict[str, list[str]] = defaultdict(list)
     channels: dict[str, dict[int, Path]] = defaultdict(dict)
     for f in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".") and p.is_file()):
         if not f.name.endswith(ending):
@@ -79,14 +81,14 @@ def group_channel_files(images_dir: Path, ending: str, files_per_case: int | Non
         expected = set(range(files_per_case if files_per_case is not None else max(indices) + 1))
         missing, extra = sorted(expected - set(indices)), sorted(set(indices) - expected)
         if missing:
-            problems.append(f"{images_dir}: case {case_id!r} is missing channel file(s) "
-                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in missing))
+            case_problems[case_id].append(f"{images_dir}: case {case_id!r} is missing channel file(s) "
+                                          + ", ".join(f"{case_id}_{i:04d}{ending}" for i in missing))
         if extra:
-            problems.append(f"{images_dir}: case {case_id!r} has channel file(s) beyond the "
-                            f"{files_per_case} declared in dataset.json: "
-                            + ", ".join(f"{case_id}_{i:04d}{ending}" for i in extra))
+            case_problems[case_id].append(f"{images_dir}: case {case_id!r} has channel file(s) beyond the "
+                                          f"{files_per_case} declared in dataset.json: "
+                                          + ", ".join(f"{case_id}_{i:04d}{ending}" for i in extra))
         grouped[case_id] = () if missing or extra else tuple(channels[case_id][i] for i in indices)
-    return grouped, problems
+    return grouped, problems, dict(case_problems)
 
 
 def discover_cases(folder: Path, dataset_json: DatasetJson, files_per_case: int | None
@@ -105,7 +107,8 @@ def discover_cases(folder: Path, dataset_json: DatasetJson, files_per_case: int 
     if problems:
         return [], problems
 
-    channels, problems = group_channel_files(images_dir, ending, files_per_case)
+    channels, problems, case_problems = group_channel_files(images_dir, ending, files_per_case)
+    problems += [p for case in sorted(case_problems) for p in case_problems[case]]
 
     label_files = {}
     for f in sorted(p for p in labels_dir.iterdir() if not p.name.startswith(".")):
