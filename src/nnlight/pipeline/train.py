@@ -41,7 +41,7 @@ from nnlight.pipeline.run_record import (
     write_stats,
 )
 from nnlight.pipeline.settings import resolved_config
-from nnlight.pipeline.train_setup import TrainSetup, on_gpu, prepare
+from nnlight.pipeline.train_setup import TrainSetup, check_validation_labels, on_gpu, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
 from nnlight.training.guards import NonFiniteLossStop
@@ -116,7 +116,9 @@ def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Pat
     """A refused configuration leaves nothing behind: Hydra has already made the run folder (``.hydra/``, the
     log), so a folder holding nothing else is removed, with the now empty parents below the results root."""
     try:
-        return prepare(cfg, run_folder.path)
+        setup = prepare(cfg, run_folder.path)
+        check_validation_labels(setup)
+        return setup
     except UserError:
         folder = run_folder.path
         if folder.is_dir() and all(p.name in (".hydra", run_folder.lock.name) or p.suffix == ".log"

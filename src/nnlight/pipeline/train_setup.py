@@ -109,21 +109,15 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     loggers, images_every = logger_components(cfg.get("logger"))
     augmentation = settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
     check_transforms(augmentation, facts.network_input_channels, data.patch_size)
-    validation = settings_from_config(ValidationOptions, cfg.validation, "validation")
-    raw_labels = Path(cfg.paths.raw) / facts.dataset / "labelsTr"
-    if validation.enabled and not raw_labels.is_dir():
-        raise UserError(f"{raw_labels}: not found; the end-of-training validation scores the fold's cases against "
-                        "the raw labels. Set paths.raw (or NNLIGHT_RAW) to the folder holding "
-                        f"{facts.dataset}, or train with validation.enabled=false")
     return TrainSetup(
         plan=plan, facts=facts, preprocessed_dataset=preprocessed,
-        raw_labels=raw_labels, data=data,
+        raw_labels=Path(cfg.paths.raw) / facts.dataset / "labelsTr", data=data,
         augmentation=augmentation,
         network=network, loss=loss,
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
         callbacks=components(plain(cfg.get("callbacks")), "callbacks", L.Callback),
         loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
-        validation=validation,
+        validation=settings_from_config(ValidationOptions, cfg.validation, "validation"),
         metrics=metric_components(plain(cfg.get("metrics"))), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
         nonfinite_loss_patience=NonFiniteLossStop(cfg.nonfinite_loss_patience).patience,
@@ -224,6 +218,15 @@ def _pretrained(source: str | None, plan: dict[str, Any], architecture: Architec
 
 def _architecture(plan: dict[str, Any]) -> Architecture:
     return architecture_from_plan(plan, f"plan.architecture of {plan.get('dataset')}/{plan.get('configuration')}")
+
+
+def check_validation_labels(setup: TrainSetup) -> None:
+    """The end-of-training validation scores against the raw labels: out of reach, say so before the epochs (a
+    run that is only built, as the config tests do, needs no raw data)."""
+    if setup.validation.enabled and not setup.raw_labels.is_dir():
+        raise UserError(f"{setup.raw_labels}: not found; the end-of-training validation scores the fold's cases "
+                        "against the raw labels. Set paths.raw (or NNLIGHT_RAW) to the folder holding "
+                        f"{setup.facts.dataset}, or train with validation.enabled=false")
 
 
 def _check_border_ring(instances: InstancePlan, store: Path) -> None:
