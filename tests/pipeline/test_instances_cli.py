@@ -179,3 +179,5 @@ def test_an_object_score_selects_only_on_an_instance_dataset(cells_3d: Path, roo
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "selection_metric=SEG" in result.stderr and '"instance_maps": true' in result.stderr
     assert "Dice, IoU, HD95, NSD" in result.stderr
+    no_match = run_script("evaluate.py", f"dataset={DATASET}", "match_iou=0", roots=roots)
+    assert no_match.returncode == 2 and "match_iou=0.0: the IoU at which objects match" in no_match.stderr

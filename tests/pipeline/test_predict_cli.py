@@ -136,6 +136,7 @@ def test_prediction_keeps_an_unusual_input_geometry_and_resumes(trained: Roots, 
     ("precision", "precision=fp8: choose auto, 32, 16-mixed, bf16-mixed"),
     ("tile_batch", "tile_batch=0: use auto or a number of tiles >= 1"),
     ("scores_dtype", "predict.scores_dtype='half': expected one of 'float32', 'float16', 'bfloat16'"),
+    ("match_iou", "evaluation.match_iou=1.5: the IoU at which objects match must lie in (0, 1]"),
     ("truncated_image", "case_0001.nii.gz: the compressed file is truncated or corrupt"),
     ("image_2d", "a 2D image, but the model is a 3D configuration"),
     ("truncated_checkpoint", "final.ckpt: cannot be read as a checkpoint"),
@@ -180,7 +181,8 @@ def test_user_mistakes_end_with_a_clear_message(trained: Roots, tmp_path: Path, 
         (tmp_path / "a_file").write_text("")
         output = tmp_path / "a_file" / "out"
     extra = {"bad_checkpoint": ["checkpoint=newest"], "step_size": ["step_size=0"], "precision": ["precision=fp8"],
-             "tile_batch": ["tile_batch=0"], "scores_dtype": ["scores_dtype=half"]}.get(setup, [])
+             "tile_batch": ["tile_batch=0"], "scores_dtype": ["scores_dtype=half"],
+             "match_iou": ["evaluation.match_iou=1.5"]}.get(setup, [])
     assert message in _predict_in_process(trained, f"model='{model}'", f"input={images}", f"output={output}", *extra)
     assert not (tmp_path / "out").exists()  # nothing written before the inputs were checked
 

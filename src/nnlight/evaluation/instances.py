@@ -19,9 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnlight.utils.errors import UserError
+
 INSTANCE_SCORES = ("F1", "AP50", "AP75", "AP90", "PQ", "SEG", "ARE", "VI")
 INSTANCE_COUNTS = ("obj_TP", "obj_FP", "obj_FN", "n_ref_objects", "n_pred_objects")
 LOWER_IS_BETTER = ("HD95", "ARE", "VI")
+
+
+def match_threshold(value: float, key: str) -> float:
+    """The IoU at which objects match, checked: 0 would match every overlap, above 1 nothing."""
+    if not 0 < value <= 1:
+        raise UserError(f"{key}={value}: the IoU at which objects match must lie in (0, 1], e.g. 0.5")
+    return value
 
 
 @dataclass(frozen=True)

@@ -178,12 +178,13 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                 ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
                 num_workers: int = 2, fold_count: int = 5, folds: Sequence[str] | None = None,
                 models: Sequence[str] | None = None, metrics: Sequence[Component] = (), instances: bool = False,
-                selection_metric: str = "Dice") -> dict[str, Any]:
+                selection_metric: str = "Dice", match_iou: float = 0.5) -> dict[str, Any]:
     """Score every model with a complete cross-validation over ``folds`` (default: all ``fold_count``) and every
     pair ensemble, pick the best by the foreground mean of ``selection_metric`` (lower is better for HD95, ARE
     and VI), determine its post-processing. ``models`` names the candidates (search trials included when named);
     the others, and every model left out, are listed with why. ``instances``: the labels are instance maps, scored
-    object by object too; post-processing (keeping the largest component) does not apply to them."""
+    object by object too (objects match at ``match_iou``); post-processing (keeping the largest component) does not
+    apply to them."""
     folds = [str(f) for f in (folds if folds is not None else range(fold_count))]
     dataset_results = DatasetResults(results_folder)
     if models is not None:
@@ -207,7 +208,8 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     if not common:
         raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
                         f"each configuration ({', '.join(f'{m.name}: folds {m.folds}' for m in trained)})")
-    settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm, tuple(metrics), instances)
+    settings = EvaluationSettings(labels, file_ending, ignore_label, True, tolerance_mm, tuple(metrics), instances,
+                                  match_iou)
     candidates: dict[str, dict[str, Any]] = {}
     for model in trained:
         summary = evaluate_folder(_merge_folds(model, file_ending), reference_folder, settings,

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnlight.data.splits import fold_count
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.instances import INSTANCE_SCORES
+from nnlight.evaluation.instances import INSTANCE_SCORES, match_threshold
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_components, metric_name
 from nnlight.evaluation.selection import results_table, select_best
 from nnlight.pipeline.plan import resolve_raw_folder
@@ -64,13 +64,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     labels = dict(dataset_json.labels)
     metrics = metric_components(plain(cfg.get("metrics")))
     selection_metric = _selection_metric(str(cfg.selection_metric), dataset_json.instance_maps, metrics)
+    match_iou = match_threshold(float(cfg.match_iou), "match_iou")
     if cfg.prediction:
         prediction = Path(str(cfg.prediction))
         if not prediction.is_dir():
             raise UserError(f"prediction={prediction}: folder not found")
         summary = evaluate_folder(prediction, reference, EvaluationSettings(
             labels, dataset_json.file_ending, dataset_json.ignore_label, bool(cfg.surface_metrics),
-            float(cfg.tolerance_mm), metrics, dataset_json.instance_maps, float(cfg.match_iou)),
+            float(cfg.tolerance_mm), metrics, dataset_json.instance_maps, match_iou),
             num_workers=int(cfg.num_workers),
             allow_missing=bool(cfg.allow_missing))
         skipped = summary["references_without_prediction"]
@@ -85,7 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
                          bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers), count,
                          _folds(cfg.get("folds"), count), _names(cfg.get("models")), metrics,
-                         dataset_json.instance_maps, selection_metric)
+                         dataset_json.instance_maps, selection_metric, match_iou)
     print("\n" + results_table(result))
     folder = DatasetResults(results)
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
+from nnlight.evaluation.instances import match_threshold
 from nnlight.evaluation.metrics import metric_components
 from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
@@ -166,6 +167,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
     input_folder = Path(str(required(cfg, "input", "nnlight-predict model=... input=<folder of images> output=...")))
     output = Path(str(required(cfg, "output", "nnlight-predict model=... input=... output=<folder>")))
     _check_output(output, input_folder)
+    match_iou = match_threshold(float(cfg.evaluation.match_iou), "evaluation.match_iou")
     models = _models(cfg, scratch)
     if models.checkpoint is not None:
         options = dataclasses.replace(options, checkpoint=models.checkpoint)
@@ -221,7 +223,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
         summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
             bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm),
-            metric_components(plain(cfg.get("metrics"))), instances, float(cfg.evaluation.match_iou)),
+            metric_components(plain(cfg.get("metrics"))), instances, match_iou),
             allow_missing=True)
         scores = summary["foreground_mean"]
         objects = f", SEG {scores['SEG']:.4f}, F1 {scores['F1']:.4f}, ARE {scores['ARE']:.4f}" if instances else ""
