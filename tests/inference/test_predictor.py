@@ -36,15 +36,15 @@ def test_out_of_memory_falls_back_to_a_cpu_accumulator(monkeypatch) -> None:
     import nnlight.inference.predictor as predictor_module
 
     calls: list[torch.device] = []
-    real = predictor_module.sliding_window_predict
+    real = predictor_module.sliding_window_predict_many
 
-    def first_call_runs_out_of_memory(network, image, *args, **kwargs):
-        calls.append(image.device)
+    def first_call_runs_out_of_memory(network, images, *args, **kwargs):
+        calls.append(images[0].device)
         if len(calls) == 1:
             raise torch.OutOfMemoryError("simulated")
-        return real(network, image, *args, **kwargs)
+        return real(network, images, *args, **kwargs)
 
-    monkeypatch.setattr(predictor_module, "sliding_window_predict", first_call_runs_out_of_memory)
+    monkeypatch.setattr(predictor_module, "sliding_window_predict_many", first_call_runs_out_of_memory)
     network = torch.nn.Conv3d(1, 2, 1)
     settings = InferenceSettings(tile_size=[4, 4, 4], num_outputs=2, transpose_backward=[0, 1, 2])
     scores, _ = predict_preprocessed([network], torch.randn(1, 4, 4, 4).numpy(), settings, torch.device("cpu"))
@@ -94,3 +94,30 @@ def test_lightning_precision_names_map_to_one_autocast_each() -> None:
         ["16-mixed", "bf16-mixed", "bf16-mixed", "32", "16-mixed"]
     with pytest.raises(UserError, match="choose one of 32, 16-mixed, bf16-mixed"):
         canonical_precision("transformer-engine")
+
+
+def test_small_images_share_forward_passes_and_get_the_scores_they_get_alone() -> None:
+    """Images of different sizes (smaller than a tile, and one of several tiles) predicted together: fewer forward
+    passes, and each image's scores equal its own sliding window's."""
+    from nnlight.inference.predictor import predict_preprocessed_many
+
+    torch.manual_seed(0)
+    convolution = torch.nn.Conv2d(2, 3, 3, padding=1)
+    passes: list[int] = []
+
+    def network(tiles: torch.Tensor) -> torch.Tensor:
+        passes.append(len(tiles))
+        return convolution(tiles)
+
+    images = [torch.randn(2, 1, 10, 12).numpy(), torch.randn(2, 1, 16, 16).numpy(), torch.randn(2, 1, 5, 7).numpy(),
+              torch.randn(2, 1, 16, 30).numpy()]  # the last: 3 tiles along x
+    settings = InferenceSettings(tile_size=[16, 16], num_outputs=3, transpose_backward=[0, 1, 2], tile_batch=3,
+                                 mirror_axes=(1,))
+    alone = [predict_preprocessed([network], image, settings, torch.device("cpu"))[0] for image in images]
+    passes_alone = len(passes)
+    together = predict_preprocessed_many([network], images, settings, torch.device("cpu"))
+    assert passes_alone == 4 * 2  # one batch per image, mirrored
+    assert passes[passes_alone:] == [3, 3, 3, 3]  # the 6 tiles in 2 batches of 3, mirrored
+    for expected, (scores, are_probabilities), image in zip(alone, together, images, strict=True):
+        assert scores.shape == (3, *image.shape[1:]) and not are_probabilities
+        assert torch.allclose(expected, scores, atol=1e-6)

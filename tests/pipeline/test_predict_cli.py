@@ -535,6 +535,7 @@ def test_every_logger_gets_the_whole_recipe_and_the_final_validation_dice(traine
 
 
 def test_a_failing_image_is_recorded_and_the_others_are_predicted(trained: Roots, tmp_path: Path) -> None:
+    """With reading and export in threads and images sharing forward passes (the queues of a GPU run)."""
     images = tmp_path / "images"
     images.mkdir()
     source = trained.raw / "Dataset900_Demo" / "imagesTr"
@@ -545,7 +546,7 @@ def test_a_failing_image_is_recorded_and_the_others_are_predicted(trained: Roots
     (images / "demo_001_0000.nii.gz").write_bytes(good[: len(good) // 2])  # unreadable
     (images / "demo_002_0001.nii.gz").rename(tmp_path / "demo_002_0001.nii.gz")  # a channel missing
     args = [f"model='{trained.results / 'Dataset900_Demo' / '3d_fullres' / RUN}'", f"input={images}",
-            f"output={tmp_path / 'out'}", "mirroring=false"]
+            f"output={tmp_path / 'out'}", "mirroring=false", "workers=2", "tile_batch=8"]
     first = run_script("predict.py", *args, roots=trained)
     assert first.returncode == 2 and "Traceback" not in first.stderr
     assert "2 of 3 image(s) failed" in first.stderr and "failed.json" in first.stderr
@@ -560,6 +561,34 @@ def test_a_failing_image_is_recorded_and_the_others_are_predicted(trained: Roots
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Predicted 2 case(s)" in again.stdout and "1 already done, skipped" in again.stdout
     assert not (tmp_path / "out" / "failed.json").exists()
+
+
+def test_images_sharing_forward_passes_and_threads_give_the_same_files(trained: Roots, tmp_path: Path) -> None:
+    """A folder predicted with several images per forward pass and reading/export in threads holds the files that
+    one image at a time in one thread writes (the network's sums may differ in the last bits between batch sizes:
+    the scores agree to float32 rounding)."""
+    from nnlight.inference.folder import input_cases, predict_folder
+
+    model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
+    (tmp_path / "images").mkdir()
+    for f in sorted((trained.raw / "Dataset900_Demo" / "imagesTr").glob("demo_00[0-3]_*.nii.gz")):
+        shutil.copy(f, tmp_path / "images" / f.name)
+    cases, failed = input_cases(tmp_path / "images", ".nii.gz", 2)
+    assert len(cases) == 4 and not failed
+    outputs = {}
+    for tile_batch, workers in ((1, 0), (16, 2)):
+        predictor = Predictor.from_model_folder(model, mirroring=False, device="cpu", tile_batch=tile_batch)
+        tiles = [predictor.tiles(predictor.prepare(*read_images(files, "sitk"))) for files in cases.values()]
+        assert sum(tiles) <= 16  # so the batched run predicts every image in one pass
+        outputs[workers] = tmp_path / f"out_{workers}"
+        report = predict_folder(predictor, cases, outputs[workers], ".nii.gz", save_probabilities=True,
+                                workers=workers)
+        assert sorted(report.predicted) == sorted(cases)
+    for case in cases:
+        one, batched = (sitk.GetArrayFromImage(sitk.ReadImage(str(o / f"{case}.nii.gz"))) for o in outputs.values())
+        assert (one == batched).mean() >= 0.9999
+        one, batched = (np.load(o / f"{case}.npz")["probabilities"].astype(np.float32) for o in outputs.values())
+        assert np.abs(one - batched).max() < 2e-3  # float16 files
 
 
 def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots, tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -18,6 +20,8 @@ from nnlight.raw.io import Geometry, read_images, reader_kind
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json
 from nnlight.utils.folders import PredictionFolder
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,22 +55,56 @@ def input_cases(folder: Path, file_ending: str, num_channels: int
     return usable, failed
 
 
+def default_workers(predictor: Predictor | EnsemblePredictor) -> int:
+    """Threads that read and export beside the network: none when it runs on the CPU (it already uses every core;
+    a second stage beside it slowed 2 CPUs from 9.4 to 7.6 small images/s, BENCHMARKS.md), 3 each beside a GPU
+    (nnU-Net's -npp/-nps)."""
+    members = predictor.predictors if isinstance(predictor, EnsemblePredictor) else [predictor]
+    return 0 if all(p.device.type == "cpu" for p in members) else 3
+
+
+class _InThisThread(Executor):
+    """An executor without threads: each task runs when submitted (``workers=0``)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # handed to whoever asks for the result, as a thread pool would
+            future.set_exception(e)
+        return future
+
+
+def _executor(workers: int) -> Executor:
+    return ThreadPoolExecutor(max_workers=workers) if workers else _InThisThread()
+
+
+@dataclass
+class _Prepared:
+    case_id: str
+    geometry: Geometry
+    cases: list[PreprocessedCase]  # one per member of the ensemble
+
+
 def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str, tuple[Path, ...]],
                    output_folder: Path, file_ending: str, postprocessing: PostprocessingRules | None = None,
                    save_probabilities: bool = False, overwrite: bool = False,
                    before_first_write: Callable[[], None] | None = None,
-                   failed_before: Mapping[str, str] | None = None) -> FolderReport:
+                   failed_before: Mapping[str, str] | None = None, workers: int | None = None) -> FolderReport:
     """Segment every case (from :func:`input_cases`) into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
 
-    Three stages overlap: while the device predicts case i, one thread reads and preprocesses case i+1 and
-    another exports case i-1 (resampling to the input grid, post-processing, writing). A case that cannot be read
-    or is refused (unreadable, wrong channels, NaN voxels, a 2D image for a 3D model) is recorded with its error in
-    ``failed.json`` and the others go on (``failed_before``: cases :func:`input_cases` already refused); a rerun
-    tries them again; when no case could be predicted, nothing is written. ``before_first_write`` runs once, before
-    the first file is written (predict.py records how the folder is made); a failed export (e.g. a full disk) stops
-    the run after the cases before it are written.
+    Cases smaller than a tile share forward passes (as many tiles as ``tile_batch``). With ``workers`` threads
+    (default: :func:`default_workers`) reading and preprocessing run ahead of the network and export (resampling to
+    the input grid, post-processing, writing) behind it, in bounded queues (at most ``2 x workers`` cases read
+    ahead, ``workers`` exports in flight), so a folder of any size holds a few cases in memory. A case that cannot
+    be read or is refused (unreadable, wrong channels, NaN voxels, a 2D image for a 3D model) is recorded with its
+    error in ``failed.json`` and the others go on (``failed_before``: cases :func:`input_cases` already refused); a
+    rerun tries them again; when no case could be predicted, nothing is written. ``before_first_write`` runs once,
+    before the first file is written (predict.py records how the folder is made); a failed export (e.g. a full
+    disk) stops the run after the cases before it are written.
     """
     ensemble = predictor if isinstance(predictor, EnsemblePredictor) else EnsemblePredictor([predictor])
+    workers = default_workers(ensemble) if workers is None else workers
     kind = reader_kind(file_ending)
     folder = PredictionFolder(output_folder)
     failed = dict(failed_before or {})
@@ -98,45 +136,64 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                   "again")
         return False
 
-    def load(case_id: str) -> tuple[Geometry, list[PreprocessedCase]]:
+    def load(case_id: str) -> _Prepared:
         images, geometry = read_images(cases[case_id], kind)
-        return geometry, ensemble.prepare(images, geometry, sources=cases[case_id])
+        return _Prepared(case_id, geometry, ensemble.prepare(images, geometry, sources=cases[case_id]))
 
-    def write(case_id: str, geometry: Geometry, prepared: list[PreprocessedCase], scores: list[Scores]) -> None:
-        prediction = ensemble.export(prepared, scores, save_probabilities)
+    def write(case: _Prepared, scores: list[Scores]) -> None:
+        prediction = ensemble.export(case.cases, scores, save_probabilities)
         segmentation = prediction.segmentation
         if postprocessing is not None:
             segmentation = apply_postprocessing(segmentation, postprocessing, ensemble.layout.foreground_values)
         if prediction.probabilities is not None:  # first, so a finished segmentation means a finished case
-            write_probabilities(output_folder / f"{case_id}.npz", prediction.probabilities)
-        write_segmentation(segmentation, output_folder / f"{case_id}{file_ending}", geometry)
+            write_probabilities(output_folder / f"{case.case_id}.npz", prediction.probabilities)
+        write_segmentation(segmentation, output_folder / f"{case.case_id}{file_ending}", case.geometry)
 
     todo = [c for c in cases if overwrite or not finished(c)]
     skipped = [c for c in cases if c not in todo]
-    predicted = []
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        pending: Future | None = reader.submit(load, todo[0]) if todo else None
-        exporting: Future | None = None
-        for i, case_id in enumerate(tqdm(todo, desc="Predicting", unit="image")):
-            assert pending is not None
-            try:
-                geometry, prepared = pending.result()
-            except UserError as e:  # this image's problem: recorded, the others go on
-                failed[case_id] = str(e)
-                print(f"{case_id}: failed, the other images go on: {e}")
-                record_failures()
-                continue
-            finally:
-                pending = reader.submit(load, todo[i + 1]) if i + 1 < len(todo) else None
-            scores = ensemble.scores(prepared)
-            if exporting is not None:
-                exporting.result()  # one export at a time (memory), and its error surfaces here
+    predicted: list[str] = []
+    with _executor(workers) as reader, _executor(workers) as writer, \
+            tqdm(total=len(todo), desc="Predicting", unit="image") as progress:
+        to_read = iter(todo)
+        loading: deque[tuple[str, Future[_Prepared]]] = deque()
+        exporting: deque[Future[None]] = deque()
+
+        def next_case() -> _Prepared | None:
+            """The next readable case in order (reading ahead up to the queue's bound); None when none is left."""
+            while True:
+                while len(loading) < max(2, 2 * workers) and (case_id := next(to_read, None)) is not None:
+                    loading.append((case_id, reader.submit(load, case_id)))
+                if not loading:
+                    return None
+                case_id, future = loading.popleft()
+                try:
+                    return future.result()
+                except UserError as e:  # this image's problem: recorded, the others go on
+                    failed[case_id] = str(e)
+                    print(f"{case_id}: failed, the other images go on: {e}")
+                    record_failures()
+                    progress.update()
+
+        def predict_group(group: list[_Prepared]) -> None:
             if not started:
                 start_writing()
                 record_failures()  # those before the first written case
-            exporting = writer.submit(write, case_id, geometry, prepared, scores)
-            predicted.append(case_id)
-        if exporting is not None:
-            exporting.result()
+            for case, scores in zip(group, ensemble.scores_many([c.cases for c in group]), strict=True):
+                while len(exporting) > workers:  # bounded: the oldest export finishes (its error surfaces) first
+                    exporting.popleft().result()
+                exporting.append(writer.submit(write, case, scores))
+                predicted.append(case.case_id)
+            progress.update(len(group))
+
+        group: list[_Prepared] = []
+        while (case := next_case()) is not None:
+            if group and not ensemble.fits_one_pass([c.cases for c in [*group, case]]):
+                predict_group(group)
+                group = []
+            group.append(case)
+        if group:
+            predict_group(group)
+        while exporting:
+            exporting.popleft().result()
     record_failures()
     return FolderReport(predicted, skipped, output_folder, failed)

@@ -25,7 +25,7 @@ from nnlight.inference.export import (
     segmentation_from_probabilities,
     segmentation_in_original_space,
 )
-from nnlight.inference.sliding_window import sliding_window_predict
+from nnlight.inference.sliding_window import sliding_window_predict_many, tile_count
 from nnlight.model.network import NetworkChoice, inference_network, plan_unet
 from nnlight.model.weights import run_network_weights
 from nnlight.planning.facts import DatasetFacts
@@ -126,20 +126,31 @@ def predict_preprocessed(networks: Sequence[torch.nn.Module], image: np.ndarray 
     averaged. On a GPU the image and accumulator live on the device; if they do not fit, the accumulator
     falls back to the CPU while the tiles still run on the GPU.
     """
-    image = torch.from_numpy(np.array(image, dtype=np.float32))  # a writable copy (the store hands out memory maps)
-    total: torch.Tensor | None = None
+    return predict_preprocessed_many(networks, [image], settings, device)[0]
+
+
+def predict_preprocessed_many(networks: Sequence[torch.nn.Module], images: Sequence[np.ndarray | torch.Tensor],
+                              settings: InferenceSettings, device: torch.device) -> list[Scores]:
+    """:func:`predict_preprocessed` for several images whose tiles share forward passes (small images)."""
+    tensors = [torch.from_numpy(np.array(image, dtype=np.float32)) for image in images]  # writable copies (the
+    # store hands out memory maps)
+    totals: list[torch.Tensor] = []
     for network in networks:
         try:
-            scores = _sliding_window(network, image.to(device), settings, device)
+            scores = _sliding_window(network, [t.to(device) for t in tensors], settings, device)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
-            scores = _sliding_window(network, image, settings, device)
-        scores = scores.cpu()
-        if len(networks) > 1:
-            scores = probabilities(scores, settings.region_class_order is not None)
-        total = scores if total is None else total + scores
-    assert total is not None, "no network to predict with"
-    return total / len(networks), len(networks) > 1
+            scores = _sliding_window(network, tensors, settings, device)
+        for i, case_scores in enumerate(scores):
+            case_scores = case_scores.cpu()
+            if len(networks) > 1:
+                case_scores = probabilities(case_scores, settings.region_class_order is not None)
+            if i < len(totals):
+                totals[i] += case_scores
+            else:
+                totals.append(case_scores)
+    assert totals, "no network to predict with"
+    return [(total / len(networks), len(networks) > 1) for total in totals]
 
 
 def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Mapping[str, Any],
@@ -155,9 +166,9 @@ def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Map
                                                                     region_based))
 
 
-def _sliding_window(network: torch.nn.Module, image: torch.Tensor, settings: InferenceSettings,
-                    device: torch.device) -> torch.Tensor:
-    return sliding_window_predict(network, image, settings.tile_size, settings.num_outputs, settings.step_size,
+def _sliding_window(network: torch.nn.Module, images: Sequence[torch.Tensor], settings: InferenceSettings,
+                    device: torch.device) -> list[torch.Tensor]:
+    return sliding_window_predict_many(network, images, settings.tile_size, settings.num_outputs, settings.step_size,
                                   mirror_axes=settings.mirror_axes, tile_batch=settings.tile_batch,
                                   network_device=device, autocast_dtype=AUTOCAST_DTYPES[settings.precision],
                                   scores_dtype=SCORES_DTYPES[settings.scores_dtype])
@@ -361,6 +372,14 @@ class Predictor:
         """The sliding window of every fold on the device: scores on the CPU, and whether they are probabilities."""
         return predict_preprocessed(self.networks, case.data, self.inference, self.device)
 
+    def scores_many(self, cases: Sequence[PreprocessedCase]) -> list[Scores]:
+        """:meth:`scores` of several cases, their tiles sharing forward passes (``tile_batch`` tiles each)."""
+        return predict_preprocessed_many(self.networks, [c.data for c in cases], self.inference, self.device)
+
+    def tiles(self, case: PreprocessedCase) -> int:
+        """How many tiles the sliding window runs over this case (per network and mirroring)."""
+        return tile_count(case.data.shape[1:], self.inference.tile_size, self.inference.step_size)
+
     def export(self, case: PreprocessedCase, scores: Scores, with_probabilities: bool) -> Prediction:
         return export_scores(*scores, case.properties, self.inference, with_probabilities)
 
@@ -416,6 +435,16 @@ class EnsemblePredictor:
 
     def scores(self, cases: Sequence[PreprocessedCase]) -> list[Scores]:
         return [p.scores(c) for p, c in zip(self.predictors, cases, strict=True)]
+
+    def scores_many(self, images: Sequence[Sequence[PreprocessedCase]]) -> list[list[Scores]]:
+        """:meth:`scores` of several images (each: one preprocessed case per member) whose tiles share passes."""
+        per_member = [p.scores_many([cases[m] for cases in images]) for m, p in enumerate(self.predictors)]
+        return [list(member_scores) for member_scores in zip(*per_member, strict=True)]
+
+    def fits_one_pass(self, images: Sequence[Sequence[PreprocessedCase]]) -> bool:
+        """Whether these images' tiles fit into one forward pass of every member (``tile_batch``)."""
+        return all(sum(p.tiles(cases[m]) for cases in images) <= p.inference.tile_batch
+                   for m, p in enumerate(self.predictors))
 
     def export(self, cases: Sequence[PreprocessedCase], scores: Sequence[Scores],
                save_probabilities: bool) -> Prediction:

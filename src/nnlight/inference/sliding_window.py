@@ -7,7 +7,9 @@ tile centre over its border, and the weighted sum is divided by the summed weigh
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -53,6 +55,54 @@ def _tiles(image_size: Sequence[int], tile_size: Sequence[int], step_size: float
         yield tuple(slice(s, s + t) for s, t in zip(start, tile_size, strict=True))
 
 
+def tile_count(image_size: Sequence[int], tile_size: Sequence[int], step_size: float) -> int:
+    """How many tiles cover an image of ``image_size`` (spatial; a 2D tile on a 3D image: one per slice)."""
+    if len(tile_size) == len(image_size) - 1:
+        tile_size = [1, *tile_size]
+    padded = [max(s, t) for s, t in zip(image_size, tile_size, strict=True)]
+    return math.prod(len(steps) for steps in window_steps(padded, tile_size, step_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _importance(tile_size: tuple[int, ...], use_gaussian: bool) -> torch.Tensor:
+    """The tile weights, computed once per tile size (a 3D Gaussian filter takes longer than a small image's
+    forward pass). Read only: callers add it, never change it."""
+    return torch.from_numpy(gaussian_importance(tile_size)) if use_gaussian else torch.ones(tile_size)
+
+
+class _Accumulator:
+    """One image's padded input, its weighted scores and summed weights while its tiles come back."""
+
+    def __init__(self, image: torch.Tensor, tile_size: Sequence[int], num_classes: int,
+                 scores_dtype: torch.dtype) -> None:
+        spatial = list(image.shape[1:])
+        self.padded_size = [max(s, t) for s, t in zip(spatial, tile_size, strict=True)]
+        pad_before = [(p - s) // 2 for p, s in zip(self.padded_size, spatial, strict=True)]
+        if self.padded_size != spatial:
+            pad = []
+            for before, p, s in reversed(list(zip(pad_before, self.padded_size, spatial, strict=True))):
+                pad += [before, p - s - before]
+            image = F.pad(image, pad)
+        self.image = image
+        self.crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial, strict=True))
+        self.logits = torch.zeros((num_classes, *self.padded_size), device=image.device, dtype=scores_dtype)
+        self.running_mean = scores_dtype != torch.float32  # float32 sums as nnU-Net does, then divides once
+        self.weight_sum = torch.zeros(self.padded_size, device=image.device)
+
+    def add(self, tile: tuple[slice, ...], prediction: torch.Tensor, weights: torch.Tensor) -> None:
+        self.weight_sum[tile] += weights
+        if self.running_mean:  # the weighted mean so far: as large as the scores, never below float16's range
+            current = self.logits[(slice(None), *tile)]
+            current += ((prediction - current.float()) * (weights / self.weight_sum[tile])).to(self.logits.dtype)
+        else:
+            self.logits[(slice(None), *tile)] += prediction * weights
+
+    def result(self) -> torch.Tensor:
+        if not self.running_mean:
+            self.logits /= self.weight_sum
+        return self.logits[(slice(None), *self.crop)]
+
+
 @torch.no_grad()
 def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Sequence[int], num_classes: int,
                            step_size: float = 0.5, use_gaussian: bool = True, mirror_axes: Sequence[int] = (),
@@ -69,51 +119,36 @@ def sliding_window_predict(network: Network, image: torch.Tensor, tile_size: Seq
     of a tile's corner would vanish below float16's range in a sum). A 2D tile on a 3D image (a 2d configuration)
     predicts slice by slice along the first axis.
     """
-    slice_by_slice = len(tile_size) == image.ndim - 2
+    return sliding_window_predict_many(network, [image], tile_size, num_classes, step_size, use_gaussian,
+                                       mirror_axes, tile_batch, network_device, autocast_dtype, scores_dtype)[0]
+
+
+@torch.no_grad()
+def sliding_window_predict_many(network: Network, images: Sequence[torch.Tensor], tile_size: Sequence[int],
+                                num_classes: int, step_size: float = 0.5, use_gaussian: bool = True,
+                                mirror_axes: Sequence[int] = (), tile_batch: int = 1,
+                                network_device: torch.device | None = None,
+                                autocast_dtype: torch.dtype | None = None,
+                                scores_dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    """:func:`sliding_window_predict` for several images at once: their tiles share forward passes
+    (``tile_batch`` tiles each), so images smaller than a tile fill a GPU's batch instead of running alone. Each
+    image's scores are what it gets alone (the tiles and their weights are the same)."""
+    slice_by_slice = len(tile_size) == images[0].ndim - 2
     if slice_by_slice:
         tile_size = [1, *tile_size]
-    spatial = list(image.shape[1:])
-    padded_size = [max(s, t) for s, t in zip(spatial, tile_size, strict=True)]
-    pad_before = [(p - s) // 2 for p, s in zip(padded_size, spatial, strict=True)]
-    if padded_size != spatial:
-        pad = []
-        for before, p, s in reversed(list(zip(pad_before, padded_size, spatial, strict=True))):
-            pad += [before, p - s - before]
-        image = F.pad(image, pad)
-    weights = torch.from_numpy(gaussian_importance(tile_size)) if use_gaussian else torch.ones(tile_size)
-    weights = weights.to(image.device)
-    logits = torch.zeros((num_classes, *padded_size), device=image.device, dtype=scores_dtype)
-    running_mean = scores_dtype != torch.float32  # float32 sums as nnU-Net does, then divides once
-    weight_sum = torch.zeros(padded_size, device=image.device)
-
-    device = network_device or image.device
-
-    def run(batch: list[tuple[slice, ...]]) -> None:
-        tiles = torch.stack([image[(slice(None), *s)] for s in batch]).to(device, non_blocking=True)
+    accumulators = [_Accumulator(image, tile_size, num_classes, scores_dtype) for image in images]
+    weights = _importance(tuple(tile_size), use_gaussian).to(images[0].device)
+    device = network_device or images[0].device
+    tiles = ((accumulator, tile) for accumulator in accumulators
+             for tile in _tiles(accumulator.padded_size, tile_size, step_size))
+    while batch := list(itertools.islice(tiles, tile_batch)):
+        stacked = torch.stack([a.image[(slice(None), *s)] for a, s in batch]).to(device, non_blocking=True)
         if slice_by_slice:
-            tiles = tiles[:, :, 0]
+            stacked = stacked[:, :, 0]
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            predicted = _mirrored_predict(network, tiles, mirror_axes)
-        predicted = predicted.to(logits.device)
+            predicted = _mirrored_predict(network, stacked, mirror_axes)
         if slice_by_slice:
             predicted = predicted[:, :, None]
-        for s, p in zip(batch, predicted, strict=True):
-            weight_sum[s] += weights
-            if running_mean:  # the weighted mean so far: as large as the scores, never below float16's range
-                current = logits[(slice(None), *s)]
-                current += ((p - current.float()) * (weights / weight_sum[s])).to(scores_dtype)
-            else:
-                logits[(slice(None), *s)] += p * weights
-
-    batch: list[tuple[slice, ...]] = []
-    for tile in _tiles(padded_size, tile_size, step_size):
-        batch.append(tile)
-        if len(batch) == tile_batch:
-            run(batch)
-            batch = []
-    if batch:
-        run(batch)
-    if not running_mean:
-        logits /= weight_sum
-    crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial, strict=True))
-    return logits[(slice(None), *crop)]
+        for (accumulator, tile), prediction in zip(batch, predicted, strict=True):
+            accumulator.add(tile, prediction.to(accumulator.logits.device), weights)
+    return [accumulator.result() for accumulator in accumulators]

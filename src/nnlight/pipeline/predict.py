@@ -21,7 +21,14 @@ from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.exchange.onnx_model import is_onnx_model, onnx_model
 from nnlight.inference.folder import input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
-from nnlight.inference.predictor import AUTOCAST_DTYPES, EnsemblePredictor, Predictor, ScoresDtype, resolve_device
+from nnlight.inference.predictor import (
+    AUTOCAST_DTYPES,
+    EnsemblePredictor,
+    Predictor,
+    ScoresDtype,
+    canonical_precision,
+    resolve_device,
+)
 from nnlight.pipeline.settings import plain, required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
@@ -107,8 +114,9 @@ class PredictOptions:
     postprocessing: bool = True
     overwrite: bool = False
     device: str = "auto"
-    precision: str = "auto"
+    precision: str | int = "auto"  # an int where the command line says precision=32 (or 16)
     tile_batch: int | Literal["auto"] = "auto"
+    workers: int | Literal["auto"] = "auto"  # threads reading ahead and exporting behind (auto: CPU 0, GPU 3)
     nnunet_trainer: str | None = None  # an nnU-Net model's trainer, stated (else from its checkpoint or its weights)
     trusted_networks: tuple[str, ...] = ()  # modules besides nnlight's and MONAI's whose network classes may load
     output_instances: bool = True  # an instance model writes instance maps (false: its border-core labels)
@@ -120,10 +128,16 @@ class PredictOptions:
                 raise ValueError(f"trusted_networks: {module!r} is not a module name (e.g. my_lab.nets)")
         if not 0 < self.step_size <= 1:
             raise ValueError(f"step_size={self.step_size}: use a value in (0, 1], e.g. 0.5 (half a tile)")
-        if self.precision not in ("auto", *AUTOCAST_DTYPES):
-            raise ValueError(f"precision={self.precision}: choose auto, {', '.join(AUTOCAST_DTYPES)}")
+        if self.precision != "auto":
+            try:
+                canonical_precision(self.precision)
+            except UserError:
+                raise ValueError(f"precision={self.precision}: choose auto, {', '.join(AUTOCAST_DTYPES)} (Lightning's "
+                                 "names such as 16 or bf16 are accepted too)") from None
         if self.tile_batch != "auto" and int(self.tile_batch) < 1:
             raise ValueError(f"tile_batch={self.tile_batch}: use auto or a number of tiles >= 1")
+        if self.workers != "auto" and int(self.workers) < 0:
+            raise ValueError(f"workers={self.workers}: use auto, 0 (each step in turn) or a number of threads")
 
 
 def _options(cfg: DictConfig) -> PredictOptions:
@@ -206,7 +220,8 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
             list(HydraConfig.get().overrides.task))))
 
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
-                            options.overwrite, record_how_it_is_made, refused)
+                            options.overwrite, record_how_it_is_made, refused,
+                            None if options.workers == "auto" else int(options.workers))
     seconds = time.perf_counter() - start
     rate = f", {len(report.predicted) / seconds:.2f} images/s" if report.predicted else ""
     folds_used = [f"{p.model_folders[0].parent.parent.name}/{p.model_folders[0].parent.name} "
@@ -216,7 +231,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
              f"  model: {' + '.join(folds_used)}, checkpoint {options.checkpoint}, "
              f"mirroring {'on' if options.mirroring else 'off'}, precision "
              f"{'/'.join(sorted({p.inference.precision for p in predictor.predictors}))}, tiles per pass "
-             f"{predictor.predictors[0].inference.tile_batch}, post-processing: "
+             f"{predictor.predictors[0].inference.tile_batch} (small images share them), post-processing: "
              f"{rules_as_text(rules) if rules else 'none'}"]
     summary = None
     if cfg.reference and (report.predicted or report.skipped):
