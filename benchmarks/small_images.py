@@ -1,12 +1,16 @@
-"""Throughput of nnlight-predict on a folder of many small 2D RGB images (DRIVE-like, 256 x 256); prints images/s.
+"""Throughput of predicting a folder of many small 2D RGB images (DRIVE-like, 256 x 256): nnlight-predict, and
+nnU-Net 2.8.1's nnUNetv2_predict on the same folders when its environment is given; prints images/s.
 
-    python -m benchmarks.small_images [--work /tmp/nnlight-small] [--images 200] [--size 256]
+    python -m benchmarks.small_images [--work /tmp/nnlight-small] [--images 1000] [--mirrored-images 200]
+        [--nnunet-python /path/to/venv-with-nnunetv2==2.8.1/bin/python]
 
-A synthetic RGB dataset (bright vessels-like blobs on a dark disc) is planned and its 2d configuration trained
-for a few iterations (the figure is about prediction, not accuracy); then the folder of test images is predicted
-with and without mirroring, wall time measured around the whole command (reading, preprocessing, the network,
-export and writing). The images/s figure is what issue 24 compares with nnU-Net's ``nnUNetv2_predict`` on the same
-folder.
+A synthetic RGB dataset (dark curved strips on a bright disc) is planned and its 2d configuration trained for a few
+iterations by each tool (the figure is about prediction, not accuracy; nnU-Net plans the same 256 x 256 patch). A
+folder of ``--images`` test images is predicted without mirroring, one of ``--mirrored-images`` with it (nnU-Net's
+default TTA), wall time measured around the whole command (start-up, reading, preprocessing, the network, export,
+writing). nnU-Net runs with its defaults (-npp 3 -nps 3); nnlight with its defaults (precision 32 on the CPU) and
+with ``precision=bf16-mixed``, whose segmentation is compared pixel by pixel with float32's. ``NNUNET_PYTHONPATH``
+is put on nnU-Net's path (e.g. a stand-in for its optional timm import).
 """
 
 from __future__ import annotations
@@ -41,53 +45,99 @@ def _case(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(rgb, 0, 255).astype(np.uint8), label
 
 
-def make_dataset(raw: Path, cases: int, test_images: int, size: int) -> Path:
+def make_dataset(raw: Path, cases: int, size: int) -> Path:
     folder = raw / DATASET
     rng = np.random.default_rng(0)
-    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+    for sub in ("imagesTr", "labelsTr"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(cases + test_images):
+    for i in range(cases):
         rgb, label = _case(size, rng)
-        train = i < cases
-        sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True),
-                        str(folder / ("imagesTr" if train else "imagesTs") / f"img_{i:04d}_0000.png"))
-        if train:
-            sitk.WriteImage(sitk.GetImageFromArray(label), str(folder / "labelsTr" / f"img_{i:04d}.png"))
+        sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(folder / "imagesTr" / f"img_{i:04d}_0000.png"))
+        sitk.WriteImage(sitk.GetImageFromArray(label), str(folder / "labelsTr" / f"img_{i:04d}.png"))
     atomic_write_json(folder / "dataset.json", {"channel_names": {"0": "R", "1": "G", "2": "B"},
                                                 "labels": {"background": 0, "vessel": 1}, "numTraining": cases,
                                                 "file_ending": ".png"})
     return folder
 
 
+def test_images(folder: Path, count: int, size: int) -> Path:
+    """``count`` test images (made once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(count)
+    for i in range(len(list(folder.glob("*.png"))), count):
+        sitk.WriteImage(sitk.GetImageFromArray(_case(size, rng)[0], isVector=True), str(folder / f"t_{i:04d}_0000.png"))
+    return folder
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def agreement(first: Path, second: Path) -> float:
+    same = total = 0
+    for f in first.glob("*.png"):
+        a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f.name))) for folder in (first, second))
+        same, total = same + int((a == b).sum()), total + a.size
+    return same / total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/nnlight-small"))
-    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--mirrored-images", type=int, default=200)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--nnunet-python", type=Path)
     args = parser.parse_args()
-    env = {**os.environ, "NNLIGHT_RAW": str(args.work / "raw"), "NNLIGHT_PREPROCESSED": str(args.work / "pre"),
-           "NNLIGHT_RESULTS": str(args.work / "results")}
-    folder = make_dataset(args.work / "raw", 10, args.images, args.size)
-
-    def nnlight(*command: str) -> float:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "nnlight", *command], env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        return time.perf_counter() - start
-
-    nnlight("plan", f"dataset={DATASET}")
-    nnlight("train", f"plan={DATASET}/2d", "data.fold=all", "trainer.max_epochs=1", "data.iterations_per_epoch=3",
-            "data.val_iterations_per_epoch=1", "validation.enabled=false")
-    model = next((args.work / "results" / DATASET / "2d").glob("*/fold_all"))
+    work = args.work.resolve()
+    env = {**os.environ, "NNLIGHT_RAW": str(work / "raw"), "NNLIGHT_PREPROCESSED": str(work / "pre"),
+           "NNLIGHT_RESULTS": str(work / "results")}
+    nnunet_env = {**os.environ, "PYTHONPATH": os.environ.get("NNUNET_PYTHONPATH", ""), "nnUNet_raw": str(work / "raw"),
+                  "nnUNet_preprocessed": str(work / "nnunet_pre"), "nnUNet_results": str(work / "nnunet_results")}
+    make_dataset(work / "raw", 10, args.size)
+    nnlight = [sys.executable, "-m", "nnlight"]
+    if not list((work / "results" / DATASET / "2d").glob("*/fold_all")):
+        timed([*nnlight, "plan", f"dataset={DATASET}"], env)
+        timed([*nnlight, "train", f"plan={DATASET}/2d", "data.fold=all", "trainer.max_epochs=1",
+               "data.iterations_per_epoch=3", "data.val_iterations_per_epoch=1", "validation.enabled=false"], env)
+    model = next((work / "results" / DATASET / "2d").glob("*/fold_all"))
+    if args.nnunet_python:
+        nnunet_bin = args.nnunet_python.parent
+        if not (work / "nnunet_results" / DATASET / "nnUNetTrainer_1epoch__nnUNetPlans__2d" / "fold_all").is_dir():
+            timed([str(nnunet_bin / "nnUNetv2_plan_and_preprocess"), "-d", DATASET.split("_")[0][7:], "-c", "2d",
+                   "-np", "2"], nnunet_env)
+            timed([str(args.nnunet_python), "-c", (
+                "import torch\nfrom nnunetv2.run.run_training import get_trainer_from_args\n"
+                f"t = get_trainer_from_args('{DATASET}', '2d', 'all', 'nnUNetTrainer_1epoch', 'nnUNetPlans', "
+                "device=torch.device('cpu'))\nt.num_iterations_per_epoch, t.num_val_iterations_per_epoch = 3, 1\n"
+                "t.run_training()\n")], nnunet_env)
     print(provenance("benchmarks.small_images"))
-    print(f"{args.images} RGB images of {args.size} x {args.size} px, 2d model {model.parent.name}\n")
-    print("| nnlight-predict | wall time (s) | images/s |")
-    print("|---|---|---|")
-    for mirroring in ("false", "true"):
-        output = args.work / f"out_mirroring_{mirroring}"
-        seconds = nnlight("predict", f"model='{model}'", f"input={folder / 'imagesTs'}", f"output={output}",
-                          f"mirroring={mirroring}", "overwrite=true")
-        print(f"| mirroring={mirroring} | {seconds:.1f} | {args.images / seconds:.2f} |")
+    print(f"RGB images of {args.size} x {args.size} px, 2d configuration (one tile per image), each tool's own model\n")
+    print("| images | mirroring | command | wall time (s) | images/s | vs nnU-Net |")
+    print("|---|---|---|---|---|---|")
+    for count, mirroring in ((args.images, False), (args.mirrored_images, True)):
+        images = test_images(work / f"test_{count}", count, args.size)
+        runs: dict[str, list[str]] = {}
+        if args.nnunet_python:
+            runs["nnUNetv2_predict"] = [str(args.nnunet_python.parent / "nnUNetv2_predict"), "-i", str(images), "-o",
+                                        str(work / f"nnunet_{count}"), "-d", DATASET, "-c", "2d", "-tr",
+                                        "nnUNetTrainer_1epoch", "-f", "all", "-device", "cpu",
+                                        *([] if mirroring else ["--disable_tta"])]
+        for precision in ("32", "bf16-mixed"):
+            runs[f"nnlight-predict precision={precision}"] = [
+                *nnlight, "predict", f"model='{model}'", f"input={images}", f"output={work / f'{precision}_{count}'}",
+                f"mirroring={str(mirroring).lower()}", f"precision={precision}", "overwrite=true"]
+        baseline = None
+        for name, command in runs.items():
+            seconds = timed(command, nnunet_env if name == "nnUNetv2_predict" else env)
+            baseline = baseline or (seconds if name == "nnUNetv2_predict" else None)
+            ratio = f"{baseline / seconds:.2f}x" if baseline else "-"
+            print(f"| {count} | {'on' if mirroring else 'off'} | {name} | {seconds:.1f} | {count / seconds:.2f} | "
+                  f"{ratio} |", flush=True)
+        print(f"| | | bf16-mixed vs 32: {agreement(work / f'32_{count}', work / f'bf16-mixed_{count}'):.4%} of the "
+              "pixels equal | | | |")
 
 
 if __name__ == "__main__":

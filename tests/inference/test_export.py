@@ -19,6 +19,7 @@ from nnlight.inference.export import (
     segmentation_in_original_space,
     streamed_segmentation,
     write_segmentation,
+    written_completely,
 )
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
 from nnlight.preprocessing.resampling import resample_logits
@@ -100,3 +101,32 @@ def test_probabilities_filled_a_few_classes_at_a_time_equal_all_at_once() -> Non
     for chunk in (1, 4, 6):
         got = probabilities_in_original_space(probs, properties, [2, 0, 1], region_based=False, chunk=chunk)
         assert np.array_equal(got, expected.transpose(0, 3, 1, 2))
+
+
+def test_probabilities_written_chunk_by_chunk_read_back_as_one_array(tmp_path: Path) -> None:
+    """The ``.npz`` streamed a few classes at a time holds what the whole array gives, and reads with ``np.load``;
+    its classes are made only as the file is written."""
+    from nnlight.inference.export import ClassChunks, probability_chunks, read_probabilities, write_probabilities
+
+
+    torch.manual_seed(0)
+    probs = torch.randn(7, 6, 10, 12).softmax(0)  # at the plan's spacing, resampled to the crop's 8 x 12 x 10
+    properties = {"shape_before_cropping": [12, 20, 15], "bbox_used_for_cropping": [[2, 10], [3, 15], [1, 11]],
+                  "shape_after_cropping_and_before_resampling": [8, 12, 10], "target_spacing": [1.2, 1.1, 0.9],
+                  "spacing": [0.9, 0.92, 1.08]}
+    whole = probabilities_in_original_space(probs, properties, [2, 0, 1], region_based=False, chunk=7)
+    made: list[int] = []
+    streamed = probability_chunks(probs, properties, [2, 0, 1], region_based=False, chunk=3)
+
+    def counted(chunks):
+        for part in chunks:
+            made.append(len(part))
+            yield part
+
+    write_probabilities(tmp_path / "streamed.npz", ClassChunks(streamed.shape, counted(streamed.chunks)))
+    write_probabilities(tmp_path / "whole.npz", whole)
+    assert made == [3, 3, 1] and streamed.shape == whole.shape
+    for name in ("streamed", "whole"):
+        assert written_completely(tmp_path / f"{name}.npz")
+        back = read_probabilities(tmp_path / f"{name}.npz")
+        assert back.dtype == np.float16 and np.array_equal(back, whole)

@@ -610,3 +610,18 @@ def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots,
         same, total = same + int((expected == got).sum()), total + expected.size
     print(f"ONNX vs PyTorch: {same} of {total} voxels agree ({same / total:.6%})")
     assert same / total >= 0.9999, f"{same / total:.6f} of the voxels agree"
+
+
+def test_precision_given_as_a_number_is_accepted() -> None:
+    """``precision=32`` on the command line reaches the options as an int; it means float32, not a type error."""
+    from omegaconf import OmegaConf
+
+    from nnlight.inference.predictor import canonical_precision
+    from nnlight.pipeline.predict import PredictOptions
+    from nnlight.pipeline.settings import settings_from_config
+
+    for value, meant in ((32, "32"), (16, "16-mixed"), ("bf16", "bf16-mixed"), ("auto", "auto")):
+        options = settings_from_config(PredictOptions, OmegaConf.create({"precision": value}), "predict")
+        assert options.precision == "auto" if value == "auto" else canonical_precision(options.precision) == meant
+    with pytest.raises(UserError, match="precision=8: choose auto, 32, 16-mixed, bf16-mixed"):
+        settings_from_config(PredictOptions, OmegaConf.create({"precision": 8}), "predict")

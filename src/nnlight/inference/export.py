@@ -6,12 +6,12 @@ un-crop → un-transpose, then writes with the input's spacing, origin and direc
 
 from __future__ import annotations
 
-import io
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -113,20 +113,46 @@ def segmentation_in_original_space(scores: torch.Tensor, properties: Mapping[str
     return _uncrop_untranspose(cropped, properties, transpose_backward)
 
 
+@dataclass(frozen=True)
+class ClassChunks:
+    """Probabilities ``(classes, *spatial)`` made a few classes at a time, to be written without ever holding
+    every class in memory (:func:`write_probabilities`)."""
+
+    shape: tuple[int, ...]
+    chunks: Iterable[np.ndarray]  # float16 ``(k, *spatial)``, in class order
+
+
+def probability_chunks(probs: torch.Tensor, properties: Mapping[str, Any], transpose_backward: Sequence[int],
+                       region_based: bool, chunk: int = EXPORT_CLASS_CHUNK) -> ClassChunks:
+    """:func:`probabilities_in_original_space`, ``chunk`` classes at a time, each made when it is asked for."""
+    full_shape = properties["shape_before_cropping"]
+    inside = (slice(None), *[slice(a, b) for a, b in properties["bbox_used_for_cropping"]])
+    order = [0, *[a + 1 for a in transpose_backward]]
+
+    def chunks() -> Iterator[np.ndarray]:
+        for start in range(0, len(probs), chunk):
+            part = resample_to_cropped_grid(probs[start:start + chunk], properties)
+            out = np.zeros((len(part), *full_shape), np.float16)
+            if start == 0 and not region_based:
+                out[0] = 1.0  # background is certain outside the crop
+            out[inside] = part.cpu().numpy()
+            yield out.transpose(order)
+
+    return ClassChunks((len(probs), *(full_shape[a] for a in transpose_backward)), chunks())
+
+
 def probabilities_in_original_space(probs: torch.Tensor, properties: Mapping[str, Any],
                                     transpose_backward: Sequence[int], region_based: bool,
                                     chunk: int = EXPORT_CLASS_CHUNK) -> np.ndarray:
     """``(classes, z, y, x)`` float16 probabilities on the input's grid; background is certain outside the crop.
     Filled ``chunk`` classes at a time: float32 only for the chunk being resampled."""
-    full_shape = properties["shape_before_cropping"]
-    out = np.zeros((len(probs), *full_shape), np.float16)
-    if not region_based:
-        out[0] = 1.0
-    inside = (slice(None), *[slice(a, b) for a, b in properties["bbox_used_for_cropping"]])
-    for start in range(0, len(probs), chunk):
-        part = resample_to_cropped_grid(probs[start:start + chunk], properties)
-        out[start:start + chunk][inside] = part.cpu().numpy()
-    return out.transpose([0, *[a + 1 for a in transpose_backward]])
+    streamed = probability_chunks(probs, properties, transpose_backward, region_based, chunk)
+    out = np.empty(streamed.shape, np.float16)
+    start = 0
+    for part in streamed.chunks:
+        out[start:start + len(part)] = part
+        start += len(part)
+    return out
 
 
 def geometry_from_properties(properties: Mapping[str, Any]) -> Geometry:
@@ -139,11 +165,20 @@ def write_segmentation(segmentation: np.ndarray, path: Path, geometry: Geometry)
     atomic_write_named(path, lambda tmp: write_seg(segmentation, tmp, geometry), verify=verify_image_file)
 
 
-def write_probabilities(path: Path, probs: np.ndarray) -> None:
-    """``<case>.npz`` with one array ``probabilities`` (classes, z, y, x), written atomically."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, probabilities=probs)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+def write_probabilities(path: Path, probs: np.ndarray | ClassChunks) -> None:
+    """``<case>.npz`` with one array ``probabilities`` (classes, z, y, x), written atomically; :class:`ClassChunks`
+    are compressed into it chunk by chunk (the file is what ``np.savez_compressed`` writes)."""
+    streamed = probs if isinstance(probs, ClassChunks) else ClassChunks(probs.shape, [probs])
+
+    def write(file: IO[bytes]) -> None:
+        with zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive, \
+                archive.open("probabilities.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": np.dtype(np.float16).str, "fortran_order": False,
+                                                          "shape": tuple(streamed.shape)})
+            for part in streamed.chunks:
+                member.write(np.ascontiguousarray(part, dtype=np.float16).tobytes())
+
+    atomic_write(path, write)
 
 
 def written_completely(path: Path) -> bool:

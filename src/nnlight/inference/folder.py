@@ -141,12 +141,11 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
         return _Prepared(case_id, geometry, ensemble.prepare(images, geometry, sources=cases[case_id]))
 
     def write(case: _Prepared, scores: list[Scores]) -> None:
-        prediction = ensemble.export(case.cases, scores, save_probabilities)
-        segmentation = prediction.segmentation
+        segmentation, probabilities = ensemble.export_files(case.cases, scores, save_probabilities)
         if postprocessing is not None:
             segmentation = apply_postprocessing(segmentation, postprocessing, ensemble.layout.foreground_values)
-        if prediction.probabilities is not None:  # first, so a finished segmentation means a finished case
-            write_probabilities(output_folder / f"{case.case_id}.npz", prediction.probabilities)
+        if probabilities is not None:  # first, so a finished segmentation means a finished case
+            write_probabilities(output_folder / f"{case.case_id}.npz", probabilities)
         write_segmentation(segmentation, output_folder / f"{case.case_id}{file_ending}", case.geometry)
 
     todo = [c for c in cases if overwrite or not finished(c)]

@@ -19,9 +19,11 @@ import torch
 
 from nnlight.data.cascade import one_hot_previous
 from nnlight.inference.export import (
+    ClassChunks,
     input_spacing,
     probabilities,
     probabilities_in_original_space,
+    probability_chunks,
     segmentation_from_probabilities,
     segmentation_in_original_space,
 )
@@ -164,6 +166,14 @@ def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Map
     probs = scores if are_probabilities else probabilities(scores, region_based)
     return Prediction(segmentation, probabilities_in_original_space(probs, properties, settings.transpose_backward,
                                                                     region_based))
+
+
+def exported_probability_chunks(scores: torch.Tensor, are_probabilities: bool, properties: Mapping[str, Any],
+                                settings: InferenceSettings) -> ClassChunks:
+    """The probabilities of :func:`export_scores`, made a few classes at a time as they are written."""
+    region_based = settings.region_class_order is not None
+    probs = scores if are_probabilities else probabilities(scores, region_based)
+    return probability_chunks(probs, properties, settings.transpose_backward, region_based)
 
 
 def _sliding_window(network: torch.nn.Module, images: Sequence[torch.Tensor], settings: InferenceSettings,
@@ -445,6 +455,18 @@ class EnsemblePredictor:
         """Whether these images' tiles fit into one forward pass of every member (``tile_batch``)."""
         return all(sum(p.tiles(cases[m]) for cases in images) <= p.inference.tile_batch
                    for m, p in enumerate(self.predictors))
+
+    def export_files(self, cases: Sequence[PreprocessedCase], scores: Sequence[Scores],
+                     save_probabilities: bool) -> tuple[np.ndarray, np.ndarray | ClassChunks | None]:
+        """What a folder's files hold: the segmentation, and (asked for) the probabilities. One model's come a few
+        classes at a time as they are written; several models' are averaged whole (their segmentation needs them)."""
+        if len(self.predictors) > 1 or not save_probabilities:
+            prediction = self.export(cases, scores, save_probabilities)
+            return prediction.segmentation, prediction.probabilities
+        predictor, (case_scores, are_probabilities) = self.predictors[0], scores[0]
+        segmentation = predictor.export(cases[0], scores[0], with_probabilities=False).segmentation
+        return segmentation, exported_probability_chunks(case_scores, are_probabilities, cases[0].properties,
+                                                         predictor.inference)
 
     def export(self, cases: Sequence[PreprocessedCase], scores: Sequence[Scores],
                save_probabilities: bool) -> Prediction:

@@ -223,7 +223,8 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
                             options.overwrite, record_how_it_is_made, refused,
                             None if options.workers == "auto" else int(options.workers))
     seconds = time.perf_counter() - start
-    rate = f", {len(report.predicted) / seconds:.2f} images/s" if report.predicted else ""
+    rate = ("" if not report.predicted else f", {len(report.predicted) / seconds:.2f} images/s"
+            if len(report.predicted) >= seconds else f", {seconds / len(report.predicted):.1f} s per image")
     folds_used = [f"{p.model_folders[0].parent.parent.name}/{p.model_folders[0].parent.name} "
                   f"({', '.join(f.name for f in p.model_folders)})" for p in predictor.predictors]
     lines = [f"\nPredicted {len(report.predicted)} case(s) in {seconds:.1f} s{rate}"
