@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU figures of BENCHMARKS.md in one call, for a machine lent with a GPU (any machine runs it, slowly):
 # where training time goes on the 3d_fullres plan of a synthetic 2-channel 128x160x160 dataset at nnU-Net's 250
-# training / 50 validation iterations per epoch, BraTS-size prediction (1 fold, TTA, 5 folds + TTA), and the
-# tests marked gpu. Logs go to $OUT (or /tmp/gpu_check). Smaller runs: ITERATIONS=3 VAL_ITERATIONS=2 EPOCHS=2
-# VARIANTS="1" SHAPE="24 48 40" PREDICT_SHAPE="40 64 64" TESTS=0 bash benchmarks/gpu_check.sh
+# training / 50 validation iterations per epoch, BraTS-size prediction (1 fold, TTA, 5 folds + TTA), a folder of
+# small 2D images (images/s, GPU busy %), and the tests marked gpu. Logs go to $OUT (or /tmp/gpu_check). Smaller runs: ITERATIONS=3 VAL_ITERATIONS=2 EPOCHS=2
+# VARIANTS="1" SHAPE="24 48 40" PREDICT_SHAPE="40 64 64" SMALL_IMAGES=20 SMALL_MIRRORED=10 TESTS=0 bash benchmarks/gpu_check.sh
 # Packages missing on the machine travel as wheels in .whl/ (the device tool's README says how to download them):
 # hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 SimpleITK==2.5.7 (the rest is there).
 set -uo pipefail
@@ -29,6 +29,11 @@ $python -m benchmarks.prediction_breakdown --shape ${PREDICT_SHAPE:-155 240 240}
     --work /tmp/gpu_check_predict >"$out/prediction_breakdown.log" 2>&1
 status=$((status | $?))
 sed -n '/^prediction/,$p' "$out/prediction_breakdown.log" | grep "^prediction\|^|"
+# many small 2D images (issue 24): images/s and how busy the GPU is while nnlight-predict runs
+$python -m benchmarks.small_images --device cuda --images "${SMALL_IMAGES:-1000}" --mirrored-images "${SMALL_MIRRORED:-200}" \
+    --work /tmp/gpu_check_small >"$out/small_images.log" 2>&1
+status=$((status | $?))
+grep "^|" "$out/small_images.log"
 if [ "${TESTS:-1}" = 1 ]; then
     $python -m pytest -q -m gpu tests 2>&1 | tail -5 | tee "$out/gpu_tests.log"
     status=$((status | PIPESTATUS[0]))

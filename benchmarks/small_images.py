@@ -10,7 +10,9 @@ folder of ``--images`` test images is predicted without mirroring, one of ``--mi
 default TTA), wall time measured around the whole command (start-up, reading, preprocessing, the network, export,
 writing). nnU-Net runs with its defaults (-npp 3 -nps 3); nnlight with its defaults (precision 32 on the CPU) and
 with ``precision=bf16-mixed``, whose segmentation is compared pixel by pixel with float32's. ``NNUNET_PYTHONPATH``
-is put on nnU-Net's path (e.g. a stand-in for its optional timm import).
+is put on nnU-Net's path (e.g. a stand-in for its optional timm import). ``--device cuda`` (a lent GPU) predicts
+there with nnlight's defaults (training precision, tile batch from free memory, 3 reader/export threads) and adds
+how busy ``nvidia-smi`` saw the GPU between its first and last busy sample.
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def timed_with_gpu_busy(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds, and the mean GPU utilization (%) sampled every 0.1 s from the first to the last busy sample
+    (the start-up before the first image is left out)."""
+    sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                "-lms", "100"], stdout=subprocess.PIPE, text=True)
+    try:
+        seconds = timed(command, env)
+    finally:
+        sampler.terminate()
+    samples = [float(line) for line in sampler.communicate()[0].split() if line.strip().isdigit()]
+    busy = [i for i, value in enumerate(samples) if value > 0]
+    return seconds, float(np.mean(samples[busy[0]:busy[-1] + 1])) if busy else 0.0
+
+
 def agreement(first: Path, second: Path) -> float:
     same = total = 0
     for f in first.glob("*.png"):
@@ -90,6 +106,7 @@ def main() -> None:
     parser.add_argument("--mirrored-images", type=int, default=200)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--nnunet-python", type=Path)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     work = args.work.resolve()
     env = {**os.environ, "NNLIGHT_RAW": str(work / "raw"), "NNLIGHT_PREPROCESSED": str(work / "pre"),
@@ -115,29 +132,36 @@ def main() -> None:
                 "t.run_training()\n")], nnunet_env)
     print(provenance("benchmarks.small_images"))
     print(f"RGB images of {args.size} x {args.size} px, 2d configuration (one tile per image), each tool's own model\n")
-    print("| images | mirroring | command | wall time (s) | images/s | vs nnU-Net |")
-    print("|---|---|---|---|---|---|")
+    on_gpu = args.device == "cuda"
+    print(f"| images | mirroring | command | wall time (s) | images/s | vs nnU-Net |{' GPU busy |' if on_gpu else ''}")
+    print(f"|---|---|---|---|---|---|{'---|' if on_gpu else ''}")
     for count, mirroring in ((args.images, False), (args.mirrored_images, True)):
         images = test_images(work / f"test_{count}", count, args.size)
         runs: dict[str, list[str]] = {}
         if args.nnunet_python:
             runs["nnUNetv2_predict"] = [str(args.nnunet_python.parent / "nnUNetv2_predict"), "-i", str(images), "-o",
                                         str(work / f"nnunet_{count}"), "-d", DATASET, "-c", "2d", "-tr",
-                                        "nnUNetTrainer_1epoch", "-f", "all", "-device", "cpu",
+                                        "nnUNetTrainer_1epoch", "-f", "all", "-device", args.device,
                                         *([] if mirroring else ["--disable_tta"])]
-        for precision in ("32", "bf16-mixed"):
+        for precision in ("32", "bf16-mixed") if not on_gpu else ("auto",):
             runs[f"nnlight-predict precision={precision}"] = [
                 *nnlight, "predict", f"model='{model}'", f"input={images}", f"output={work / f'{precision}_{count}'}",
-                f"mirroring={str(mirroring).lower()}", f"precision={precision}", "overwrite=true"]
+                f"mirroring={str(mirroring).lower()}", f"precision={precision}", f"device={args.device}",
+                "overwrite=true"]
         baseline = None
         for name, command in runs.items():
-            seconds = timed(command, nnunet_env if name == "nnUNetv2_predict" else env)
-            baseline = baseline or (seconds if name == "nnUNetv2_predict" else None)
+            nnunet = name == "nnUNetv2_predict"
+            if on_gpu and not nnunet:
+                seconds, busy = timed_with_gpu_busy(command, env)
+            else:
+                seconds, busy = timed(command, nnunet_env if nnunet else env), None
+            baseline = baseline or (seconds if nnunet else None)
             ratio = f"{baseline / seconds:.2f}x" if baseline else "-"
             print(f"| {count} | {'on' if mirroring else 'off'} | {name} | {seconds:.1f} | {count / seconds:.2f} | "
-                  f"{ratio} |", flush=True)
-        print(f"| | | bf16-mixed vs 32: {agreement(work / f'32_{count}', work / f'bf16-mixed_{count}'):.4%} of the "
-              "pixels equal | | | |")
+                  f"{ratio} |{'' if not on_gpu else f' {busy:.0f} % |' if busy is not None else ' - |'}", flush=True)
+        if not on_gpu:
+            print(f"| | | bf16-mixed vs 32: {agreement(work / f'32_{count}', work / f'bf16-mixed_{count}'):.4%} of "
+                  "the pixels equal | | | |")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,20 @@ def test_image_smaller_than_the_tile_is_padded_and_cropped_back() -> None:
     torch.testing.assert_close(out, net(image[None])[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_scores_of_an_image_thinner_than_the_tile_equal_those_of_the_padded_image(dtype: torch.dtype) -> None:
+    """Scores are kept for the image alone (not its padding), and equal the padded image's scores cropped back: a
+    network that looks at neighbours, the image thinner than the tile on one axis and several tiles long on another."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 3, 3, padding=1)).eval()
+    image = torch.randn(2, 5, 30, 7)
+    padded = torch.nn.functional.pad(image, [0, 1, 0, 0, 1, 2])  # to 8 x 30 x 8, centred as the sliding window pads
+    expected = sliding_window_predict(net, padded, [8, 8, 8], num_classes=3, scores_dtype=dtype)[:, 1:6, :, 0:7]
+    out = sliding_window_predict(net, image, [8, 8, 8], num_classes=3, scores_dtype=dtype)
+    assert out.shape == (3, 5, 30, 7) and out.is_contiguous()
+    torch.testing.assert_close(out.float(), expected.float(), rtol=1e-5, atol=1e-5 if dtype == torch.float32 else 2e-3)
+
+
 def test_mirroring_is_exact_on_a_symmetric_network_and_averages_flips_otherwise() -> None:
     image = torch.randn(2, 8, 8, 8)
     symmetric = _pointwise()

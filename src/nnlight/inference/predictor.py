@@ -152,7 +152,9 @@ def predict_preprocessed_many(networks: Sequence[torch.nn.Module], images: Seque
             else:
                 totals.append(case_scores)
     assert totals, "no network to predict with"
-    return [(total / len(networks), len(networks) > 1) for total in totals]
+    for total in totals:  # in place: a copy of a many-class image's scores would double the peak memory
+        total /= len(networks)
+    return [(total, len(networks) > 1) for total in totals]
 
 
 def export_scores(scores: torch.Tensor, are_probabilities: bool, properties: Mapping[str, Any],

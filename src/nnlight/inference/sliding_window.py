@@ -71,36 +71,45 @@ def _importance(tile_size: tuple[int, ...], use_gaussian: bool) -> torch.Tensor:
 
 
 class _Accumulator:
-    """One image's padded input, its weighted scores and summed weights while its tiles come back."""
+    """One image's padded input, and its weighted scores and summed weights while its tiles come back. An image
+    smaller than the tile is padded for the network, but its scores cover the image alone: a CT of 34 slices under a
+    64-slice tile would otherwise hold every class on 64 slices."""
 
     def __init__(self, image: torch.Tensor, tile_size: Sequence[int], num_classes: int,
                  scores_dtype: torch.dtype) -> None:
-        spatial = list(image.shape[1:])
-        self.padded_size = [max(s, t) for s, t in zip(spatial, tile_size, strict=True)]
-        pad_before = [(p - s) // 2 for p, s in zip(self.padded_size, spatial, strict=True)]
-        if self.padded_size != spatial:
+        self.size = list(image.shape[1:])
+        self.padded_size = [max(s, t) for s, t in zip(self.size, tile_size, strict=True)]
+        self.pad_before = [(p - s) // 2 for p, s in zip(self.padded_size, self.size, strict=True)]
+        if self.padded_size != self.size:
             pad = []
-            for before, p, s in reversed(list(zip(pad_before, self.padded_size, spatial, strict=True))):
+            for before, p, s in reversed(list(zip(self.pad_before, self.padded_size, self.size, strict=True))):
                 pad += [before, p - s - before]
             image = F.pad(image, pad)
         self.image = image
-        self.crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial, strict=True))
-        self.logits = torch.zeros((num_classes, *self.padded_size), device=image.device, dtype=scores_dtype)
+        self.logits = torch.zeros((num_classes, *self.size), device=image.device, dtype=scores_dtype)
         self.running_mean = scores_dtype != torch.float32  # float32 sums as nnU-Net does, then divides once
-        self.weight_sum = torch.zeros(self.padded_size, device=image.device)
+        self.weight_sum = torch.zeros(self.size, device=image.device)
 
     def add(self, tile: tuple[slice, ...], prediction: torch.Tensor, weights: torch.Tensor) -> None:
-        self.weight_sum[tile] += weights
+        """Add a tile (placed on the padded image) where it covers the image itself."""
+        inside, of_tile = [], []
+        for placed, before, size in zip(tile, self.pad_before, self.size, strict=True):
+            start, stop = placed.start - before, placed.stop - before
+            inside.append(slice(max(start, 0), min(stop, size)))
+            of_tile.append(slice(max(start, 0) - start, min(stop, size) - start))
+        target, part, weights = tuple(inside), tuple(of_tile), weights[tuple(of_tile)]
+        self.weight_sum[target] += weights
         if self.running_mean:  # the weighted mean so far: as large as the scores, never below float16's range
-            current = self.logits[(slice(None), *tile)]
-            current += ((prediction - current.float()) * (weights / self.weight_sum[tile])).to(self.logits.dtype)
+            current = self.logits[(slice(None), *target)]
+            current += ((prediction[(slice(None), *part)] - current.float())
+                        * (weights / self.weight_sum[target])).to(self.logits.dtype)
         else:
-            self.logits[(slice(None), *tile)] += prediction * weights
+            self.logits[(slice(None), *target)].addcmul_(prediction[(slice(None), *part)], weights)  # no temporary
 
     def result(self) -> torch.Tensor:
         if not self.running_mean:
             self.logits /= self.weight_sum
-        return self.logits[(slice(None), *self.crop)]
+        return self.logits
 
 
 @torch.no_grad()
