@@ -5,7 +5,7 @@
 
 The dataset's 2d configuration is planned and trained briefly on fold 0 (the agreement is about the export, not the
 accuracy: an undertrained network has more near-ties, the harder case), exported with ``nnlight-model export
---format onnx``, and the first ``--images`` training images are predicted by both, mirroring on (predict.py's
+format=onnx``, and the first ``--images`` training images are predicted by both, mirroring on (predict.py's
 default). Needs the onnx extra (pip install 'nnlight[onnx]').
 """
 
@@ -45,8 +45,8 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "nnlight", *command], env=env, check=True,
                            stdout=subprocess.DEVNULL)
     model = next(experiment.glob("*/fold_0")).parent
-    model_cli(["export", "--format", "onnx", "--dataset", dataset.name, "--model", f"2d/{model.name}", "--output",
-               str(work / "onnx"), "--results", str(work / "results"), "--folds", "0"])
+    model_cli(["export", "format=onnx", f"dataset={dataset.name}", f"model=2d/{model.name}",
+               f"output={work / 'onnx'}", f"results={work / 'results'}", "folds=0"])
     by_torch = Predictor.from_model_folder(model, ["0"], device="cpu", precision="32")
     by_onnx, _ = onnx_model(work / "onnx")
     ending = load_dataset_json(dataset / "dataset.json").file_ending
@@ -55,8 +55,10 @@ def main() -> None:
     print("| image | pixels | equal | agreement | PyTorch (s) | onnxruntime (s) |")
     print("|---|---|---|---|---|---|")
     same = total = 0
-    for files in sorted(dataset.glob(f"imagesTr/*_0000{ending}"))[:args.images]:
-        images, geometry = read_images([files], reader_kind(ending))
+    for first in sorted(dataset.glob(f"imagesTr/*_0000{ending}"))[:args.images]:
+        case = first.name.removesuffix(f"_0000{ending}")
+        images, geometry = read_images(sorted(dataset.glob(f"imagesTr/{case}_[0-9][0-9][0-9][0-9]{ending}")),
+                                       reader_kind(ending))
         results, seconds = [], []
         for predictor in (by_torch, by_onnx):
             start = time.perf_counter()
@@ -64,7 +66,7 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         equal = int((results[0] == results[1]).sum())
         same, total = same + equal, total + results[0].size
-        print(f"| {files.name} | {results[0].size:,} | {equal:,} | {equal / results[0].size:.4%} | {seconds[0]:.1f} | "
+        print(f"| {case} | {results[0].size:,} | {equal:,} | {equal / results[0].size:.4%} | {seconds[0]:.1f} | "
               f"{seconds[1]:.1f} |")
     print(f"| all | {total:,} | {same:,} | {same / total:.4%} | | |")
 
