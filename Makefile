@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 # the same commands a pip-installed nnlight has on the PATH
 demo: install
-	$(BIN)/nnlight-demo-data --raw data/raw
+	$(BIN)/nnlight-demo-data raw=data/raw
 	$(BIN)/nnlight-plan dataset=Dataset900_Demo
 	$(BIN)/nnlight-train plan=Dataset900_Demo/3d_fullres $(DEMO_BUDGET)
 	$(BIN)/nnlight-train plan=Dataset900_Demo/2d $(DEMO_BUDGET)

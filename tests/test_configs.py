@@ -208,3 +208,21 @@ class MyCallback(L.Callback):
 
     def __init__(self, every: int = 1) -> None:
         self.every = every
+
+
+def test_a_logger_whose_package_is_not_installed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    from nnlight.pipeline import train_setup
+    from nnlight.utils.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(train_setup.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else
+                        real(name, *a))
+    logger = OmegaConf.load(CONFIGS / "logger" / "wandb.yaml")
+    logger.pop("defaults")
+    with pytest.raises(UserError, match=r'logger.wandb needs the wandb package, which is not installed: pip install '
+                                        r'"nnlight\[wandb\]"'):
+        train_setup.logger_components(logger)

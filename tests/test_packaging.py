@@ -15,11 +15,14 @@ import tomllib
 from tests.conftest import REPO, TINY_BUDGET
 
 
-def test_pyproject_lists_every_package() -> None:
-    """The package list is explicit (configs/ is mapped into the package): a new subpackage must be added to it."""
+def test_pyproject_lists_every_package_and_config_folder() -> None:
+    """The package list is explicit (configs/ is mapped into the package): a new subpackage or config group folder
+    must be added to it (setuptools warns for every file of a folder left out)."""
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO / "src").parts) for p in (REPO / "src").rglob("__init__.py")}
-    assert listed == found | {"nnlight.configs", "hydra_plugins"}  # + Hydra's plugin namespace (no __init__.py)
+    groups = {".".join(("nnlight", "configs", *p.relative_to(REPO / "configs").parts))
+              for p in (REPO / "configs").rglob("*") if p.is_dir() and p.name != "__pycache__"}
+    assert listed == found | groups | {"nnlight.configs", "hydra_plugins"}  # + Hydra's namespace (no __init__.py)
 
 
 def _build_wheel(tmp_path: Path) -> Path:
@@ -30,8 +33,10 @@ def _build_wheel(tmp_path: Path) -> Path:
         shutil.copytree(REPO / folder, source / folder, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(tmp_path / "dist"), str(source)], check=True, capture_output=True,
+                           text=True)
+    assert "warning" not in (built.stdout + built.stderr).lower(), built.stderr[:2000]  # make wheel stays quiet
     return next((tmp_path / "dist").glob("nnlight-*.whl"))
 
 
@@ -54,7 +59,8 @@ def test_wheel_runs_the_demo_chain_from_an_empty_folder(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path)
     members = zipfile.ZipFile(wheel).namelist()
     assert {"nnlight/configs/train.yaml", "nnlight/configs/experiment/baseline.yaml",
-            "hydra_plugins/nnlight_optuna/resumable.py"} <= set(members)
+            "hydra_plugins/nnlight_optuna/search.py",
+            "nnlight/configs/hydra/sweeper/nnlight_optuna.yaml"} <= set(members)
     bin_dir = _fresh_environment(tmp_path, wheel)
     work = tmp_path / "empty"
     work.mkdir()

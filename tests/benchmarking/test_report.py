@@ -55,3 +55,16 @@ def test_the_task_table_shows_a_users_metric_and_the_compute_of_each_architectur
     assert rule.count("|") == header.count("|")
     assert "| 0.7000 ± 0.1414 |" in first and "| 0.2000 ± 0.1414 |" in first and "| 4096.0 | 31000000 |" in first
     assert "1/2 ⚠ incomplete" in second and "5000000" in second
+
+
+def test_the_software_line_says_installed_package_where_there_is_no_git_checkout() -> None:
+    from nnlight.benchmarking.report import _header
+    from nnlight.benchmarking.suite import read_suite
+
+    suite = read_suite({"name": "s", "datasets": ["Dataset001_A"], "baseline": "nnunet", "variants": {"nnunet": []}})
+    run = {"status": "finished", "deterministic": False, "nnlight_version": "0.1.0", "device": "cpu",
+           "git_uncommitted_changes": None, "train_seconds": 60}
+    from_wheel = "\n".join(_header(suite, [{**run, "git_revision": None}], 1, []))
+    from_checkout = "\n".join(_header(suite, [{**run, "git_revision": "0123456789abcdef"}], 1, []))
+    assert "nnlight 0.1.0 @ installed package (no git checkout)" in from_wheel and "None" not in from_wheel
+    assert "nnlight 0.1.0 @ 0123456789" in from_checkout

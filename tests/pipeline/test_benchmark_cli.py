@@ -88,7 +88,10 @@ def test_the_cluster_suite_composes_with_its_launcher(roots: Roots) -> None:
 def test_a_dry_run_lists_the_work_and_writes_nothing(roots: Roots) -> None:
     result = run_script("benchmark.py", "suite=smoke", "dry_run=true", roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "to plan   Dataset981_SmokeGray" in result.stdout and "to plan   Dataset982_SmokeRGB" in result.stdout
+    # every run: 2 datasets x 1 configuration x 2 variants x 2 folds x 1 seed, each to plan first
+    listed = [line for line in result.stdout.splitlines() if line.startswith("to plan   ")]
+    assert len(listed) == 8 and "to plan   Dataset982_SmokeRGB / 2d / dice_loss / fold 1 / seed 12345" in result.stdout
+    assert "0 run(s) known: 0 finished, 0 to train; 2 dataset(s) to plan first" in result.stdout
     assert _files(roots) == {}  # not even the synthetic datasets are generated
 
 

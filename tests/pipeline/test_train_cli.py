@@ -80,7 +80,14 @@ def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_r
     assert f"{name}/fold_0" in runs and f"{name}/fold_1" in runs
     assert "baseline[data.iterations_per_epoch=1,debug=limit,loss=dice,trainer.max_epochs=1]/fold_0" in runs
     run = planned_roots.results / "Dataset900_Demo" / "2d" / name / "fold_1"
-    for artifact in ("checkpoints/final.ckpt", "checkpoints/last.ckpt", "provenance.json", "plan.json",
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["final.ckpt"]  # checkpoints=final, the default
+    sweep = next((planned_roots.results / "sweeps").glob("20*"))  # the sweep's own table: a row per job
+    table = list(csv.DictReader((sweep / "sweep_results.csv").open()))
+    assert [(r["data.fold"], r["state"]) for r in table] == [("0", "finished"), ("1", "finished")]
+    assert all(0 <= float(r["validation_dice"]) <= 1 and r["run_folder"].endswith(f"fold_{r['data.fold']}")
+               for r in table)
+    assert "Every job: plan=Dataset900_Demo/2d debug=limit" in (sweep / "sweep_results.md").read_text()
+    for artifact in ("checkpoints/final.ckpt", "provenance.json", "plan.json",
                      "dataset.json", "fingerprint.json", "nnUNetPlans.json", ".hydra/config.yaml", "logs/metrics.csv",
                      "progress.png", "validation/summary.json"):
         assert (run / artifact).is_file(), artifact
@@ -171,7 +178,7 @@ def test_ddp_sim_two_processes_produce_one_set_of_outputs(planned_roots: Roots) 
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Training done") == 1  # only rank 0 reports
     run = planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=limit,trainer=ddp_sim]" / "fold_0"
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "final.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["final.ckpt"]
     final = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)
     assert final["epoch"] == 2 and final["global_step"] == 2 * 2  # each rank ran the 2 iterations per epoch
 
@@ -217,6 +224,9 @@ def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned
         result = run_script("train.py", *common, f"logger={logger}", f"data.fold={fold}",
                             "logger.images_every_n_epochs=1", roots=planned_roots)
         assert result.returncode == 0, result.stderr[-3000:]
+        printed = result.stdout + result.stderr  # quiet by default: no third-party deprecation or advice lines
+        for noise in ("LeafSpec", "log_every_n_steps", "anonymous setting", "Warning:", "━"):  # ━: rich's bar
+            assert noise not in printed, noise
     # the logger does not change what is trained, so it is not in the name (validation.enabled is)
     model = planned_roots.results / "Dataset900_Demo" / "2d" / \
         "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1,validation.enabled=false]"
@@ -232,6 +242,8 @@ def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned
     offline_runs = list((model / "fold_1" / "wandb").glob("offline-run-*"))
     assert offline_runs and list(offline_runs[0].glob("run-*.wandb")), "no offline W&B run"
     assert list(offline_runs[0].glob("files/media/images/validation/patch_*.png")), "no picture logged to W&B"
+    # the W&B run is named as its folder, overrides included
+    assert f"Dataset900_Demo/2d/{model.name}/fold_1".encode() in next(offline_runs[0].glob("run-*.wandb")).read_bytes()
     run = model / "fold_1"
     assert (run / "logs" / "metrics.csv").is_file()
 
@@ -305,7 +317,7 @@ def test_a_multirun_over_two_plans_trains_each_in_its_own_folder(planned_roots: 
     assert {p: p.stat().st_mtime_ns for p in runs[0].rglob("*") if p.is_file() and p.name not in kept} == \
         {p: t for p, t in before.items() if p.name not in kept}  # nothing of the first run was touched
 
-    shutil.copy(runs[1] / "checkpoints" / "last.ckpt", runs[0] / "checkpoints" / "last.ckpt")  # copied by hand
+    shutil.copy(runs[1] / "checkpoints" / "final.ckpt", runs[0] / "checkpoints" / "last.ckpt")  # copied by hand
     (runs[0] / "run_stats.json").unlink()  # as if the 2d run had been killed before it finished
     foreign = run_script("train.py", "plan=Dataset900_Demo/2d", *TINY_BUDGET, "validation.enabled=false",
                          roots=planned_roots)

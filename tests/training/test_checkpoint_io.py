@@ -51,3 +51,35 @@ def test_checkpoints_are_written_in_the_background_from_a_copy(tmp_path: Path) -
     plugin.teardown()  # waits for the writer
     assert torch.equal(load_checkpoint(tmp_path / "last.ckpt")["state_dict"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+
+
+def _finished_run(folder: Path, best_epoch: int) -> tuple[Path, Path, Path]:
+    final, best, last = (folder / f"{n}.ckpt" for n in ("final", "best", "last"))
+    for path, epoch in ((final, 10), (last, 10), (best, best_epoch)):
+        torch.save({"epoch": epoch, "state_dict": {"w": torch.full((3,), float(epoch))}}, path)
+    return final, best, last
+
+
+@pytest.mark.parametrize(("policy", "best_epoch", "kept", "files_on_disk"), [
+    ("final", 6, ["final.ckpt"], 1),
+    ("best_and_final", 6, ["best.ckpt", "final.ckpt"], 2),
+    ("best_and_final", 10, ["best.ckpt", "final.ckpt"], 1),  # the best epoch was the last: one file, two names
+    ("all", 6, ["best.ckpt", "final.ckpt", "last.ckpt"], 2),  # last is final's state: a link
+    ("all", 10, ["best.ckpt", "final.ckpt", "last.ckpt"], 1)])
+def test_a_finished_run_keeps_what_its_policy_asks_and_one_file_per_state(
+        tmp_path: Path, policy: str, best_epoch: int, kept: list[str], files_on_disk: int) -> None:
+    from nnlight.training.checkpoint_io import keep_checkpoints
+
+    final, best, last = _finished_run(tmp_path, best_epoch)
+    keep_checkpoints(final, best, last, policy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
+    assert len({p.stat().st_ino for p in tmp_path.iterdir()}) == files_on_disk
+    if best.is_file():  # a link or the file itself: best still holds the best epoch's weights
+        assert load_checkpoint(best)["epoch"] == best_epoch
+
+
+def test_an_unknown_checkpoint_policy_names_the_valid_ones() -> None:
+    from nnlight.training.checkpoint_io import check_checkpoint_policy
+
+    with pytest.raises(UserError, match="checkpoints=best: choose one of final, best_and_final, all"):
+        check_checkpoint_policy("best")

@@ -7,7 +7,17 @@ import io
 import matplotlib.image
 import numpy as np
 
-from nnlight.utils.overlays import GAP, TITLE_BAND, comparison, foreground_slices, overlay, panel_scale, titled_png
+from nnlight.utils.overlays import (
+    GAP,
+    LEGEND_BAND,
+    TITLE_BAND,
+    comparison,
+    foreground_slices,
+    label_colour,
+    overlay,
+    panel_scale,
+    titled_png,
+)
 
 
 def test_labels_are_coloured_over_a_grayscale_image() -> None:
@@ -44,9 +54,28 @@ def test_the_picture_has_a_row_per_slice_and_three_columns() -> None:
     image = np.random.default_rng(0).random((6, 32, 40))
     labels = np.zeros((6, 32, 40), np.int8)
     labels[2:4, 10:20, 10:20] = 1
-    grid = comparison(image, labels, labels, [2, 3])
+    grid = comparison([image], [labels, labels], [2, 3])
     side = panel_scale((32, 40))
     assert grid.shape == (2 * 32 * side + GAP, 3 * 40 * side + 2 * GAP, 3)
     png = matplotlib.image.imread(io.BytesIO(titled_png(grid, "case  Dice 1.000")), format="png")
     assert png.shape[:2] == (grid.shape[0] + TITLE_BAND, grid.shape[1])
     assert np.allclose(png[TITLE_BAND:, :, :3], grid / 255, atol=1 / 255)  # the panels unchanged below the title
+
+
+def test_every_channel_gets_a_column_and_the_legend_names_each_colour() -> None:
+    rng = np.random.default_rng(0)
+    channels = [rng.random((1, 32, 40)), rng.random((1, 32, 40)) * 100]  # two channels of a 2D image
+    labels = np.zeros((1, 32, 40), np.int8)
+    labels[0, 10:20, 10:20], labels[0, 25:30, 5:9] = 1, 2
+    grid = comparison(channels, [labels, labels], [0], labels_over=1)
+    side = panel_scale((32, 40))
+    assert grid.shape == (32 * side, 4 * 40 * side + 3 * GAP, 3)  # T1 | T2 | label | prediction
+    label_panel = grid[:, 2 * (40 * side + GAP):3 * 40 * side + 2 * GAP]
+    over_second = overlay(channels[1][0], labels[0]).repeat(side, 0).repeat(side, 1)
+    assert np.array_equal(label_panel[:, :40 * side], over_second)  # the label drawn over the chosen channel
+    png = matplotlib.image.imread(io.BytesIO(titled_png(grid, "case", ("T1", "T2", "label", "prediction"),
+                                                        {"tumour": 1, "oedema": 2})), format="png")
+    assert png.shape[:2] == (grid.shape[0] + TITLE_BAND + LEGEND_BAND, grid.shape[1])
+    legend_band = png[:TITLE_BAND + LEGEND_BAND, :, :3]
+    for value in (1, 2):  # each label's colour is drawn in the band above the panels
+        assert (np.abs(legend_band - np.array(label_colour(value))).max(-1) < 0.05).sum() > 10

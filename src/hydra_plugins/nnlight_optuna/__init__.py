@@ -1,1 +1,1 @@
-"""Hydra finds sweepers only in the ``hydra_plugins`` namespace: nnlight's resumable Optuna sweeper lives here."""
+"""Hydra finds sweepers only in the ``hydra_plugins`` namespace: nnlight's Optuna search lives here."""

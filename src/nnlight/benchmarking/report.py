@@ -179,7 +179,8 @@ def report_markdown(suite: Suite, runs: Sequence[Mapping[str, Any]],
 def _header(suite: Suite, runs: Sequence[Mapping[str, Any]], tasks: int, not_planned: Sequence[Task]) -> list[str]:
     finished = [r for r in runs if r["status"] == "finished"]
     deterministic = sum(1 for r in finished if r["deterministic"])
-    revisions = sorted({f"{r['nnlight_version']} @ {str(r['git_revision'])[:10]}"
+    revisions = sorted({f"{r['nnlight_version']} @ " + (str(r["git_revision"])[:10] if r["git_revision"] else
+                                                          "installed package (no git checkout)")
                         + (" (uncommitted changes)" if r["git_uncommitted_changes"] else "")
                         for r in finished})
     budget = ", ".join(suite.budget.overrides()) or "nnU-Net's full schedule (1000 epochs × 250 iterations)"

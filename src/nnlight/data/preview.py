@@ -1,6 +1,6 @@
 """Write a PNG grid of augmented training patches, so a user can see what the network is trained on.
 
-    nnlight-preview-augmentation Dataset900_Demo --configuration 3d_fullres
+    nnlight-preview-augmentation dataset=Dataset900_Demo configuration=3d_fullres
 
 Each row is one sampled patch: the patch without augmentation, the augmented patch, and the augmented
 patch with its labels overlaid (middle slice for 3D, first channel).
@@ -17,6 +17,7 @@ import torch
 
 from nnlight.data.datamodule import SegmentationDataModule, plan_datamodule
 from nnlight.planning import plans_from_nnunet
+from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.files import load_json
 
@@ -56,7 +57,10 @@ def preview_grid(module: SegmentationDataModule, samples: int, seed: int) -> np.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a PNG of augmented training patches.")
+    parser = argparse.ArgumentParser(description="Write a PNG of augmented training patches.",
+                                     usage="nnlight-preview-augmentation dataset=<Dataset> [configuration=3d_fullres "
+                                           "preprocessed=data/preprocessed plans=nnUNetPlans samples=8 seed=0 "
+                                           "out=<file.png>]")
     parser.add_argument("dataset", help="DatasetXXX_Name (planned and preprocessed)")
     parser.add_argument("--configuration", default="3d_fullres")
     parser.add_argument("--preprocessed", default="data/preprocessed")
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="PNG path (default: <preprocessed>/<Dataset>/...)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(key_value_arguments(parser, argv))
     with exit_on_user_error():
         folder = Path(args.preprocessed) / args.dataset
         plans_file = folder / f"{args.plans}.json"
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"{plans_file}: not found; run plan.py dataset={args.dataset} first")
         plans = plans_from_nnunet(load_json(plans_file), str(plans_file))
         if args.configuration not in plans.configurations:
-            raise UserError(f"--configuration {args.configuration}: not planned for {args.dataset}; choose one of "
+            raise UserError(f"configuration={args.configuration}: not planned for {args.dataset}; choose one of "
                             f"{', '.join(plans.configurations)}")
         plan = plans.configurations[args.configuration]
         module = plan_datamodule(folder, plan, fold="all", batch_size=max(args.samples, 1), iterations_per_epoch=1,

@@ -10,18 +10,16 @@ against the raw labels; every pair of models is ensembled by averaging the saved
 
 from __future__ import annotations
 
-import io
 import itertools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from nnlight.evaluation.cv_plot import write_cv_plot
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.instances import LOWER_IS_BETTER
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_name, score_names, summarize
@@ -274,7 +272,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     }
     atomic_write_json(dataset_results.best_configuration, result)
     atomic_write_text(dataset_results.cv_table, results_table(result))
-    _bar_plot(result, dataset_results.cv_plot, results_folder.name)
+    write_cv_plot(result, dataset_results.cv_plot, results_folder.name)
     return result
 
 
@@ -316,41 +314,6 @@ def results_table(result: Mapping[str, Any]) -> str:
         lines += ["", "Left out of model selection:", ""]
         lines += [f"- {name}: {why}" for name, why in result["left_out"].items()]
     return "\n".join(lines) + "\n"
-
-
-def _wrap(name: str, width: int = 40) -> str:
-    """A run name over several lines, broken after ``[``, ``,`` and before ``+``."""
-    pieces = re.split(r"(?<=[\[,])|(?= \+ )", name)
-    lines = [""]
-    for piece in pieces:
-        if lines[-1] and (len(lines[-1]) + len(piece) > width or piece.startswith(" + ")):
-            lines.append("")
-        lines[-1] += piece
-    return "\n".join(line.strip() for line in lines)
-
-
-def _bar_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
-    """Horizontal bars (run names are long), best on top, the selected one green; each bar the mean over the
-    compared cases with the spread (standard deviation) of the folds' own means, and its folds and cases."""
-    rows = sorted(result["candidates"].items(), key=lambda kv: _dice(kv[1]))
-    fig = Figure(figsize=(10, 1.5 + 0.25 * sum(_wrap(n).count("\n") + 1 for n, _ in rows)))
-    ax = fig.subplots()
-    values = [c["foreground_mean"]["Dice"] for _, c in rows]
-    folds = [list(c.get("fold_foreground_dice", {}).values()) for _, c in rows]
-    spreads = [float(np.std(f)) if len(f) > 1 else 0.0 for f in folds]
-    colors = ["tab:green" if n == result["selected"]["name"] else "tab:blue" for n, _ in rows]
-    ax.barh(range(len(rows)), values, xerr=spreads, color=colors, capsize=3, error_kw={"alpha": 0.6})
-    ax.set_yticks(range(len(rows)), [_wrap(n) for n, _ in rows], fontsize=7)
-    ax.set(xlabel="foreground mean Dice (cross-validation), ± std over folds", xlim=(0, 1.15),
-           title=f"{title}: {result['cases_compared']} case(s) compared, green = selected")
-    for i, (v, s, f) in enumerate(zip(values, spreads, folds, strict=True)):
-        spread = f" ± {s:.3f}" if len(f) > 1 else ""
-        ax.text(min(v + s, 1.0) + 0.01, i, f"{v:.3f}{spread} ({len(f)} fold{'s' if len(f) != 1 else ''}, "
-                f"{result['cases_compared']} cases)", va="center", fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def load_best(results_folder: Path) -> tuple[list[tuple[Path, list[str]]], PostprocessingRules]:

@@ -1,9 +1,9 @@
 """``nnlight-model``: hand a trained model to someone else, to nnU-Net, or to any ONNX runtime.
 
-  nnlight-model export  --dataset D --model best|<configuration>/<experiment> --output model.zip
-  nnlight-model export  --format onnx --dataset D --model <configuration>/<experiment> --output <folder>
+  nnlight-model export  dataset=D model=best|<configuration>/<experiment> output=model.zip
+  nnlight-model export  format=onnx dataset=D model=<configuration>/<experiment> output=<folder>
   nnlight-model install model.zip                 (unpacks under the results folder)
-  nnlight-model export-nnunet --dataset D --model <configuration>/<experiment> --output <nnUNet_results>
+  nnlight-model export-nnunet dataset=D model=<configuration>/<experiment> output=<nnUNet_results>
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from nnlight.exchange.model_zip import export_model_zip, install_model_zip
 from nnlight.exchange.nnunet import export_to_nnunet
 from nnlight.exchange.onnx_model import OPSET, export_onnx
+from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.folders import CHECKPOINT_NAMES, ModelFolder
 
@@ -24,8 +25,11 @@ def _results_default() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nnlight-model", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="nnlight-model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="nnlight-model export|export-nnunet dataset=<Dataset> model=<configuration>/<experiment>|best "
+              "output=<file or folder> [format=zip|onnx checkpoint=final folds=0,1 results=<folder>]\n"
+              "       nnlight-model install file=<model.zip> [results=<folder>]")
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="one .zip with everything inference needs")
     nnunet = commands.add_parser("export-nnunet", help="nnU-Net's trained model folder layout (nnUNetv2_predict)")
@@ -35,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                              help="<configuration>/<experiment> under the dataset's results" +
                                   (", or best (what nnlight-evaluate selected)" if command is export else ""))
         command.add_argument("--output", required=True, type=Path,
-                             help="the .zip (or, with --format onnx, the folder) to write" if command is export
+                             help="the .zip (or, with format=onnx, the folder) to write" if command is export
                              else "nnU-Net results root to write into")
         command.add_argument("--results", default=_results_default(), type=Path,
                              help="nnlight results root (default: $NNLIGHT_RESULTS or data/results)")
@@ -52,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(key_value_arguments(parser, argv))
     with exit_on_user_error():
         if args.command == "export" and args.format == "onnx":
             spec = export_onnx(args.results, args.dataset, args.model, args.output, args.checkpoint, args.folds)
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                   "onnxruntime alone (README: Models that run without nnlight)")
         elif args.command == "export":
             if args.output.suffix != ".zip":
-                raise UserError(f"--output {args.output}: name the model file <name>.zip")
+                raise UserError(f"output={args.output}: name the model file <name>.zip")
             manifest = export_model_zip(args.results, args.dataset, args.model, args.output, args.checkpoint,
                                         args.folds)
             members = ", ".join(f"{m.model} (folds {', '.join(m.folds)})" for m in manifest.members)

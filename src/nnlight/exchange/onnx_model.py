@@ -123,7 +123,7 @@ def onnx_model(folder: Path, mirroring: bool = True, step_size: float = 0.5
     spec = load_json(folder / SPEC)
     if not isinstance(spec, dict) or spec.get("format") != ONNX_FORMAT:
         raise UserError(f"{folder / SPEC}: not an nnlight ONNX model (format {ONNX_FORMAT!r}); export one with "
-                        "nnlight-model export --format onnx")
+                        "nnlight-model export format=onnx")
     try:
         names = [str(n) for n in spec["networks"]]
         inference = spec["inference"]

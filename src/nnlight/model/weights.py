@@ -23,7 +23,9 @@ def run_network_weights(run: RunFolder, checkpoint: CheckpointName) -> dict[str,
     path = run.checkpoint(checkpoint)
     if not path.is_file():
         present = sorted(p.stem for p in run.checkpoints.glob("*.ckpt"))
-        hint = (f"choose checkpoint={present[0]}" if present else "the run has not finished an epoch; train it first")
+        hint = (f"choose checkpoint={present[0]}; a run keeps only final.ckpt unless trained with "
+                "checkpoints=best_and_final or checkpoints=all" if present
+                else "the run has not finished an epoch; train it first")
         raise UserError(f"{path}: checkpoint not found ({hint})")
     state = load_checkpoint(path)["state_dict"]
     return {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}

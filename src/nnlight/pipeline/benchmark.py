@@ -8,6 +8,7 @@ while the others go on.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -101,7 +102,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     folder = BenchmarkFolder(roots.results / "benchmarks" / suite.name)
     state = expand(suite, raw_folders, roots)
     if bool(cfg.dry_run):
-        _print_plan(state)
+        _print_plan(suite, state, raw_folders)
         return {"runs": len(state.runs), "pending": len(state.pending)}
     if state.pending or state.unplanned:  # plan (or finish preprocessing) only where there is training to do
         started = time.perf_counter()
@@ -210,13 +211,24 @@ def run_folder(overrides: list[str]) -> RunFolder:
     return RunFolder(cli_run_folder(compose_config(CONFIG_DIR, "train", overrides)).resolve())
 
 
-def _print_plan(state: Expansion) -> None:
+def _print_plan(suite: Suite, state: Expansion, raw_folders: dict[str, Path]) -> None:
+    """Every run with its state: finished, to train, or to plan first (its folder is known once planned; a
+    configuration nnU-Net's rules do not plan for that dataset will be skipped then)."""
     for key, r in state.runs.items():
         status = "finished" if state.folders[key].stats.is_file() else "to train"
         print(f"{status:9s} {r.dataset} / {r.configuration} / {r.variant} / fold {r.fold} / seed {r.seed}: "
               f"{state.folders[key].path}")
-    for name in state.unplanned:
-        print(f"to plan   {name}")
+    for dataset in suite.datasets:
+        name = raw_folders[dataset.name].name
+        if name not in state.unplanned:
+            continue
+        for configuration, variant, seed, fold in itertools.product(dataset.configurations, suite.variants,
+                                                                      suite.seeds, suite.folds):
+            print(f"to plan   {name} / {configuration} / {variant} / fold {fold} / seed {seed}: trained once "
+                  f"{name} is planned (if nnU-Net's rules plan {configuration})")
+    pending = len(state.pending)
+    print(f"\n{len(state.runs)} run(s) known: {len(state.runs) - pending} finished, {pending} to train"
+          + (f"; {len(state.unplanned)} dataset(s) to plan first" if state.unplanned else ""))
 
 
 def train_pending(suite: Suite, pending: list[SuiteRun], folder: BenchmarkFolder) -> None:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
+from hydra_plugins.nnlight_optuna.search import check_search_settings
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.names import inside
@@ -153,9 +154,9 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
                 return f"{key}={OmegaConf.select(cfg, key)}: {problem}; choose a folder you can write to"
         if config_name == "train":
             run_folder(cfg)
+            if str(cfg.hydra.sweeper.get("_target_", "")).endswith(".OptunaSearch"):
+                check_search_settings(cfg.hydra.sweeper)
     except MissingConfigException as e:
-        if str(e.missing_cfg_file).startswith("hydra/sweeper/optuna"):
-            return "hparams_search needs Hydra's Optuna sweeper: pip install \"nnlight[sweep]\""
         group, _, option = str(e.missing_cfg_file).partition("/")
         options = list(e.options or []) or _plan_options(config_dir, config_name) if group == "plan" else \
             list(e.options or [])

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from nnlight.pipeline import run_stage
 from nnlight.pipeline.cli import CONFIG_DIR, check_command_line
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE
+from nnlight.utils.quiet import quiet_third_party_warnings, verbose_requested
 
 COMMANDS = ("plan", "train", "predict", "evaluate", "benchmark")  # each one's primary config has its name
 
@@ -26,6 +27,8 @@ def _task(cfg: DictConfig) -> Any:
 
 
 def _run(command: str) -> None:
+    if not verbose_requested(sys.argv[1:]):
+        quiet_third_party_warnings()
     check_command_line(CONFIG_DIR, command)
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(_task)()
 

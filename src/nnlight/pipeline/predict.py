@@ -90,7 +90,7 @@ def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
     if is_onnx_model(folder):
         if folds is not None:
             raise UserError(f"folds={folds}: an ONNX model holds the folds it was exported with; export others "
-                            "(nnlight-model export --format onnx --folds ...)")
+                            "(nnlight-model export format=onnx folds=...)")
         return onnx_model(folder, options.mirroring, options.step_size)
     nnunet = nnunet_model_and_folds(folder, folds)
     if nnunet is None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import platform
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from nnlight import __version__
@@ -43,12 +45,14 @@ from nnlight.pipeline.run_record import (
 from nnlight.pipeline.settings import resolved_config
 from nnlight.pipeline.train_setup import TrainSetup, check_validation_labels, on_gpu, prepare
 from nnlight.raw.labels import label_key
-from nnlight.training.checkpoint_io import checkpoint_plugin, resume_checkpoint
+from nnlight.training.checkpoint_io import checkpoint_plugin, keep_checkpoints, resume_checkpoint
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import ValidationImages
+from nnlight.training.pruning import TrialPruning, trial_pruning
 from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
+from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import RunFolder
@@ -71,11 +75,11 @@ def run(cfg: DictConfig) -> float | None:
         return _optimized_metric(setup.optimized_metric, stats["summary"], stats["logged_metrics"])
     with recording_failure(run_folder):
         return _train(cfg, setup, run_folder, identity, hydra.runtime.choices.get("debug"),
-                      hydra.runtime.choices.get("hparams_search"))
+                      hydra.runtime.choices.get("hparams_search"), trial_pruning(hydra.sweeper, setup.optimized_metric))
 
 
 def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: dict[str, Any],
-           debug: str | None, search: str | None) -> float | None:
+           debug: str | None, search: str | None, pruning: TrialPruning | None) -> float | None:
     L.seed_everything(setup.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
     monitor = ResourceMonitor()
@@ -83,15 +87,19 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     own_callbacks: list[L.Callback] = [monitor, RunIdentity(run_hash), NonFiniteLossStop(setup.nonfinite_loss_patience)]
     if setup.images_every_n_epochs:
         own_callbacks.append(ValidationImages(setup.images_every_n_epochs, setup.facts.layout))
+    if pruning is not None:
+        own_callbacks.append(pruning)
     trainer = build_trainer(setup, run_folder, own_callbacks)
     if trainer.is_global_zero:
         write_run_files(setup, run_folder, cfg, identity, debug, search)
     for logger in trainer.loggers:  # the whole recipe (optimizer, learning rate, schedule, epochs, ...) in every logger
         logger.log_hyperparams(resolved_config(cfg))
-    resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash)
+    resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash, setup.checkpoints)
     logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
                                "pseudo_dice_ema": logged.get("val/pseudo_dice_ema")}
+    if pruning is not None and pruning.pruned_at_epoch is not None:
+        summary["pruned_at_epoch"] = pruning.pruned_at_epoch
     if trainer.is_global_zero:
         device = trainer.strategy.root_device
         started = time.perf_counter()
@@ -158,7 +166,9 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[
     callbacks = [ModelCheckpoint(dirpath=run_folder.checkpoints, filename="best", monitor="val/pseudo_dice_ema",
                                  mode="max", save_last=True, save_top_k=1),
                  *own_callbacks, *(c.create() for c in setup.callbacks)]
-    loggers = [c.create(save_dir=str(run_folder.path)) for c in setup.loggers]
+    if setup.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(TQDMProgressBar())  # one style: Lightning would switch to rich's wherever rich is installed
+    loggers = [_named_after(c, run_folder).create(save_dir=str(run_folder.path)) for c in setup.loggers]
     try:
         return L.Trainer(**setup.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,
                          callbacks=callbacks,
@@ -166,6 +176,18 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[
                          logger=loggers or False, enable_model_summary=False, plugins=[checkpoint_plugin()])
     except (TypeError, ValueError) as e:
         raise UserError(f"trainer.*: {e}. See configs/trainer/default.yaml and Lightning's Trainer arguments") from None
+
+
+def _named_after(logger: Component, run_folder: RunFolder) -> Component:
+    """W&B's run name and group, where the config leaves them null: the run folder's own name (overrides
+    included, ``<Dataset>/<configuration>/<experiment>[<differences>]/fold_<k>``), so a run reads the same
+    everywhere."""
+    if not issubclass(logger.cls, WandbLogger):
+        return logger
+    folder = run_folder.path.parts[-4:]
+    names = {"name": "/".join(folder), "group": "/".join(folder[:-1])}
+    return replace(logger, arguments={**logger.arguments,
+                                      **{k: v for k, v in names.items() if logger.arguments.get(k) is None}})
 
 
 def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, identity: dict[str, Any],
@@ -195,10 +217,12 @@ def _training_choices(setup: TrainSetup) -> TrainingChoices:
 
 
 def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule, run_folder: RunFolder,
-        fast_dev_run: bool, run_hash: str) -> bool:
-    """Train, resuming from ``last.ckpt`` (if this run wrote it) when the run was interrupted; then write
-    ``final.ckpt``. True if resumed."""
-    resume = None if fast_dev_run else resume_checkpoint([run_folder.checkpoint("last"), run_folder.checkpoint("best")])
+        fast_dev_run: bool, run_hash: str, checkpoints: str) -> bool:
+    """Train, resuming from the newest checkpoint this run wrote when it was interrupted (``final.ckpt`` too: a
+    run killed during its validation has only that left); then write ``final.ckpt`` and keep what the
+    ``checkpoints`` policy asks for. True if resumed."""
+    resume = None if fast_dev_run else resume_checkpoint(
+        [run_folder.checkpoint("last"), run_folder.checkpoint("final"), run_folder.checkpoint("best")])
     if resume is not None:
         check_checkpoint(resume, run_hash)
         print(f"Resuming from {resume}")
@@ -206,6 +230,8 @@ def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule
     if not fast_dev_run:
         trainer.save_checkpoint(run_folder.checkpoint("final"), weights_only=False)
         trainer.strategy.checkpoint_io.teardown()  # written (or its error raised) before the run goes on
+        if trainer.is_global_zero:
+            keep_checkpoints(*(run_folder.checkpoint(n) for n in ("final", "best", "last")), checkpoints)
     return resume is not None
 
 
@@ -228,7 +254,8 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
             options.step_size, inference_precision("auto", choices.precision, device)),
             network, setup.facts.network_input_channels, device),
         previous_stage=setup.previous_stage, next_stage=setup.next_stage,
-        overlays=run_folder.validation_overlays if options.overlays else None),
+        overlays=run_folder.validation_overlays if options.overlays else None,
+        channel_names=setup.facts.channel_names, overlay_channel=options.overlay_channel),
         run_folder.validation, device)
     return {"validation_dice": result["foreground_mean"]["Dice"],
             "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()},
@@ -247,8 +274,9 @@ def _provenance(setup: TrainSetup) -> dict[str, Any]:
 def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainSetup) -> None:
     names = {label_key(v): k for k, v in setup.facts.evaluation_labels.items()}
     dataset = setup.facts.dataset
+    kept = ", ".join(sorted(p.name for p in run_folder.checkpoints.glob("*.ckpt")))
     lines = [f"\nTraining done ({summary['epochs']} epochs): {run_folder.path}",
-             f"  checkpoints: {run_folder.checkpoints} (final.ckpt, best.ckpt, last.ckpt)",
+             f"  checkpoints: {run_folder.checkpoints} ({kept}; checkpoints={setup.checkpoints})",
              f"  curves:      {run_folder.progress_plot}"]
     if summary["pseudo_dice_ema"] is not None:
         lines.append(f"  pseudo Dice (EMA over epochs, validation patches): {summary['pseudo_dice_ema']:.3f}")

@@ -6,6 +6,7 @@ that contradicts them, an unknown name or key, or a wrong value is a ``UserError
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -29,6 +30,7 @@ from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, architecture_from_plan, plans_from_nnunet
 from nnlight.preprocessing.store import border_thickness_of, completed_cases
 from nnlight.raw.instances import InstancePlan
+from nnlight.training.checkpoint_io import check_checkpoint_policy
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import IMAGE_LOGGERS
 from nnlight.training.losses import (
@@ -69,6 +71,7 @@ class TrainSetup:
     seed: int
     optimized_metric: str | None
     nonfinite_loss_patience: int  # training steps in a row with a NaN/Inf loss that stop the run
+    checkpoints: str  # what the run folder keeps once training ends: final | best_and_final | all
     pretrained: PretrainedWeights | None = None  # init_from=: the weights training starts from
     previous_stage: PreviousStage | None = None  # the cascade: the low-res model's segmentations
     previous_stage_model: str | None = None  # that model, <configuration>/<experiment> under the dataset's results
@@ -108,6 +111,10 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
                                str(plan["data_identifier"])) if previous_model else None
     loggers, images_every = logger_components(cfg.get("logger"))
     augmentation = settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
+    validation = settings_from_config(ValidationOptions, cfg.validation, "validation")
+    if validation.overlay_channel is not None and validation.overlay_channel >= facts.num_channels:
+        raise UserError(f"validation.overlay_channel={validation.overlay_channel}: {facts.dataset} has channels "
+                        f"0..{facts.num_channels - 1} ({', '.join(facts.channel_names)})")
     check_transforms(augmentation, facts.network_input_channels, data.patch_size)
     return TrainSetup(
         plan=plan, facts=facts, preprocessed_dataset=preprocessed,
@@ -117,10 +124,11 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
         optimizer=_optimizer(cfg.optimizer), scheduler=_scheduler(cfg.scheduler),
         callbacks=components(plain(cfg.get("callbacks")), "callbacks", L.Callback),
         loggers=loggers, images_every_n_epochs=images_every, trainer=trainer, compile=compile_network,
-        validation=settings_from_config(ValidationOptions, cfg.validation, "validation"),
+        validation=validation,
         metrics=metric_components(plain(cfg.get("metrics"))), seed=_seed(cfg.seed),
         optimized_metric=_optimized_metric(cfg.get("optimized_metric")),
         nonfinite_loss_patience=NonFiniteLossStop(cfg.nonfinite_loss_patience).patience,
+        checkpoints=check_checkpoint_policy(cfg.get("checkpoints")),
         pretrained=_pretrained(cfg.get("init_from"), plan, architecture, network), previous_stage=previous,
         previous_stage_model=previous_model,
         next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
@@ -144,12 +152,22 @@ def _loss(node: DictConfig, facts: DatasetFacts, batch_dice: bool, spatial_dims:
     return custom
 
 
+# loggers whose package is an extra: (modules any of which serves, the extra that installs one)
+LOGGER_PACKAGES = {WandbLogger: (("wandb",), "wandb"),
+                   TensorBoardLogger: (("tensorboard", "tensorboardX"), "tensorboard")}
+
+
 def logger_components(group: DictConfig | None) -> tuple[list[Component], int | None]:
     """The logger group's loggers, and how often they receive a picture of a validation patch: its own key
     ``images_every_n_epochs`` (null: never), refused where no chosen logger can show images."""
     entries = plain(group)
     every = entries.pop("images_every_n_epochs", None)
     loggers = components(entries, "logger", Logger)
+    for logger in loggers:
+        for cls, (modules, extra) in LOGGER_PACKAGES.items():
+            if issubclass(logger.cls, cls) and not any(importlib.util.find_spec(m) for m in modules):
+                raise UserError(f"{logger.where} needs the {modules[0]} package, which is not installed: "
+                                f'pip install "nnlight[{extra}]"')
     if every is None:
         return loggers, None
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:

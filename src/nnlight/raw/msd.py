@@ -13,6 +13,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.files import atomic_write_json, load_json
 
@@ -81,11 +82,12 @@ def convert_msd(task_folder: str | Path, raw_root: str | Path, dataset_id: int |
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Convert an MSD TaskXX_Name folder into nnU-Net v2 raw format.")
+    parser = argparse.ArgumentParser(description="Convert an MSD TaskXX_Name folder into nnU-Net v2 raw format.",
+                                     usage="nnlight-convert-msd task_folder=<TaskXX_Name> [raw=data/raw id=<number>]")
     parser.add_argument("task_folder")
     parser.add_argument("--raw", default="data/raw", help="raw datasets root (default: data/raw)")
     parser.add_argument("--id", type=int, default=None, help="dataset number (default: the task number)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(key_value_arguments(parser, argv))
     with exit_on_user_error():
         target = convert_msd(args.task_folder, args.raw, args.id)
     print(f"Converted to {target}")

@@ -1,58 +1,69 @@
 """``nnlight-plot-overlays``: one PNG per training case, the image with its labels drawn over it, to check a
 dataset's labels by eye before planning (nnU-Net's ``nnUNetv2_plot_overlay_pngs``).
 
-For 3D cases the slice (along the first axis) with the most foreground is shown (colours: ``nnlight.utils.overlays``).
+Every image channel is shown (or the one chosen), then the labels over the first one, with a colour legend; for 3D
+cases the slice (along the first axis) with the most foreground (colours: ``nnlight.utils.overlays``).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 from tqdm import tqdm
 
 from nnlight.raw.dataset import RawCase, open_raw_dataset
 from nnlight.raw.io import read_images, read_seg
+from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import DatasetProblems, UserError, exit_on_user_error
-from nnlight.utils.files import atomic_write
-from nnlight.utils.overlays import overlay
+from nnlight.utils.files import atomic_write, load_json
+from nnlight.utils.overlays import comparison, titled_png
 
 
-def case_overlay(case: RawCase, kind: str, channel: int = 0) -> np.ndarray:
-    """The case's overlay at the slice with the most foreground (2D cases: their only slice)."""
+def case_overlay(case: RawCase, kind: str, channel_names: list[str], labels: dict[str, int],
+                 channel: int | None = None) -> bytes:
+    """The case's PNG at the slice with the most foreground (2D cases: their only slice): every image channel (or
+    the one chosen), then the labels over the first (or chosen) channel, with a colour legend."""
     images, _ = read_images(case.image_files, kind)
-    labels = read_seg(case.label_file, kind)[0][0]
-    if not 0 <= channel < len(images):
-        raise UserError(f"--channel {channel}: {case.case_id} has channels 0..{len(images) - 1}")
-    best = int(np.argmax((labels > 0).reshape(len(labels), -1).sum(1)))
-    return overlay(images[channel, best], labels[best])
+    label_map = read_seg(case.label_file, kind)[0][0]
+    if channel is not None and not 0 <= channel < len(images):
+        raise UserError(f"channel={channel}: {case.case_id} has channels 0..{len(images) - 1}")
+    best = int(np.argmax((label_map > 0).reshape(len(label_map), -1).sum(1)))
+    shown = range(len(images)) if channel is None else [channel]
+    grid = comparison([images[c] for c in shown], [label_map], [best])
+    names = [channel_names[c] if c < len(channel_names) else f"channel {c}" for c in shown]
+    title = f"{case.case_id}" + (f"   slice {best}" if len(label_map) > 1 else "")
+    return titled_png(grid, title, (*names, "label"), {n: v for n, v in labels.items() if v > 0})
 
 
-def plot_dataset_overlays(dataset_folder: Path, output: Path, channel: int = 0) -> list[Path]:
+def plot_dataset_overlays(dataset_folder: Path, output: Path, channel: int | None = None) -> list[Path]:
     """``<output>/<case>.png`` for every training case of a raw dataset; returns the files written."""
     dataset, problems = open_raw_dataset(dataset_folder)
     if dataset is None:
         raise DatasetProblems(dataset_folder.name, problems)
+    info = load_json(dataset_folder / "dataset.json")
+    channel_names = [str(v) for _, v in sorted(info.get("channel_names", {}).items(), key=lambda kv: int(kv[0]))]
+    labels = {str(k): int(v) for k, v in info.get("labels", {}).items() if isinstance(v, int)}
     written = []
     for case in tqdm(dataset.cases, desc="Overlays", unit="case"):
-        buffer = io.BytesIO()
-        matplotlib.image.imsave(buffer, case_overlay(case, dataset.reader, channel), format="png")
+        png = case_overlay(case, dataset.reader, channel_names, labels, channel)
         path = output / f"{case.case_id}.png"
         output.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f, b=buffer: f.write(b.getvalue()))
+        atomic_write(path, lambda f, b=png: f.write(b))
         written.append(path)
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     usage="nnlight-plot-overlays dataset=<raw dataset folder> output=<folder> "
+                                           "[channel=<index>]")
     parser.add_argument("dataset", type=Path, help="a raw dataset folder (DatasetXXX_Name with imagesTr/labelsTr)")
     parser.add_argument("--output", type=Path, required=True, help="folder for <case>.png")
-    parser.add_argument("--channel", type=int, default=0, help="image channel to show (default 0)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--channel", type=int, default=None,
+                        help="the one image channel to show (default: every channel, the labels over the first)")
+    args = parser.parse_args(key_value_arguments(parser, argv))
     with exit_on_user_error():
         written = plot_dataset_overlays(args.dataset, args.output, args.channel)
     print(f"Wrote {len(written)} overlay(s) to {args.output}")

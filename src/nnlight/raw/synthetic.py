@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nnlight.raw.io import SPACING_2D_DUMMY, Geometry, write_image, write_seg
+from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.files import atomic_write_json
 
 
@@ -162,7 +163,9 @@ def make_instance_dataset(raw_root: str | Path, dataset_id: int = 910, name: str
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write nnlight's synthetic demo dataset in nnU-Net raw format.")
+    parser = argparse.ArgumentParser(description="Write nnlight's synthetic demo dataset in nnU-Net raw format.",
+                                     usage="nnlight-demo-data [raw=data/raw id=900 name=Demo cases=8 2d=true "
+                                           "regions=true ignore=true instances=true]")
     parser.add_argument("--raw", default="data/raw", help="raw datasets root (default: data/raw)")
     parser.add_argument("--id", type=int, default=900, help="dataset number (default: 900)")
     parser.add_argument("--name", default="Demo")
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"(ignore label {IGNORE_VALUE})")
     parser.add_argument("--instances", action="store_true", help="cells with instance maps (every cell its own "
                         "id; dataset.json \"instance_maps\": true), 2D or anisotropic 3D")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(key_value_arguments(parser, argv))
     if args.instances:
         shape, spacing = ((64, 64), (1.0, 1.0)) if args.two_d else ((16, 64, 64), (3.0, 1.0, 1.0))
         folder = make_instance_dataset(args.raw, args.id, args.name, args.cases, shape, spacing)

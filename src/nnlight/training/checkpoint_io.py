@@ -8,6 +8,7 @@ serialized and written (every epoch: ``last.ckpt``, and ``best.ckpt`` when the p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,41 @@ def resume_checkpoint(checkpoints: Sequence[Path]) -> Path | None:
     for message in damaged:
         print(f"Skipped: {message}\n  resuming from {newest} instead")
     return newest
+
+
+CHECKPOINT_POLICIES = ("final", "best_and_final", "all")
+
+
+def check_checkpoint_policy(policy: object) -> str:
+    if policy not in CHECKPOINT_POLICIES:
+        raise UserError(f"checkpoints={policy}: choose one of {', '.join(CHECKPOINT_POLICIES)} (what the run folder "
+                        "keeps once training ends: final.ckpt only, best.ckpt too, or last.ckpt as well)")
+    return str(policy)
+
+
+def keep_checkpoints(final: Path, best: Path, last: Path, policy: str) -> list[Path]:
+    """Once ``final`` is written, keep what ``policy`` asks for and no two files of one state: ``last`` is
+    ``final``'s state, and ``best`` is when the best epoch was the last one; such a copy becomes a hard link to
+    ``final``. Returns the checkpoints kept. ``last`` goes only now: while training, resume needs it."""
+    final_epoch = load_checkpoint(final).get("epoch")
+    wanted = {"final": (), "best_and_final": (best,), "all": (best, last)}[policy]
+    for path in (best, last):
+        if not path.is_file():
+            continue
+        if path not in wanted:
+            path.unlink()
+        elif path == last or load_checkpoint(path).get("epoch") == final_epoch:
+            _replace_by_link(path, final)
+    return [p for p in (final, best, last) if p.is_file()]
+
+
+def _replace_by_link(path: Path, target: Path) -> None:
+    """``path`` becomes a hard link to ``target`` (one file on disk, two names), atomically; where the file system
+    has no hard links the copy stays."""
+    temporary = path.with_name(f".{path.name}.link")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(target, temporary)
+    except OSError:
+        return
+    os.replace(temporary, path)

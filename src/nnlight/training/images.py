@@ -53,7 +53,7 @@ def patch_picture(image: torch.Tensor, target: torch.Tensor, logits: torch.Tenso
         picture, reference, prediction = picture[None], reference[None], prediction[None]
     values = list(region_order) if region_order else layout.foreground_values
     dice = patch_dice(reference, prediction, values)
-    return comparison(picture, reference, prediction, foreground_slices(reference, prediction)), dice
+    return comparison([picture], [reference, prediction], foreground_slices(reference, prediction)), dice
 
 
 def log_picture(logger: Logger, picture: np.ndarray, caption: str, epoch: int) -> None:

@@ -31,7 +31,7 @@ from nnlight.inference.export import (
 from nnlight.inference.predictor import InferenceSettings, export_scores, predict_preprocessed
 from nnlight.preprocessing.resampling import resample_logits
 from nnlight.preprocessing.store import load_case
-from nnlight.raw.io import read_image_file, read_seg, reader_kind
+from nnlight.raw.io import read_images, read_seg, reader_kind
 from nnlight.raw.labels import label_key
 from nnlight.utils.files import atomic_write, atomic_write_json
 from nnlight.utils.folders import PredictionFolder
@@ -49,9 +49,12 @@ class ValidationOptions:
     surface_metrics: bool = True  # HD95 and normalized surface Dice besides Dice and IoU
     tolerance_mm: float = 1.0  # normalized surface Dice tolerance
     max_cases: int | None = None  # only the first N validation cases (the debug profiles' quick check: 1)
-    overlays: bool = True  # validation_overlays/<case>.png: image | label | prediction with the case's Dice
+    overlays: bool = True  # validation_overlays/<case>.png: image channels | label | prediction with the case's Dice
+    overlay_channel: int | None = None  # the one channel the overlays show (None: every channel, labels over the first)
 
     def __post_init__(self) -> None:
+        if self.overlay_channel is not None and self.overlay_channel < 0:
+            raise ValueError(f"overlay_channel={self.overlay_channel}: use a channel index (0, 1, ...) or null for all")
         if self.max_cases is not None and self.max_cases < 1:
             raise ValueError(f"max_cases={self.max_cases}: use a number of cases >= 1, or null for all")
         if not 0 < self.step_size <= 1:
@@ -79,6 +82,8 @@ class ValidationSettings:
     previous_stage: PreviousStage | None = None  # the cascade: low-res segmentations as extra input channels
     next_stage: NextStage | None = None
     overlays: Path | None = None  # <run>/validation_overlays: a picture per scored case
+    channel_names: tuple[str, ...] = ()  # the image channels' names (dataset.json), the overlays' column names
+    overlay_channel: int | None = None  # the one channel the overlays show (None: all, labels over channel 0)
 
 
 def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: ValidationSettings, out_folder: Path,
@@ -123,21 +128,27 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
 
 def _write_overlay(settings: ValidationSettings, case_id: str, reference: np.ndarray, prediction: np.ndarray,
                    metrics: dict[str, dict[str, float]]) -> None:
-    """``<case>.png``: the raw image's first channel, the label and the prediction on up to three slices through
-    the foreground (2D images: the image), titled with the case's Dice."""
+    """``<case>.png``: the raw image's channels (or the one chosen), the label and the prediction on up to three
+    slices through the foreground (2D images: the image), titled with the case's Dice and a colour legend."""
     assert settings.overlays is not None
     ending = settings.scoring.file_ending
-    image_file = settings.raw_labels.parent / "imagesTr" / f"{case_id}_0000{ending}"
-    if not image_file.is_file():  # scored against labels whose images moved: nothing to draw on
+    files = sorted((settings.raw_labels.parent / "imagesTr").glob(f"{case_id}_[0-9][0-9][0-9][0-9]{ending}"))
+    if not files:  # scored against labels whose images moved: nothing to draw on
         return
-    image = read_image_file(image_file, reader_kind(ending))[0][0]
-    grid = comparison(image, reference, prediction, foreground_slices(reference, prediction))
-    names = {label_key(value): name for name, value in settings.scoring.labels.items()}
-    per_label = ", ".join(f"{names.get(label, label)} {m['Dice']:.2f}" for label, m in metrics.items())
+    images = read_images(files, reader_kind(ending))[0]
+    names = list(settings.channel_names) or [f"channel {i}" for i in range(len(images))]
+    shown = range(len(images)) if settings.overlay_channel is None else [settings.overlay_channel]
+    grid = comparison([images[c] for c in shown], [reference, prediction], foreground_slices(reference, prediction))
+    columns = (*(names[c] if c < len(names) else f"channel {c}" for c in shown), "label", "prediction")
+    label_names = {label_key(value): name for name, value in settings.scoring.labels.items()}
+    per_label = ", ".join(f"{label_names.get(label, label)} {m['Dice']:.2f}" for label, m in metrics.items())
     objects = next((m for m in metrics.values() if "SEG" in m), None)  # instance maps: the objects' scores too
     found = f"   SEG {objects['SEG']:.3f}, objects: {objects['n_pred_objects']} predicted, " \
         f"{objects['n_ref_objects']} in the label" if objects else ""
-    png = titled_png(grid, f"{case_id}   Dice {mean_dice(metrics):.3f}   (per label: {per_label}){found}")
+    legend = {name: int(value) for name, value in settings.scoring.labels.items()
+              if isinstance(value, int) and value > 0}
+    png = titled_png(grid, f"{case_id}   Dice {mean_dice(metrics):.3f}   (per label: {per_label}){found}", columns,
+                     legend)
     settings.overlays.mkdir(parents=True, exist_ok=True)
     atomic_write(settings.overlays / f"{case_id}.png", lambda f: f.write(png))
 

@@ -1,0 +1,72 @@
+"""``key=value`` arguments for nnlight's small commands (``nnlight-model``, ``nnlight-demo-data``,
+``nnlight-plot-overlays``, ``nnlight-convert-msd``, ``nnlight-preview-augmentation``), as the Hydra commands take them.
+
+Each command keeps its argparse parser: ``key=value`` items are translated to what that parser reads (``--key
+value``, a positional by its name, a switch from ``true``/``false``, a list from ``a,b``). The old ``--key`` flags
+still work for one release, with a note saying how to write them now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+_KEY_VALUE = re.compile(r"^([A-Za-z0-9_]+)=(.*)$", re.DOTALL)
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _parser_for(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser that reads ``argv``'s settings: a subcommand's own one where the command has subcommands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = next((a for a in argv if a in action.choices), None)
+            return action.choices[chosen] if chosen is not None else parser
+    return parser
+
+
+def _key(action: argparse.Action) -> str:
+    """The name a setting is written with: its long flag without dashes (``--2d``: ``2d``), else its dest."""
+    longs = [o.lstrip("-") for o in action.option_strings if o.startswith("--")]
+    return (longs[0] if longs else action.dest).replace("-", "_")
+
+
+def key_value_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> list[str]:
+    """``argv`` (default: the command line) as ``parser`` reads it: ``key=value`` items translated, unknown keys
+    refused naming the valid ones, and a note on stderr for each old-style ``--flag``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    reader = _parser_for(parser, argv)
+    actions = {_key(a): a for a in reader._actions if a.dest != "help"}
+    translated: list[str] = []
+    for argument in argv:
+        match = _KEY_VALUE.match(argument)
+        if argument.startswith("--") and argument not in ("--help",):
+            flag = argument.split("=", 1)[0]
+            action = next((a for a in actions.values() if flag in a.option_strings), None)
+            if action is not None:
+                print(f"note: {flag} is the old style and goes away in the next release; write "
+                      f"{_key(action)}=<value>", file=sys.stderr)
+            translated.append(argument)
+            continue
+        if match is None:
+            translated.append(argument)
+            continue
+        key, value = match.groups()
+        action = actions.get(key)
+        if action is None:
+            reader.error(f"{key}={value}: no such setting; choose one of {', '.join(sorted(actions))}")
+        translated += _as_parsed(reader, action, key, value)
+    return translated
+
+
+def _as_parsed(parser: argparse.ArgumentParser, action: argparse.Action, key: str, value: str) -> list[str]:
+    if not action.option_strings:  # a positional, given by its name
+        return [value]
+    flag = next(o for o in action.option_strings if o.startswith("--"))
+    if action.nargs == 0:  # a switch
+        if value.lower() not in (*_TRUE, *_FALSE):
+            parser.error(f"{key}={value}: write {key}=true or {key}=false")
+        return [flag] if value.lower() in _TRUE else []
+    if action.nargs in ("*", "+"):
+        return [flag, *(v.strip() for v in value.strip("[]").split(",") if v.strip())]
+    return [f"{flag}={value}"]
