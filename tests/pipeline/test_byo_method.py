@@ -34,13 +34,15 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     roots = planned_demo(planned_demo_template, tmp_path)
     choices = ("network=tiny_skip", "loss=focal", "augmentation=cutout", "metrics=volume")
     command = ("plan=Dataset900_Demo/2d", *choices, *TINY_BUDGET)
-    trained = _run("train.py", "-m", *command, "data.fold=0,1", roots=roots, config_dir=True)  # two folds: an ensemble
+    # two folds: an ensemble; checkpoints=all keeps last.ckpt (a link to final.ckpt) for the resume below
+    trained = _run("train.py", "-m", *command, "data.fold=0,1", "checkpoints=all", roots=roots, config_dir=True)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "network: TinySkipNet gives one output: trained without deep supervision" in trained.stdout
     model = next((roots.results / "Dataset900_Demo" / "2d").glob("*network=tiny_skip*"))
     assert all(choice in model.name for choice in choices)  # the folder name says how it was made
 
-    # an interrupted fold resumes from its last checkpoint with the user's network and loss
+    # an interrupted fold resumes from its last checkpoint with the user's network and loss (the policy is no
+    # part of the run's identity: the same folder)
     interrupted = model / "fold_1"
     for name in ("checkpoints/final.ckpt", "run_stats.json"):
         (interrupted / name).unlink()

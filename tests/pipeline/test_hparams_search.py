@@ -51,8 +51,9 @@ def test_a_killed_search_resumes_from_its_study(planned_demo_template: Roots, tm
         (killed, [t.params for t in complete])
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert len(list(roots.results.rglob("run_stats.json"))) == 2  # one run folder per finished trial
-    # each epoch's pseudo Dice went to the pruner (a killed trial's rerun reports the epochs it trains after resuming)
-    assert len(complete[0].intermediate_values) == 2 and all(t.intermediate_values for t in complete)
+    # each epoch's pseudo Dice went to the pruner: both epochs of a trial that trained from the start (a killed
+    # trial's rerun reports the epochs it trains after resuming, none if its run had finished before the kill)
+    assert any(len(t.intermediate_values) == 2 for t in complete), [t.intermediate_values for t in complete]
     sweeps = sorted((roots.results / "sweeps").glob("20*"))
     assert len(sweeps) == 2  # each sweep keeps its own record
     summary = (sweeps[-1] / "trials.md").read_text()
