@@ -289,6 +289,18 @@ def test_an_unknown_optimized_metric_is_named_before_training(planned_roots: Roo
     assert result.returncode == 2 and "optimized_metric=dice" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("checkpoints=best", "checkpoints=best: choose one of final, best_and_final, all"),
+    ("validation.overlay_channel=3", "validation.overlay_channel=3: Dataset900_Demo has channels 0..1"),
+])
+def test_a_wrong_checkpoint_policy_or_overlay_channel_is_refused_before_a_folder_exists(
+        planned_roots: Roots, override: str, message: str) -> None:
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "data.fold=4", override,
+                        roots=planned_roots)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not [p for p in planned_roots.results.rglob("fold_4") if p.is_dir()]
+
+
 @pytest.mark.slow  # 27 s: test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold covers multirun
 def test_a_multirun_over_two_plans_trains_each_in_its_own_folder(planned_roots: Roots) -> None:
     result = run_script("train.py", "-m", "plan=Dataset900_Demo/2d,Dataset900_Demo/3d_fullres", *TINY_BUDGET,

@@ -55,8 +55,10 @@ def test_checkpoints_are_written_in_the_background_from_a_copy(tmp_path: Path) -
 
 def _finished_run(folder: Path, best_epoch: int) -> tuple[Path, Path, Path]:
     final, best, last = (folder / f"{n}.ckpt" for n in ("final", "best", "last"))
-    for path, epoch in ((final, 10), (last, 10), (best, best_epoch)):
-        torch.save({"epoch": epoch, "state_dict": {"w": torch.full((3,), float(epoch))}}, path)
+    # as Lightning writes them: final counts the finished epoch (11), the others the epoch they were saved in
+    for path, epoch in ((final, 11), (last, 10), (best, best_epoch)):
+        step = 10 * min(epoch + 1, 11)  # one state, one step: best of the last epoch is final's state
+        torch.save({"epoch": epoch, "global_step": step, "state_dict": {"w": torch.full((3,), float(step))}}, path)
     return final, best, last
 
 
@@ -71,11 +73,11 @@ def test_a_finished_run_keeps_what_its_policy_asks_and_one_file_per_state(
     from nnlight.training.checkpoint_io import keep_checkpoints
 
     final, best, last = _finished_run(tmp_path, best_epoch)
-    keep_checkpoints(final, best, last, policy)
+    keep_checkpoints(final, best, last, policy, final_step=110)
     assert sorted(p.name for p in tmp_path.iterdir()) == kept
     assert len({p.stat().st_ino for p in tmp_path.iterdir()}) == files_on_disk
     if best.is_file():  # a link or the file itself: best still holds the best epoch's weights
-        assert load_checkpoint(best)["epoch"] == best_epoch
+        assert torch.equal(load_checkpoint(best)["state_dict"]["w"], torch.full((3,), 10.0 * (best_epoch + 1)))
 
 
 def test_an_unknown_checkpoint_policy_names_the_valid_ones() -> None:

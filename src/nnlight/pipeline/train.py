@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import time
@@ -16,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgre
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.nnlight_optuna.search import TRIAL_ENV, make_pruner
 from nnlight import __version__
 from nnlight.data.augmentation import spatial_augmentation_geometry
 from nnlight.data.datamodule import SegmentationDataModule
@@ -48,7 +50,7 @@ from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, keep_checkpoints, resume_checkpoint
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import ValidationImages
-from nnlight.training.pruning import TrialPruning, trial_pruning
+from nnlight.training.pruning import TrialPruning, per_epoch_metric
 from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
@@ -74,8 +76,22 @@ def run(cfg: DictConfig) -> float | None:
               "again, delete that folder")
         return _optimized_metric(setup.optimized_metric, stats["summary"], stats["logged_metrics"])
     with recording_failure(run_folder):
+        pruning = _trial_pruning(hydra.sweeper, setup.optimized_metric)
         return _train(cfg, setup, run_folder, identity, hydra.runtime.choices.get("debug"),
-                      hydra.runtime.choices.get("hparams_search"), trial_pruning(hydra.sweeper, setup.optimized_metric))
+                      hydra.runtime.choices.get("hparams_search"), pruning)
+
+
+def _trial_pruning(sweeper: DictConfig, optimized_metric: str | None) -> TrialPruning | None:
+    """The pruning callback for a run that is a trial of a search with a pruner (``sweeper``: the run's Hydra
+    sweeper config; the sweeper names the trial in the job's environment); None for any other run."""
+    trial_id = os.environ.get(TRIAL_ENV)
+    if trial_id is None or not str(sweeper.get("_target_", "")).endswith(".OptunaSearch"):
+        return None
+    import optuna
+
+    pruner = make_pruner(str(sweeper.pruner), int(sweeper.pruner_startup_trials), int(sweeper.pruner_warmup_epochs))
+    study = optuna.load_study(study_name=str(sweeper.study_name), storage=str(sweeper.storage), pruner=pruner)
+    return TrialPruning(optuna.trial.Trial(study, int(trial_id)), per_epoch_metric(optimized_metric))
 
 
 def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: dict[str, Any],
@@ -231,7 +247,8 @@ def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule
         trainer.save_checkpoint(run_folder.checkpoint("final"), weights_only=False)
         trainer.strategy.checkpoint_io.teardown()  # written (or its error raised) before the run goes on
         if trainer.is_global_zero:
-            keep_checkpoints(*(run_folder.checkpoint(n) for n in ("final", "best", "last")), checkpoints)
+            keep_checkpoints(*(run_folder.checkpoint(n) for n in ("final", "best", "last")), checkpoints,
+                             trainer.global_step)
     return resume is not None
 
 

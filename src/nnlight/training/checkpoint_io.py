@@ -62,18 +62,18 @@ def check_checkpoint_policy(policy: object) -> str:
     return str(policy)
 
 
-def keep_checkpoints(final: Path, best: Path, last: Path, policy: str) -> list[Path]:
-    """Once ``final`` is written, keep what ``policy`` asks for and no two files of one state: ``last`` is
-    ``final``'s state, and ``best`` is when the best epoch was the last one; such a copy becomes a hard link to
-    ``final``. Returns the checkpoints kept. ``last`` goes only now: while training, resume needs it."""
-    final_epoch = load_checkpoint(final).get("epoch")
+def keep_checkpoints(final: Path, best: Path, last: Path, policy: str, final_step: int) -> list[Path]:
+    """Once ``final`` is written (at training step ``final_step``), keep what ``policy`` asks for and no two files of
+    one state: ``last`` is ``final``'s state, and ``best`` is when it was saved at the last step (the epoch counters
+    differ: Lightning's ``final`` counts the finished epoch); such a copy becomes a hard link to ``final``. Returns
+    the checkpoints kept. ``last`` goes only now: while training, resume needs it."""
     wanted = {"final": (), "best_and_final": (best,), "all": (best, last)}[policy]
     for path in (best, last):
         if not path.is_file():
             continue
         if path not in wanted:
             path.unlink()
-        elif path == last or load_checkpoint(path).get("epoch") == final_epoch:
+        elif path == last or load_checkpoint(path).get("global_step") == final_step:
             _replace_by_link(path, final)
     return [p for p in (final, best, last) if p.is_file()]
 

@@ -3,12 +3,9 @@ calls clearly worse than the others at the same epoch stops there (``hydra.sweep
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lightning as L
-
-from hydra_plugins.nnlight_optuna.search import TRIAL_ENV, make_pruner
 
 
 def per_epoch_metric(optimized_metric: str | None) -> str:
@@ -38,15 +35,3 @@ class TrialPruning(L.Callback):
             print(f"Pruned by the search at epoch {epoch}: {self.metric} is clearly below the other trials'")
             trainer.should_stop = True
 
-
-def trial_pruning(sweeper: Any, optimized_metric: str | None) -> TrialPruning | None:
-    """The callback for a run that is a trial of a search with a pruner (``sweeper``: the run's Hydra sweeper
-    config); None for any other run."""
-    trial_id = os.environ.get(TRIAL_ENV)
-    if trial_id is None or not str(sweeper.get("_target_", "")).endswith(".OptunaSearch"):
-        return None
-    import optuna
-
-    pruner = make_pruner(str(sweeper.pruner), int(sweeper.pruner_startup_trials), int(sweeper.pruner_warmup_epochs))
-    study = optuna.load_study(study_name=str(sweeper.study_name), storage=str(sweeper.storage), pruner=pruner)
-    return TrialPruning(optuna.trial.Trial(study, int(trial_id)), per_epoch_metric(optimized_metric))
