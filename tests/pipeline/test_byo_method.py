@@ -67,12 +67,12 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     table = (roots.results / "Dataset900_Demo" / "cv_results.md").read_text()
     assert "tiny_skip" in table and "volume_error |" in table
 
-    # a run naming code from outside nnlight and MONAI is imported only when trusted
+    # a run naming a class nnlight does not list is imported only when trusted
     images = roots.raw / "Dataset900_Demo" / "imagesTs"
     untrusted = _run("predict.py", f"model='{model}'", f"input={images}", f"output={tmp_path / 'untrusted'}",
                      roots=roots)
     assert untrusted.returncode == 2 and "Traceback" not in untrusted.stderr
-    assert "my_lab.nets.TinySkipNet, code from outside nnlight and MONAI" in untrusted.stderr
+    assert "my_lab.nets.TinySkipNet, not one of the networks nnlight builds from a file by itself" in untrusted.stderr
     assert "trusted_networks=[my_lab.nets]" in untrusted.stderr
     monkeypatch.syspath_prepend(str(BYO))
     direct = Predictor.from_model_folder(model, trusted_networks=["my_lab"], mirroring=False)

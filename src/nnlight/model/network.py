@@ -15,8 +15,10 @@ The contract a network class meets (README, "Add your own architecture"):
 * A class may declare ``inference_arguments``: constructor arguments that differ for inference without changing
   the weights (``PlanUNet`` drops its deep-supervision heads' outputs).
 
-A network named in a run folder or a model file is imported only from :data:`BUILT_IN_MODULES` or the modules the
-user trusts (``trusted_networks=``): a stranger's model file cannot make nnlight import arbitrary code.
+A network named in a run folder or a model file is built only when its class is one of :data:`FILE_NETWORKS` or is
+defined in a module the user trusts (``trusted_networks=``), and only from plain arguments that name no URL, path or
+pretrained download (:func:`file_argument_problem`): a stranger's model file cannot make nnlight import arbitrary
+code, nor make a network's constructor fetch, read or write a file.
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ PLAN_FACTS: dict[str, str] = {
     "upsampling_strides": "the plan's strides without the first (a decoder's upsampling factors)",
 }
 OWN_KEYS = ("_target_", "from_plan", "patch_divisible_by", "adapt_patch")  # the group's keys that are not arguments
-BUILT_IN_MODULES = ("nnlight.nets", "monai.networks.nets")
+# The classes a run folder, model file or spec may name without the user's trust: nnlight's U-Net and the MONAI
+# networks of nnlight's network options, none of which downloads, reads or writes anything for any argument
+FILE_NETWORKS = ("nnlight.nets.PlanUNet", "monai.networks.nets.SegResNet", "monai.networks.nets.SwinUNETR",
+                 "monai.networks.nets.UNETR", "monai.networks.nets.DynUNet", "monai.networks.nets.MedNeXt")
+# argument names (split at '_') that ask a constructor for a download or a file: refused with a true or text value
+_FILE_ARGUMENT_WORDS = frozenset({"pretrained", "pretrain", "url", "uri", "path", "paths", "file", "filename",
+                                  "dir", "directory", "folder", "download", "cache", "hub", "load", "weights"})
 PLAN_UNET = "nnlight.nets.PlanUNet"
 PLAN_UNET_FROM_PLAN = {"input_channels": "input_channels", "num_classes": "num_classes", "architecture": "architecture"}
 
@@ -82,17 +90,34 @@ class NetworkChoice:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str, trusted: Sequence[str] = ()) -> NetworkChoice:
-        """A choice read from a run folder or model file: its class is imported only from a trusted module."""
+        """A choice read from a run folder or model file: a class of :data:`FILE_NETWORKS` or one defined in a
+        trusted module, with arguments that cannot make it fetch or touch a file."""
         target = data.get("target")
         if not isinstance(target, str):
             raise UserError(f"{where}: network has no target class; train the fold again")
-        allowed = (*BUILT_IN_MODULES, *trusted)
-        if not any(target.startswith(f"{m}.") for m in allowed):
-            module = target.rpartition(".")[0]
-            raise UserError(f"{where}: the network is {target}, code from outside nnlight and MONAI; nnlight imports "
-                            f"it only if you trust it: add trusted_networks=[{module}] (and have {module} "
-                            "installed)")
-        node = {"_target_": target, **data.get("arguments", {}), "from_plan": data.get("from_plan", {}),
+        module = target.rpartition(".")[0]
+        trusted_by = [m for m in trusted if target.startswith(f"{m}.")]
+        if target not in FILE_NETWORKS and not trusted_by:
+            raise UserError(f"{where}: the network is {target}, not one of the networks nnlight builds from a file by "
+                            f"itself; nnlight imports it only if you trust it: add trusted_networks=[{module}] (and "
+                            f"have {module} installed)")
+        network_class = locate_class(target, f"{where}: network")
+        if not (isinstance(network_class, type) and issubclass(network_class, nn.Module)):
+            raise UserError(f"{where}: the network {target} is not an nn.Module class; train the fold again")
+        defined_in = network_class.__module__
+        if target not in FILE_NETWORKS and not any(defined_in == m or defined_in.startswith(f"{m}.") for m in trusted):
+            raise UserError(f"{where}: the network {target} is the class {defined_in}.{network_class.__qualname__}, "
+                            f"defined outside the trusted module(s) {', '.join(trusted_by)}; trust its own module "
+                            f"(trusted_networks=[{defined_in}]) only if you know it")
+        arguments = data.get("arguments", {})
+        if not isinstance(arguments, Mapping):
+            raise UserError(f"{where}: network arguments must be a mapping of plain values; train the fold again")
+        for name, value in arguments.items():
+            problem = file_argument_problem(str(name), value)
+            if problem:
+                raise UserError(f"{where}: network argument {name}={_short(value)} {problem}; a network built from "
+                                "a file may not fetch, read or write anything (export the model again without it)")
+        node = {"_target_": target, **arguments, "from_plan": data.get("from_plan", {}),
                 "patch_divisible_by": data.get("patch_divisible_by"), "adapt_patch": data.get("adapt_patch", False)}
         return cls.from_config(node, f"{where}: network")
 
@@ -151,6 +176,33 @@ def checked_plan_unet(architecture: Architecture, input_channels: int, num_class
 def _positive_ints(value: Any) -> bool:
     values = value if isinstance(value, list) else [value]
     return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values) and len(values) > 0
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 60 else f"{text[:57]}..."
+
+
+def file_argument_problem(name: str, value: Any) -> str | None:
+    """Why a network argument read from a file could make the constructor download or touch a file, or None: only
+    plain values (numbers, booleans, null, text, lists and mappings of them), no text that is a URL or a path, and
+    no true or text value for an argument named like a download or a file (``pretrained``, ``*_url``, ``*_path``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple)):
+            stack += list(item)
+        elif isinstance(item, str):
+            if "://" in item or "/" in item or "\\" in item or item.startswith(("~", ".")):
+                return "names a URL or a path"
+        elif not (item is None or isinstance(item, (bool, int, float))):
+            return f"is a {type(item).__name__}, not a plain value"
+    if set(name.lower().split("_")) & _FILE_ARGUMENT_WORDS and \
+            (value is True or (isinstance(value, (str, int)) and not isinstance(value, bool) and value)):
+        return "asks for a download or a file"
+    return None
 
 
 def _shown(arguments: Mapping[str, Any]) -> str:
