@@ -45,7 +45,8 @@ def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuratio
     (["plan=Dataset900_Demo/3d_lowres"], "plan=Dataset900_Demo/3d_lowres: no such option; choose one of "
                                          "Dataset900_Demo/2d, Dataset900_Demo/3d_fullres"),
     (["data.fold=7"], "data.fold=7 is out of range: Dataset900_Demo has folds 0..4 (or data.fold=all)"),
-    (["+hydra.callbacks.x._target_=os.system", "+hydra.callbacks.x.command=true"], "hydra.callbacks: Hydra callbacks"),
+    (["+hydra.callbacks.x._target_=os.system", "+hydra.callbacks.x.command=true"],
+     "hydra.callbacks.x: 'os.system' would run before any check"),
     (["paths.results=/proc/results"], "paths.results=/proc/results: /proc cannot be written"),
     (["plan.dataset=../../../outside"], "plan.dataset='../../../outside': not a dataset name"),
     (["optimizer.lr=nan"], "optimizer.lr=nan: not a finite number"),

@@ -11,6 +11,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.run_log import logging_output_to
@@ -26,11 +27,27 @@ def run_stage(stage: str, cfg: DictConfig) -> Any:
     try:
         with _lock(stage), logging_output_to(_log_file(stage, cfg), deferred=stage != "train"):
             return run(cfg)
+    except MISSING_KEY_ERRORS as e:
+        _refuse(missing_key(e))
     except UserError as e:
-        print(f"\nnnlight: error: {e}", file=sys.stderr)
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the job as failed and runs the sweep's other jobs; the sweep then exits 1
-        sys.exit(USER_ERROR_EXIT_CODE)
+        _refuse(e)
+
+
+MISSING_KEY_ERRORS = (ConfigKeyError, ConfigAttributeError, MissingMandatoryValue)
+
+
+def missing_key(error: Exception) -> UserError:
+    """A key the stage reads that a config file moved or left out, as the user's mistake."""
+    key = getattr(error, "full_key", None) or str(error).splitlines()[0]
+    return UserError(f"the composed config has no value for {key!r}: a config file of yours may have moved it (e.g. "
+                     "a '# @package _global_' header) or left it out; the command with --cfg job shows the config")
+
+
+def _refuse(error: UserError) -> None:
+    print(f"\nnnlight: error: {error}", file=sys.stderr)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise error  # Hydra records the job as failed and runs the sweep's other jobs; the sweep then exits 1
+    sys.exit(USER_ERROR_EXIT_CODE)
 
 
 def _lock(stage: str) -> contextlib.AbstractContextManager[None]:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +24,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
 from hydra_plugins.nnlight_optuna.search import check_search_settings
+from nnlight.pipeline.hydra_settings import hydra_config_set, hydra_settings_problem
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.names import inside
@@ -33,9 +33,15 @@ from nnlight.utils.names import inside
 # pyproject.toml), so an installed wheel works from any folder without the source tree
 CONFIG_DIR = Path(str(importlib.resources.files("nnlight.configs")))
 
-# Hydra's own flags (--cfg job, --info, -cn ...) go straight to Hydra
-_HYDRA_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--config-path", "-cp", "--config-name", "-cn",
-                "--resolve", "--package", "-p", "--shell-completion", "-sc", "--experimental-rerun", "--run", "-r")
+# Hydra's flags that only print (--cfg job, --info, ...) go straight to Hydra; -r/--run runs, checked as usual
+_PRINT_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--resolve", "--package", "-p", "--shell-completion",
+                "-sc")
+# a primary config of one's own, or a pickled config to rerun, would reach Hydra past every check
+_REFUSED_FLAGS = {"--config-path": "add your own configs with --config-dir <folder> (they are checked)",
+                  "-cp": "add your own configs with --config-dir <folder> (they are checked)",
+                  "--config-name": "each nnlight command has its own primary config",
+                  "-cn": "each nnlight command has its own primary config",
+                  "--experimental-rerun": "it loads a pickled config, which can run code; run the command line again"}
 # a config folder of the user's own (their network/loss/... YAMLs): checked like the built-in configs
 _CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 
@@ -73,10 +79,12 @@ def check_command_line(config_dir: Path, config_name: str, argv: list[str] | Non
     own_configs, args = _own_config_dir(args)
     overrides = [a for a in args if not a.startswith("-")]
     paths_to_environment(overrides)
-    message = plan_file_problems(config_dir, config_name, overrides)
+    refused = next((a.split("=")[0] for a in args if a.split("=")[0] in _REFUSED_FLAGS), None)
+    message = f"{refused}: not accepted by nnlight; {_REFUSED_FLAGS[refused]}" if refused else \
+        plan_file_problems(config_dir, config_name, overrides)
     if not message and own_configs is not None and not own_configs.is_dir():
         message = f"--config-dir {own_configs}: no such folder (your own configs: <folder>/network/<name>.yaml, ...)"
-    if not message and not any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
+    if not message and not any(a.split("=")[0] in _PRINT_FLAGS for a in args):
         extra = [_search_path_override(config_dir, config_name, own_configs)] if own_configs else []
         message = first_problem(config_dir, config_name, [*overrides, *extra])
     if message:
@@ -110,9 +118,6 @@ def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> s
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as e:
         return f"cannot read the override(s) {' '.join(overrides)}: {str(e).splitlines()[0]}"
-    if any(o.get_key_element().lstrip("+~").startswith("hydra.callbacks") for o in parsed):
-        return ("hydra.callbacks: Hydra callbacks run code before any check; add a Lightning callback instead "
-                "(+callbacks.<name>._target_=<a lightning.pytorch.Callback class>)")
     variants = [[*overrides]]
     first = [o.input_line if not o.is_sweep_override() else _with_value(o, next(iter(o.sweep_string_iterator())))
              for o in parsed]
@@ -144,10 +149,13 @@ def compose_config(config_dir: Path, config_name: str, overrides: list[str]) -> 
 
 
 def composition_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
-    """Why these overrides do not compose (unknown option, key or value), or would put the run folder outside the
-    results folder, in one line; None if they do."""
+    """Why these overrides do not compose (unknown option, key or value), would make Hydra run code or write outside
+    the results folder (:func:`hydra_settings_problem`), in one line; None if they do."""
     try:
         cfg = compose_config(config_dir, config_name, overrides)
+        hydra_problem = hydra_settings_problem(cfg, config_name)
+        if hydra_problem:
+            return hydra_problem
         for key in WRITTEN_ROOTS.get(config_name, ()):
             problem = writable_folder_problem(Path(str(OmegaConf.select(cfg, key))))
             if problem:
@@ -176,13 +184,8 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
 def run_folder(cfg: DictConfig) -> Path:
     """The run folder a composed train config names (Hydra's ``run.dir``), refused unless it lies inside
     ``paths.results``: no override value may turn into a path elsewhere."""
-    hydra = HydraConfig.instance()
-    previous = hydra.cfg
-    hydra.set_config(cfg)
-    try:
+    with hydra_config_set(cfg):
         folder = Path(str(cfg.hydra.run.dir))
-    finally:
-        hydra.cfg = previous
     inside(Path(str(cfg.paths.results)), folder, "the run folder (hydra.run.dir)")
     return folder
 

@@ -32,6 +32,7 @@ from nnlight.inference.predictor import (
 )
 from nnlight.model.network import HighestResolution
 from nnlight.model.pretrained import load_pretrained
+from nnlight.pipeline import MISSING_KEY_ERRORS, missing_key
 from nnlight.pipeline.run_record import (
     RunIdentity,
     check_checkpoint,
@@ -140,7 +141,10 @@ def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Pat
     """A refused configuration leaves nothing behind: Hydra has already made the run folder (``.hydra/``, the
     log), so a folder holding nothing else is removed, with the now empty parents below the results root."""
     try:
-        setup = prepare(cfg, run_folder.path)
+        try:
+            setup = prepare(cfg, run_folder.path)
+        except MISSING_KEY_ERRORS as e:
+            raise missing_key(e) from None
         check_validation_labels(setup)
         return setup
     except UserError:

@@ -1,0 +1,143 @@
+"""The ``hydra`` node of a composed config, checked before Hydra acts on it: nothing in it may run code or write
+outside the command's folders, whichever config source set it (the command line, a ``--config-dir`` folder, an
+experiment, a suite, a plan config).
+
+Hydra instantiates its callbacks, sweeper and launcher by ``_target_``, configures Python logging from a
+``dictConfig`` (whose ``()`` and ``class`` keys import and call anything, and whose file handlers open any file),
+sets environment variables for the job and creates its run and sweep folders — all before any stage runs. So each
+of those keys may only hold what nnlight's own configs put there or a value of the same harmless kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nnlight.utils.errors import UserError
+from nnlight.utils.names import inside
+
+CALLBACKS = ("nnlight.pipeline.sweep_results.SweepResults",)
+SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+            "hydra_plugins.nnlight_optuna.search.OptunaSearch")
+LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+             "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+             "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")
+LOGGING_CLASSES = ("logging.StreamHandler", "logging.FileHandler", "logging.NullHandler", "logging.Formatter")
+LOGGING_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
+LOG_FILE_PREFIX = "${hydra.runtime.output_dir}/"  # a log file lies in the run folder, nowhere else
+# environment variables a job may set (devices, threads, trackers); others (LD_PRELOAD, PYTHONPATH, PATH...) would
+# change what every process nnlight starts runs
+ENV_PREFIXES = ("CUDA_", "OMP_", "MKL_", "NCCL_", "PYTORCH_", "WANDB_", "TOKENIZERS_")
+
+
+@contextlib.contextmanager
+def hydra_config_set(cfg: DictConfig) -> Iterator[None]:
+    """``${hydra:...}`` interpolations of ``cfg`` resolve (as inside a run) for the duration."""
+    hydra = HydraConfig.instance()
+    previous = hydra.cfg
+    hydra.set_config(cfg)
+    try:
+        yield
+    finally:
+        hydra.cfg = previous
+
+
+def hydra_settings_problem(cfg: DictConfig, command: str) -> str | None:
+    """Why the ``hydra`` node of ``cfg`` (composed for ``command``) may not be acted on, or None."""
+    node = OmegaConf.to_container(cfg.hydra, resolve=False)
+    assert isinstance(node, dict)
+    return _code_problem(node) or _env_problem(node) or _folder_problem(cfg, command)
+
+
+def _code_problem(node: Mapping[str, Any]) -> str | None:
+    """Callbacks, sweeper, launcher and logging: only nnlight's own classes, or the standard logging ones."""
+    for name, callback in (node.get("callbacks") or {}).items():
+        target = callback.get("_target_") if isinstance(callback, Mapping) else callback
+        if target not in CALLBACKS:
+            return (f"hydra.callbacks.{name}: {target!r} would run before any check; nnlight runs only its own Hydra "
+                    "callbacks (remove it from the config file or override that sets it; for your own code add a "
+                    "Lightning callback: +callbacks.<name>._target_=<a lightning.pytorch.Callback class>)")
+    for key, allowed in (("sweeper", SWEEPERS), ("launcher", LAUNCHERS)):
+        target = (node.get(key) or {}).get("_target_")
+        if target not in allowed:
+            return (f"hydra.{key}._target_={target!r}: not a {key} nnlight runs; choose one of its options "
+                    f"({', '.join(a.rpartition('.')[2] for a in allowed)}) through hparams_search= or launcher=")
+    swept = [k for k in (node.get("sweeper") or {}).get("params") or {} if str(k).lstrip("+~").startswith("hydra")]
+    if swept:
+        return (f"hydra.sweeper.params.{swept[0]}: a sweep or search may not vary Hydra's own settings (each job "
+                "would act on them unchecked); search over the method's keys only")
+    for key in ("job_logging", "hydra_logging"):
+        problem = _logging_problem(node.get(key) or {}, f"hydra.{key}")
+        if problem:
+            return problem
+    return None
+
+
+def _logging_problem(node: Any, where: str) -> str | None:
+    """A logging ``dictConfig`` that imports, calls or opens nothing beyond the standard handlers and the run's
+    own log file."""
+    if isinstance(node, list):
+        return next((p for i, v in enumerate(node) if (p := _logging_problem(v, f"{where}[{i}]"))), None)
+    if not isinstance(node, Mapping):
+        return None
+    for key, value in node.items():
+        at = f"{where}.{key}"
+        if key == "()":
+            return f"{at}: a logging factory calls code; use the standard handlers ({', '.join(LOGGING_CLASSES)})"
+        if key == "class" and value not in LOGGING_CLASSES:
+            return f"{at}={value!r}: not a standard logging class; use one of {', '.join(LOGGING_CLASSES)}"
+        if isinstance(value, str) and value.startswith("ext://") and value not in LOGGING_STREAMS:
+            return f"{at}={value!r}: logging may only name the streams {', '.join(LOGGING_STREAMS)}"
+        if key == "filename" and not (isinstance(value, str) and value.startswith(LOG_FILE_PREFIX)
+                                      and ".." not in PurePath(value).parts):
+            return f"{at}={value!r}: a log file lies in the run folder ({LOG_FILE_PREFIX}<name>.log)"
+        problem = _logging_problem(value, at)
+        if problem:
+            return problem
+    return None
+
+
+def _env_problem(node: Mapping[str, Any]) -> str | None:
+    for name in (node.get("job") or {}).get("env_set") or {}:
+        if not str(name).startswith(ENV_PREFIXES):
+            allowed = ", ".join(f"{p}*" for p in ENV_PREFIXES)
+            return (f"hydra.job.env_set.{name}: nnlight's jobs may set only {allowed}; set {name} in your shell "
+                    "before the command if you need it")
+    return None
+
+
+def _folder_problem(cfg: DictConfig, command: str) -> str | None:
+    """Every folder Hydra or a launcher writes lies inside ``paths.results``: the run folder (train's; the other
+    commands write none), the sweep folder and each job's folder, ``.hydra/`` and the launcher's job files."""
+    results = Path(str(cfg.paths.results))
+    checked = cfg.copy()
+    with open_dict(checked):  # a job's number is known only once the sweep runs
+        checked.hydra.job.num = 0
+        checked.hydra.job.id = "0"
+    with hydra_config_set(checked):
+        hydra = checked.hydra
+        output_subdir = hydra.output_subdir
+        if output_subdir is not None and (PurePath(str(output_subdir)).is_absolute() or
+                                          ".." in PurePath(str(output_subdir)).parts):
+            return f"hydra.output_subdir={output_subdir}: a folder inside the run folder (a relative name), or null"
+        if command != "train" and (str(hydra.run.dir) != "." or output_subdir is not None):
+            return (f"hydra.run.dir={hydra.run.dir}, hydra.output_subdir={output_subdir}: nnlight-{command} makes no "
+                    "run folder (it writes where its own settings say); remove these overrides")
+        sweep = Path(str(hydra.sweep.dir))
+        folders = {"hydra.sweep.dir": sweep, "hydra.sweep.subdir": sweep / str(hydra.sweep.subdir)}
+        if command == "train":
+            folders["hydra.run.dir"] = Path(str(hydra.run.dir))
+        launcher_folder = hydra.launcher.get("submitit_folder")
+        if launcher_folder is not None:
+            folders["hydra.launcher.submitit_folder"] = Path(str(launcher_folder))
+        try:
+            for key, folder in folders.items():
+                inside(results, folder, key)
+        except UserError as e:
+            return f"{e} (paths.results={results}); choose a folder inside it"
+    return None
