@@ -80,3 +80,29 @@ def test_readers_ignore_temporary_files(planned, tmp_path: Path) -> None:
     folder = tmp_path / dataset.name / "nnUNetPlans_2d"
     (folder / ".demo_000.json.x.tmp").write_text("{")
     assert completed_cases(folder) == [c.case_id for c in dataset.cases]
+
+
+def test_instance_ids_beyond_int32_keep_their_objects(tmp_path: Path) -> None:
+    """A 3D instance dataset whose label files number the cells from 2**40 (uint64): fingerprinted, planned and
+    preprocessed with every object kept (before: cast to int32 they wrapped, or MemoryError checking them)."""
+    import SimpleITK as sitk
+
+    from nnlight.raw.synthetic import make_instance_dataset
+
+    folder = make_instance_dataset(tmp_path / "raw", num_cases=2, shape=(8, 32, 32), spacing=(3.0, 1.0, 1.0),
+                                   cells=4, num_test_cases=0)
+    for label in (folder / "labelsTr").iterdir():
+        original = sitk.ReadImage(str(label))
+        ids = sitk.GetArrayFromImage(original).astype(np.uint64)
+        huge = sitk.GetImageFromArray(np.where(ids > 0, ids + 2 ** 40, 0).astype(np.uint64))
+        huge.CopyInformation(original)
+        sitk.WriteImage(huge, str(label))
+        assert sitk.ReadImage(str(label)).GetPixelID() == sitk.sitkUInt64
+    dataset = require_raw_dataset(folder)
+    plans = plan_experiment(compute_fingerprint(dataset, num_workers=0, sample_budget=1e4), dataset.dataset_json,
+                            PlannerSettings(), dataset.name)
+    preprocess_dataset(dataset, plans, tmp_path / "pre", num_workers=0, configurations=["3d_fullres"])
+    store = tmp_path / "pre" / dataset.name / plans.configurations["3d_fullres"].data_identifier
+    for case in dataset.cases:
+        _, seg, _ = load_case(store, case.case_id)
+        assert set(np.unique(seg)) <= {-1, 0, 1, 2} and (seg > 0).any()  # border-core labels of the objects

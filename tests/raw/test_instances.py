@@ -11,9 +11,11 @@ from nnlight.raw.instances import (
     CORE,
     InstancePlan,
     border_core,
+    compact_ids,
     instance_map_problems,
     instances_from_border_core,
     merge_into_neighbours,
+    object_volumes,
     relabel_consecutive,
 )
 from nnlight.raw.synthetic import synthetic_cells
@@ -117,3 +119,25 @@ def test_wrong_instance_maps_are_named(make, expected: str) -> None:
 
 def test_an_instance_map_with_integral_float_ids_is_accepted() -> None:
     assert instance_map_problems(np.array([[[0, 1], [2, 2]]], np.float32), "x") == []
+
+
+@pytest.mark.parametrize("dtype, big", [(np.uint32, 4294967294), (np.uint64, 2 ** 40), (np.float64, 1e12),
+                                        (np.int64, 2 ** 62)])
+def test_ids_near_their_types_limit_cost_memory_for_the_objects_only(dtype, big) -> None:
+    """Three touching cells, one with a huge id: checked, counted and split within memory for three objects (the
+    old code allocated an array as long as the largest id: MemoryError)."""
+    cells = np.zeros((1, 8, 12), dtype)
+    cells[0, 2:6, 1:4], cells[0, 2:6, 4:8], cells[0, 2:6, 8:11] = 1, big, 3
+    assert instance_map_problems(cells, "x") == []
+    compact = compact_ids(cells)
+    assert compact.dtype == np.int32 and sorted(np.unique(compact)) == [0, 1, 2, 3]
+    assert compact[0, 3, 5] == 3 and compact[0, 3, 9] == 2  # numbered in the order of the given ids
+    assert len(object_volumes(cells, (1.0, 1.0, 1.0), 2)) == 3
+    scores = instance_metrics(cells[0], cells[0])
+    assert scores["F1"] == 1.0 and scores["PQ"] == 1.0
+
+
+def test_an_id_a_float_cannot_hold_exactly_is_one_line() -> None:
+    problems = instance_map_problems(np.array([[[0, 1e20], [1, 1]]], np.float64), "labelsTr/c.nii.gz")
+    assert problems == ["labelsTr/c.nii.gz: object id 1e+20 is too large to be an exact whole number in a float "
+                        "image (below 9.0072e+15); number the objects 1, 2, ... and save it as an integer image"]

@@ -36,3 +36,13 @@ def test_switches_take_true_or_false_and_anything_else_is_refused(capsys: pytest
     with pytest.raises(SystemExit):
         key_value_arguments(parser, ["3d=true"])
     assert "3d=true: no such setting; choose one of 2d" in capsys.readouterr().err
+
+
+def test_values_quoted_as_hydra_commands_need_them_are_read_without_their_quotes() -> None:
+    """What nnlight-train prints for predict (``"model='3d_fullres/baseline[...]'"``) works for nnlight-model too."""
+    parser = model_parser()
+    args = parser.parse_args(key_value_arguments(parser, [
+        "export", "dataset=Dataset900_Demo", "model='3d_fullres/baseline[trainer.max_epochs=2,loss=dice]'",
+        'output="m.zip"', "folds=['0','1']"]))
+    assert args.model == "3d_fullres/baseline[trainer.max_epochs=2,loss=dice]" and str(args.output) == "m.zip"
+    assert args.folds == ["0", "1"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnlight.raw.instances import compact_ids
 from nnlight.utils.errors import UserError
 
 INSTANCE_SCORES = ("F1", "AP50", "AP75", "AP90", "PQ", "SEG", "ARE", "VI")
@@ -103,6 +104,7 @@ def rand_error_and_vi(reference: np.ndarray, prediction: np.ndarray) -> tuple[fl
 def instance_metrics(reference: np.ndarray, prediction: np.ndarray, match_threshold: float = 0.5,
                      ap_thresholds: Sequence[float] = (0.5, 0.75, 0.9)) -> dict[str, float]:
     """Every object-level score of one case (see the module's docstring); NaN where undefined (no objects)."""
+    reference, prediction = compact_ids(reference), compact_ids(prediction)  # memory follows the object count
     found = overlaps(reference, prediction)
     n_ref = int(np.count_nonzero(found.reference_sizes[1:]))
     n_pred = int(np.count_nonzero(found.prediction_sizes[1:]))

@@ -17,6 +17,7 @@ from nnlight.exchange.nnunet import export_to_nnunet
 from nnlight.exchange.onnx_model import OPSET, export_onnx
 from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import UserError, exit_on_user_error
+from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.folders import CHECKPOINT_NAMES, ModelFolder
 
 
@@ -55,10 +56,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_written_folder(args: argparse.Namespace) -> None:
+    """The folder a command writes into is probed before any work (a read-only mount, /proc, no permission)."""
+    if args.command == "install":
+        key, folder = "results", args.results
+    else:
+        key = "output"
+        folder = args.output.parent if args.command == "export" and args.format == "zip" else args.output
+    problem = writable_folder_problem(folder)
+    if problem:
+        raise UserError(f"{key}={getattr(args, key)}: {problem}; choose a folder you can write to")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(key_value_arguments(parser, argv))
     with exit_on_user_error():
+        _check_written_folder(args)
         if args.command == "export" and args.format == "onnx":
             spec = export_onnx(args.results, args.dataset, args.model, args.output, args.checkpoint, args.folds)
             print(f"Wrote {args.output}: {', '.join(spec['networks'])} + spec.json (ONNX opset {OPSET})\n"

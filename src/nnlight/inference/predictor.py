@@ -27,6 +27,7 @@ from nnlight.inference.export import (
     segmentation_from_probabilities,
     segmentation_in_original_space,
 )
+from nnlight.inference.model_plan import check_model_plan
 from nnlight.inference.sliding_window import sliding_window_predict_many, tile_count
 from nnlight.model.network import NetworkChoice, inference_network, plan_unet
 from nnlight.model.weights import run_network_weights
@@ -216,6 +217,13 @@ def find_runs(model_folder: Path, folds: Sequence[int | str] | None = None) -> l
     return available
 
 
+def run_plan(run: RunFolder) -> dict[str, Any]:
+    """A trained fold's ``plan.json``, checked like any plan from a file."""
+    plan = load_json(run.plan)
+    check_model_plan(plan, str(run.plan))
+    return plan
+
+
 @dataclass(frozen=True)
 class TrainingChoices:
     """What train.py chose that inference must repeat: the run folder's ``inference.json``."""
@@ -323,10 +331,10 @@ class Predictor:
         """A run folder (one fold) or a configuration folder (its ``fold_*``, all by default, or ``folds``).
         ``trusted_networks``: modules besides nnlight's and MONAI's whose network classes a run may name."""
         runs = find_runs(Path(model_folder), folds)
-        plan = load_json(runs[0].plan)
+        plan = run_plan(runs[0])
         choices = TrainingChoices.load(runs[0], plan, trusted_networks)
         for run in runs[1:]:
-            other = load_json(run.plan)
+            other = run_plan(run)
             if other["architecture"] != plan["architecture"] or other["spacing"] != plan["spacing"] or \
                     TrainingChoices.load(run, other, trusted_networks) != choices:
                 raise UserError(f"{run.path}: trained with a different plan or network than {runs[0].path}; an "

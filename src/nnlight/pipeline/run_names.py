@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnlight.utils.names import configuration_name, dataset_name, fold_name, folder_name
+from nnlight.utils.names import NAME_CHARACTERS, configuration_name, dataset_name, fold_name, folder_name
 
 DEFAULT_PLANS = "nnUNetPlans"
 # the folder's other parts, or what names no difference in training (configs/hydra/train.yaml's exclude_keys)
@@ -75,7 +75,8 @@ def bounded_suffix(items: Sequence[str]) -> str:
 def _path_in_name(path: str) -> str:
     """A path never nests folders in a name: its last three parts joined by ``~`` plus a hash of the whole."""
     parts = [re.sub(r"\[.*\]", "", part) for part in re.split(r"[/\\]", path) if part not in ("", ".", "..")]
-    return "~".join(parts[-3:]) + "#" + hashlib.sha256(path.encode()).hexdigest()[:8]
+    readable = "".join(c if c in NAME_CHARACTERS else "_" for c in "~".join(parts[-3:]))
+    return readable + "#" + hashlib.sha256(path.encode()).hexdigest()[:8]
 
 
 def _value_in_name(value: Any) -> str:
@@ -85,7 +86,7 @@ def _value_in_name(value: Any) -> str:
         text = value
     else:
         text = json.dumps(value, separators=(",", ":"), sort_keys=True).replace('"', "")
-    if re.search(r"[/\\\x00-\x1f]", text):
+    if re.search(r"[/\\\x00-\x1f]", text) or not set(text) <= NAME_CHARACTERS:
         return _path_in_name(text)
     return text
 

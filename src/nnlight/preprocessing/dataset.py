@@ -11,6 +11,7 @@ from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
 from nnlight.preprocessing.store import border_thickness_of, completed_cases, remove_leftovers, write_case
 from nnlight.raw.dataset import RawCase, RawDataset
 from nnlight.raw.dataset_json import DatasetJson
+from nnlight.raw.instances import compact_ids
 from nnlight.raw.io import read_images, read_seg
 from nnlight.utils.parallel import map_with_progress
 
@@ -42,6 +43,8 @@ def preprocessing_settings(plans: Plans, plan: ConfigurationPlan, dataset_json: 
 def _preprocess_one(case: RawCase, kind: str, settings: PreprocessingSettings, folder: Path) -> str:
     images, geometry = read_images(case.image_files, kind)
     seg, _ = read_seg(case.label_file, kind)
+    if settings.instances is not None:  # object ids as 1..N: an id beyond int32 (uint64, 1e12) keeps its object
+        seg = compact_ids(seg)
     result = preprocess_case(images, seg, geometry.spacing, settings)
     write_case(folder, case.case_id, result, {
         "case_id": case.case_id,

@@ -8,6 +8,7 @@ collected — layout, dataset.json and per-case content — so a user can fix th
 from __future__ import annotations
 
 import re
+import stat
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,19 @@ def _ending_of(name: str) -> str:
     return Path(name).suffix
 
 
+def not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (or a link to one), in words; None for a regular file. A named
+    pipe is never opened: reading it would wait forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:  # a link to nowhere, or one in a loop
+        return f"a symbolic link that leads nowhere ({e.strerror})" if path.is_symlink() else f"unreadable ({e})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a device file")
+
+
 def group_channel_files(images_dir: Path, ending: str, files_per_case: int | None
                         ) -> tuple[dict[str, tuple[Path, ...]], list[str], dict[str, list[str]]]:
     """``<case>_<XXXX><ending>`` files grouped per case in channel order; a case with a channel problem maps to ().
@@ -64,7 +78,12 @@ def group_channel_files(images_dir: Path, ending: str, files_per_case: int | Non
     problems: list[str] = []
     case_problems: dict[str, list[str]] = defaultdict(list)
     channels: dict[str, dict[int, Path]] = defaultdict(dict)
-    for f in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".") and p.is_file()):
+    for f in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".")):
+        kind = not_a_file(f)
+        if kind is not None:
+            if f.name.endswith(ending):  # named like an image: say what it is, not that a channel is missing
+                problems.append(f"{f}: {kind}, not an image file; replace it with the image or remove it")
+            continue
         if not f.name.endswith(ending):
             problems.append(f"{f}: file ending {_ending_of(f.name)!r} differs from dataset.json's file_ending "
                             f"{ending!r}; convert the file or fix file_ending")
@@ -112,6 +131,10 @@ def discover_cases(folder: Path, dataset_json: DatasetJson, files_per_case: int 
 
     label_files = {}
     for f in sorted(p for p in labels_dir.iterdir() if not p.name.startswith(".")):
+        kind = not_a_file(f)
+        if kind is not None:
+            problems.append(f"{f}: {kind}, not a label file; replace it with the labels or remove it")
+            continue
         if not f.name.endswith(ending):
             problems.append(f"{f}: file ending {_ending_of(f.name)!r} differs from dataset.json's file_ending "
                             f"{ending!r}; convert the file or fix file_ending")

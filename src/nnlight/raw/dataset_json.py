@@ -79,7 +79,8 @@ class DatasetJson:
         return self.label_values + ([ignore] if ignore is not None else [])
 
 
-def _parse_labels(labels: Any, problems: list[str], where: str) -> dict[str, int | tuple[int, ...]]:
+def parse_labels(labels: Any, problems: list[str], where: str) -> dict[str, int | tuple[int, ...]]:
+    """``labels`` of a dataset.json (or a plan) as name -> value or region; what is wrong goes into ``problems``."""
     if not isinstance(labels, dict) or not labels:
         problems.append(f'{where}: "labels" must be a non-empty mapping name -> integer, e.g. '
                         '{"background": 0, "tumor": 1}')
@@ -147,7 +148,7 @@ def parse_dataset_json(data: Any, where: str) -> tuple[DatasetJson | None, list[
             problems.append(f'{where}: "channel_names" keys must be "0", "1", ... and values strings; '
                             f"found {channel_names}")
 
-    labels = _parse_labels(data["labels"], problems, where) if "labels" in data else {}
+    labels = parse_labels(data["labels"], problems, where) if "labels" in data else {}
 
     num_training = data.get("numTraining")
     if "numTraining" in data and (not isinstance(num_training, int) or isinstance(num_training, bool)

@@ -73,8 +73,8 @@ def voxel_volume(spacing: Sequence[float], dims: int) -> float:
 
 def object_volumes(instance_map: np.ndarray, spacing: Sequence[float], dims: int) -> np.ndarray:
     """The volume (mm³, or mm² in 2D) of every object present in ``instance_map``."""
-    counts = np.bincount(instance_map[instance_map > 0].ravel().astype(np.int64))
-    return counts[counts > 0] * voxel_volume(spacing, dims)
+    _, counts = np.unique(instance_map[instance_map > 0], return_counts=True)
+    return counts * voxel_volume(spacing, dims)
 
 
 def equivalent_diameter(volume: float, dims: int) -> float:
@@ -82,30 +82,52 @@ def equivalent_diameter(volume: float, dims: int) -> float:
     return float(np.sqrt(4 * volume / np.pi) if dims == 2 else np.cbrt(6 * volume / np.pi))
 
 
+MAX_EXACT_ID = 2 ** 53  # a float holds every whole number below this exactly, and no larger one
+
+
+def compact_ids(instance_map: np.ndarray) -> np.ndarray:
+    """The objects numbered 1..N in the order of their ids (0 stays background, a negative value -1): everything
+    later that counts or indexes by id then needs memory for N objects, not for the largest id's value (a map with
+    the id 4294967294 or 1e12 would otherwise ask for gigabytes)."""
+    values, inverse = np.unique(instance_map, return_inverse=True)
+    renumbered = np.zeros(len(values), np.int64)
+    positive = values > 0
+    renumbered[positive] = np.arange(1, int(positive.sum()) + 1)
+    renumbered[values < 0] = -1
+    dtype = np.int32 if positive.sum() < np.iinfo(np.int32).max else np.int64
+    return renumbered[inverse].reshape(instance_map.shape).astype(dtype)
+
+
 def instance_map_problems(instance_map: np.ndarray, where: str) -> list[str]:
     """Why a label file is not a usable instance map: non-integer or negative ids, ids at the type's limit (an
-    overflow when it was saved), or one id per class instead of per object (a semantic map)."""
+    overflow when it was saved) or beyond what a float holds exactly, or one id per class instead of per object
+    (a semantic map)."""
     if np.issubdtype(instance_map.dtype, np.floating) and (
             not np.all(np.isfinite(instance_map)) or np.any(instance_map != np.round(instance_map))):
         return [f"{where}: object ids are not integers (found fractional values); an instance map gives each "
                 "object one integer id — re-save it as an integer image"]
+    if np.issubdtype(instance_map.dtype, np.floating) and instance_map.size and \
+            np.abs(instance_map).max() >= MAX_EXACT_ID:
+        return [f"{where}: object id {np.abs(instance_map).max():g} is too large to be an exact whole number in a "
+                f"float image (below {MAX_EXACT_ID:g}); number the objects 1, 2, ... and save it as an integer image"]
     if np.any(instance_map < 0):
         return [f"{where}: negative object ids; use 0 for background and 1, 2, ... for the objects"]
     if np.issubdtype(instance_map.dtype, np.integer) and instance_map.size and \
             instance_map.max() == np.iinfo(instance_map.dtype).max:
         return [f"{where}: an object id reaches {np.iinfo(instance_map.dtype).max}, the largest value "
                 f"{instance_map.dtype} holds: ids may have overflowed when it was saved; save it as uint32"]
-    split = split_objects(instance_map)
     ids = np.unique(instance_map[instance_map > 0])
+    split = split_objects(compact_ids(instance_map))  # compact id k is ids[k - 1]
     if len(ids) and len(split) * 2 > len(ids):
         return [f"{where}: looks like a semantic map, not an instance map: {len(split)} of its {len(ids)} id(s) "
-                f"each cover several separate regions (e.g. id {int(split[0])}). Give every object its own id "
+                f"each cover several separate regions (e.g. id {int(ids[split[0] - 1])}). Give every object its own id "
                 "(e.g. number the connected regions), or remove \"instance_maps\" from dataset.json"]
     return []
 
 
 def split_objects(instance_map: np.ndarray) -> list[int]:
-    """Ids whose voxels form more than one connected region (full connectivity), each labelled in its bounding box."""
+    """Ids whose voxels form more than one connected region (full connectivity), each labelled in its bounding box.
+    Memory grows with the largest id: give it :func:`compact_ids`."""
     ids = np.asarray(instance_map)
     if np.issubdtype(ids.dtype, np.floating):
         ids = ids.astype(np.int64)

@@ -52,11 +52,17 @@ def key_value_arguments(parser: argparse.ArgumentParser, argv: list[str] | None)
             translated.append(argument)
             continue
         key, value = match.groups()
+        value = _unquoted(value)
         action = actions.get(key)
         if action is None:
             reader.error(f"{key}={value}: no such setting; choose one of {', '.join(sorted(actions))}")
         translated += _as_parsed(reader, action, key, value)
     return translated
+
+
+def _unquoted(value: str) -> str:
+    """A value quoted as Hydra's commands need it (``"model='3d_fullres/baseline[...]'"``), without its quotes."""
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" else value
 
 
 def _as_parsed(parser: argparse.ArgumentParser, action: argparse.Action, key: str, value: str) -> list[str]:
@@ -68,5 +74,5 @@ def _as_parsed(parser: argparse.ArgumentParser, action: argparse.Action, key: st
             parser.error(f"{key}={value}: write {key}=true or {key}=false")
         return [flag] if value.lower() in _TRUE else []
     if action.nargs in ("*", "+"):
-        return [flag, *(v.strip() for v in value.strip("[]").split(",") if v.strip())]
+        return [flag, *(_unquoted(v.strip()) for v in value.strip("[]").split(",") if v.strip())]
     return [f"{flag}={value}"]

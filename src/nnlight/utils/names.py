@@ -17,6 +17,9 @@ DATASET_NAME = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9][A-Za-z0-9_.-]*)$")
 CONFIGURATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 FOLD = re.compile(r"^(\d+|all)$")
 MAX_NAME_BYTES = 255  # a file name's length limit on common file systems
+# the characters of a folder name nnlight writes or reads (run names: <experiment>[key=value,...#hash]): ASCII only,
+# so no homoglyph or right-to-left override can make one name look like another, and none a shell treats specially
+NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-=,[]#~+:{}%@")
 
 
 def folder_name(value: object, what: str) -> str:
@@ -29,6 +32,9 @@ def folder_name(value: object, what: str) -> str:
         problem = "starts with '.'"
     elif any(c in value for c in "/\\") or any(ord(c) < 32 for c in value):
         problem = "holds '/', '\\' or a control character"
+    elif not set(value) <= NAME_CHARACTERS:
+        unusual = "".join(sorted(set(value) - NAME_CHARACTERS))
+        problem = f"holds {unusual!r}: names are ASCII letters, digits and _.-=,[]#~+:{{}}%@"
     elif len(value.encode()) > MAX_NAME_BYTES:
         problem = f"longer than {MAX_NAME_BYTES} bytes"
     if problem:
