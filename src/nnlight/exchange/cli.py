@@ -2,7 +2,7 @@
 
   nnlight-model export  dataset=D model=best|<configuration>/<experiment> output=model.zip
   nnlight-model export  format=onnx dataset=D model=<configuration>/<experiment> output=<folder>
-  nnlight-model install model.zip                 (unpacks under the results folder)
+  nnlight-model install model.zip [trusted_networks=[my_lab.nets]]   (unpacks under the results folder)
   nnlight-model export-nnunet dataset=D model=<configuration>/<experiment> output=<nnUNet_results>
 """
 
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("file", type=Path)
     install.add_argument("--results", default=_results_default(), type=Path,
                          help="results root (default: $NNLIGHT_RESULTS or data/results)")
+    install.add_argument("--trusted-networks", nargs="*", default=[],
+                         help="modules whose network classes the model may name besides nnlight's list, e.g. "
+                              "[my_lab.nets] (checked by building each fold's network)")
     return parser
 
 
@@ -93,10 +96,12 @@ def main(argv: list[str] | None = None) -> None:
                   f"<folder> -d {args.dataset} -c {target.name.rsplit('__', 1)[-1]} "
                   f"-tr {target.name.split('__')[0]} -p {target.name.split('__')[1]} (nnUNet_results={args.output})")
         else:
-            manifest, folders, is_best = install_model_zip(args.file, args.results)
-            model = folders[0] if len(folders) == 1 else f"best dataset={manifest.dataset}" if is_best else args.file
+            manifest, folders, is_best = install_model_zip(args.file, args.results, args.trusted_networks)
+            model = f"\"model='{folders[0]}'\"" if len(folders) == 1 else \
+                f"model=best dataset={manifest.dataset}" if is_best else f"model={args.file}"
+            trust = f" \"trusted_networks=[{','.join(args.trusted_networks)}]\"" if args.trusted_networks else ""
             print(f"Installed {args.file} into {args.results / manifest.dataset}\n  predict: nnlight-predict "
-                  f"model={model} input=<images> output=<folder>")
+                  f"{model} input=<images> output=<folder>{trust}")
 
 
 if __name__ == "__main__":

@@ -35,12 +35,11 @@ import torch
 from nnlight import __version__
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.postprocessing import PostprocessingRules
-from nnlight.inference.predictor import find_runs
+from nnlight.inference.predictor import TrainingChoices, find_runs, load_run_network, run_plan
 from nnlight.model.checkpoints import load_checkpoint
 from nnlight.model.weights import run_network_weights
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import (
-    MAX_JSON_BYTES,
     atomic_write,
     atomic_write_json,
     atomic_write_named,
@@ -55,6 +54,14 @@ MANIFEST = "nnlight_model.json"
 FORMAT = 2  # 2: the manifest lists every entry's size (format 1 files are still read)
 MAX_MANIFEST_BYTES = 1 << 20
 _COPY_CHUNK = 1 << 20
+# What each entry may declare, before a byte is read: plans and inference files are kilobytes; a fingerprint lists
+# every case (~2 MB for 10,000); together the JSON files of one model file stay far below what could fill a disk
+MAX_ENTRY_BYTES = {"plan.json": 4 << 20, "inference.json": 1 << 20, "provenance.json": 1 << 20,
+                   "dataset.json": 16 << 20, "fingerprint.json": 32 << 20, "plans": 4 << 20}
+MAX_JSON_TOTAL_BYTES = 64 << 20
+MAX_CHECKPOINT_BYTES = 16 << 30  # a checkpoint is stored uncompressed: the file itself is this large
+MAX_FOLDS = 64  # per member; nnU-Net trains 5
+_STAGING = re.compile(r"^\.nnlight-unpack-(\d+)-[0-9a-f]+$")
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,10 @@ class ModelManifest:
                     raise ValueError("negative size")
             if not members:
                 raise ValueError("no members")
+            listed = [m.model for m in (*members, *requires)]
+            if len(set(listed)) != len(listed) or any(len(set(m.folds)) != len(m.folds) or len(m.folds) > MAX_FOLDS
+                                                      or not m.folds for m in (*members, *requires)):
+                raise ValueError(f"each member once, with 1 to {MAX_FOLDS} distinct folds")
             return cls(dataset_name(data["dataset"], f"{where}: dataset"), members, checkpoint,
                        None if rules is None else PostprocessingRules.from_json(rules), requires, files)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -216,21 +227,32 @@ def _entry_problem(info: zipfile.ZipInfo, manifest: ModelManifest) -> str | None
 
 
 def _size_problem(info: zipfile.ZipInfo, manifest: ModelManifest) -> str | None:
-    """Declared sizes are bounded before a byte is read: a JSON file by ``MAX_JSON_BYTES``, a checkpoint is stored
-    uncompressed (so it cannot expand), and with a format 2 manifest every size is the one it declares."""
+    """Declared sizes are bounded before a byte is read: each kind of JSON file by what such a file holds
+    (:data:`MAX_ENTRY_BYTES`), a checkpoint is stored uncompressed (so it cannot expand), and with a format 2
+    manifest every size is the one it declares."""
     if manifest.files is not None and manifest.files.get(info.filename) != info.file_size:
         return (f"declares {info.file_size} bytes, the manifest {manifest.files.get(info.filename, 'none')}")
-    if info.filename.endswith(".json") and info.file_size > MAX_JSON_BYTES:
-        return f"declares {info.file_size} bytes, more than a JSON file nnlight reads may have"
+    name = PurePosixPath(info.filename).name
+    limit = MAX_ENTRY_BYTES.get(name, MAX_ENTRY_BYTES["plans"]) if name.endswith(".json") else MAX_CHECKPOINT_BYTES
+    if info.file_size > limit:
+        return f"declares {info.file_size} bytes, more than a {name} nnlight writes may have ({limit >> 20} MiB)"
     if info.filename.endswith(".ckpt") and (info.compress_type != zipfile.ZIP_STORED or
                                             info.file_size != info.compress_size):
         return "is a compressed checkpoint (nnlight stores them uncompressed; it could expand without bound)"
     return None
 
 
+_REQUIRED_RUN_FILES = ("plan.json", "inference.json", "dataset.json")
+
+
 def _checked_entries(archive: zipfile.ZipFile, manifest: ModelManifest, where: str) -> list[zipfile.ZipInfo]:
     """Every entry checked (names, links, sizes) before anything is extracted."""
     entries = []
+    names = [info.filename for info in archive.infolist()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"{where}: entry {twice[0]!r} appears more than once (which one counts is not clear); "
+                        "refusing the file")
     for info in archive.infolist():
         if info.filename == MANIFEST or info.is_dir():
             continue
@@ -238,11 +260,16 @@ def _checked_entries(archive: zipfile.ZipFile, manifest: ModelManifest, where: s
         if problem:
             raise UserError(f"{where}: entry {info.filename!r} {problem}; refusing the file")
         entries.append(info)
-    if manifest.files is not None:
-        missing = sorted(set(manifest.files) - {e.filename for e in entries})
-        if missing:
-            raise UserError(f"{where}: entry {missing[0]!r} is listed in its manifest but missing; the file is "
-                            "incomplete — export it again")
+    json_bytes = sum(e.file_size for e in entries if e.filename.endswith(".json"))
+    if json_bytes > MAX_JSON_TOTAL_BYTES:
+        raise UserError(f"{where}: its JSON entries declare {json_bytes >> 20} MiB together, more than a model file "
+                        f"nnlight writes holds ({MAX_JSON_TOTAL_BYTES >> 20} MiB); refusing the file")
+    present = {e.filename for e in entries}
+    needed = [f"{m.model}/fold_{k}/{name}" for m in manifest.folders for k in m.folds
+              for name in (*_REQUIRED_RUN_FILES, f"checkpoints/{manifest.checkpoint}.ckpt")]
+    missing = sorted({*(n for n in needed if n not in present), *(set(manifest.files or {}) - present)})
+    if missing:
+        raise UserError(f"{where}: entry {missing[0]!r} is missing; the file is incomplete — export it again")
     return entries
 
 
@@ -268,10 +295,12 @@ def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path,
         load_checkpoint(destination, shown_as=f"{where}: entry {info.filename}")
 
 
-def unpack(path: Path, target: Path) -> ModelManifest:
+def unpack(path: Path, target: Path, trusted_networks: Sequence[str] = ()) -> ModelManifest:
     """Extract the model file's member folders into ``target`` (a dataset's results folder or a scratch folder).
     A member folder that already exists there is refused, never overwritten; nothing appears in ``target`` until
-    every entry is unpacked and verified."""
+    every entry is unpacked and verified: each fold's checkpoint loads ``weights_only`` into the network its run
+    names (a class of nnlight's list or of ``trusted_networks``). Staging folders that killed installs left behind
+    are removed first."""
     where = str(path)
     with _open(path) as archive:
         manifest = read_manifest(archive, where)
@@ -282,11 +311,13 @@ def unpack(path: Path, target: Path) -> ModelManifest:
                                 f"predict straight from the file: nnlight-predict model={path} ...")
         created = [p for p in (target, *target.parents) if not p.exists()]  # removed again if the file is refused
         target.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(target)
         staging = target / f".nnlight-unpack-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             check_free_space(target, sum(e.file_size for e in entries), f"unpacking {path}")
             for info in entries:
                 _extract(archive, info, inside(staging, staging / info.filename, where), where)
+            _verify_runs(staging, manifest, where, trusted_networks)
             if manifest.postprocessing is not None and len(manifest.members) == 1:  # where predict.py looks for it
                 manifest.postprocessing.save(ModelFolder(staging / manifest.members[0].model).postprocessing)
             _move_into_place(staging, target, [m.model for m in manifest.folders])
@@ -298,6 +329,38 @@ def unpack(path: Path, target: Path) -> ModelManifest:
             raise
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _verify_runs(staging: Path, manifest: ModelManifest, where: str, trusted_networks: Sequence[str]) -> None:
+    """Every listed fold is a model: its plan checks, its network can be built and its checkpoint's weights fit it
+    exactly. Messages name the model file's entry, never the staging folder."""
+    for member in manifest.folders:
+        for fold in member.folds:
+            run = RunFolder(staging / member.model / f"fold_{fold}")
+            try:
+                plan = run_plan(run)
+                load_run_network(run, plan, TrainingChoices.load(run, plan, trusted_networks), manifest.checkpoint)
+            except UserError as e:
+                problem = str(e).replace(f"{staging}/", "")
+                raise UserError(f"{where}: {member.model}/fold_{fold} is not a usable model ({problem})") from None
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Staging folders of installs whose process no longer runs (killed midway) are removed."""
+    for folder in target.iterdir():
+        match = _STAGING.match(folder.name)
+        if match and folder.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _move_into_place(staging: Path, target: Path, models: list[str]) -> None:
@@ -324,13 +387,14 @@ def _open(path: Path) -> zipfile.ZipFile:
                         ) from None
 
 
-def install_model_zip(path: Path, results_root: Path) -> tuple[ModelManifest, list[Path], bool]:
+def install_model_zip(path: Path, results_root: Path, trusted_networks: Sequence[str] = ()
+                      ) -> tuple[ModelManifest, list[Path], bool]:
     """Unpack under ``<results_root>/<Dataset>/``; an ensemble also becomes the dataset's ``model=best`` when no
     selection exists there yet. Returns the manifest, the installed model folders and whether it is ``best``."""
     with _open(path) as archive:
         dataset = read_manifest(archive, str(path)).dataset
     dataset_results = results_root / dataset
-    manifest = unpack(path, dataset_results)
+    manifest = unpack(path, dataset_results, trusted_networks)
     best = DatasetResults(dataset_results)
     is_best = len(manifest.members) > 1 and not best.best_configuration.is_file()
     if is_best:

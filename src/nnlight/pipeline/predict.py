@@ -57,7 +57,7 @@ def _models(cfg: DictConfig, scratch: Path) -> _Models:
                        DatasetResults(dataset_results).postprocessing)
     folder = Path(model).expanduser()
     if folder.suffix == ".zip" and folder.is_file():
-        manifest = unpack(folder, scratch)
+        manifest = unpack(folder, scratch, [str(m) for m in cfg.get("trusted_networks") or []])
         rules = scratch / "postprocessing.json"
         if manifest.postprocessing is not None:
             manifest.postprocessing.save(rules)
