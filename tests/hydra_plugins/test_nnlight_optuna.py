@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,14 +11,23 @@ import torch
 from hydra.core.utils import JobStatus
 
 from hydra_plugins.nnlight_optuna.report import write_trials_report
-from hydra_plugins.nnlight_optuna.search import _requeue_killed, _tell, check_search_settings, search_space
+from hydra_plugins.nnlight_optuna.search import (
+    OptunaSearch,
+    _requeue_killed,
+    _tell,
+    check_search_settings,
+    search_space,
+    study_lock,
+)
 from nnlight.training.pruning import TrialPruning, per_epoch_metric
 from nnlight.utils.errors import UserError
+from nnlight.utils.locks import process_lock
 
 optuna = pytest.importorskip("optuna", reason="pip install 'nnlight[sweep]'")
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 
-SETTINGS = {"direction": "maximize", "sampler": "tpe", "pruner": "none", "n_trials": 2, "n_jobs": 1}
+SETTINGS = {"direction": "maximize", "sampler": "tpe", "pruner": "none", "n_trials": 2, "n_jobs": 1,
+            "storage": "sqlite:///study.db"}
 
 
 def test_the_sweep_syntax_becomes_optuna_distributions_and_plain_overrides_stay_fixed() -> None:
@@ -50,6 +60,37 @@ def test_the_sweep_extra_brings_a_maintained_optuna_and_sqlalchemy_2() -> None:
 
     assert int(optuna.__version__.split(".")[0]) >= 4 and int(sqlalchemy.__version__.split(".")[0]) >= 2
     check_search_settings(SETTINGS)  # accepted as installed
+
+
+@pytest.mark.parametrize(("storage", "message"), [
+    ("sqlite:////proc/nnlight/study.db", "/proc cannot be written"),
+    ("garbage", "not a database URL"),
+    ("sqlite://", "an in-memory study is lost"),
+    ("mysql+nosuchdriver://u@h/db", "its database driver is not installed"),
+    ("postgresql://user@host/db", "its database driver is not installed"),
+])
+def test_an_unusable_storage_is_refused_before_the_first_trial(storage: str, message: str) -> None:
+    if storage.startswith("postgresql") and importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg is installed here: PostgreSQL's driver is not missing")
+    with pytest.raises(UserError, match=r"hydra\.sweeper\.storage=") as refused:
+        check_search_settings({**SETTINGS, "storage": storage})
+    assert message in str(refused.value)
+
+
+def test_a_second_search_of_a_study_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Two searches of one study at once failed each other's trials; the second is now refused at once, naming
+    the first (an OS lock: a killed search holds nothing)."""
+    from omegaconf import OmegaConf
+
+    search = OptunaSearch("maximize", "my_study", f"sqlite:///{tmp_path / 's.db'}", 2, 1, "tpe", None, "none", 1, 1,
+                          None)
+    search.config = OmegaConf.create({"paths": {"results": str(tmp_path)}})
+    with process_lock(study_lock(tmp_path, "my_study"), lambda holder: "held"), \
+            pytest.raises(UserError, match=r"study my_study is being searched by process \d+ on host"):
+        search.sweep([])
+    assert not (tmp_path / "s.db").exists()  # refused before the study was opened
+    with pytest.raises(UserError, match="names nothing to search"):  # free again: the search itself starts
+        search.sweep([])
 
 
 def _trainer(value: float, epoch: int) -> SimpleNamespace:

@@ -44,6 +44,8 @@ def planned(planned_demo_template: Roots, monkeypatch: pytest.MonkeyPatch) -> Ro
     (["hydra.sweep.subdir=../../../../x"], "hydra.sweep.subdir:"),
     (["hydra.output_subdir=/etc"], "hydra.output_subdir=/etc: a folder inside the run folder"),
     (["hydra.output_subdir=../.."], "hydra.output_subdir=../..: a folder inside the run folder"),
+    (["hparams_search=lr_weight_decay", "hydra.sweeper.storage=sqlite:////proc/nnl/s.db"],
+     "hydra.sweeper.storage=sqlite:////proc/nnl/s.db: /proc cannot be written"),
     (["launcher=submitit_local", "hydra.launcher.submitit_folder=/tmp/jobs/%j"],
      "hydra.launcher.submitit_folder: /tmp/jobs/%j lies outside"),
 ])

@@ -29,6 +29,9 @@ from omegaconf import DictConfig
 
 from hydra_plugins.nnlight_optuna.report import write_trials_report
 from nnlight.utils.errors import UserError
+from nnlight.utils.files import writable_folder_problem
+from nnlight.utils.locks import held_by, process_lock
+from nnlight.utils.names import folder_name
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("none", "median", "hyperband")
@@ -51,6 +54,36 @@ def check_search_settings(sweeper: Mapping[str, Any]) -> None:
     if int(optuna.__version__.split(".")[0]) < 4:
         raise UserError(f"hparams_search needs Optuna 4 or newer (installed: {optuna.__version__}): "
                         'pip install -U "nnlight[sweep]"')
+    problem = storage_problem(str(sweeper.get("storage")))
+    if problem:
+        raise UserError(f"hydra.sweeper.storage={sweeper.get('storage')}: {problem}")
+
+
+def storage_problem(storage: str) -> str | None:
+    """Why the study's storage cannot be used, found before the first trial: not a database URL, a database driver
+    that is not installed, or an SQLite file in a folder that cannot be written."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(storage)
+        url.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError) as e:  # (NoSuchModuleError is an ArgumentError: first)
+        return f"its database driver is not installed ({e}); install it, or use sqlite:///<path>.db"
+    except (ArgumentError, ValueError):
+        return "not a database URL; use sqlite:///<path>.db (or a database server's URL)"
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return "an in-memory study is lost when the search ends; use sqlite:///<path>.db"
+        problem = writable_folder_problem(Path(url.database).parent)
+        if problem:
+            return f"{problem}; put the study where you can write"
+    return None
+
+
+def study_lock(results: Path, study_name: str) -> Path:
+    """The lock one search of ``study_name`` holds while it runs."""
+    return results / "sweeps" / "optuna" / f"{folder_name(study_name, 'hydra.sweeper.study_name')}.lock"
 
 
 def search_space(arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -146,6 +179,15 @@ class OptunaSearch(Sweeper):
                                                                 task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> None:
+        """One search of the study at a time: a second one is refused with who runs the first (two at once would
+        fail each other's running trials)."""
+        lock = study_lock(Path(str(self.config.paths.results)), self.study_name)
+        with process_lock(lock, lambda holder: (
+                f"study {self.study_name} is being searched by {held_by(holder)}; wait for it to finish (or stop "
+                "it), then run the same command again: the study resumes where it stands")):
+            self._search(arguments)
+
+    def _search(self, arguments: list[str]) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # nnlight prints what a researcher needs

@@ -13,18 +13,12 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; runs there are not locked
-    fcntl = None  # type: ignore[assignment]
 
 import lightning as L
 from omegaconf import DictConfig
@@ -35,6 +29,7 @@ from nnlight.pipeline.settings import resolved_config
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
+from nnlight.utils.locks import held_by, process_lock
 
 
 def ignored_keys(hydra_config: DictConfig) -> list[str]:
@@ -125,34 +120,14 @@ def is_first_process() -> bool:
 @contextmanager
 def run_lock(run_folder: RunFolder) -> Iterator[None]:
     """Hold the run folder's lock for the duration: a second process training the same run (a sweep launched
-    twice, two SLURM jobs on one fold) is refused with who holds it. The lock is the operating system's
-    (``flock``), released when its process ends however it ends, so a killed run never blocks its rerun."""
-    if fcntl is None or not is_first_process():
+    twice, two SLURM jobs on one fold) is refused with who holds it (:func:`process_lock`)."""
+    if not is_first_process():
         yield
         return
-    run_folder.path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_folder.lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            raise UserError(f"{run_folder.path} is being trained by process {holder.get('pid', '?')} on host "
-                            f"{holder.get('host', '?')} since {holder.get('since', '?')}; wait for it to finish (or "
-                            "stop it), then run the same command again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}).encode(), 0)
+    with process_lock(run_folder.lock, lambda holder: (
+            f"{run_folder.path} is being trained by {held_by(holder)}; wait for it to finish (or stop it), then run "
+            "the same command again")):
         yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _lock_holder(fd: int) -> dict[str, Any]:
-    try:
-        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return holder if isinstance(holder, dict) else {}
-    except ValueError:
-        return {}
 
 
 def _now() -> str:

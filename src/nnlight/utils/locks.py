@@ -1,0 +1,56 @@
+"""One process at a time: an OS lock (``flock``) on a file, which the operating system releases when its process
+ends however it ends, so a killed process never blocks the next one. Who holds it (pid, host, since) is written
+into the lock file, so a refusal can say."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; nothing is locked there
+    fcntl = None  # type: ignore[assignment]
+
+from nnlight.utils.errors import UserError
+
+
+@contextmanager
+def process_lock(path: Path, refusal: Callable[[dict[str, Any]], str]) -> Iterator[None]:
+    """Hold ``path``'s lock for the duration; if another process holds it, raise ``UserError(refusal(holder))``
+    at once (``holder``: its pid, host and since, as far as known)."""
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(refusal(_holder(fd))) from None
+        os.ftruncate(fd, 0)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> dict[str, Any]:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return holder if isinstance(holder, dict) else {}
+    except ValueError:
+        return {}
+
+
+def held_by(holder: dict[str, Any]) -> str:
+    """``process <pid> on host <host> since <time>``."""
+    return f"process {holder.get('pid', '?')} on host {holder.get('host', '?')} since {holder.get('since', '?')}"
