@@ -118,8 +118,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _raw_folder(dataset: SuiteDataset, raw_root: Path, generate: bool) -> Path:
-    """The dataset's raw folder; a synthetic one is generated (into a temporary folder, then moved) if absent
-    and ``generate``, once every real dataset was found."""
+    """The dataset's raw folder; a synthetic one is generated if absent and ``generate``, once every real dataset
+    was found."""
     if dataset.synthetic is not None:
         target = raw_root / dataset.name
         if generate and not target.is_dir():
@@ -127,9 +127,7 @@ def _raw_folder(dataset: SuiteDataset, raw_root: Path, generate: bool) -> Path:
             number, _, name = dataset.name.removeprefix("Dataset").partition("_")
             spec = dict(dataset.synthetic)
             spec["shape"] = tuple(spec.get("shape", (24, 48, 40)))
-            with tempfile.TemporaryDirectory(dir=raw_root) as scratch:
-                made = make_synthetic_dataset(scratch, int(number), name, **spec)
-                made.rename(target)
+            make_synthetic_dataset(raw_root, int(number), name, **spec)  # staged, then moved into place
             print(f"Generated the synthetic dataset {target}")
         return target
     folder = resolve_raw_folder(dataset.name, raw_root)
