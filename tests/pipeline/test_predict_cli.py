@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from nnlight.inference.export import written_completely
 from nnlight.inference.predictor import Predictor
 from nnlight.raw.io import read_images
 from nnlight.utils.errors import UserError
-from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, file_size_limit, planned_demo, run_script, small_disk
+from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, file_size_limit, planned_demo, run_script, small_disk
 
 TRAIN = [*TINY_BUDGET, "validation.mirroring=false"]
 RUN = f"baseline[{TINY_NAME},validation.mirroring=false]"
@@ -625,3 +626,30 @@ def test_precision_given_as_a_number_is_accepted() -> None:
         assert options.precision == "auto" if value == "auto" else canonical_precision(options.precision) == meant
     with pytest.raises(UserError, match="precision=8: choose auto, 32, 16-mixed, bf16-mixed"):
         settings_from_config(PredictOptions, OmegaConf.create({"precision": 8}), "predict")
+
+
+def test_a_run_folder_naming_a_downloading_network_fetches_nothing(tmp_path: Path) -> None:
+    """The issue's attack: a run folder whose inference.json names MONAI's HoVerNet with pretrained_url=file://...
+    made nnlight-predict write ~/.cache/torch/hub. Refused now with one line; nothing under the home folder."""
+    from tests.exchange.test_model_zip import PLAN, _checkpoint
+
+    run = tmp_path / "results" / "Dataset900_Demo" / "3d_fullres" / "baseline" / "fold_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "final.ckpt").write_bytes(_checkpoint())
+    (run / "plan.json").write_text(json.dumps(PLAN))
+    (run / "dataset.json").write_text(json.dumps({"labels": PLAN["labels"]}))
+    for target, trusted in (("monai.networks.nets.HoVerNet", []), ("monai.networks.nets.HoVerNet", ["monai"])):
+        (run / "inference.json").write_text(json.dumps({"tile_size": [16, 16], "mirror_axes": [], "network": {
+            "target": target, "arguments": {"pretrained_url": "file:///etc/passwd"}}}))
+        home = tmp_path / "home"
+        home.mkdir(exist_ok=True)
+        (tmp_path / "in").mkdir(exist_ok=True)
+        result = subprocess.run([sys.executable, str(REPO / "predict.py"), f"model={run}", f"input={tmp_path / 'in'}",
+                                 f"output={tmp_path / 'out'}", f"trusted_networks={trusted}".replace("'", "")],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "HOME": str(home), "TORCH_HOME": str(home / ".cache" / "torch")})
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert ("not one of the networks nnlight builds from a file" if not trusted else
+                "network argument pretrained_url='file:///etc/passwd' names a URL or a path") in result.stderr
+        written = [p for p in home.rglob("*") if p.is_file() and "matplotlib" not in p.parts]  # its font cache
+        assert written == [] and not (tmp_path / "out").exists()
