@@ -269,3 +269,25 @@ def test_a_killed_install_leaves_no_staging_folder_behind_for_long(tmp_path: Pat
         (folder / "3d_fullres" / "weights.ckpt").write_bytes(bytes(1000))
     install_model_zip(_model_file(tmp_path / "m.zip"), tmp_path / "results")
     assert not stale.exists() and live.exists()
+
+
+def test_entries_stored_in_a_way_nnlight_never_writes_are_refused(tmp_path: Path) -> None:
+    bzip = tmp_path / "bzip2.zip"
+    with zipfile.ZipFile(_model_file(tmp_path / "good.zip")) as source, zipfile.ZipFile(bzip, "w") as archive:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith("plan.json"):
+                info.compress_type = zipfile.ZIP_BZIP2
+            archive.writestr(info, data)
+    with pytest.raises(UserError, match=r"plan\.json' uses compression method 12"):
+        install_model_zip(bzip, tmp_path / "results")
+    encrypted = tmp_path / "encrypted.zip"  # the encryption flag set in plan.json's central directory record
+    data = bytearray(_model_file(tmp_path / "good.zip").read_bytes())
+    record = data.index(b"PK\x01\x02")
+    while not data[record + 46:].startswith(f"{FOLD}/plan.json".encode()):
+        record = data.index(b"PK\x01\x02", record + 4)
+    data[record + 8] |= 0x1
+    encrypted.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"plan\.json' is encrypted"):
+        install_model_zip(encrypted, tmp_path / "results")
+    assert not (tmp_path / "results").exists()

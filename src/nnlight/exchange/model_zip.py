@@ -226,6 +226,15 @@ def _entry_problem(info: zipfile.ZipInfo, manifest: ModelManifest) -> str | None
     return None
 
 
+def _storage_problem(info: zipfile.ZipInfo) -> str | None:
+    """How an entry is stored: nnlight writes plain deflated or stored entries, never encrypted ones."""
+    if info.flag_bits & 0x1:
+        return "is encrypted (nnlight-model export never encrypts)"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return f"uses compression method {info.compress_type} (nnlight-model export stores or deflates)"
+    return None
+
+
 def _size_problem(info: zipfile.ZipInfo, manifest: ModelManifest) -> str | None:
     """Declared sizes are bounded before a byte is read: each kind of JSON file by what such a file holds
     (:data:`MAX_ENTRY_BYTES`), a checkpoint is stored uncompressed (so it cannot expand), and with a format 2
@@ -256,7 +265,7 @@ def _checked_entries(archive: zipfile.ZipFile, manifest: ModelManifest, where: s
     for info in archive.infolist():
         if info.filename == MANIFEST or info.is_dir():
             continue
-        problem = _entry_problem(info, manifest) or _size_problem(info, manifest)
+        problem = _entry_problem(info, manifest) or _storage_problem(info) or _size_problem(info, manifest)
         if problem:
             raise UserError(f"{where}: entry {info.filename!r} {problem}; refusing the file")
         entries.append(info)

@@ -153,7 +153,7 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
     the results folder (:func:`hydra_settings_problem`), in one line; None if they do."""
     try:
         cfg = compose_config(config_dir, config_name, overrides)
-        hydra_problem = hydra_settings_problem(cfg, config_name)
+        hydra_problem = hydra_settings_problem(cfg, config_name, overrides)
         if hydra_problem:
             return hydra_problem
         for key in WRITTEN_ROOTS.get(config_name, ()):

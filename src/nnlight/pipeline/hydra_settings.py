@@ -11,7 +11,7 @@ of those keys may only hold what nnlight's own configs put there or a value of t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -33,6 +33,8 @@ LOG_FILE_PREFIX = "${hydra.runtime.output_dir}/"  # a log file lies in the run f
 # environment variables a job may set (devices, threads, trackers); others (LD_PRELOAD, PYTHONPATH, PATH...) would
 # change what every process nnlight starts runs
 ENV_PREFIXES = ("CUDA_", "OMP_", "MKL_", "NCCL_", "PYTORCH_", "WANDB_", "TOKENIZERS_")
+# launcher settings that are shell code or go into the job script verbatim: only as typed on the command line
+LAUNCHER_SHELL_KEYS = ("setup", "srun_args", "additional_parameters")
 
 
 @contextlib.contextmanager
@@ -47,11 +49,13 @@ def hydra_config_set(cfg: DictConfig) -> Iterator[None]:
         hydra.cfg = previous
 
 
-def hydra_settings_problem(cfg: DictConfig, command: str) -> str | None:
-    """Why the ``hydra`` node of ``cfg`` (composed for ``command``) may not be acted on, or None."""
+def hydra_settings_problem(cfg: DictConfig, command: str, overrides: Sequence[str] = ()) -> str | None:
+    """Why the ``hydra`` node of ``cfg`` (composed for ``command`` from the command line ``overrides``) may not be
+    acted on, or None."""
     node = OmegaConf.to_container(cfg.hydra, resolve=False)
     assert isinstance(node, dict)
-    return _code_problem(node) or _env_problem(node) or _folder_problem(cfg, command)
+    return _code_problem(node) or _launcher_problem(node, overrides) or _env_problem(node) or \
+        _folder_problem(cfg, command)
 
 
 def _code_problem(node: Mapping[str, Any]) -> str | None:
@@ -99,6 +103,21 @@ def _logging_problem(node: Any, where: str) -> str | None:
         problem = _logging_problem(value, at)
         if problem:
             return problem
+    return None
+
+
+def _launcher_problem(node: Mapping[str, Any], overrides: Sequence[str]) -> str | None:
+    """A cluster launcher's job script holds what its settings say: shell lines (``setup``) and extra arguments only
+    as the user typed them on the command line, never from a config file; no setting spans lines."""
+    launcher = node.get("launcher") or {}
+    typed = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    for key in LAUNCHER_SHELL_KEYS:
+        if launcher.get(key) and f"hydra.launcher.{key}" not in typed:
+            return (f"hydra.launcher.{key}: runs as shell code in each job; nnlight takes it only from the command "
+                    f"line (hydra.launcher.{key}=...), not from a config file")
+    lines = [k for k, v in launcher.items() if isinstance(v, str) and any(ord(c) < 32 for c in v)]
+    if lines:
+        return f"hydra.launcher.{lines[0]}: holds a line break or control character; write it on one line"
     return None
 
 
