@@ -92,6 +92,16 @@ def planned_demo_template(demo_3d: Path, tmp_path_factory: pytest.TempPathFactor
     return roots
 
 
+@pytest.fixture
+def planned(planned_demo_template: Roots, monkeypatch: pytest.MonkeyPatch) -> Roots:
+    """The planned demo's configs on Hydra's search path, for composing train configs in-process (read only:
+    nothing trains)."""
+    for key, value in planned_demo_template.env().items():
+        if key.startswith("NNLIGHT_"):
+            monkeypatch.setenv(key, value)
+    return planned_demo_template
+
+
 def planned_demo(template: Roots, base: Path) -> Roots:
     """Isolated roots under ``base`` holding a copy of the planned 3D demo (what plan.py wrote holds no paths)."""
     roots = Roots(base / "raw", base / "preprocessed", base / "results")

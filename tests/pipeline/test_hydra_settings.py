@@ -15,15 +15,6 @@ from tests.conftest import REPO, Roots
 PLAN = "plan=Dataset900_Demo/2d"
 
 
-@pytest.fixture
-def planned(planned_demo_template: Roots, monkeypatch: pytest.MonkeyPatch) -> Roots:
-    """The planned demo's configs on Hydra's search path (read only: nothing here trains)."""
-    for key, value in planned_demo_template.env().items():
-        if key.startswith("NNLIGHT_"):
-            monkeypatch.setenv(key, value)
-    return planned_demo_template
-
-
 @pytest.mark.parametrize(("overrides", "message"), [
     (["+hydra.callbacks.x._target_=builtins.open", "+hydra.callbacks.x.file=/tmp/v"],
      "hydra.callbacks.x: 'builtins.open' would run before any check"),

@@ -14,15 +14,6 @@ from tests.conftest import Roots
 PLAN = "plan=Dataset900_Demo/3d_fullres"
 
 
-@pytest.fixture
-def planned(planned_demo_template: Roots, monkeypatch: pytest.MonkeyPatch) -> Roots:
-    """The planned demo's configs on Hydra's search path (read only: nothing here trains)."""
-    for key, value in planned_demo_template.env().items():
-        if key.startswith("NNLIGHT_"):
-            monkeypatch.setenv(key, value)
-    return planned_demo_template
-
-
 def _folder(*overrides: str) -> str:
     folder = run_folder(compose_config(CONFIG_DIR, "train", [PLAN, *overrides]))
     return str(folder.relative_to(folder.parents[3]))
