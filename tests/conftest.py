@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from nnlight.raw.synthetic import make_synthetic_dataset
+from tests.forking import ZYGOTE
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
@@ -113,8 +114,17 @@ def planned_demo(template: Roots, base: Path) -> Roots:
 def run_script(script: str, *overrides: str, roots: Roots,
                preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
     """Run a top-level entry point (plan.py, ...) as a user would, with isolated output roots."""
-    return subprocess.run([sys.executable, str(REPO / script), *overrides], cwd=REPO, env=roots.env(),
-                          capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
+    if preexec_fn is not None:
+        return subprocess.run([sys.executable, str(REPO / script), *overrides], cwd=REPO, env=roots.env(),
+                              capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
+    return run_entry([str(REPO / script), *overrides], cwd=REPO, env=roots.env())
+
+
+def run_entry(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python <argv>`` in a process of its own (forked from a process that imported nnlight once:
+    :mod:`tests.forking`), with its output captured as text."""
+    return ZYGOTE.run(argv, cwd, dict(os.environ) if env is None else env, timeout)
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ from nnlight.exchange.model_zip import install_model_zip, unpack
 from nnlight.inference.predictor import TrainingChoices
 from nnlight.model.network import plan_facts, plan_unet
 from nnlight.utils.errors import UserError
+from tests.conftest import REPO, run_entry
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "3d_fullres/baseline"
 FOLD = f"{MODEL}/fold_0"
 
@@ -183,9 +183,8 @@ def test_a_checkpoint_that_needs_code_is_refused_at_install_naming_the_entry(tmp
 def test_predict_from_a_model_file_with_a_pickled_checkpoint_names_the_entry(tmp_path: Path) -> None:
     path = _model_file(tmp_path / "pickle.zip", checkpoint=_checkpoint({"hook": os.getcwd}))
     (tmp_path / "in").mkdir()
-    result = subprocess.run([sys.executable, str(REPO / "predict.py"), f"model={path}", f"input={tmp_path / 'in'}",
-                             f"output={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+    result = run_entry([str(REPO / "predict.py"), f"model={path}", f"input={tmp_path / 'in'}",
+                        f"output={tmp_path / 'out'}"], cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"entry {FOLD}/checkpoints/final.ckpt: contains Python code" in result.stderr
     assert "Traceback" not in result.stderr and "nnlight-model-" not in result.stderr  # no vanished temp path
@@ -194,8 +193,8 @@ def test_predict_from_a_model_file_with_a_pickled_checkpoint_names_the_entry(tmp
 
 def test_nnlight_model_install_refuses_with_one_line_and_exit_2(tmp_path: Path) -> None:
     path = _model_file(tmp_path / "evil.zip", dataset="../../../../tmp/x")
-    result = subprocess.run([sys.executable, "-m", "nnlight.exchange.cli", "install", str(path), "--results",
-                             str(tmp_path / "results")], capture_output=True, text=True, timeout=120)
+    result = run_entry(["-m", "nnlight.exchange.cli", "install", str(path), f"results={tmp_path / 'results'}"],
+                       cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and "not a dataset name" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import SimpleITK as sitk
 
 from nnlight.exchange.model_zip import export_model_zip
 from nnlight.inference.predictor import Predictor
-from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo
+from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_entry
 
 BYO = REPO / "tests" / "byo_method"
 
@@ -25,8 +24,7 @@ def _run(script: str, *overrides: str, roots: Roots, config_dir: bool = False) -
     """An entry point with the lab's module on PYTHONPATH (and its config folder added, Hydra's --config-dir)."""
     env = {**roots.env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(BYO), os.environ.get("PYTHONPATH")]))}
     flags = ["--config-dir", str(BYO / "configs")] if config_dir else []
-    return subprocess.run([sys.executable, str(REPO / script), *flags, *overrides], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_entry([str(REPO / script), *flags, *overrides], cwd=REPO, env=env)
 
 
 def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts(
@@ -104,6 +102,6 @@ def test_a_misspelt_option_from_the_users_config_folder_is_named_with_theirs(pla
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "network=tiny_skp: no such option; choose one of custom, default" in result.stderr
     assert "tiny_skip" in result.stderr and not roots.results.exists()
-    missing = subprocess.run([sys.executable, str(REPO / "train.py"), "--config-dir", str(tmp_path / "absent"),
-                              "plan=Dataset900_Demo/2d"], cwd=REPO, env=roots.env(), capture_output=True, text=True)
+    missing = run_entry([str(REPO / "train.py"), "--config-dir", str(tmp_path / "absent"), "plan=Dataset900_Demo/2d"],
+                        cwd=REPO, env=roots.env())
     assert missing.returncode == 2 and f"--config-dir {tmp_path / 'absent'}: no such folder" in missing.stderr

@@ -4,14 +4,12 @@ not exist yet."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
-from tests.conftest import REPO, Roots, run_script
+from tests.conftest import REPO, Roots, run_entry, run_script
 
 
 def _module(*args: str, roots: Roots) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnlight", *args], cwd=REPO, env=roots.env(), capture_output=True,
-                          text=True, timeout=300)
+    return run_entry(["-m", "nnlight", *args], cwd=REPO, env=roots.env(), timeout=300)
 
 
 def test_python_m_nnlight_without_a_known_command_lists_the_commands(roots: Roots) -> None:

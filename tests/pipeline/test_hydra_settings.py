@@ -3,14 +3,12 @@ are checked on the composed config before Hydra acts on them."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from nnlight.pipeline.cli import CONFIG_DIR, _search_path_override, composition_problem
-from tests.conftest import REPO, Roots
+from tests.conftest import REPO, Roots, run_entry
 
 PLAN = "plan=Dataset900_Demo/2d"
 
@@ -114,16 +112,14 @@ def test_a_callback_in_a_config_folder_runs_nothing_through_any_entry(planned: R
                                   f"      file: {victim}\n      mode: w\n")
     before = planned.files_under_outputs()
     for extra in ([], ["--run"], ["-m"]):
-        result = subprocess.run([sys.executable, str(REPO / "train.py"), "--config-dir", str(tmp_path / "evil"),
-                                 PLAN, "network=bad", *extra], cwd=tmp_path, env=planned.env(), capture_output=True,
-                                text=True, timeout=300)
+        result = run_entry([str(REPO / "train.py"), "--config-dir", str(tmp_path / "evil"), PLAN, "network=bad",
+                            *extra], cwd=tmp_path, env=planned.env())
         assert result.returncode == 2, result.stderr[-2000:]
         assert "hydra.callbacks.x: 'builtins.open' would run before any check" in result.stderr
         assert "Traceback" not in result.stderr
         assert victim.read_text() == "precious" and planned.files_under_outputs() == before
     for flags, message in ((["-cp", str(tmp_path), "-cn", "x"], "-cp: not accepted by nnlight"),
                            (["--experimental-rerun", str(tmp_path / "config.pickle")], "loads a pickled config")):
-        result = subprocess.run([sys.executable, str(REPO / "train.py"), *flags], cwd=tmp_path, env=planned.env(),
-                                capture_output=True, text=True, timeout=300)
+        result = run_entry([str(REPO / "train.py"), *flags], cwd=tmp_path, env=planned.env())
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil", "victim.txt"]

@@ -22,7 +22,17 @@ from nnlight.inference.export import written_completely
 from nnlight.inference.predictor import Predictor
 from nnlight.raw.io import read_images
 from nnlight.utils.errors import UserError
-from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, file_size_limit, planned_demo, run_script, small_disk
+from tests.conftest import (
+    REPO,
+    TINY_BUDGET,
+    TINY_NAME,
+    Roots,
+    file_size_limit,
+    planned_demo,
+    run_entry,
+    run_script,
+    small_disk,
+)
 
 TRAIN = [*TINY_BUDGET, "validation.mirroring=false"]
 RUN = f"baseline[{TINY_NAME},validation.mirroring=false]"
@@ -327,8 +337,7 @@ def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Pat
 
 
 def _model_cli(*args: str, roots: Roots) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnlight.exchange.cli", *args], env=roots.env(),
-                          capture_output=True, text=True, timeout=600)
+    return run_entry(["-m", "nnlight.exchange.cli", *args], cwd=REPO, env=roots.env())
 
 
 def _segmentations(folder: Path) -> dict[str, np.ndarray]:
@@ -644,10 +653,10 @@ def test_a_run_folder_naming_a_downloading_network_fetches_nothing(tmp_path: Pat
         home = tmp_path / "home"
         home.mkdir(exist_ok=True)
         (tmp_path / "in").mkdir(exist_ok=True)
-        result = subprocess.run([sys.executable, str(REPO / "predict.py"), f"model={run}", f"input={tmp_path / 'in'}",
-                                 f"output={tmp_path / 'out'}", f"trusted_networks={trusted}".replace("'", "")],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "HOME": str(home), "TORCH_HOME": str(home / ".cache" / "torch")})
+        env = {**os.environ, "HOME": str(home), "TORCH_HOME": str(home / ".cache" / "torch")}
+        result = run_entry([str(REPO / "predict.py"), f"model={run}", f"input={tmp_path / 'in'}",
+                            f"output={tmp_path / 'out'}", f"trusted_networks={trusted}".replace("'", "")],
+                           cwd=tmp_path, env=env)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert ("not one of the networks nnlight builds from a file" if not trusted else
                 "network argument pretrained_url='file:///etc/passwd' names a URL or a path") in result.stderr

@@ -20,7 +20,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nnlight.training.images import TAG
 from nnlight.utils.overlays import GAP, TITLE_BAND, panel_scale
-from tests.conftest import REPO, TINY_BUDGET, TINY_NAME, Roots, file_size_limit, planned_demo, run_script, small_disk
+from tests.conftest import (
+    REPO,
+    TINY_BUDGET,
+    TINY_NAME,
+    Roots,
+    file_size_limit,
+    planned_demo,
+    run_entry,
+    run_script,
+    small_disk,
+)
 
 
 @pytest.fixture(scope="module")
@@ -395,8 +405,8 @@ def test_paths_on_the_command_line_act_as_the_environment_variables(planned_root
     env = {k: v for k, v in planned_roots.env().items() if not k.startswith("NNLIGHT_")}
     paths = [f"paths.preprocessed={planned_roots.preprocessed}", f"paths.raw={planned_roots.raw}",
              f"paths.results={planned_roots.results}"]
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "plan=Dataset900_Demo/2d", "debug=fast_dev_run",
-                             "seed=3", *paths], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = run_entry([str(REPO / "train.py"), "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "seed=3", *paths],
+                       cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-3000:]  # the plan configs were found where paths.preprocessed says
     assert (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=fast_dev_run,seed=3]").is_dir()
 
