@@ -8,7 +8,11 @@ TORCH_SPEC ?= torch==2.13.0
 # The demo trains for minutes, not days: a real (not debug) run, so evaluate.py may select it.
 DEMO_BUDGET := trainer.max_epochs=2 data.iterations_per_epoch=2 data.val_iterations_per_epoch=1 data.num_workers=0
 
-.PHONY: install demo wheel test test-all lint bench
+# The default suite on two workers, one test file per worker at a time (a file's fixtures are made once)
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+.PHONY: install demo wheel test test-unit test-all lint typecheck bench
 
 install: $(VENV)/.installed
 
@@ -33,11 +37,19 @@ demo: install
 wheel: install
 	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
-test: install
-	$(BIN)/python -m pytest
+# unit + integration + cli tiers (tests marked slow are left out), after the type check
+test: install typecheck
+	$(PYTEST)
 
-test-all: install
-	$(BIN)/python -m pytest -m "slow or not slow"
+# in-process tests without training: seconds
+test-unit: install
+	$(BIN)/python -m pytest -m unit
+
+test-all: install typecheck
+	$(PYTEST) -m "slow or not slow"
+
+typecheck: install
+	$(BIN)/mypy
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks plan.py train.py predict.py evaluate.py benchmark.py

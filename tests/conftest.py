@@ -19,6 +19,18 @@ from nnlight.raw.synthetic import make_synthetic_dataset
 from tests.forking import ZYGOTE
 
 REPO = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "integration", "cli")  # in-process without training | in-process pipelines | the entry points
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to one tier: ``cli`` or ``integration`` as its module or itself says, else ``unit``
+    (``make test-unit`` runs that one in seconds)."""
+    for item in items:
+        tiers = [t for t in TIERS if item.get_closest_marker(t)]
+        if len(tiers) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: marked {' and '.join(tiers)}; a test has one tier")
+        if not tiers:
+            item.add_marker(pytest.mark.unit)
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 

@@ -23,6 +23,8 @@ from nnlight.training.task import SegmentationTask
 from nnlight.utils.components import component, components
 from nnlight.utils.errors import UserError
 
+pytestmark = pytest.mark.integration
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SETTINGS = {"planner": PlannerSettings, "augmentation": AugmentationSettings}
 

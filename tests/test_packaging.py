@@ -10,9 +10,12 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
 import tomllib
 
 from tests.conftest import REPO, TINY_BUDGET
+
+pytestmark = pytest.mark.cli
 
 
 def test_pyproject_lists_every_package_and_config_folder() -> None:

@@ -14,6 +14,8 @@ from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import DataSettings, SegmentationDataModule, deep_supervision_scales
 from nnlight.utils.errors import UserError
 
+pytestmark = pytest.mark.integration
+
 
 def _module(preprocessed, configuration: str, num_workers: int, fold: int | str = 0) -> SegmentationDataModule:
     folder, plans = preprocessed

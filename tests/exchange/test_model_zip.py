@@ -180,6 +180,7 @@ def test_a_checkpoint_that_needs_code_is_refused_at_install_naming_the_entry(tmp
     assert not (tmp_path / "results").exists()  # no member, no staging folder, no folder made for them
 
 
+@pytest.mark.cli
 def test_predict_from_a_model_file_with_a_pickled_checkpoint_names_the_entry(tmp_path: Path) -> None:
     path = _model_file(tmp_path / "pickle.zip", checkpoint=_checkpoint({"hook": os.getcwd}))
     (tmp_path / "in").mkdir()
@@ -191,6 +192,7 @@ def test_predict_from_a_model_file_with_a_pickled_checkpoint_names_the_entry(tmp
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.cli
 def test_nnlight_model_install_refuses_with_one_line_and_exit_2(tmp_path: Path) -> None:
     path = _model_file(tmp_path / "evil.zip", dataset="../../../../tmp/x")
     result = run_entry(["-m", "nnlight.exchange.cli", "install", str(path), f"results={tmp_path / 'results'}"],

@@ -19,6 +19,8 @@ from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 
 

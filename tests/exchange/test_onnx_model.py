@@ -17,6 +17,8 @@ from nnlight.planning.export import configuration_values
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.errors import UserError
 
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("onnxruntime", reason='pip install "nnlight[onnx]"')
 GOOD_INFERENCE = {"tile_size": [16, 16], "mirror_axes": [0, 1]}
 

@@ -14,6 +14,8 @@ from nnlight.raw.cropping import crop_to_nonzero
 from nnlight.raw.dataset import read_case, require_raw_dataset
 from nnlight.utils.errors import UserError
 
+pytestmark = pytest.mark.integration
+
 
 def test_crop_to_nonzero_marks_outside_background() -> None:
     data = np.zeros((2, 6, 7, 8), np.float32)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nnlight.inference.predictor import InferenceSettings, predict_preprocessed
+
+pytestmark = pytest.mark.integration
 
 
 def test_fold_ensemble_averages_probabilities_and_a_single_model_gives_logits() -> None:

@@ -22,6 +22,8 @@ from nnlight.training.schedules import PolyLR
 from nnlight.training.task import SegmentationTask
 from nnlight.utils.errors import UserError
 
+pytestmark = pytest.mark.integration
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SMALL = {  # CPU-test widths; the YAMLs keep the published sizes
     "segresnet": ["network.init_filters=8"],

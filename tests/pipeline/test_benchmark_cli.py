@@ -15,6 +15,8 @@ import pytest
 from nnlight.benchmarking.table import CASE_COLUMNS, RUN_COLUMNS
 from tests.conftest import REPO, SHARED_DATASETS, Roots, run_script
 
+pytestmark = pytest.mark.cli
+
 
 def _files(roots: Roots) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for root in (roots.raw, roots.preprocessed, roots.results) if root.exists()

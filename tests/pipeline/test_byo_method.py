@@ -17,6 +17,8 @@ from nnlight.exchange.model_zip import export_model_zip
 from nnlight.inference.predictor import Predictor
 from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_entry
 
+pytestmark = pytest.mark.cli
+
 BYO = REPO / "tests" / "byo_method"
 
 

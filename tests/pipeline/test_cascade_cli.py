@@ -13,6 +13,8 @@ from nnlight.raw.synthetic import make_synthetic_dataset
 from tests.conftest import Roots, run_script
 from tests.planning.test_planner_vs_nnunet import _comparable
 
+pytestmark = pytest.mark.cli
+
 PLANNER = "planner.gpu_memory_target_gb=0.02"  # with images of 32x64x64: nnU-Net plans 3d_lowres + cascade
 BUDGET = ["trainer.max_epochs=1", "data.iterations_per_epoch=2", "data.val_iterations_per_epoch=1",
           "data.num_workers=0", "validation.mirroring=false"]

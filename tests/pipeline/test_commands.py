@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.conftest import REPO, Roots, run_entry, run_script
+
+pytestmark = pytest.mark.cli
 
 
 def _module(*args: str, roots: Roots) -> subprocess.CompletedProcess:

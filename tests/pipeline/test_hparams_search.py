@@ -17,6 +17,8 @@ import pytest
 from nnlight.pipeline.cli import CONFIG_DIR, compose_config
 from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_script
 
+pytestmark = pytest.mark.cli
+
 optuna = pytest.importorskip("optuna", reason="pip install 'nnlight[sweep]'")
 
 # the median pruner lets its first 5 trials finish: these 2 only report their values

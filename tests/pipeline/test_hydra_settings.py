@@ -13,6 +13,7 @@ from tests.conftest import REPO, Roots, run_entry
 PLAN = "plan=Dataset900_Demo/2d"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("overrides", "message"), [
     (["+hydra.callbacks.x._target_=builtins.open", "+hydra.callbacks.x.file=/tmp/v"],
      "hydra.callbacks.x: 'builtins.open' would run before any check"),
@@ -46,6 +47,7 @@ def test_hydra_settings_that_run_code_or_write_elsewhere_are_refused(planned: Ro
     assert problem is not None and message in problem, problem
 
 
+@pytest.mark.integration
 def test_the_default_hydra_settings_of_every_command_pass(planned: Roots) -> None:
     assert composition_problem(CONFIG_DIR, "train", [PLAN]) is None
     assert composition_problem(CONFIG_DIR, "train", [PLAN, "hydra.job_logging.root.level=DEBUG"]) is None
@@ -57,6 +59,7 @@ def test_the_default_hydra_settings_of_every_command_pass(planned: Roots) -> Non
         assert composition_problem(CONFIG_DIR, command, overrides) is None, command
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("command", "overrides", "message"), [
     ("plan", ["dataset=x", "hydra.run.dir=/tmp/elsewhere"], "nnlight-plan makes no run folder"),
     ("predict", ["model=m", "input=i", "output=o", "hydra.output_subdir=.hydra"], "nnlight-predict makes no run"),
@@ -68,6 +71,7 @@ def test_commands_without_a_run_folder_write_none(planned: Roots, command: str, 
     assert problem is not None and message in problem, problem
 
 
+@pytest.mark.integration
 def test_a_config_folder_of_ones_own_is_checked_like_the_command_line(planned: Roots, tmp_path: Path) -> None:
     """Options of the user's own folder reach Hydra's settings with ``@package _global_``: refused all the same."""
     own = tmp_path / "my_configs"
@@ -100,6 +104,7 @@ def test_a_config_folder_of_ones_own_is_checked_like_the_command_line(planned: R
         "vary Hydra's own settings" in problem
 
 
+@pytest.mark.cli
 def test_a_callback_in_a_config_folder_runs_nothing_through_any_entry(planned: Roots, tmp_path: Path) -> None:
     """The issue's attack: a network option of one's --config-dir that sets a Hydra callback opening a file for
     writing. Refused with one line and exit 2 (also with Hydra's --run flag), the file intact, nothing written;

@@ -27,6 +27,8 @@ from nnlight.utils.folders import ModelFolder
 from tests.conftest import TINY_BUDGET, Roots, run_script
 from tests.pipeline.test_plan_errors import _edit_json, _plan_in_process
 
+pytestmark = pytest.mark.cli
+
 DATASET = "Dataset912_Cells3D"
 
 

@@ -14,6 +14,8 @@ from omegaconf import OmegaConf
 from nnlight.nets import build_network
 from tests.conftest import Roots, run_script, shared_dataset
 
+pytestmark = pytest.mark.cli
+
 
 def _compose_plan(configs_root: Path, dataset: str, config_name: str) -> dict:
     """Select a generated config the way train.py will: ``plan=<Dataset>/<configuration>``."""

@@ -15,6 +15,8 @@ import SimpleITK as sitk
 from nnlight.raw.synthetic import make_synthetic_dataset
 from tests.conftest import Roots, file_size_limit, run_script, small_disk
 
+pytestmark = pytest.mark.cli
+
 CASE = "demo_000"
 
 

@@ -34,6 +34,8 @@ from tests.conftest import (
     small_disk,
 )
 
+pytestmark = pytest.mark.cli
+
 TRAIN = [*TINY_BUDGET, "validation.mirroring=false"]
 RUN = f"baseline[{TINY_NAME},validation.mirroring=false]"
 

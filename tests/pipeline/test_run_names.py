@@ -11,6 +11,8 @@ from nnlight.pipeline.cli import CONFIG_DIR, compose_config, composition_problem
 from nnlight.pipeline.run_names import MAX_DIFFERENCES_BYTES
 from tests.conftest import Roots
 
+pytestmark = pytest.mark.integration
+
 PLAN = "plan=Dataset900_Demo/3d_fullres"
 
 

@@ -14,6 +14,8 @@ import torch
 from nnlight.raw.synthetic import make_synthetic_dataset
 from tests.conftest import TINY_BUDGET, TINY_NAME, Roots, planned_demo, run_script
 
+pytestmark = pytest.mark.cli
+
 
 @pytest.fixture(scope="module")
 def roots(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFactory) -> Roots:

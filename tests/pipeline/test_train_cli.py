@@ -32,6 +32,8 @@ from tests.conftest import (
     small_disk,
 )
 
+pytestmark = pytest.mark.cli
+
 
 @pytest.fixture(scope="module")
 def planned_roots(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFactory) -> Roots:

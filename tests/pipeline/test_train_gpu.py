@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import Roots, planned_demo, run_script
 
-pytestmark = [pytest.mark.gpu,
+pytestmark = [pytest.mark.gpu, pytest.mark.cli,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")]
 
 

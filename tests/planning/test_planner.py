@@ -13,6 +13,8 @@ from nnlight.planning.topology import get_pool_and_conv_props
 from nnlight.raw.dataset_json import parse_dataset_json
 from nnlight.utils.errors import UserError
 
+pytestmark = pytest.mark.integration
+
 STATS = {"mean": 0.0, "median": 0.0, "std": 1.0, "min": -1.0, "max": 1.0, "percentile_99_5": 1.0,
          "percentile_00_5": -1.0}
 

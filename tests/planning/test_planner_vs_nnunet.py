@@ -20,6 +20,8 @@ from nnlight.pipeline.plan import planner_settings
 from nnlight.planning import PlannerSettings, plan_experiment, plans_to_nnunet
 from nnlight.raw.dataset_json import parse_dataset_json
 
+pytestmark = pytest.mark.integration
+
 REFERENCE = json.loads((Path(__file__).parent / "data" / "nnunet_2.8.1_plans.json").read_text())
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PRESETS = ["default", "resenc_m", "resenc_l", "resenc_xl"]

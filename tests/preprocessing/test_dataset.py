@@ -14,6 +14,8 @@ from nnlight.preprocessing.store import completed_cases, load_case, load_class_l
 from nnlight.raw.dataset import require_raw_dataset
 from nnlight.utils.files import load_json
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def planned(demo_3d: Path):

@@ -10,6 +10,8 @@ import pytest
 from nnlight.raw.overlay import main
 from nnlight.utils.overlays import GAP, LEGEND_BAND, TITLE_BAND, panel_scale
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("fixture", ["demo_3d", "demo_2d"])
 def test_one_png_per_case_of_the_image_size(fixture: str, request: pytest.FixtureRequest, tmp_path: Path,

@@ -14,6 +14,8 @@ from nnlight.training.losses import LossSettings
 from nnlight.training.schedules import PolyLR
 from nnlight.training.task import SegmentationTask
 
+pytestmark = pytest.mark.integration
+
 
 def _setup(preprocessed, configuration: str, optimizer=None, norm: str = "instance", deep_supervision: bool = True):
     folder, plans = preprocessed

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.cli
+
 
 def _children(parent: int) -> list[int]:
     children = []

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from nnlight.utils.files import atomic_write, atomic_write_text
+from nnlight.utils.files import atomic_write_bytes, atomic_write_text
 
 
 def write_trials_report(study: Any, folder: Path, metric: str) -> None:
@@ -19,7 +19,7 @@ def write_trials_report(study: Any, folder: Path, metric: str) -> None:
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     atomic_write_text(folder / "trials.csv", _trials_csv(study))
     atomic_write_text(folder / "trials.md", _trials_markdown(study, complete, pruned, metric))
-    atomic_write(folder / "trials.png", lambda f: f.write(_trials_png(study, complete, pruned, metric)))
+    atomic_write_bytes(folder / "trials.png", _trials_png(study, complete, pruned, metric))
     print(f"Trials: {folder / 'trials.md'} (table: trials.csv, plot: trials.png)")
 
 
@@ -90,7 +90,8 @@ def _trials_png(study: Any, complete: list[Any], pruned: list[Any], metric: str)
     return buffer.getvalue()
 
 
-def _value_against(ax: Any, name: str, complete: list[Any], pruned: list[tuple[Any, float]], study: Any) -> None:
+def _value_against(ax: Any, name: str, complete: list[Any], pruned: list[tuple[Any, float | None]], study: Any
+                   ) -> None:
     """Value against one searched parameter: categories side by side, numbers on a (log where searched so) axis."""
     from optuna.distributions import CategoricalDistribution
 

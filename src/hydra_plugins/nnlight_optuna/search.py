@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
+from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
@@ -98,13 +99,11 @@ def search_space(arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
             fixed.append(override.input_line or f"{key}={override.get_value_element_as_str()}")
         elif isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
             distributions[key] = CategoricalDistribution(_choices(override))
-        elif isinstance(value, RangeSweep):  # range's stop is exclusive, Optuna's high inclusive
-            last = value.start + value.step * (math.ceil((value.stop - value.start) / value.step - 1e-9) - 1)
-            if all(isinstance(x, int) for x in (value.start, value.stop, value.step)):
-                distributions[key] = IntDistribution(value.start, last, step=value.step)
-            else:
-                distributions[key] = FloatDistribution(value.start, last, step=value.step)
+        elif isinstance(value, RangeSweep):
+            distributions[key] = _range_distribution(value, str(override.input_line))
         elif isinstance(value, IntervalSweep):
+            if value.start is None or value.end is None:
+                raise UserError(f"{override.input_line}: an interval needs both ends")
             log = "log" in value.tags
             if isinstance(value.start, int) and isinstance(value.end, int):
                 distributions[key] = IntDistribution(value.start, value.end, log=log)
@@ -114,6 +113,19 @@ def search_space(arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
             raise UserError(f"{override.input_line}: an Optuna search takes choice(...), range(...), interval(...) "
                             "or tag(log, interval(...))")
     return distributions, fixed
+
+
+def _range_distribution(value: RangeSweep, line: str) -> Any:
+    """``range(start, stop, step)`` as Optuna's distribution: range's stop is exclusive, Optuna's high inclusive."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    start, stop, step = value.start, value.stop, value.step
+    if start is None or stop is None:
+        raise UserError(f"{line}: a range needs its start and stop")
+    last = start + step * (math.ceil((stop - start) / step - 1e-9) - 1)
+    if isinstance(start, int) and isinstance(stop, int) and isinstance(step, int):
+        return IntDistribution(start, int(last), step=step)
+    return FloatDistribution(start, last, step=step)
 
 
 def _choices(override: Override) -> list[Any]:
@@ -170,13 +182,13 @@ class OptunaSearch(Sweeper):
         self.n_trials, self.n_jobs, self.sampler_name, self.seed = n_trials, n_jobs, sampler, seed
         self.pruner_name, self.pruner_startup_trials = pruner, pruner_startup_trials
         self.pruner_warmup_epochs = pruner_warmup_epochs
-        self.params = params or {}
+        self.params: Mapping[str, Any] = params or {}
         self.job_index = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
-                                                                task_function=task_function)
+        self.config: DictConfig = config
+        self.launcher: Launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> None:
         """One search of the study at a time: a second one is refused with who runs the first (two at once would
@@ -198,7 +210,8 @@ class OptunaSearch(Sweeper):
         if self.storage.startswith("sqlite:///"):
             Path(self.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         pruner = make_pruner(self.pruner_name, self.pruner_startup_trials, self.pruner_warmup_epochs)
-        study = optuna.create_study(study_name=self.study_name, storage=self.storage, direction=self.direction,
+        direction: Literal["maximize", "minimize"] = "maximize" if self.direction == "maximize" else "minimize"
+        study = optuna.create_study(study_name=self.study_name, storage=self.storage, direction=direction,
                                     load_if_exists=True, pruner=pruner,
                                     sampler=_sampler(self.sampler_name, None, distributions))
         earlier = len(study.trials)

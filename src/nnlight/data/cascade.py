@@ -35,7 +35,7 @@ def structuring_element(radius: float, dim: int) -> torch.Tensor:
     """skimage's ``disk`` (2D) / ``ball`` (3D) for a possibly fractional radius, as batchgeneratorsv2 draws it."""
     axis = torch.arange(-radius, radius + 1) if dim == 2 else torch.linspace(-radius, radius, int(2 * radius + 1))
     grids = torch.meshgrid([axis] * dim, indexing="ij")
-    return sum(g**2 for g in grids) <= radius**2
+    return torch.stack([g**2 for g in grids]).sum(0) <= radius**2
 
 
 def _dilate(mask: torch.Tensor, strel: torch.Tensor) -> torch.Tensor:

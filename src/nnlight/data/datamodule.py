@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -48,7 +48,7 @@ class _PatchBatches(Dataset):
                  oversample_foreground: float, seed: int, probabilistic: bool, annotated_key: str | None,
                  previous_stage: Path | None = None) -> None:
         self.args = (folder, list(case_ids), list(patch_size), batch_size, oversample_foreground)
-        self.sampler_options = {"probabilistic": probabilistic, "annotated_key": annotated_key,
+        self.sampler_options: dict[str, Any] = {"probabilistic": probabilistic, "annotated_key": annotated_key,
                                 "previous_stage": previous_stage}
         self.seed = seed
         self._sampler: PatchSampler | None = None
@@ -202,7 +202,7 @@ class SegmentationDataModule(L.LightningDataModule):
         batches = _PatchBatches(self.store, cases, patch, self.batch_size, self.oversample,
                                 self.seed + 1000 * self.rank + seed_offset, s.oversampling != "last_in_batch",
                                 self.annotated_key, self.previous_stage.folder if self.previous_stage else None)
-        queue = {"persistent_workers": True, "prefetch_factor": prefetch_factor(
+        queue: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": prefetch_factor(
             workers, self.batch_bytes(patch), total_memory_bytes())} if workers else {}
         return DataLoader(batches, batch_size=None, sampler=_EpochBatches(iterations, s.same_patches_every_epoch),
                           num_workers=workers, pin_memory=self.on_gpu(), **queue)
@@ -231,10 +231,11 @@ class SegmentationDataModule(L.LightningDataModule):
         if self.previous_stage is not None:  # its segmentation becomes one-hot input channels
             previous = one_hot_previous(labels[:, 1:], self.previous_stage.labels)
             if training:
+                assert self.generator is not None  # made above for training batches
                 previous = augment_previous_stage(previous, self.generator)
             images, labels = torch.cat([images, previous.to(images.dtype)], 1), labels[:, :1]
         if self.layout.has_regions:
-            labels = labels_to_regions(labels, self.layout.foreground, self.layout.ignore_label)
+            labels = labels_to_regions(labels, self.layout.regions, self.layout.ignore_label)
         return images, deep_supervision_targets(labels, self.deep_supervision_scales)
 
 

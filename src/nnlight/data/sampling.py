@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -97,7 +97,8 @@ class PatchSampler:
         self.oversample_foreground = oversample_foreground
         self.rng = np.random.default_rng(seed)
         self._locations: dict[str, dict[str, np.ndarray]] = {}
-        self._arrays: dict[str, tuple[np.ndarray, Any]] = {}  # memory maps, opened once per case
+        # memory maps, opened once per case: the image, its labels (and the previous stage's segmentation)
+        self._arrays: dict[str, tuple[np.ndarray, tuple[np.ndarray, ...]]] = {}
 
     def class_locations(self, case_id: str) -> dict[str, np.ndarray]:
         if case_id not in self._locations:
@@ -129,16 +130,15 @@ class PatchSampler:
         for j, case_id in enumerate(keys):
             if case_id not in self._arrays:
                 data, seg = load_arrays(self.folder, case_id)
-                if self.previous_stage is not None:
-                    seg = (seg, np.load(self.previous_stage / f"{case_id}.npy", mmap_mode="r"))
-                self._arrays[case_id] = data, seg
-            data, seg = self._arrays[case_id]
+                previous = () if self.previous_stage is None else \
+                    (np.load(self.previous_stage / f"{case_id}.npy", mmap_mode="r"),)
+                self._arrays[case_id] = data, (seg, *previous)
+            data, segs = self._arrays[case_id]
             force = self.rng.random() < self.oversample_foreground if self.probabilistic else \
                 forced_foreground(j, self.batch_size, self.oversample_foreground)
             needs_locations = force or self.annotated_key is not None
             origin = self.patch_origin(data.shape[1:], force, self.class_locations(case_id) if needs_locations else {})
             images.append(crop_and_pad(data, origin, self.patch_size, 0.0))
-            segs = seg if isinstance(seg, tuple) else (seg,)
             labels.append(np.concatenate([crop_and_pad(x, origin, self.patch_size, -1).astype(np.int16)
                                           for x in segs]))
         image_batch, label_batch = np.stack(images), np.stack(labels)

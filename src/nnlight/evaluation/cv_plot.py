@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from nnlight.utils.files import atomic_write
+from nnlight.utils.files import atomic_write_bytes
 
 NAME_WIDTH = 62  # characters per line of a name
 LINE_HEIGHT = 0.16  # inches per name line (font size 7)
@@ -93,4 +93,4 @@ def cv_figure(result: Mapping[str, Any], title: str) -> Figure:
 def write_cv_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
     buffer = io.BytesIO()
     cv_figure(result, title).savefig(buffer, format="png", dpi=90)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    atomic_write_bytes(path, buffer.getvalue())

@@ -141,15 +141,15 @@ def surface_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequ
     Both NaN when both masks are empty; when only one is, NSD is 0 and HD95 is the image diagonal (the worst
     possible distance), so a missed structure is penalized instead of silently dropped from the mean.
     """
-    spacing = np.asarray(spacing, dtype=np.float64)
+    spacing_mm = np.asarray(spacing, dtype=np.float64)
     if not reference.any() and not prediction.any():
         return {"HD95": float("nan"), "NSD": float("nan")}
     if not reference.any() or not prediction.any():
-        return {"HD95": float(np.linalg.norm(np.asarray(reference.shape) * spacing)), "NSD": 0.0}
+        return {"HD95": float(np.linalg.norm(np.asarray(reference.shape) * spacing_mm)), "NSD": 0.0}
     box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(reference | prediction))
     ref_surface, pred_surface = _surface(reference[box]), _surface(prediction[box])
-    to_ref = distance_transform_edt(~ref_surface, sampling=spacing)[pred_surface]
-    to_pred = distance_transform_edt(~pred_surface, sampling=spacing)[ref_surface]
+    to_ref = distance_transform_edt(~ref_surface, sampling=spacing_mm)[pred_surface]
+    to_pred = distance_transform_edt(~pred_surface, sampling=spacing_mm)[ref_surface]
     hd95 = max(float(np.percentile(to_ref, 95)), float(np.percentile(to_pred, 95)))
     nsd = float(((to_ref <= tolerance_mm).sum() + (to_pred <= tolerance_mm).sum()) / (len(to_ref) + len(to_pred)))
     return {"HD95": hd95, "NSD": nsd}

@@ -25,6 +25,7 @@ from nnlight.evaluation.instances import LOWER_IS_BETTER
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_name, score_names, summarize
 from nnlight.evaluation.postprocessing import determine_postprocessing
 from nnlight.inference.export import (
+    mean_probabilities,
     read_probabilities,
     segmentation_from_probabilities,
     write_segmentation,
@@ -37,7 +38,7 @@ from nnlight.raw.instances import InstancePlan
 from nnlight.raw.io import read_seg, reader_kind
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
+from nnlight.utils.files import atomic_copy, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import DatasetResults, ModelFolder, RunFolder
 
 
@@ -143,7 +144,7 @@ def _merge_folds(model: TrainedModel, file_ending: str) -> Path:
     for source in model.cases.values():
         target = crossval / source.name
         if not written_completely(target) or target.stat().st_mtime < source.stat().st_mtime:
-            atomic_write(target, lambda f, s=source: f.write(s.read_bytes()))
+            atomic_copy(source, target)
     return crossval
 
 
@@ -158,8 +159,7 @@ def _ensemble(members: Sequence[TrainedModel], cases: Sequence[str], out: Path, 
         target = out / f"{case_id}{file_ending}"
         if written_completely(target):  # done by an earlier evaluation (verified, not only present)
             continue
-        probs = sum(read_probabilities(m.cases[case_id].with_name(f"{case_id}.npz")).astype(np.float32)
-                    for m in members) / len(members)
+        probs = mean_probabilities(read_probabilities(m.cases[case_id].with_name(f"{case_id}.npz")) for m in members)
         _, geometry = read_seg(members[0].cases[case_id], kind)
         segmentation = segmentation_from_probabilities(probs, members[0].region_class_order, members[0].instances,
                                                        geometry.spacing)
@@ -238,7 +238,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
         candidate["per_fold"] = {fold: _dice(summarize({c: per_case[c] for c in common if fold_of[c] == fold}))
                                  for fold in sorted(set(fold_of.values()))}
     lower_is_better = selection_metric in LOWER_IS_BETTER or any(
-        metric_name(m) == selection_metric and not m.cls.higher_is_better for m in metrics)
+        metric_name(m) == selection_metric and not getattr(m.cls, "higher_is_better", True) for m in metrics)
     best_name = max(candidates, key=lambda n: ranking_value(candidates[n]["common"], selection_metric,
                                                             lower_is_better))
     best = candidates[best_name]

@@ -128,6 +128,7 @@ def export_model_zip(results_root: Path, dataset: str, model: str, output: Path,
                      checkpoint: CheckpointName = "final", folds: Sequence[str] | None = None) -> ModelManifest:
     """Write ``output`` (a .zip) for ``model``: a configuration folder (its folds, or ``folds``) or ``best``."""
     dataset_results = results_root / dataset
+    rules: PostprocessingRules | None
     if model == "best":
         selected, rules = load_best(dataset_results)
         members = [(ModelFolder(folder), [str(f) for f in member_folds]) for folder, member_folds in selected]
@@ -160,7 +161,7 @@ def export_model_zip(results_root: Path, dataset: str, model: str, output: Path,
 
 def _required_models(dataset_results: Path, members: list[ModelFolder]) -> list[tuple[ModelFolder, list[str]]]:
     """The low-res models of the cascade members (all their folds: the cascade predicts with each)."""
-    required = []
+    required: list[tuple[ModelFolder, list[str]]] = []
     for member in members:
         runs = member.runs()
         # read as data: exporting never imports the network class the run names

@@ -11,6 +11,7 @@ The reverse, :func:`export_to_nnunet`, writes an nnlight configuration folder in
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 import struct
@@ -32,7 +33,7 @@ from nnlight.planning.plans import plans_from_nnunet, plans_to_nnunet
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.raw.labels import LabelLayout, LabelValue
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write, atomic_write_json, load_json
+from nnlight.utils.files import atomic_write, atomic_write_bytes, atomic_write_json, load_json
 from nnlight.utils.folders import CheckpointName, ModelFolder
 from nnlight.utils.names import configuration_name, dataset_name, inside
 
@@ -65,7 +66,7 @@ def is_nnunet_model_folder(folder: Path) -> bool:
         any(folder.glob("fold_*/checkpoint_*.pth"))
 
 
-def nnunet_model_and_folds(folder: Path, folds: Sequence[str] | None) -> tuple[Path, list[str] | None] | None:
+def nnunet_model_and_folds(folder: Path, folds: Sequence[str] | None) -> tuple[Path, Sequence[str] | None] | None:
     """(model folder, folds) when ``folder`` is an nnU-Net trained model folder or one of its ``fold_<k>``."""
     if is_nnunet_model_folder(folder):
         return folder, folds
@@ -145,7 +146,7 @@ def load_nnunet_model(folder: Path, folds: Sequence[str] | None = None, checkpoi
               "State it with nnunet_trainer=<variant> if that is wrong")
     choices = TrainingChoices(list(conf.patch_size), mirror_axes, plan_unet(norm))
     return NnunetModel(plan, choices, networks, [folder / f"fold_{f}" for f in chosen], _postprocessing(folder),
-                       known or nnunet_trainer_name(choices.network))
+                       known or nnunet_trainer_name(choices.network_choice))
 
 
 def _networks(plan: dict[str, Any], choice: NetworkChoice, patch_size: Sequence[int],
@@ -199,7 +200,7 @@ def _write_postprocessing(rules: PostprocessingRules, layout: LabelLayout, folde
     raw = pickle.dumps(([marker] * len(targets), kwargs), protocol=2)
     reference = b"c" + "\n".join(_NNUNET_POSTPROCESSING).encode() + b"\n"  # GLOBAL module\nname\n
     raw = raw.replace(b"X" + struct.pack("<I", len(marker)) + marker.encode(), reference)
-    atomic_write(folder / "postprocessing.pkl", lambda f: f.write(raw))
+    atomic_write_bytes(folder / "postprocessing.pkl", raw)
 
 
 def nnunet_trainer_name(choice: NetworkChoice) -> str:
@@ -237,7 +238,7 @@ def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: Checkpo
     configuration = replace(configuration, patch_size=list(choices.tile_size))
     plans = replace(plans, configurations={configuration.name: configuration})
     where = f"{runs[0].path}: plan.json"  # names from files are names, never paths
-    parts = [nnunet_trainer_name(choices.network), configuration_name(plans.plans_name, f"{where} plans"),
+    parts = [nnunet_trainer_name(choices.network_choice), configuration_name(plans.plans_name, f"{where} plans"),
              configuration_name(configuration.name, f"{where} configuration")]
     target = results_root / dataset_name(plan["dataset"], f"{where} dataset") / "__".join(parts)
     inside(results_root, target, "the nnU-Net model folder")
@@ -253,10 +254,10 @@ def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: Checkpo
             "current_epoch": 0,
             "init_args": {"plans": nnunet_plans, "configuration": configuration.name,
                           "fold": int(run.fold) if run.fold.isdigit() else run.fold, "dataset_json": dataset_json},
-            "trainer_name": nnunet_trainer_name(choices.network),
+            "trainer_name": nnunet_trainer_name(choices.network_choice),
             "inference_allowed_mirroring_axes": tuple(choices.mirror_axes),
         }
-        atomic_write(target / run.path.name / CHECKPOINT_FILES["final"], lambda f, s=state: torch.save(s, f))
+        atomic_write(target / run.path.name / CHECKPOINT_FILES["final"], functools.partial(torch.save, state))
     if model.postprocessing.is_file():
         folds_name = "_".join(r.fold for r in runs)
         _write_postprocessing(PostprocessingRules.load(model.postprocessing), DatasetFacts.from_plan(plan).layout,

@@ -27,7 +27,7 @@ from nnlight.inference.model_plan import check_model_plan, mirror_axes_problem, 
 from nnlight.inference.postprocessing import PostprocessingRules
 from nnlight.inference.predictor import Predictor, TrainingChoices
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_named, load_json
+from nnlight.utils.files import atomic_write_bytes, atomic_write_json, atomic_write_named, load_json
 from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder
 
 ONNX_FORMAT = "nnlight-onnx-1"
@@ -97,7 +97,7 @@ def export_onnx(results_root: Path, dataset: str, model: str, output: Path, chec
                           "ensemble": "mean of the folds' softmax (sigmoid for regions)" if len(names) > 1 else None},
             "postprocessing": load_json(postprocessing) if postprocessing is not None else None}
     dataset_json = (predictor.model_folders[0] / "dataset.json").read_bytes()
-    atomic_write(output / "dataset.json", lambda f: f.write(dataset_json))
+    atomic_write_bytes(output / "dataset.json", dataset_json)
     atomic_write_json(output / SPEC, spec)
     return spec
 

@@ -102,7 +102,7 @@ def foreground_statistics(values: np.ndarray) -> dict[str, float]:
 def analyze_case(case: RawCase, dataset_json: DatasetJson, kind: str, num_samples: int) -> CaseAnalysis:
     """Check and analyse one case (runs in a worker process; reads each file once)."""
     problems, images, seg, geometry = read_case(case, dataset_json, kind)
-    if problems:
+    if problems or images is None or seg is None or geometry is None:
         return CaseAnalysis(case.case_id, problems)
     dims = 2 if geometry.is_2d else 3
     volumes = object_volumes(seg, geometry.spacing, dims) if dataset_json.instance_maps else None

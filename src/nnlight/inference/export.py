@@ -78,24 +78,22 @@ def streamed_segmentation(scores: torch.Tensor, resample: Callable[[torch.Tensor
     """:func:`scores_to_segmentation` of ``resample(scores)``, resampling ``chunk`` classes at a time: a running
     maximum and its class (the first one on a tie, as argmax) instead of every class on the output grid, so memory
     grows with the chunk, not with the number of classes. Regions paint in their order, chunk by chunk."""
-    segmentation = best = None
-    for start in range(0, len(scores), chunk):
-        part = resample(scores[start:start + chunk])
-        if regions_class_order is not None:
-            if segmentation is None:
-                segmentation = torch.zeros(part.shape[1:], dtype=torch.int16, device=part.device)
+    first = resample(scores[:chunk])
+    if regions_class_order is not None:
+        segmentation = torch.zeros(first.shape[1:], dtype=torch.int16, device=first.device)
+        for start in range(0, len(scores), chunk):
+            part = first if start == 0 else resample(scores[start:start + chunk])
             labels = regions_class_order[start:start + chunk]
             for region, label in zip(part > (0.5 if are_probabilities else 0.0), labels, strict=True):
                 segmentation[region] = label
-            continue
-        value, index = part.max(0)
-        if best is None:
-            best, segmentation = value, index.to(torch.int16)
-            continue
+        return segmentation
+    best, index = first.max(0)
+    segmentation = index.to(torch.int16)
+    for start in range(chunk, len(scores), chunk):
+        value, index = resample(scores[start:start + chunk]).max(0)
         better = value > best
         best = torch.where(better, value, best)
         segmentation[better] = (index[better] + start).to(torch.int16)
-    assert segmentation is not None
     return segmentation
 
 
@@ -194,6 +192,20 @@ def written_completely(path: Path) -> bool:
     except (UserError, OSError, zipfile.BadZipFile, zlib.error):
         return False
     return True
+
+
+def mean_probabilities(members: Iterable[np.ndarray | None]) -> np.ndarray:
+    """The members' class probabilities averaged in float32 (an ensemble; each member must have given them)."""
+    total: np.ndarray | None = None
+    count = 0
+    for probabilities in members:
+        if probabilities is None:
+            raise ValueError("an ensemble member gave no probabilities")
+        total = probabilities.astype(np.float32) if total is None else total + probabilities
+        count += 1
+    if total is None:
+        raise ValueError("an ensemble needs at least one member")
+    return total / count
 
 
 def read_probabilities(path: Path) -> np.ndarray:

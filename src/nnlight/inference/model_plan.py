@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from nnlight.planning.plans import MAX_PATCH_AXIS, MAX_PATCH_VOXELS
 from nnlight.preprocessing.normalization import SCHEMES
@@ -20,13 +20,13 @@ MAX_CHANNELS = 64
 SPACING_RANGE = (1e-6, 1e6)  # any unit nnU-Net's users work in (nm for EM, mm for CT), and no more
 
 
-def _numbers(value: Any, count: int | None = None) -> bool:
+def _numbers(value: Any, count: int | None = None) -> TypeGuard[list[float]]:
     """A list of finite real numbers (``count`` of them)."""
     return isinstance(value, list) and (count is None or len(value) == count) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
 
 
-def _ints(value: Any) -> bool:
+def _ints(value: Any) -> TypeGuard[list[int]]:
     return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 

@@ -21,6 +21,7 @@ from nnlight.data.cascade import one_hot_previous
 from nnlight.inference.export import (
     ClassChunks,
     input_spacing,
+    mean_probabilities,
     probabilities,
     probabilities_in_original_space,
     probability_chunks,
@@ -235,9 +236,16 @@ class TrainingChoices:
     previous_stage: str | None = None  # the cascade: its low-res model, <configuration>/<experiment>
     network_record: dict[str, Any] = field(default_factory=dict, compare=False)  # outputs, parameters, adapted patch
 
+    @property
+    def network_choice(self) -> NetworkChoice:
+        """The network class and arguments (a model trained by nnlight or nnU-Net; an ONNX export has none)."""
+        if self.network is None:
+            raise UserError("an exported ONNX model has no network class to build; use its ONNX files")
+        return self.network
+
     def to_json(self) -> dict[str, Any]:
         return {"tile_size": list(self.tile_size), "mirror_axes": list(self.mirror_axes),
-                "network": {**self.network_record, **self.network.to_json()}, "precision": self.precision,
+                "network": {**self.network_record, **self.network_choice.to_json()}, "precision": self.precision,
                 "previous_stage": self.previous_stage}
 
     @classmethod
@@ -262,7 +270,7 @@ class TrainingChoices:
 def load_run_network(run: RunFolder, plan: Mapping[str, Any], choices: TrainingChoices,
                      checkpoint: CheckpointName) -> torch.nn.Module:
     """One trained fold's network, ready to predict."""
-    return inference_network(choices.network, plan, choices.tile_size, run_network_weights(run, checkpoint),
+    return inference_network(choices.network_choice, plan, choices.tile_size, run_network_weights(run, checkpoint),
                              str(run.checkpoint(checkpoint)))
 
 
@@ -294,6 +302,8 @@ def with_tile_batch(settings: InferenceSettings, network: torch.nn.Module, chann
 
 class Predictor:
     """Segments images with one or several folds of one trained configuration."""
+
+    inference: InferenceSettings  # how scores are made (a cascade's low-res stage has its instances turned off)
 
     def __init__(self, networks: Sequence[torch.nn.Module], plan: Mapping[str, Any], choices: TrainingChoices,
                  mirroring: bool = True, step_size: float = 0.5, device: torch.device | None = None,
@@ -483,9 +493,8 @@ class EnsemblePredictor:
         """The segmentation on the input's grid; several members: their probabilities averaged there first."""
         if len(self.predictors) == 1:
             return self.predictors[0].export(cases[0], scores[0], save_probabilities)
-        total = sum(p.export(c, s, with_probabilities=True).probabilities.astype(np.float32)
-                    for p, c, s in zip(self.predictors, cases, scores, strict=True))
-        probs = total / len(self.predictors)
+        probs = mean_probabilities(p.export(c, s, with_probabilities=True).probabilities
+                                   for p, c, s in zip(self.predictors, cases, scores, strict=True))
         first = self.predictors[0].inference
         segmentation = segmentation_from_probabilities(probs, first.region_class_order, first.instances,
                                                        input_spacing(cases[0].properties, first.transpose_backward))

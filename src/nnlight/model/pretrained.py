@@ -18,6 +18,7 @@ import torch
 
 from nnlight.model.checkpoints import load_checkpoint
 from nnlight.model.weights import CHECKPOINT_FILES, nnunet_fold_weights, run_network_weights
+from nnlight.nets.unet import NetworkName
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import ModelFolder, RunFolder
 
@@ -30,7 +31,7 @@ class PretrainedWeights:
     weights: dict[str, torch.Tensor]  # under nnlight's names
 
 
-def read_pretrained(source: str | Path, network: str) -> PretrainedWeights:
+def read_pretrained(source: str | Path, network: NetworkName) -> PretrainedWeights:
     """The weights behind ``init_from=<source>``; a path nnlight cannot read is a ``UserError`` saying what works."""
     path = Path(source).expanduser()
     if path.is_dir():

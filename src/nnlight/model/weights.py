@@ -10,6 +10,7 @@ import torch
 
 from nnlight.model.checkpoints import load_checkpoint, safe_torch_load
 from nnlight.nets.nnunet_names import from_nnunet_state_dict
+from nnlight.nets.unet import NetworkName
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import CheckpointName, RunFolder
 
@@ -44,6 +45,6 @@ def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def nnunet_fold_weights(path: Path, network: str) -> dict[str, torch.Tensor]:
+def nnunet_fold_weights(path: Path, network: NetworkName) -> dict[str, torch.Tensor]:
     """The network weights of one nnU-Net checkpoint, under nnlight's names (``init_from``)."""
-    return from_nnunet_state_dict(load_nnunet_checkpoint(path)["network_weights"], network)  # type: ignore[arg-type]
+    return from_nnunet_state_dict(load_nnunet_checkpoint(path)["network_weights"], network)

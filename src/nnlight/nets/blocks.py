@@ -6,20 +6,31 @@ for a given input size, nnU-Net's proxy for activation memory used by the planne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-_TRANSPOSED_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+# torch types each class for its own dimension (an int or a 2- or 3-tuple); here one call builds either
+_CONV: dict[int, Callable[..., nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
+_TRANSPOSED_CONV: dict[int, Callable[..., nn.Module]] = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 NormName = Literal["instance", "batch"]
 # nnU-Net uses instance norm; nnUNetTrainerBN swaps in batch norm (same eps, affine)
 NORMS: dict[str, dict[int, type[nn.Module]]] = {"instance": {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
                                                "batch": {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}}
-_AVG_POOL = {2: nn.AvgPool2d, 3: nn.AvgPool3d}
+_AVG_POOL: dict[int, Callable[..., nn.Module]] = {2: nn.AvgPool2d, 3: nn.AvgPool3d}
+
+
+class FeatureMapSized(Protocol):
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int: ...
+
+
+def feature_map_size(block: nn.Module, size: Sequence[int]) -> int:
+    """A block's ``compute_conv_feature_map_size`` (every block of these networks has one; a container's items
+    are typed as plain modules)."""
+    return cast(FeatureMapSized, block).compute_conv_feature_map_size(size)
 
 
 def _elements(channels: int, size: Sequence[int]) -> int:
@@ -69,9 +80,9 @@ class StackedConvBlocks(nn.Module):
         return self.convs(x)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
-        total = self.convs[0].compute_conv_feature_map_size(input_size)
+        total = feature_map_size(self.convs[0], input_size)
         size = _strided(input_size, self.first_stride)
-        return total + sum(c.compute_conv_feature_map_size(size) for c in self.convs[1:])
+        return total + sum(feature_map_size(c, size) for c in list(self.convs)[1:])
 
 
 class BasicBlockD(nn.Module):
@@ -119,9 +130,9 @@ class StackedResidualBlocks(nn.Module):
         return self.blocks(x)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
-        total = self.blocks[0].compute_conv_feature_map_size(input_size)
+        total = feature_map_size(self.blocks[0], input_size)
         size = _strided(input_size, self.first_stride)
-        return total + sum(b.compute_conv_feature_map_size(size) for b in self.blocks[1:])
+        return total + sum(feature_map_size(b, size) for b in list(self.blocks)[1:])
 
 
 def transposed_conv(dim: int, in_channels: int, out_channels: int, stride: Sequence[int],

@@ -19,6 +19,7 @@ from nnlight.nets.blocks import (
     NormName,
     StackedConvBlocks,
     StackedResidualBlocks,
+    feature_map_size,
     segmentation_head,
     transposed_conv,
 )
@@ -75,7 +76,7 @@ class UNetDecoder(nn.Module):
         total = 0
         for s, stage in enumerate(self.stages):
             size = skip_sizes[-(s + 1)]
-            total += stage.compute_conv_feature_map_size(size)
+            total += feature_map_size(stage, size)
             total += int(np.prod([self.features_per_stage[-(s + 2)], *size], dtype=np.int64))
             if self.deep_supervision or s == len(self.stages) - 1:
                 total += int(np.prod([self.num_classes, *size], dtype=np.int64))
@@ -146,9 +147,9 @@ class _UNetBase(nn.Module):
         if len(patch_size) != len(self.strides[0]):
             raise ValueError(f"patch_size {patch_size} must have {len(self.strides[0])} spatial axes")
         size = [int(i) for i in patch_size]
-        total = self.encoder_stem.compute_conv_feature_map_size(size) if self.encoder_stem is not None else 0
+        total = feature_map_size(self.encoder_stem, size) if self.encoder_stem is not None else 0
         for stage, stride in zip(self.encoder_stages, self.strides, strict=True):
-            total += stage.compute_conv_feature_map_size(size)
+            total += feature_map_size(stage, size)
             size = [i // s for i, s in zip(size, stride, strict=True)]
         return int(total + self.decoder.compute_conv_feature_map_size(patch_size))
 
@@ -200,7 +201,7 @@ class PlanUNet(_UNetBase):
 NETWORKS: dict[str, type[_UNetBase]] = {"PlainConvUNet": PlainConvUNet, "ResidualEncoderUNet": ResidualEncoderUNet}
 
 
-def build_network(name: NetworkName, **kwargs: object) -> _UNetBase:
+def build_network(name: NetworkName, **kwargs: Any) -> _UNetBase:
     """Instantiate a network by its plan name (a fixed registry — never an import path from a config)."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")

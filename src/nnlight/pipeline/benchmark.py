@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from nnlight.benchmarking.table import RUN_COLUMNS, case_columns, case_rows, run
 from nnlight.pipeline.cli import CONFIG_DIR, compose_config, composition_problem
 from nnlight.pipeline.cli import run_folder as cli_run_folder
 from nnlight.pipeline.plan import planner_settings, resolve_raw_folder
+from nnlight.pipeline.settings import plain
 from nnlight.planning.export import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
 from nnlight.utils.errors import UserError
@@ -92,7 +94,7 @@ class Expansion:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    suite = read_suite(OmegaConf.to_container(cfg.suite, resolve=True))  # type: ignore[arg-type]
+    suite = read_suite(plain(cfg.suite))
     roots = Roots(*(Path(str(cfg.paths[k])).resolve() for k in ("raw", "preprocessed", "results")))
     roots.export()
     check_variants(suite)
@@ -165,7 +167,8 @@ def _planner(preset: str) -> tuple[str, str]:
     return settings.plans_name, settings.config_suffix
 
 
-def expand(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan: set[str] = frozenset()) -> Expansion:
+def expand(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan: AbstractSet[str] = frozenset()
+           ) -> Expansion:
     """Plan (and preprocess) the datasets named in ``plan`` with every planner preset the suite needs (the
     dataset's, and a variant's own, e.g. ResEnc), then every run of the suite whose (dataset, configuration) the
     planner of its variant planned, with the folder train.py gives it."""
@@ -235,7 +238,8 @@ def train_pending(suite: Suite, pending: list[SuiteRun], folder: BenchmarkFolder
     groups: dict[tuple, list[SuiteRun]] = defaultdict(list)
     for r in pending:
         groups[(r.dataset, r.configuration, r.variant, r.seed)].append(r)
-    queue, running, done = list(groups.values()), [], 0
+    queue, done = list(groups.values()), 0
+    running: list[tuple[list[SuiteRun], subprocess.Popen[bytes]]] = []
     print(f"\nSuite {suite.name}: {len(pending)} run(s) to train in {len(queue)} train.py sweep(s); logs in "
           f"{folder.path / 'logs'}")
     while queue or running:

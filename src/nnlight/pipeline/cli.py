@@ -18,6 +18,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
@@ -25,6 +26,7 @@ from omegaconf.errors import InterpolationResolutionError
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
 from hydra_plugins.nnlight_optuna.search import check_search_settings
 from nnlight.pipeline.hydra_settings import hydra_config_set, hydra_settings_problem
+from nnlight.pipeline.settings import plain
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.names import inside
@@ -119,8 +121,8 @@ def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> s
     except OverrideParseException as e:
         return f"cannot read the override(s) {' '.join(overrides)}: {str(e).splitlines()[0]}"
     variants = [[*overrides]]
-    first = [o.input_line if not o.is_sweep_override() else _with_value(o, next(iter(o.sweep_string_iterator())))
-             for o in parsed]
+    first = [str(o.input_line) if not o.is_sweep_override() else
+             _with_value(o, next(iter(o.sweep_string_iterator()))) for o in parsed]
     for i, override in enumerate(parsed):
         if override.is_sweep_override():
             variants += [[*first[:i], _with_value(override, value), *first[i + 1:]]
@@ -132,8 +134,8 @@ def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> s
     return None
 
 
-def _with_value(override: object, value: str) -> str:
-    return f"{override.get_key_element()}={value}"  # type: ignore[attr-defined]
+def _with_value(override: Override, value: str) -> str:
+    return f"{override.get_key_element()}={value}"
 
 
 def compose_config(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
@@ -217,7 +219,8 @@ def _composition_problem(config_dir: Path, config_name: str, overrides: list[str
 def _plan_folders(config_dir: Path, config_name: str) -> list[Path]:
     """``<preprocessed>/configs/plan`` of every entry on the primary config's search path."""
     primary = OmegaConf.load(config_dir / f"{config_name}.yaml")
-    paths = OmegaConf.to_container(primary, resolve=False).get("hydra", {}).get("searchpath", [])  # type: ignore[union-attr]
+    assert isinstance(primary, DictConfig)  # a primary config is a mapping
+    paths = plain(primary, resolve=False).get("hydra", {}).get("searchpath", [])
     return [Path(str(OmegaConf.create({"p": entry}).p).removeprefix("file://")) / "plan" for entry in paths]
 
 
@@ -259,12 +262,14 @@ def _flat_keys(node: object, prefix: str = "") -> list[str]:
 
 def help_text(config_dir: Path, config_name: str) -> str:
     """The command's usage, its config groups with their options (default marked), its own values."""
-    primary = OmegaConf.to_container(OmegaConf.load(config_dir / f"{config_name}.yaml"), resolve=False)
+    loaded = OmegaConf.load(config_dir / f"{config_name}.yaml")
+    assert isinstance(loaded, DictConfig)  # a primary config is a mapping
+    primary = plain(loaded, resolve=False)
     defaults: dict[str, object] = {}
-    for entry in primary.pop("defaults", []):  # type: ignore[union-attr]
+    for entry in primary.pop("defaults", []):
         if isinstance(entry, dict):
             defaults.update({str(k): v for k, v in entry.items()})
-    primary.pop("hydra", None)  # type: ignore[union-attr]
+    primary.pop("hydra", None)
     program = _program(config_name)
     usage = next((line.lstrip("# ").replace(f"python {config_name}.py", program)
                   for line in (config_dir / f"{config_name}.yaml").read_text().splitlines()

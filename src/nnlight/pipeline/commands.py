@@ -23,7 +23,7 @@ COMMANDS = ("plan", "train", "predict", "evaluate", "benchmark")  # each one's p
 def _task(cfg: DictConfig) -> Any:
     """What Hydra runs for every command (module-level, so a cluster launcher can pickle it): the stage named by
     the primary config; train's return value is what a sweeper optimizes."""
-    return run_stage(HydraConfig.get().job.config_name, cfg)
+    return run_stage(str(HydraConfig.get().job.config_name), cfg)
 
 
 def _run(command: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nnlight.data.splits import fold_count
 from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
@@ -14,7 +14,7 @@ from nnlight.evaluation.instances import INSTANCE_SCORES, match_threshold
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_components, metric_name
 from nnlight.evaluation.selection import results_table, select_best
 from nnlight.pipeline.plan import resolve_raw_folder
-from nnlight.pipeline.settings import plain, required
+from nnlight.pipeline.settings import plain, plain_list, required
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
@@ -26,7 +26,7 @@ def _folds(value: Any, count: int) -> list[str] | None:
     """``folds=0`` or ``folds=[0,1]``: the folds to compare on (null: all of the dataset's splits)."""
     if value is None:
         return None
-    folds = [str(f) for f in (OmegaConf.to_container(value) if OmegaConf.is_list(value) else [value])]
+    folds = [str(f) for f in plain_list(value)]
     wrong = [f for f in folds if not f.isdigit() or int(f) >= count]
     if wrong or not folds:
         raise UserError(f"folds={folds}: choose folds among 0..{count - 1} (e.g. folds=[0,1]), or null for all")
@@ -37,7 +37,7 @@ def _names(value: Any) -> list[str] | None:
     """``models=[3d_fullres/baseline, ...]``: the candidates by name (null: every complete, non-trial model)."""
     if value is None:
         return None
-    names = [str(m) for m in (OmegaConf.to_container(value) if OmegaConf.is_list(value) else [value])]
+    names = [str(m) for m in plain_list(value)]
     return [model_name(m, "models") for m in names]
 
 

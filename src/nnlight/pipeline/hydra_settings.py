@@ -16,8 +16,9 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
+from nnlight.pipeline.settings import plain
 from nnlight.utils.errors import UserError
 from nnlight.utils.names import inside
 
@@ -52,8 +53,7 @@ def hydra_config_set(cfg: DictConfig) -> Iterator[None]:
 def hydra_settings_problem(cfg: DictConfig, command: str, overrides: Sequence[str] = ()) -> str | None:
     """Why the ``hydra`` node of ``cfg`` (composed for ``command`` from the command line ``overrides``) may not be
     acted on, or None."""
-    node = OmegaConf.to_container(cfg.hydra, resolve=False)
-    assert isinstance(node, dict)
+    node = plain(cfg.hydra, resolve=False)
     return _code_problem(node) or _launcher_problem(node, overrides) or _env_problem(node) or \
         _folder_problem(cfg, command)
 

@@ -29,7 +29,7 @@ from nnlight.inference.predictor import (
     canonical_precision,
     resolve_device,
 )
-from nnlight.pipeline.settings import plain, required, settings_from_config
+from nnlight.pipeline.settings import plain, plain_list, required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
@@ -46,8 +46,7 @@ class _Models:
 
 def _models(cfg: DictConfig, scratch: Path) -> _Models:
     model = str(required(cfg, "model", "nnlight-predict model=<results>/<Dataset>/<configuration>/<experiment>"))
-    folds = None if cfg.folds is None else [str(f) for f in OmegaConf.to_container(cfg.folds)] \
-        if OmegaConf.is_list(cfg.folds) else [str(cfg.folds)]
+    folds = None if cfg.folds is None else [str(f) for f in plain_list(cfg.folds)]
     if model == "best":
         if not cfg.dataset:
             raise UserError("model=best needs dataset=<DatasetXXX_Name> (whose models nnlight-evaluate compared)")
@@ -95,11 +94,11 @@ def _predictor(folder: Path, folds: list[str] | None, options: PredictOptions
     nnunet = nnunet_model_and_folds(folder, folds)
     if nnunet is None:
         return Predictor.from_model_folder(folder, folds, options.checkpoint, options.mirroring, options.step_size,
-                                           options.device, options.precision, tile_batch,
+                                           options.device, str(options.precision), tile_batch,
                                            options.trusted_networks, options.scores_dtype), None
     model = load_nnunet_model(*nnunet, options.checkpoint, options.nnunet_trainer)
     return Predictor(model.networks, model.plan, model.choices, options.mirroring, options.step_size,
-                     resolve_device(options.device), model.fold_folders, options.precision,
+                     resolve_device(options.device), model.fold_folders, str(options.precision),
                      tile_batch, scores_dtype=options.scores_dtype), model.postprocessing
 
 

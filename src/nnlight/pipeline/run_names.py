@@ -17,11 +17,12 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnlight.pipeline.settings import plain
 from nnlight.utils.names import NAME_CHARACTERS, configuration_name, dataset_name, fold_name, folder_name
 
 DEFAULT_PLANS = "nnUNetPlans"
@@ -111,12 +112,12 @@ def differences(overrides: tuple[str, ...]) -> tuple[str, ...]:
 
         full = compose(list(overrides))
         ignored = {str(k) for k in full.hydra.job.config.override_dirname.exclude_keys} | set(LOCATION_KEYS)
-        base_lines = [o.input_line for o in parsed if _bare(o.get_key_element()) in ignored
+        base_lines = [str(o.input_line) for o in parsed if _bare(o.get_key_element()) in ignored
                       or _bare(o.get_key_element()).startswith("hydra.") or o.get_key_element().startswith("hydra/")]
         ignored.discard("plan")  # the plan group locates the run; a planned value set on the command line (plan.*)
         #                          is a difference
         choices = _choices(full)
-        typed = {_bare(o.get_key_element()): o.input_line for o in parsed
+        typed = {_bare(o.get_key_element()): str(o.input_line) for o in parsed
                  if _bare(o.get_key_element()) in choices and o.input_line not in base_lines}
         reference = compose([*base_lines, *typed.values()])
         items = []
@@ -147,8 +148,8 @@ def _leaf_differences(reference: DictConfig, full: DictConfig, ignored: set[str]
     """Values as written (interpolations unresolved), so a value derived from another (``scheduler.max_epochs``
     from ``trainer.max_epochs``) names no difference of its own."""
     def values(cfg: DictConfig) -> dict[str, Any]:
-        config = OmegaConf.to_container(cfg, resolve=False)
-        config.pop("hydra", None)  # type: ignore[union-attr]
+        config = plain(cfg, resolve=False)
+        config.pop("hydra", None)
         return {k: v for k, v in _flat(config).items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
     old, new = values(reference), values(full)
     return [f"~{k}" if k not in new else f"{k}={_value_in_name(new[k])}"
@@ -196,8 +197,9 @@ def fold_part(value: Any) -> str:
     return fold_name(value, "data.fold")
 
 
-_RESOLVERS = {"nnlight_configuration": configuration_folder, "nnlight_absolute": absolute,
-              "nnlight_run_name": _run_name, "nnlight_dataset": dataset_part, "nnlight_fold": fold_part}
+_RESOLVERS: dict[str, Callable[..., str]] = {
+    "nnlight_configuration": configuration_folder, "nnlight_absolute": absolute, "nnlight_run_name": _run_name,
+    "nnlight_dataset": dataset_part, "nnlight_fold": fold_part}
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)

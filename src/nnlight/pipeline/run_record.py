@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.conf import HydraConf
 from omegaconf import DictConfig
 
 from nnlight.model.checkpoints import load_checkpoint
@@ -32,7 +33,7 @@ from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
 from nnlight.utils.locks import held_by, process_lock
 
 
-def ignored_keys(hydra_config: DictConfig) -> list[str]:
+def ignored_keys(hydra_config: HydraConf | DictConfig) -> list[str]:
     """The keys that name no difference in training: the run name's exclusions less the folder's own parts."""
     excluded = hydra_config.job.config.override_dirname.exclude_keys
     return [str(k) for k in excluded if k not in LOCATION_KEYS]

@@ -70,16 +70,29 @@ def describe_type(hint: Any) -> str:
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
-def plain(node: DictConfig | None) -> dict[str, Any]:
+def plain(node: DictConfig | None, resolve: bool = True) -> dict[str, Any]:
     """A config group as plain, resolved values: what the code below pipeline/ takes (it never reads a config)."""
-    return {} if node is None else OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    if node is None:
+        return {}
+    values = OmegaConf.to_container(node, resolve=resolve)
+    assert isinstance(values, dict)  # a DictConfig holds a mapping
+    return {str(k): v for k, v in values.items()}
+
+
+def plain_list(value: Any) -> list[Any]:
+    """A value given as one item or as a list (``folds=0`` or ``folds=[0,1]``) as a plain list."""
+    if OmegaConf.is_list(value):
+        items = OmegaConf.to_container(value, resolve=True)
+        assert isinstance(items, list)
+        return items
+    return [value]
 
 
 def settings_from_config(cls: type[T], node: DictConfig, group: str) -> T:
     """Build the dataclass ``cls`` from ``node``, checking every key and value against its type hints."""
-    values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    values = plain(node)
     hints = typing.get_type_hints(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # a dataclass; no type says so
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(f'{group}.{k}' for k in unknown)}; "

@@ -57,7 +57,7 @@ from nnlight.training.task import SegmentationTask
 from nnlight.training.validation import ValidationSettings, validate
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write, atomic_write_json, atomic_write_text, load_json
+from nnlight.utils.files import atomic_copy, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import RunFolder
 from nnlight.utils.provenance import device_name, source_revision
 from nnlight.utils.run_log import lightning_logs_once
@@ -226,7 +226,7 @@ def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, i
     for target, name in copies.items():
         source = setup.preprocessed_dataset / name
         if source.is_file():
-            atomic_write(target, lambda f, s=source: f.write(s.read_bytes()))
+            atomic_copy(source, target)
 
 
 def _training_choices(setup: TrainSetup) -> TrainingChoices:
@@ -251,8 +251,8 @@ def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule
         trainer.save_checkpoint(run_folder.checkpoint("final"), weights_only=False)
         trainer.strategy.checkpoint_io.teardown()  # written (or its error raised) before the run goes on
         if trainer.is_global_zero:
-            keep_checkpoints(*(run_folder.checkpoint(n) for n in ("final", "best", "last")), checkpoints,
-                             trainer.global_step)
+            keep_checkpoints(run_folder.checkpoint("final"), run_folder.checkpoint("best"),
+                             run_folder.checkpoint("last"), checkpoints, trainer.global_step)
     return resume is not None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -87,7 +87,7 @@ def prepare(cfg: DictConfig, run_folder: Path | None = None) -> TrainSetup:
     cascade's default low-res model (the same ``<experiment>[<overrides>]``) and where a low-res stage writes the
     cascade's input (its model folder)."""
     check_finite_values(cfg)
-    plan = OmegaConf.to_container(cfg.plan, resolve=True)
+    plan = plain(cfg.plan)
     facts = DatasetFacts.from_plan(plan)
     preprocessed = Path(cfg.paths.preprocessed) / facts.dataset
     if not (preprocessed / str(plan["data_identifier"])).is_dir():
@@ -145,7 +145,7 @@ def _loss(node: DictConfig, facts: DatasetFacts, batch_dice: bool, spatial_dims:
     if builtin_keys:
         raise UserError(f"loss: _target_ (your loss class) together with the built-in loss keys "
                         f"{', '.join(builtin_keys)}; choose loss=custom loss._target_=... or a loss YAML of your own")
-    values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    values = plain(node)
     checked, from_plan = planned_component(values, "loss", torch.nn.Module, LOSS_FACTS)
     custom = CustomLoss(str(values["_target_"]), checked.arguments, from_plan, batch_dice)
     check_loss(custom.build(facts.layout), facts.layout, spatial_dims)
@@ -196,7 +196,7 @@ def _previous_stage(dataset_results: Path, model_name: str, facts: DatasetFacts,
     model = ModelFolder(dataset_results / model_name)
     cases = completed_cases(preprocessed / data_identifier)
     splits = load_or_create_splits(preprocessed, cases, write=False)
-    split = fold_cases(splits, fold if fold == "all" else int(fold), cases)
+    split = fold_cases(splits, "all" if fold == "all" else int(fold), cases)
     missing = sorted(c for c in {*split["train"], *split["val"]} if not model.next_stage_segmentation(c).is_file())
     if missing:
         folds = sorted({k for k, s in enumerate(splits) if set(s["val"]) & set(missing)})
@@ -290,7 +290,7 @@ NNLIGHT_TRAINER_ARGUMENTS = {
 
 def trainer_arguments(node: DictConfig) -> tuple[dict[str, Any], bool]:
     """``trainer.*`` as Lightning Trainer arguments (nnU-Net's precision per device), and ``compile``."""
-    arguments: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    arguments = plain(node)
     compile_network = bool(arguments.pop("compile", False))
     reserved = sorted(set(arguments) & set(NNLIGHT_TRAINER_ARGUMENTS))
     if reserved:

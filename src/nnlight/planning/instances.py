@@ -8,11 +8,10 @@ border-only blob of at least 10 % of ``V`` is an object whose core was missed. E
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from nnlight.fingerprint import Fingerprint
+from nnlight.planning.rules import Numbers
 from nnlight.planning.settings import PlannerSettings
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.instances import InstancePlan, equivalent_diameter
@@ -28,7 +27,7 @@ def _significant(value: float) -> float:
 
 
 def plan_instances(fingerprint: Fingerprint, dataset_json: DatasetJson, settings: PlannerSettings,
-                   target_spacing: Sequence[float]) -> tuple[InstancePlan, str]:
+                   target_spacing: Numbers) -> tuple[InstancePlan, str]:
     """The conversion for an instance dataset, and the plan note that says where each value comes from."""
     stats = fingerprint.instances
     if stats is None:

@@ -16,6 +16,7 @@ from nnlight.planning.rules import (
     RESAMPLING_DATA,
     RESAMPLING_PROBABILITIES,
     RESAMPLING_SEG,
+    Numbers,
     compute_new_shape,
     fullres_target_spacing,
     normalization_schemes,
@@ -29,7 +30,7 @@ from nnlight.utils.errors import UserError
 from nnlight.utils.machine import total_memory_bytes
 
 
-def _fmt(values: Sequence[float]) -> str:
+def _fmt(values: Numbers) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
@@ -74,7 +75,7 @@ def _initial_patch_size(spacing: np.ndarray) -> list[int]:
     return [round(i) for i in inverse * (edge ** dim / np.prod(inverse)) ** (1 / dim)]
 
 
-def plan_configuration(name: str, spacing: Sequence[float], median_shape: Sequence[float],
+def plan_configuration(name: str, spacing: Numbers, median_shape: Numbers,
                        approx_dataset_voxels: float, settings: PlannerSettings, estimator: _Estimator,
                        normalization: tuple[list[str], list[bool]]) -> ConfigurationPlan:
     """Patch size, topology and batch size for one configuration (nnU-Net's ``get_plans_for_configuration``)."""

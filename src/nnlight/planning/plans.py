@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from nnlight.nets.unet import NetworkName
 from nnlight.raw.instances import InstancePlan
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import to_jsonable
@@ -22,7 +24,7 @@ _RESAMPLING_FN = "resample_data_or_seg_to_shape"
 class Architecture:
     """Constructor arguments of a network in ``nnlight.nets`` (besides input channels and classes)."""
 
-    network: str
+    network: NetworkName
     n_stages: int
     features_per_stage: list[int]
     kernel_sizes: list[list[int]]
@@ -149,12 +151,14 @@ def plans_to_nnunet(plans: Plans) -> dict[str, Any]:
     })
 
 
-def _network_from_class_name(class_name: str, where: str) -> str:
+def _network_from_class_name(class_name: str, where: str) -> NetworkName:
     short = class_name.rsplit(".", 1)[-1]
-    if short not in NNUNET_NETWORK_CLASSES:
-        raise UserError(f"{where}: network {class_name!r} is not supported by nnlight; supported: "
-                        f"{', '.join(NNUNET_NETWORK_CLASSES.values())}")
-    return short
+    if short == "PlainConvUNet":
+        return "PlainConvUNet"
+    if short == "ResidualEncoderUNet":
+        return "ResidualEncoderUNet"
+    raise UserError(f"{where}: network {class_name!r} is not supported by nnlight; supported: "
+                    f"{', '.join(NNUNET_NETWORK_CLASSES.values())}")
 
 
 # What nnlight's networks build (nets/blocks.py): nnU-Net's ops by the names its plans spell them
@@ -180,8 +184,9 @@ def _ops_problem(kwargs: dict[str, Any], dim: int) -> str | None:
 def architecture_problem(a: Architecture, dim: int) -> str | None:
     """Why an architecture describes no network nnlight can build sanely, or None: consistent stage counts, kernel
     and stride sizes per axis, bounded sizes (a file from elsewhere must not make nnlight allocate without limit)."""
-    per_stage = {"features_per_stage": a.features_per_stage, "kernel_sizes": a.kernel_sizes, "strides": a.strides,
-                 "blocks_per_stage": a.blocks_per_stage}
+    per_stage: dict[str, Sequence[object]] = {
+        "features_per_stage": a.features_per_stage, "kernel_sizes": a.kernel_sizes, "strides": a.strides,
+        "blocks_per_stage": a.blocks_per_stage}
     if not 1 <= a.n_stages <= MAX_STAGES:
         return f"n_stages={a.n_stages}: use 1 to {MAX_STAGES}"
     for key, values in per_stage.items():

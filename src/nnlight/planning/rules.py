@@ -8,6 +8,9 @@ import numpy as np
 
 from nnlight.fingerprint import Fingerprint
 
+# spacings and shapes come as lists (plans, configs) or as numpy arrays (statistics of the fingerprint)
+Numbers = Sequence[float] | np.ndarray
+
 NORMALIZATION_BY_CHANNEL_NAME = {
     "ct": "CTNormalization",
     "nonorm": "NoNormalization",
@@ -20,8 +23,7 @@ DEFAULT_NORMALIZATION = "ZScoreNormalization"
 MASKABLE_NORMALIZATIONS = ("ZScoreNormalization",)
 
 
-def compute_new_shape(old_shape: Sequence[int], old_spacing: Sequence[float],
-                      new_spacing: Sequence[float]) -> list[int]:
+def compute_new_shape(old_shape: Sequence[int], old_spacing: Numbers, new_spacing: Numbers) -> list[int]:
     """The shape of an image resampled from ``old_spacing`` to ``new_spacing`` (planning and preprocessing)."""
     return [round(s * o / n) for s, o, n in zip(old_shape, old_spacing, new_spacing, strict=True)]
 USE_MASK_RELATIVE_SIZE_THRESHOLD = 3 / 4
@@ -58,7 +60,7 @@ def fullres_target_spacing(fingerprint: Fingerprint, anisotropy_threshold: float
                     f"anisotropic (>{anisotropy_threshold:g}x coarser, <1/{anisotropy_threshold:g} the voxels)")
 
 
-def transpose_axes(target_spacing: Sequence[float], suppress: bool = False) -> tuple[list[int], list[int]]:
+def transpose_axes(target_spacing: Numbers, suppress: bool = False) -> tuple[list[int], list[int]]:
     """Move the coarsest axis first, so 2D slices are the fine-resolution planes."""
     if suppress:
         return [0, 1, 2], [0, 1, 2]

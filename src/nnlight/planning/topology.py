@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -20,13 +22,13 @@ class Topology:
         return len(self.strides)
 
 
-def pad_to_multiple(shape: Sequence[int], divisible_by: Sequence[int]) -> list[int]:
+def pad_to_multiple(shape: Sequence[float], divisible_by: Sequence[int]) -> list[int]:
     """Round each axis up to the next multiple of its divisor."""
     return [int(math.ceil(s / d) * d) for s, d in zip(shape, divisible_by, strict=True)]
 
 
-def get_pool_and_conv_props(spacing: Sequence[float], patch_size: Sequence[int], min_feature_map_size: int = 4,
-                            max_numpool: int = 999999) -> Topology:
+def get_pool_and_conv_props(spacing: Sequence[float] | np.ndarray, patch_size: Sequence[float],
+                            min_feature_map_size: int = 4, max_numpool: int = 999999) -> Topology:
     """Pool every axis whose spacing is within 2x of the finest one while it stays >= 2x the min edge.
 
     Kernels switch from 1 to 3 (for good) once an axis' spacing is within 2x of the finest; the

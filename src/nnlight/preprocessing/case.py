@@ -75,7 +75,7 @@ def preprocess_case(data: np.ndarray, seg: np.ndarray | None, spacing: Sequence[
     transpose = [0, *[a + 1 for a in settings.transpose_forward]]
     data = data.astype(np.float32).transpose(transpose)
     has_seg = seg is not None
-    seg = seg.transpose(transpose) if has_seg else np.zeros((1, *data.shape[1:]), np.int8)
+    seg = seg.transpose(transpose) if seg is not None else np.zeros((1, *data.shape[1:]), np.int8)
     current_spacing = [float(spacing[a]) for a in settings.transpose_forward]
     shape_before_cropping = list(data.shape[1:])
     data, seg, bbox = crop_to_nonzero(data, seg.astype(np.int32 if settings.instances else np.int16))

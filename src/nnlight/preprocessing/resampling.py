@@ -124,14 +124,16 @@ def _resize_labels(labels: np.ndarray, new_shape: Sequence[int], batch_first: bo
     spatial_in = tensor if batch_first else tensor[None]  # (N, *spatial)
     nearest = nearest if batch_first else nearest[None]
     mode = "bilinear" if len(new_shape) == 2 else "trilinear"
-    best = winner = nearest_score = None
-    for value in torch.unique(tensor).tolist():
-        score = F.interpolate((spatial_in == value).double()[:, None], size=list(new_shape), mode=mode,
-                              align_corners=False)[:, 0]
-        if best is None:
-            best, winner = score, torch.full_like(nearest, value)
-            nearest_score = torch.where(nearest == value, score, torch.zeros_like(score))
-            continue
+
+    def score_of(value: int) -> torch.Tensor:
+        return F.interpolate((spatial_in == value).double()[:, None], size=list(new_shape), mode=mode,
+                             align_corners=False)[:, 0]
+
+    first, *others = torch.unique(tensor).tolist()
+    best, winner = score_of(first), torch.full_like(nearest, first)
+    nearest_score = torch.where(nearest == first, best, torch.zeros_like(best))
+    for value in others:
+        score = score_of(value)
         better = score > best
         winner[better] = value
         best = torch.maximum(best, score)

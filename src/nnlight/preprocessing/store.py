@@ -12,8 +12,9 @@ half-way is simply not there for a reader and is redone by the next run.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -43,20 +44,26 @@ def remove_leftovers(folder: Path) -> int:
     return len(leftovers)
 
 
+def _save_named(file: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
+    """``np.savez`` of named arrays (numpy's stub types the keyword arrays like its own ``allow_pickle`` flag)."""
+    save: Callable[..., None] = np.savez
+    save(file, **arrays)
+
+
 def write_case(folder: Path, case_id: str, case: PreprocessedCase, extra_properties: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{case_id}.json").unlink(missing_ok=True)  # a rewrite is incomplete until its JSON is back
     atomic_write(folder / f"{case_id}.npy", lambda f: np.save(f, np.ascontiguousarray(case.data)))
     if case.seg is not None:
         atomic_write(folder / f"{case_id}_seg.npy", lambda f: np.save(f, np.ascontiguousarray(case.seg)))
-        atomic_write(folder / f"{case_id}_locations.npz", lambda f: np.savez(f, **case.class_locations))
+        atomic_write(folder / f"{case_id}_locations.npz", lambda f: _save_named(f, case.class_locations))
     atomic_write_json(folder / f"{case_id}.json", {**case.properties, **extra_properties})
 
 
 def load_case(folder: Path, case_id: str, mmap: bool = True
               ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Image, labels (None for unlabelled cases) and properties; memory-mapped by default (patches read lazily)."""
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     properties = load_json(folder / f"{case_id}.json")
     seg_path = folder / f"{case_id}_seg.npy"
     seg = np.load(seg_path, mmap_mode=mode) if seg_path.is_file() else None

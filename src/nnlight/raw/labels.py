@@ -53,10 +53,17 @@ class LabelLayout:
         return sorted(values)
 
     @property
+    def regions(self) -> list[tuple[int, ...]]:
+        """The regions in order, each as the label values it covers (empty for a dataset of labels)."""
+        if not self.has_regions:
+            return []
+        return [v if isinstance(v, tuple) else (v,) for k, v in self.labels.items() if k not in NOT_FOREGROUND]
+
+    @property
     def foreground(self) -> list[LabelValue]:
         """What the network predicts besides background: the regions in order, or the labels > 0."""
         if self.has_regions:
-            return [v if isinstance(v, tuple) else (v,) for k, v in self.labels.items() if k not in NOT_FOREGROUND]
+            return list[LabelValue](self.regions)
         return [v for v in self.label_values if v > 0]
 
     @property

@@ -17,7 +17,7 @@ from nnlight.raw.dataset import RawCase, open_raw_dataset
 from nnlight.raw.io import read_images, read_seg
 from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import DatasetProblems, UserError, exit_on_user_error
-from nnlight.utils.files import atomic_write, load_json
+from nnlight.utils.files import atomic_write_bytes, load_json
 from nnlight.utils.overlays import comparison, titled_png
 
 
@@ -50,7 +50,7 @@ def plot_dataset_overlays(dataset_folder: Path, output: Path, channel: int | Non
         png = case_overlay(case, dataset.reader, channel_names, labels, channel)
         path = output / f"{case.case_id}.png"
         output.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f, b=png: f.write(b))
+        atomic_write_bytes(path, png)
         written.append(path)
     return written
 

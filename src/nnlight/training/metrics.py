@@ -16,6 +16,9 @@ class PseudoDice(Metric):
     """Dice per foreground class/region from summed counts; NaN for a class absent from patches and predictions."""
 
     full_state_update = False
+    tp: torch.Tensor  # summed counts per class, states of the Metric (reduced across processes)
+    fp: torch.Tensor
+    fn: torch.Tensor
 
     def __init__(self, layout: LabelLayout) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ import lightning as L
 from matplotlib.figure import Figure  # the object API: no pyplot state, no display needed
 from matplotlib.ticker import MaxNLocator
 
-from nnlight.utils.files import atomic_write
+from nnlight.utils.files import atomic_write_bytes
 from nnlight.utils.folders import RunFolder
 
 SERIES = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "lr", "epoch_seconds")
@@ -76,7 +76,8 @@ class ProgressPlot(L.Callback):
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
-        atomic_write(self.path, lambda f: f.write(buffer.getvalue()))
+        if self.path is not None:  # set up by the trainer (or given absolute)
+            atomic_write_bytes(self.path, buffer.getvalue())
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

@@ -7,6 +7,7 @@ The ``scheduler`` group names one with ``_target_`` (these, or any ``torch.optim
 
 from __future__ import annotations
 
+import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -33,7 +34,7 @@ class PolyLR(LRScheduler):
         self.max_epochs, self.exponent = max_epochs, exponent
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         factor = poly_factor(self.last_epoch, self.max_epochs, self.exponent)
         return [base * factor for base in self.base_lrs]
 
@@ -48,6 +49,6 @@ class WarmupPolyLR(LRScheduler):
         self.max_epochs, self.warmup_epochs, self.exponent = max_epochs, warmup_epochs, exponent
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         factor = warmup_poly_factor(self.last_epoch, self.max_epochs, self.warmup_epochs, self.exponent)
         return [base * factor for base in self.base_lrs]

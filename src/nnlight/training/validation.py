@@ -33,7 +33,7 @@ from nnlight.preprocessing.resampling import resample_logits
 from nnlight.preprocessing.store import load_case
 from nnlight.raw.io import read_images, read_seg, reader_kind
 from nnlight.raw.labels import label_key
-from nnlight.utils.files import atomic_write, atomic_write_json
+from nnlight.utils.files import atomic_write, atomic_write_bytes, atomic_write_json
 from nnlight.utils.folders import PredictionFolder
 from nnlight.utils.overlays import comparison, foreground_slices, mean_dice, titled_png
 
@@ -150,7 +150,7 @@ def _write_overlay(settings: ValidationSettings, case_id: str, reference: np.nda
     png = titled_png(grid, f"{case_id}   Dice {mean_dice(metrics):.3f}   (per label: {per_label}){found}", columns,
                      legend)
     settings.overlays.mkdir(parents=True, exist_ok=True)
-    atomic_write(settings.overlays / f"{case_id}.png", lambda f: f.write(png))
+    atomic_write_bytes(settings.overlays / f"{case_id}.png", png)
 
 
 def _write_next_stage(scores: torch.Tensor, are_probabilities: bool, settings: ValidationSettings,

@@ -89,7 +89,7 @@ class _RecordingWriter(io.BufferedWriter):
 
     error: OSError | None = None
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         try:
             return super().write(data)
         except OSError as e:
@@ -174,8 +174,17 @@ def atomic_write_named(path: str | Path, write: Callable[[Path], object],
         os.replace(tmp, path)
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """``source``'s bytes to ``target``, written atomically (a copy that is whole or absent)."""
+    atomic_write_bytes(target, source.read_bytes())
 
 
 def write_if_changed(path: str | Path, data: bytes) -> bool:
@@ -183,7 +192,7 @@ def write_if_changed(path: str | Path, data: bytes) -> bool:
     path = Path(path)
     if path.is_file() and path.read_bytes() == data:
         return False
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write_bytes(path, data)
     return True
 
 

@@ -16,7 +16,7 @@ from typing import Any
 try:
     import fcntl
 except ImportError:  # Windows: no flock; nothing is locked there
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module or None, as the platform has it
 
 from nnlight.utils.errors import UserError
 

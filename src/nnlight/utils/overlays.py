@@ -26,7 +26,8 @@ LEGEND_BAND = 18  # pixels more for the colour legend
 
 def label_colour(value: int) -> tuple[float, float, float]:
     """The colour of a label value (the same in every picture)."""
-    return tuple(matplotlib.colormaps["tab10"]((int(value) - 1) % 10)[:3])  # type: ignore[return-value]
+    red, green, blue, _ = matplotlib.colormaps["tab10"]((int(value) - 1) % 10)
+    return float(red), float(green), float(blue)
 
 
 def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ class _LogFile:
     creating it: lines before that wait in memory. ``deferred``: every line waits until the stage ends."""
 
     def __init__(self, path: Path, deferred: bool) -> None:
-        self.path, self.deferred, self.waiting = path, deferred, []
+        self.path, self.deferred = path, deferred
+        self.waiting: list[str] = []
 
     def write_lines(self, lines: list[str], final: bool = False) -> None:
         self.waiting += lines
@@ -57,7 +58,7 @@ class _Tee(io.TextIOBase):
         return self.stream.fileno()
 
     @property
-    def encoding(self) -> str:  # type: ignore[override]
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares a plain attribute; a tee reads it
         return getattr(self.stream, "encoding", "utf-8")
 
 
