@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from benchmarks._common import provenance
 from nnlight.data.augmentation import AugmentationSettings, augment, spatial_augmentation_geometry
-from nnlight.pipeline.settings import settings_from_config
+from nnlight.pipeline.config_values import settings_from_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

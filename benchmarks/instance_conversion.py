@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nnlight import __version__
-from nnlight.evaluation.instances import instance_metrics
+from nnlight.evaluation.object_metrics import instance_metrics
 from nnlight.raw.instances import InstancePlan, border_core, instances_from_border_core
 from nnlight.raw.synthetic import synthetic_cells
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._common import provenance
-from nnlight.evaluation.instances import instance_metrics
+from nnlight.evaluation.object_metrics import instance_metrics
 from nnlight.raw.instances import instances_from_mask
 from nnlight.raw.io import read_seg, write_seg
 from nnlight.utils.files import atomic_write_json, load_json

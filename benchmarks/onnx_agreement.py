@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import provenance
-from nnlight.exchange.cli import main as model_cli
+from nnlight.exchange.model_cli import main as model_cli
 from nnlight.exchange.onnx_model import onnx_model
 from nnlight.inference.predictor import Predictor
 from nnlight.raw.dataset_json import load_dataset_json

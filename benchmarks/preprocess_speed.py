@@ -16,7 +16,7 @@ from pathlib import Path
 from nnlight import __version__
 from nnlight.fingerprint import compute_fingerprint
 from nnlight.planning import PlannerSettings, plan_experiment
-from nnlight.preprocessing.dataset import preprocess_dataset
+from nnlight.preprocessing.preprocess import preprocess_dataset
 from nnlight.raw.dataset import require_raw_dataset
 
 

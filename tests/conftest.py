@@ -78,8 +78,8 @@ def preprocessed(demo_3d: Path, tmp_path_factory: pytest.TempPathFactory):
     """The 3D demo planned (default preset) and preprocessed: ``(<preprocessed>/<Dataset>, plans)``."""
     from nnlight.fingerprint import compute_fingerprint
     from nnlight.planning import PlannerSettings, plan_experiment, plans_to_nnunet
-    from nnlight.planning.export import write_plan_configs
-    from nnlight.preprocessing.dataset import preprocess_dataset
+    from nnlight.planning.plan_configs import write_plan_configs
+    from nnlight.preprocessing.preprocess import preprocess_dataset
     from nnlight.raw.dataset import require_raw_dataset
     from nnlight.utils.files import atomic_write_json
 

@@ -29,7 +29,7 @@ from typing import Any
 
 PRELOADED = ("nnlight.pipeline.commands", "nnlight.pipeline.train", "nnlight.pipeline.predict",
              "nnlight.pipeline.plan", "nnlight.pipeline.evaluate", "nnlight.pipeline.benchmark",
-             "nnlight.exchange.cli")
+             "nnlight.exchange.model_cli")
 
 
 def serve() -> None:

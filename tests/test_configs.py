@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import SegmentationDataModule
 from nnlight.model.network import NetworkChoice, architecture_facts, check_network
-from nnlight.pipeline.settings import plain, settings_from_config
+from nnlight.pipeline.config_values import plain, settings_from_config
 from nnlight.planning import PlannerSettings
 from nnlight.planning.plans import Architecture
 from nnlight.training.losses import LossSettings

@@ -71,3 +71,34 @@ def test_the_walk_finds_a_planted_cycle() -> None:
     """The checker itself: a cycle of three packages is found, a chain is not."""
     assert _cycle({"a": {"b": []}, "b": {"c": []}, "c": {"a": []}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b": []}, "b": {"c": []}}) is None
+
+
+def _module_imports() -> dict[str, dict[str, list[str]]]:
+    """module -> imported nnlight module -> where (every import, also those inside functions); ``from p import x``
+    imports the module ``p.x`` where that is a file, else the package ``p``."""
+    graph: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                targets = [f"{node.module}.{a.name}" if (PACKAGE.parent / node.module.replace(".", "/") /
+                                                         f"{a.name}.py").is_file() else node.module
+                           for a in node.names]
+            for target in targets:
+                if target.startswith("nnlight.") and target != module:
+                    graph[module][target].append(str(path.relative_to(PACKAGE)))
+    return graph
+
+
+def test_no_module_imports_a_module_that_imports_it_back() -> None:
+    """Within a package too: two modules that need each other are one piece of logic split in the wrong place."""
+    graph = _module_imports()
+    packages = {m for m in graph if (PACKAGE.parent / m.replace(".", "/") / "__init__.py").is_file()}
+    files = {m: {t: w for t, w in targets.items() if t not in packages} for m, targets in graph.items()
+             if m not in packages}  # a package's __init__ gathers its modules' names: not a layer of its own
+    cycle = _cycle(files)
+    assert cycle is None, "module import cycle: " + " -> ".join(cycle or [])

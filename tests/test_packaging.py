@@ -75,7 +75,8 @@ def test_wheel_runs_the_demo_chain_from_an_empty_folder(tmp_path: Path) -> None:
         assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    where = command(str(bin_dir / "python"), "-c", "import nnlight.pipeline.cli as c; print(c.__file__, c.CONFIG_DIR)")
+    where = command(str(bin_dir / "python"), "-c",
+                    "import nnlight.pipeline.config_dir as c; print(c.__file__, c.CONFIG_DIR)")
     assert str(REPO) not in where and str(tmp_path / "venv") in where  # the installed copy, not the checkout
     command("nnlight-demo-data", "raw=data/raw", "2d=true", "cases=5", "id=900", "name=Demo")
     command("nnlight-plan", "dataset=Dataset900_Demo", "num_workers=0")

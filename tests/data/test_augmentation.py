@@ -197,7 +197,7 @@ def test_da5_set_runs_on_a_3d_batch() -> None:
     images = torch.randn(4, 2, 24, 24, 24) + labels
     from hydra import compose, initialize_config_dir
 
-    from nnlight.pipeline.settings import settings_from_config
+    from nnlight.pipeline.config_values import settings_from_config
     from tests.conftest import REPO
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):

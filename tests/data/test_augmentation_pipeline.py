@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from nnlight.data.augmentation import BUILT_IN_STAGES, AugmentationSettings, augment, spatial_augmentation_geometry
 from nnlight.data.transforms import BatchTransform
-from nnlight.pipeline.settings import settings_from_config
+from nnlight.pipeline.config_values import settings_from_config
 from nnlight.utils.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -195,7 +195,7 @@ def test_predict_from_a_model_file_with_a_pickled_checkpoint_names_the_entry(tmp
 @pytest.mark.cli
 def test_nnlight_model_install_refuses_with_one_line_and_exit_2(tmp_path: Path) -> None:
     path = _model_file(tmp_path / "evil.zip", dataset="../../../../tmp/x")
-    result = run_entry(["-m", "nnlight.exchange.cli", "install", str(path), f"results={tmp_path / 'results'}"],
+    result = run_entry(["-m", "nnlight.exchange.model_cli", "install", str(path), f"results={tmp_path / 'results'}"],
                        cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and "not a dataset name" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()

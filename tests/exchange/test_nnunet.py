@@ -14,7 +14,7 @@ from nnlight.exchange.nnunet import NNUNET_TRAINERS, load_nnunet_model, nnunet_m
 from nnlight.model.network import plan_facts, plan_unet
 from nnlight.nets.nnunet_names import to_nnunet_state_dict
 from nnlight.planning import plans_to_nnunet
-from nnlight.planning.export import configuration_values
+from nnlight.planning.plan_configs import configuration_values
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nnlight.exchange.onnx_model import ONNX_FORMAT, _check_output_folder, onnx_model
-from nnlight.planning.export import configuration_values
+from nnlight.planning.plan_configs import configuration_values
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.errors import UserError
 

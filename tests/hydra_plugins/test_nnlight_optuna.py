@@ -10,7 +10,6 @@ import pytest
 import torch
 from hydra.core.utils import JobStatus
 
-from hydra_plugins.nnlight_optuna.report import write_trials_report
 from hydra_plugins.nnlight_optuna.search import (
     OptunaSearch,
     _requeue_killed,
@@ -19,6 +18,7 @@ from hydra_plugins.nnlight_optuna.search import (
     search_space,
     study_lock,
 )
+from hydra_plugins.nnlight_optuna.trials_report import write_trials_report
 from nnlight.training.pruning import TrialPruning, per_epoch_metric
 from nnlight.utils.errors import UserError
 from nnlight.utils.locks import process_lock

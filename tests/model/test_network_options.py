@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from nnlight.data.datamodule import plan_datamodule
 from nnlight.inference.predictor import Predictor, TrainingChoices
 from nnlight.model.network import NetworkChoice, check_network, inference_network, plan_facts
-from nnlight.planning.export import configuration_values
+from nnlight.planning.plan_configs import configuration_values
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.training.losses import LossSettings
 from nnlight.training.schedules import PolyLR

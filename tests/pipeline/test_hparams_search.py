@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nnlight.pipeline.cli import CONFIG_DIR, compose_config
+from nnlight.pipeline.cli import compose_config
+from nnlight.pipeline.config_dir import CONFIG_DIR
 from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_script
 
 pytestmark = pytest.mark.cli

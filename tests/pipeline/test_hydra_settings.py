@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nnlight.pipeline.cli import CONFIG_DIR, _search_path_override, composition_problem
+from nnlight.pipeline.cli import _search_path_override, composition_problem
+from nnlight.pipeline.config_dir import CONFIG_DIR
 from tests.conftest import REPO, Roots, run_entry
 
 PLAN = "plan=Dataset900_Demo/2d"

@@ -17,7 +17,7 @@ from nnlight.exchange.nnunet import export_to_nnunet
 from nnlight.fingerprint import compute_fingerprint
 from nnlight.inference.predictor import Predictor
 from nnlight.planning import PlannerSettings, plan_experiment
-from nnlight.preprocessing.dataset import preprocess_dataset
+from nnlight.preprocessing.preprocess import preprocess_dataset
 from nnlight.raw.dataset import require_raw_dataset
 from nnlight.raw.instances import InstancePlan, instances_from_border_core
 from nnlight.raw.io import read_images

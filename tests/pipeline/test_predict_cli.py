@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnlight.evaluation.postprocessing import PostprocessingRules, apply_postprocessing
+from nnlight.evaluation.postprocessing_search import PostprocessingRules, apply_postprocessing
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.export import written_completely
 from nnlight.inference.predictor import Predictor
@@ -339,7 +339,7 @@ def test_evaluate_and_model_best_before_training_name_the_next_step(demo_3d: Pat
 
 
 def _model_cli(*args: str, roots: Roots) -> subprocess.CompletedProcess:
-    return run_entry(["-m", "nnlight.exchange.cli", *args], cwd=REPO, env=roots.env())
+    return run_entry(["-m", "nnlight.exchange.model_cli", *args], cwd=REPO, env=roots.env())
 
 
 def _segmentations(folder: Path) -> dict[str, np.ndarray]:
@@ -506,7 +506,7 @@ def test_the_readmes_python_examples_run_as_saved_scripts(trained: Roots, tmp_pa
     first_image = sorted((trained.raw / "Dataset900_Demo" / "imagesTs").glob("*_0000.nii.gz"))[0]
     test_case = first_image.name.removesuffix("_0000.nii.gz")
     pytest.importorskip("onnxruntime", reason="the README's ONNX example needs the onnx extra")
-    from nnlight.exchange.cli import main as model_cli
+    from nnlight.exchange.model_cli import main as model_cli
 
     model_cli(["export", "--format", "onnx", "--dataset", "Dataset900_Demo", "--model", f"3d_fullres/{RUN}",
                "--output", str(tmp_path / "demo_onnx"), "--results", str(trained.results)])
@@ -605,7 +605,7 @@ def test_images_sharing_forward_passes_and_threads_give_the_same_files(trained: 
 
 def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="ONNX needs the onnx extra (pip install 'nnlight[onnx]')")
-    from nnlight.exchange.cli import main as model_cli
+    from nnlight.exchange.model_cli import main as model_cli
     from nnlight.exchange.onnx_model import onnx_model
 
     model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
@@ -629,8 +629,8 @@ def test_precision_given_as_a_number_is_accepted() -> None:
     from omegaconf import OmegaConf
 
     from nnlight.inference.predictor import canonical_precision
+    from nnlight.pipeline.config_values import settings_from_config
     from nnlight.pipeline.predict import PredictOptions
-    from nnlight.pipeline.settings import settings_from_config
 
     for value, meant in ((32, "32"), (16, "16-mixed"), ("bf16", "bf16-mixed"), ("auto", "auto")):
         options = settings_from_config(PredictOptions, OmegaConf.create({"precision": value}), "predict")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nnlight.pipeline.cli import CONFIG_DIR, compose_config, composition_problem, run_folder
+from nnlight.pipeline.cli import compose_config, composition_problem, run_folder
+from nnlight.pipeline.config_dir import CONFIG_DIR
 from nnlight.pipeline.run_names import MAX_DIFFERENCES_BYTES
 from tests.conftest import Roots
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnlight.evaluation.instances import instance_metrics
+from nnlight.evaluation.object_metrics import instance_metrics
 from nnlight.raw.instances import (
     BORDER,
     CORE,

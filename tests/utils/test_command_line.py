@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnlight.exchange.cli import _parser as model_parser
+from nnlight.exchange.model_cli import _parser as model_parser
 from nnlight.utils.command_line import key_value_arguments
 
 

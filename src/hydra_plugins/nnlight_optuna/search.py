@@ -28,7 +28,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.nnlight_optuna.report import write_trials_report
+from hydra_plugins.nnlight_optuna.trials_report import write_trials_report
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.locks import held_by, process_lock

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
-from nnlight.evaluation.instances import INSTANCE_COUNTS, INSTANCE_SCORES
+from nnlight.evaluation.object_metrics import INSTANCE_COUNTS, INSTANCE_SCORES
 from nnlight.raw.labels import label_key
 from nnlight.utils.components import Component, components
 from nnlight.utils.errors import UserError

@@ -20,10 +20,10 @@ import numpy as np
 from tqdm import tqdm
 
 from nnlight.evaluation.cv_plot import write_cv_plot
-from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.instances import LOWER_IS_BETTER
+from nnlight.evaluation.folder_evaluation import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_name, score_names, summarize
-from nnlight.evaluation.postprocessing import determine_postprocessing
+from nnlight.evaluation.object_metrics import LOWER_IS_BETTER
+from nnlight.evaluation.postprocessing_search import determine_postprocessing
 from nnlight.inference.export import (
     mean_probabilities,
     read_probabilities,

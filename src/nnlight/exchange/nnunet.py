@@ -27,8 +27,8 @@ from nnlight.inference.predictor import TrainingChoices
 from nnlight.model.network import NetworkChoice, inference_network, plan_unet
 from nnlight.model.weights import CHECKPOINT_FILES, load_nnunet_checkpoint, run_network_weights
 from nnlight.nets.nnunet_names import from_nnunet_state_dict, to_nnunet_state_dict
-from nnlight.planning.export import configuration_from_values, configuration_values
 from nnlight.planning.facts import DatasetFacts
+from nnlight.planning.plan_configs import configuration_from_values, configuration_values
 from nnlight.planning.plans import plans_from_nnunet, plans_to_nnunet
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.raw.labels import LabelLayout, LabelValue

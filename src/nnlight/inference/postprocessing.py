@@ -1,4 +1,4 @@
-"""Post-processing rules (chosen on cross-validation by :mod:`nnlight.evaluation.postprocessing`) and their
+"""Post-processing rules (chosen on cross-validation by :mod:`nnlight.evaluation.postprocessing_search`) and their
 application to a prediction: keep the largest connected component of all foreground and/or of single labels."""
 
 from __future__ import annotations

@@ -33,11 +33,12 @@ from nnlight.benchmarking.suite import (
     sweep_overrides,
 )
 from nnlight.benchmarking.table import RUN_COLUMNS, case_columns, case_rows, run_row, to_csv
-from nnlight.pipeline.cli import CONFIG_DIR, compose_config, composition_problem
+from nnlight.pipeline.cli import compose_config, composition_problem
 from nnlight.pipeline.cli import run_folder as cli_run_folder
+from nnlight.pipeline.config_dir import CONFIG_DIR
+from nnlight.pipeline.config_values import plain
 from nnlight.pipeline.plan import planner_settings, resolve_raw_folder
-from nnlight.pipeline.settings import plain
-from nnlight.planning.export import config_name
+from nnlight.planning.plan_configs import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json, write_if_changed

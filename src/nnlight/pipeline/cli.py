@@ -7,7 +7,6 @@ refuse; composing once here first (every value of a sweep included) catches thos
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import re
 import sys
@@ -25,15 +24,11 @@ from omegaconf.errors import InterpolationResolutionError
 
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
 from hydra_plugins.nnlight_optuna.search import check_search_settings
+from nnlight.pipeline.config_values import plain
 from nnlight.pipeline.hydra_settings import hydra_config_set, hydra_settings_problem
-from nnlight.pipeline.settings import plain
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.names import inside
-
-# The configs ship inside the package (``nnlight.configs``: the checkout's top-level configs/ folder, mapped by
-# pyproject.toml), so an installed wheel works from any folder without the source tree
-CONFIG_DIR = Path(str(importlib.resources.files("nnlight.configs")))
 
 # Hydra's flags that only print (--cfg job, --info, ...) go straight to Hydra; -r/--run runs, checked as usual
 _PRINT_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--resolve", "--package", "-p", "--shell-completion",

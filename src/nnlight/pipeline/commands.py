@@ -13,7 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nnlight.pipeline import run_stage
-from nnlight.pipeline.cli import CONFIG_DIR, check_command_line
+from nnlight.pipeline.cli import check_command_line
+from nnlight.pipeline.config_dir import CONFIG_DIR
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE
 from nnlight.utils.quiet import quiet_third_party_warnings, verbose_requested
 

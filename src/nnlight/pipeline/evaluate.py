@@ -9,12 +9,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nnlight.data.splits import fold_count
-from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.instances import INSTANCE_SCORES, match_threshold
+from nnlight.evaluation.folder_evaluation import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_components, metric_name
+from nnlight.evaluation.object_metrics import INSTANCE_SCORES, match_threshold
 from nnlight.evaluation.selection import results_table, select_best
+from nnlight.pipeline.config_values import plain, plain_list, required
 from nnlight.pipeline.plan import resolve_raw_folder
-from nnlight.pipeline.settings import plain, plain_list, required
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError

@@ -18,7 +18,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from nnlight.pipeline.settings import plain
+from nnlight.pipeline.config_values import plain
 from nnlight.utils.errors import UserError
 from nnlight.utils.names import inside
 

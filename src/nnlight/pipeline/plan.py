@@ -11,12 +11,12 @@ from omegaconf import DictConfig
 
 from nnlight.fingerprint import Fingerprint, compute_fingerprint, load_fingerprint
 from nnlight.fingerprint.fingerprint import save_fingerprint
-from nnlight.pipeline.settings import required, settings_from_config
+from nnlight.pipeline.config_values import required, settings_from_config
 from nnlight.planning import PlannerSettings, Plans, plan_experiment, plans_from_nnunet, plans_to_nnunet
-from nnlight.planning.export import write_plan_configs
-from nnlight.planning.instances import plan_instances
+from nnlight.planning.instance_plan import plan_instances
+from nnlight.planning.plan_configs import write_plan_configs
 from nnlight.planning.summary import format_summary
-from nnlight.preprocessing.dataset import preprocess_dataset
+from nnlight.preprocessing.preprocess import preprocess_dataset
 from nnlight.raw.dataset import open_raw_dataset
 from nnlight.raw.dataset_json import DATASET_NAME_PATTERN, DatasetJson, dataset_name_problem, load_dataset_json
 from nnlight.utils.errors import DatasetProblems, UserError

@@ -12,9 +12,9 @@ from typing import Any, Literal
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from nnlight.evaluation.folder import EvaluationSettings, evaluate_folder
-from nnlight.evaluation.instances import match_threshold
+from nnlight.evaluation.folder_evaluation import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import metric_components
+from nnlight.evaluation.object_metrics import match_threshold
 from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
@@ -29,7 +29,7 @@ from nnlight.inference.predictor import (
     canonical_precision,
     resolve_device,
 )
-from nnlight.pipeline.settings import plain, plain_list, required, settings_from_config
+from nnlight.pipeline.config_values import plain, plain_list, required, settings_from_config
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem

@@ -22,7 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnlight.pipeline.settings import plain
+from nnlight.pipeline.config_dir import CONFIG_DIR
+from nnlight.pipeline.config_values import plain
 from nnlight.utils.names import NAME_CHARACTERS, configuration_name, dataset_name, fold_name, folder_name
 
 DEFAULT_PLANS = "nnUNetPlans"
@@ -172,7 +173,6 @@ def _composer() -> Iterator[Any]:
     if GlobalHydra.instance().is_initialized():
         yield train_config
         return
-    from nnlight.pipeline.cli import CONFIG_DIR
 
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -25,8 +25,8 @@ from hydra.conf import HydraConf
 from omegaconf import DictConfig
 
 from nnlight.model.checkpoints import load_checkpoint
+from nnlight.pipeline.config_values import resolved_config
 from nnlight.pipeline.run_names import LOCATION_KEYS
-from nnlight.pipeline.settings import resolved_config
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder

@@ -21,7 +21,7 @@ from hydra_plugins.nnlight_optuna.search import TRIAL_ENV, make_pruner
 from nnlight import __version__
 from nnlight.data.augmentation import spatial_augmentation_geometry
 from nnlight.data.datamodule import SegmentationDataModule
-from nnlight.evaluation.folder import EvaluationSettings
+from nnlight.evaluation.folder_evaluation import EvaluationSettings
 from nnlight.fingerprint import load_fingerprint
 from nnlight.inference.predictor import (
     TrainingChoices,
@@ -33,6 +33,7 @@ from nnlight.inference.predictor import (
 from nnlight.model.network import HighestResolution
 from nnlight.model.pretrained import load_pretrained
 from nnlight.pipeline import MISSING_KEY_ERRORS, missing_key
+from nnlight.pipeline.config_values import resolved_config
 from nnlight.pipeline.run_record import (
     RunIdentity,
     check_checkpoint,
@@ -45,7 +46,6 @@ from nnlight.pipeline.run_record import (
     write_run_config,
     write_stats,
 )
-from nnlight.pipeline.settings import resolved_config
 from nnlight.pipeline.train_setup import TrainSetup, check_validation_labels, on_gpu, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, keep_checkpoints, resume_checkpoint

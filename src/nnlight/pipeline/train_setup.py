@@ -25,7 +25,7 @@ from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
 from nnlight.evaluation.metrics import metric_components
 from nnlight.model.network import CheckedNetwork, NetworkChoice, check_network, plan_facts
 from nnlight.model.pretrained import PretrainedWeights, check_fits, read_pretrained
-from nnlight.pipeline.settings import check_finite_values, plain, settings_from_config
+from nnlight.pipeline.config_values import check_finite_values, plain, settings_from_config
 from nnlight.planning.facts import DatasetFacts
 from nnlight.planning.plans import Architecture, architecture_from_plan, plans_from_nnunet
 from nnlight.preprocessing.store import border_thickness_of, completed_cases

@@ -10,7 +10,7 @@ import torch
 
 from nnlight.fingerprint import Fingerprint
 from nnlight.nets import build_network
-from nnlight.planning.instances import plan_instances
+from nnlight.planning.instance_plan import plan_instances
 from nnlight.planning.plans import Architecture, ConfigurationPlan, Plans
 from nnlight.planning.rules import (
     RESAMPLING_DATA,

@@ -41,7 +41,7 @@ class PlannerSettings:
     overwrite_target_spacing: list[float] | None = None
     suppress_transpose: bool = False
     config_suffix: str = ""
-    # instance datasets (dataset.json "instance_maps": true); null = from the data (see planning.instances)
+    # instance datasets (dataset.json "instance_maps": true); null = from the data (see planning.instance_plan)
     border_thickness_mm: float | None = None
     min_core_volume: float | None = None  # mm³ (mm² for 2D images)
     min_object_volume: float | None = None  # mm³ (mm² for 2D images)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nnlight.planning.export import ConfigFile
+from nnlight.planning.plan_configs import ConfigFile
 from nnlight.planning.plans import Plans
 
 _NORM_SHORT = {"ZScoreNormalization": "zscore", "CTNormalization": "ct", "NoNormalization": "none",

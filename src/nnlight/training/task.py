@@ -21,7 +21,7 @@ from nnlight.training.losses import (
     SegmentationLoss,
     deep_supervision_weights,
 )
-from nnlight.training.metrics import PseudoDice
+from nnlight.training.pseudo_dice import PseudoDice
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]

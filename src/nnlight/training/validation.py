@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from nnlight.data.cascade import one_hot_previous
 from nnlight.data.datamodule import PreviousStage
-from nnlight.evaluation.folder import EvaluationSettings, score_case
+from nnlight.evaluation.folder_evaluation import EvaluationSettings, score_case
 from nnlight.evaluation.metrics import summarize
 from nnlight.inference.export import (
     geometry_from_properties,

@@ -7,7 +7,7 @@ import math
 import torch
 
 from nnlight.raw.labels import LabelLayout
-from nnlight.training.metrics import PseudoDice
+from nnlight.training.pseudo_dice import PseudoDice
 
 
 def test_label_counts_by_hand_summed_over_updates() -> None:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from nnlight.evaluation.instances import instance_metrics, rand_error_and_vi
+from nnlight.evaluation.object_metrics import instance_metrics, rand_error_and_vi
 
 
 def _reference() -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnlight.evaluation.postprocessing import (
+from nnlight.evaluation.postprocessing_search import (
     PostprocessingRules,
     apply_postprocessing,
     determine_postprocessing,

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from nnlight.evaluation.instances import INSTANCE_COUNTS, instance_metrics
 from nnlight.evaluation.metrics import COUNTS, case_metrics, metric_name, score_names, summarize
+from nnlight.evaluation.object_metrics import INSTANCE_COUNTS, instance_metrics
 from nnlight.raw.io import geometries_match, read_seg, reader_kind
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
@@ -30,7 +30,7 @@ class EvaluationSettings:
     surface_metrics: bool = True  # HD95 and normalized surface Dice (slower than Dice)
     tolerance_mm: float = 1.0  # normalized surface Dice tolerance
     metrics: tuple[Component, ...] = ()  # a user's CaseMetric classes (the metrics group), scored beside the others
-    instances: bool = False  # instance maps: the objects are matched and scored too (evaluation.instances)
+    instances: bool = False  # instance maps: the objects are matched and scored too (evaluation.object_metrics)
     match_iou: float = 0.5  # instance maps: the IoU at which a predicted object matches a reference object
 
 

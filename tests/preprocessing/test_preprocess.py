@@ -9,7 +9,7 @@ import pytest
 
 from nnlight.fingerprint import compute_fingerprint
 from nnlight.planning import PlannerSettings, plan_experiment
-from nnlight.preprocessing.dataset import preprocess_dataset
+from nnlight.preprocessing.preprocess import preprocess_dataset
 from nnlight.preprocessing.store import completed_cases, load_case, load_class_locations
 from nnlight.raw.dataset import require_raw_dataset
 from nnlight.utils.files import load_json

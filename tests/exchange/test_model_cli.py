@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnlight.exchange.cli import main
+from nnlight.exchange.model_cli import main
 from nnlight.raw.synthetic import make_synthetic_dataset
 
 
