@@ -25,7 +25,7 @@ import numpy as np
 from benchmarks._common import provenance
 from nnlight.evaluation.object_metrics import instance_metrics
 from nnlight.raw.instances import instances_from_mask
-from nnlight.raw.io import read_seg, write_seg
+from nnlight.raw.io import image_format, read_seg, write_seg
 from nnlight.utils.files import atomic_write_json, load_json
 
 SCORES = ("ARE", "VI", "SEG", "F1", "PQ", "n_ref_objects", "n_pred_objects")
@@ -38,7 +38,7 @@ def make_instance_dataset(semantic: Path, raw_root: Path) -> Path:
     (folder / "labelsTr").mkdir(parents=True, exist_ok=True)
     shutil.copytree(semantic / "imagesTr", folder / "imagesTr", dirs_exist_ok=True)
     for label_file in sorted((semantic / "labelsTr").glob("*.png")):
-        membrane, geometry = read_seg(label_file, "natural2d")
+        membrane, geometry = read_seg(label_file, image_format(".png"))
         write_seg(instances_from_mask(membrane[0] == 0)[None], folder / "labelsTr" / label_file.name, geometry)
     meta = load_json(semantic / "dataset.json")
     atomic_write_json(folder / "dataset.json", {**meta, "name": "ISBI2012Instances",
@@ -62,12 +62,12 @@ def train(dataset: Path, env: dict[str, str], budget: list[str]) -> tuple[Path, 
 def score(semantic_run: Path, instance_run: Path, semantic_raw: Path) -> dict[str, dict[str, float]]:
     per_method: dict[str, list[dict[str, float]]] = {"semantic + connected components": [], "border-core": []}
     for prediction in sorted((instance_run / "validation").glob("*.png")):
-        membrane, _ = read_seg(semantic_raw / "labelsTr" / prediction.name, "natural2d")
+        membrane, _ = read_seg(semantic_raw / "labelsTr" / prediction.name, image_format(".png"))
         reference = instances_from_mask(membrane[0] == 0)
-        predicted_membrane, _ = read_seg(semantic_run / "validation" / prediction.name, "natural2d")
+        predicted_membrane, _ = read_seg(semantic_run / "validation" / prediction.name, image_format(".png"))
         per_method["semantic + connected components"].append(
             instance_metrics(reference, instances_from_mask(predicted_membrane[0] == 0)))
-        per_method["border-core"].append(instance_metrics(reference, read_seg(prediction, "natural2d")[0][0]))
+        per_method["border-core"].append(instance_metrics(reference, read_seg(prediction, image_format(".png"))[0][0]))
     return {m: {s: float(np.nanmean([c[s] for c in cases])) for s in SCORES} for m, cases in per_method.items()}
 
 

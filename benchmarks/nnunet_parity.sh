@@ -52,11 +52,11 @@ PY
 import sys
 from pathlib import Path
 import numpy as np
-from nnlight.raw.io import read_seg, reader_kind
+from nnlight.raw.io import format_of, read_seg
 ours = Path(sys.argv[2])
 for theirs in sorted(p for p in Path(sys.argv[1]).iterdir() if p.name.endswith((".nii.gz", ".png"))):
     case = theirs.name.removesuffix(".nii.gz").removesuffix(".png")
-    kind = reader_kind(".nii.gz" if theirs.name.endswith(".nii.gz") else theirs.suffix)
+    kind = format_of(theirs)
     a, b = read_seg(theirs, kind)[0], read_seg(ours / theirs.name, kind)[0]
     p_theirs = np.load(theirs.parent / f"{case}.npz")["probabilities"].astype(np.float32)
     p_ours = np.load(ours / f"{case}.npz")["probabilities"].astype(np.float32).reshape(p_theirs.shape)

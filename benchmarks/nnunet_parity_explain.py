@@ -25,7 +25,7 @@ from nnlight.exchange.nnunet import load_nnunet_model
 from nnlight.inference.predictor import preprocessing_settings_from_plan
 from nnlight.inference.sliding_window import gaussian_importance, sliding_window_predict, window_steps
 from nnlight.preprocessing.case import preprocess_case
-from nnlight.raw.io import read_images, read_seg, reader_kind
+from nnlight.raw.io import image_format, read_images, read_seg
 
 
 @torch.no_grad()
@@ -73,7 +73,7 @@ def main() -> None:
     for theirs_file in sorted(p for p in args.nnunet_predictions.iterdir() if p.name.endswith((".nii.gz", ".png"))):
         ending = ".nii.gz" if theirs_file.name.endswith(".nii.gz") else theirs_file.suffix
         case = theirs_file.name.removesuffix(ending)
-        images, geometry = read_images(sorted(args.images.glob(f"{case}_*{ending}")), reader_kind(ending))
+        images, geometry = read_images(sorted(args.images.glob(f"{case}_*{ending}")), image_format(ending))
         prepared = preprocess_case(images, None, geometry.spacing, preprocessing_settings_from_plan(plan))
         if list(prepared.data.shape[1:]) != list(images.shape[1:]):
             print(f"  {case}: cropped or resampled; this check needs images nnU-Net predicts on their own grid")
@@ -82,7 +82,7 @@ def main() -> None:
         classes = len(plan["labels"])
         ours = sliding_window_predict(network, data, model.choices.tile_size, classes, mirror_axes=mirror_axes)
         emulated = float16_sums(network, data, model.choices.tile_size, classes, mirror_axes)
-        theirs = read_seg(theirs_file, reader_kind(ending))[0].reshape(images.shape[1:])
+        theirs = read_seg(theirs_file, image_format(ending))[0].reshape(images.shape[1:])
         to_input = list(np.argsort(plan["transpose_forward"]))  # the network's axes back to the input's
         ours_seg = ours.argmax(0).permute(*to_input).numpy()
         emulated_seg = emulated.float().argmax(0).permute(*to_input).numpy()

@@ -23,7 +23,7 @@ from nnlight.exchange.model_cli import main as model_cli
 from nnlight.exchange.onnx_model import onnx_model
 from nnlight.inference.predictor import Predictor
 from nnlight.raw.dataset_json import load_dataset_json
-from nnlight.raw.io import read_images, reader_kind
+from nnlight.raw.io import image_format, read_images
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
     for first in sorted(dataset.glob(f"imagesTr/*_0000{ending}"))[:args.images]:
         case = first.name.removesuffix(f"_0000{ending}")
         images, geometry = read_images(sorted(dataset.glob(f"imagesTr/{case}_[0-9][0-9][0-9][0-9]{ending}")),
-                                       reader_kind(ending))
+                                       image_format(ending))
         results, seconds = [], []
         for predictor in (by_torch, by_onnx):
             start = time.perf_counter()

@@ -28,7 +28,7 @@ from nnlight.model.network import inference_network, plan_unet
 from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.dataset import group_channel_files
 from nnlight.raw.dataset_json import load_dataset_json
-from nnlight.raw.io import read_images, reader_kind
+from nnlight.raw.io import image_format, read_images
 
 BRATS_LABELS = {"background": 0, "edema": 1, "necrosis": 2, "non-enhancing tumor": 3, "enhancing tumor": 4}
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         raw = args.dataset or work / "raw" / name
         ending = load_dataset_json(raw / "dataset.json").file_ending
         files = next(iter(group_channel_files(raw / "imagesTr", ending, len(plan["channel_names"]))[0].values()))
-        images, geometry = read_images(files, reader_kind(ending))
+        images, geometry = read_images(files, image_format(ending))
     facts = DatasetFacts.from_plan(plan)
     torch.manual_seed(0)
     most_folds = max(folds for _, folds, _ in variants)

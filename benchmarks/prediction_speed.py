@@ -28,7 +28,7 @@ from nnlight.inference.predictor import InferenceSettings, predict_preprocessed,
 from nnlight.nets import build_network
 from nnlight.planning import plans_from_nnunet
 from nnlight.preprocessing.case import preprocess_case
-from nnlight.raw.io import read_images, reader_kind
+from nnlight.raw.io import image_format, read_images
 from nnlight.utils.files import load_json
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for case_id, files in cases:
             start = time.perf_counter()
-            images, geometry = read_images(files, reader_kind(ending))
+            images, geometry = read_images(files, image_format(ending))
             case = preprocess_case(images, None, geometry.spacing, preprocessing_settings_from_plan(plan_dict))
             read_preprocess = time.perf_counter() - start
             properties = {**case.properties, "original_spacing": list(geometry.spacing),

@@ -15,7 +15,7 @@ import numpy as np
 from benchmarks._common import provenance
 from nnlight.inference.folder import input_cases
 from nnlight.inference.predictor import SCORES_DTYPES, Predictor
-from nnlight.raw.io import read_images, reader_kind
+from nnlight.raw.io import image_format, read_images
 from nnlight.utils.files import load_json
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     seconds = dict.fromkeys(SCORES_DTYPES, 0.0)
     voxels = 0
     for _, files in cases:
-        images, geometry = read_images(files, reader_kind(ending))
+        images, geometry = read_images(files, image_format(ending))
         segmentations = {}
         for dtype, predictor in predictors.items():
             start = time.perf_counter()

@@ -34,9 +34,9 @@ def test_crop_to_nonzero_marks_outside_background() -> None:
 def test_case_analysis_matches_hand_computation(demo_3d: Path) -> None:
     dataset = require_raw_dataset(demo_3d)
     case = dataset.cases[1]
-    result = analyze_case(case, dataset.dataset_json, dataset.reader, num_samples=1000)
+    result = analyze_case(case, dataset.dataset_json, dataset.image_format, num_samples=1000)
 
-    _, images, seg, geometry = read_case(case, dataset.dataset_json, dataset.reader)
+    _, images, seg, geometry = read_case(case, dataset.dataset_json, dataset.image_format)
     nonzero = np.argwhere((images != 0).any(0))
     low, high = nonzero.min(0), nonzero.max(0) + 1
     assert result.shape_after_crop == tuple(int(h - lo) for lo, h in zip(low, high, strict=True))
@@ -55,7 +55,7 @@ def test_dataset_fingerprint_pools_samples(demo_3d: Path, tmp_path: Path) -> Non
     budget = 1e5  # nnU-Net samples 1e8 voxels in total; a smaller budget keeps the test fast
     fingerprint = compute_fingerprint(dataset, num_workers=0, sample_budget=budget)
     per_case = int(budget // len(dataset.cases))
-    analyses = [analyze_case(c, dataset.dataset_json, dataset.reader, per_case) for c in dataset.cases]
+    analyses = [analyze_case(c, dataset.dataset_json, dataset.image_format, per_case) for c in dataset.cases]
     pooled = np.concatenate([a.foreground_samples[0] for a in analyses])
     stats = fingerprint.foreground_intensity_properties_per_channel["0"]
     assert stats["mean"] == pytest.approx(float(np.mean(pooled)))

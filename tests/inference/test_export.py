@@ -23,7 +23,7 @@ from nnlight.inference.export import (
 )
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
 from nnlight.preprocessing.resampling import resample_logits
-from nnlight.raw.io import read_images, read_seg
+from nnlight.raw.io import image_format, read_images, read_seg
 
 
 def _write(array: np.ndarray, path: Path) -> None:
@@ -43,8 +43,8 @@ def test_export_restores_labels_and_exact_geometry(tmp_path: Path) -> None:
     _write(image, tmp_path / "case_0000.nii.gz")
     _write(labels, tmp_path / "case.nii.gz")
 
-    data, geometry = read_images([tmp_path / "case_0000.nii.gz"], "sitk")
-    seg, _ = read_seg(tmp_path / "case.nii.gz", "sitk")
+    data, geometry = read_images([tmp_path / "case_0000.nii.gz"], image_format(".nii.gz"))
+    seg, _ = read_seg(tmp_path / "case.nii.gz", image_format(".nii.gz"))
     settings = PreprocessingSettings(transpose_forward=[0, 1, 2], target_spacing=[2.0, 0.5, 0.5],
                                      normalization_schemes=["ZScoreNormalization"], use_mask_for_norm=[False],
                                      intensity_properties={}, foreground_classes=[1, 2])

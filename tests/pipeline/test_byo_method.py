@@ -90,10 +90,10 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
 
 
 def _read(folder: Path, case: str) -> tuple[np.ndarray, tuple[float, ...]]:
-    from nnlight.raw.io import read_images
+    from nnlight.raw.io import image_format, read_images
 
     files = sorted(folder.glob(f"{case}_*.nii.gz"))
-    images, geometry = read_images(files, "sitk")
+    images, geometry = read_images(files, image_format(".nii.gz"))
     return images, geometry
 
 

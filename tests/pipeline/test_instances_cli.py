@@ -20,7 +20,7 @@ from nnlight.planning import PlannerSettings, plan_experiment
 from nnlight.preprocessing.preprocess import preprocess_dataset
 from nnlight.raw.dataset import require_raw_dataset
 from nnlight.raw.instances import InstancePlan, instances_from_border_core
-from nnlight.raw.io import read_images
+from nnlight.raw.io import image_format, read_images
 from nnlight.raw.synthetic import make_instance_dataset
 from nnlight.utils.errors import UserError
 from nnlight.utils.folders import ModelFolder
@@ -108,7 +108,8 @@ def test_an_instance_dataset_runs_plan_train_evaluate_predict(cells_3d: Path, ro
     for label_file in sorted(labels.glob("*.nii.gz")):
         assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(from_file / label_file.name))),
                               sitk.GetArrayFromImage(sitk.ReadImage(str(output / label_file.name))))
-        case_images, geometry = read_images([images / label_file.name.replace(".nii.gz", "_0000.nii.gz")], "sitk")
+        case_images, geometry = read_images([images / label_file.name.replace(".nii.gz", "_0000.nii.gz")],
+                                            image_format(".nii.gz"))
         assert np.array_equal(predictor.predict(case_images, geometry).segmentation,
                               sitk.GetArrayFromImage(sitk.ReadImage(str(output / label_file.name))))
 

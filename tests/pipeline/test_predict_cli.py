@@ -20,7 +20,7 @@ from nnlight.evaluation.postprocessing_search import PostprocessingRules, apply_
 from nnlight.evaluation.selection import load_best
 from nnlight.inference.export import written_completely
 from nnlight.inference.predictor import Predictor
-from nnlight.raw.io import read_images
+from nnlight.raw.io import image_format, read_images
 from nnlight.utils.errors import UserError
 from tests.conftest import (
     REPO,
@@ -271,11 +271,11 @@ def test_evaluating_a_folder_with_missing_cases_says_so(trained: Roots, tmp_path
 
 def test_python_api_on_arrays_equals_the_file_prediction(trained: Roots, tmp_path: Path) -> None:
     from nnlight.inference.predictor import Predictor
-    from nnlight.raw.io import read_images
+    from nnlight.raw.io import image_format, read_images
 
     model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
     files = sorted((trained.raw / "Dataset900_Demo" / "imagesTr").glob("demo_001_*.nii.gz"))
-    images, geometry = read_images(files, "sitk")
+    images, geometry = read_images(files, image_format(".nii.gz"))
     predictor = Predictor.from_model_folder(model, mirroring=False)
     in_memory = predictor.predict(images, geometry.spacing).segmentation  # arrays + spacing, no files
     (tmp_path / "in").mkdir()
@@ -301,11 +301,11 @@ def test_mixed_precision_prediction_keeps_the_float32_argmax(trained: Roots, pre
     bf16 keeps 8 mantissa bits to fp16's 11: without mirroring it changes 0.06-0.13 % of this barely trained
     model's voxels (BENCHMARKS.md), with predict.py's default mirroring under 0.09 %."""
     from nnlight.inference.predictor import Predictor
-    from nnlight.raw.io import read_images
+    from nnlight.raw.io import image_format, read_images
 
     model = trained.results / "Dataset900_Demo" / "3d_fullres" / RUN
     files = sorted((trained.raw / "Dataset900_Demo" / "imagesTr").glob("demo_001_*.nii.gz"))
-    images, geometry = read_images(files, "sitk")
+    images, geometry = read_images(files, image_format(".nii.gz"))
     exact = Predictor.from_model_folder(model, mirroring=mirroring, device="cpu", precision="32")
     mixed = Predictor.from_model_folder(model, mirroring=mirroring, device="cpu", precision=precision)
     assert exact.inference.precision == "32" and mixed.inference.precision == precision
@@ -590,7 +590,8 @@ def test_images_sharing_forward_passes_and_threads_give_the_same_files(trained: 
     outputs = {}
     for tile_batch, workers in ((1, 0), (16, 2)):
         predictor = Predictor.from_model_folder(model, mirroring=False, device="cpu", tile_batch=tile_batch)
-        tiles = [predictor.tiles(predictor.prepare(*read_images(files, "sitk"))) for files in cases.values()]
+        tiles = [predictor.tiles(predictor.prepare(*read_images(files, image_format(".nii.gz"))))
+                 for files in cases.values()]
         assert sum(tiles) <= 16  # so the batched run predicts every image in one pass
         outputs[workers] = tmp_path / f"out_{workers}"
         report = predict_folder(predictor, cases, outputs[workers], ".nii.gz", save_probabilities=True,
@@ -617,7 +618,7 @@ def test_an_onnx_export_predicts_the_pytorch_models_segmentation(trained: Roots,
     by_torch, (by_onnx, _) = Predictor.from_model_folder(model, device="cpu"), onnx_model(tmp_path / "onnx")
     same = total = 0
     for case in _validation_images(trained, tmp_path / "images"):  # mirroring on, as predict.py by default
-        images, geometry = read_images(sorted((tmp_path / "images").glob(f"{case}_*.nii.gz")), "sitk")
+        images, geometry = read_images(sorted((tmp_path / "images").glob(f"{case}_*.nii.gz")), image_format(".nii.gz"))
         expected, got = (p.predict(images, geometry).segmentation for p in (by_torch, by_onnx))
         same, total = same + int((expected == got).sum()), total + expected.size
     print(f"ONNX vs PyTorch: {same} of {total} voxels agree ({same / total:.6%})")

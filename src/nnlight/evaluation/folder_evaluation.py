@@ -14,7 +14,7 @@ import numpy as np
 
 from nnlight.evaluation.metrics import COUNTS, case_metrics, metric_name, score_names, summarize
 from nnlight.evaluation.object_metrics import INSTANCE_COUNTS, instance_metrics
-from nnlight.raw.io import geometries_match, read_seg, reader_kind
+from nnlight.raw.io import geometries_match, image_format, read_seg
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text
@@ -36,9 +36,9 @@ class EvaluationSettings:
 
 def _score_case(pair: tuple[str, Path, Path], settings: EvaluationSettings) -> tuple[str, dict[str, Any]]:
     case_id, prediction_file, reference_file = pair
-    kind = reader_kind(settings.file_ending)
-    prediction, prediction_geometry = read_seg(prediction_file, kind)
-    reference, reference_geometry = read_seg(reference_file, kind)
+    file_format = image_format(settings.file_ending)
+    prediction, prediction_geometry = read_seg(prediction_file, file_format)
+    reference, reference_geometry = read_seg(reference_file, file_format)
     if prediction.shape != reference.shape or not geometries_match(prediction_geometry, reference_geometry):
         raise UserError(f"{prediction_file}: shape {prediction.shape[1:]} / spacing {prediction_geometry.spacing} "
                         f"differs from the reference {reference_file} ({reference.shape[1:]} / "

@@ -35,7 +35,7 @@ from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.model.checkpoints import checkpoint_problem
 from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.instances import InstancePlan
-from nnlight.raw.io import read_seg, reader_kind
+from nnlight.raw.io import image_format, read_seg
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_copy, atomic_write_json, atomic_write_text, load_json
@@ -154,13 +154,13 @@ def _ensemble(members: Sequence[TrainedModel], cases: Sequence[str], out: Path, 
         if any(not m.cases[c].with_name(f"{c}.npz").is_file() for c in cases):
             return False
     out.mkdir(parents=True, exist_ok=True)
-    kind = reader_kind(file_ending)
+    file_format = image_format(file_ending)
     for case_id in tqdm(cases, desc=f"Ensembling {' + '.join(m.name for m in members)}", unit="case"):
         target = out / f"{case_id}{file_ending}"
         if written_completely(target):  # done by an earlier evaluation (verified, not only present)
             continue
         probs = mean_probabilities(read_probabilities(m.cases[case_id].with_name(f"{case_id}.npz")) for m in members)
-        _, geometry = read_seg(members[0].cases[case_id], kind)
+        _, geometry = read_seg(members[0].cases[case_id], file_format)
         segmentation = segmentation_from_probabilities(probs, members[0].region_class_order, members[0].instances,
                                                        geometry.spacing)
         write_segmentation(segmentation, target, geometry)
@@ -168,8 +168,8 @@ def _ensemble(members: Sequence[TrainedModel], cases: Sequence[str], out: Path, 
 
 
 def _load_segmentations(folder: Path, cases: Sequence[str], file_ending: str) -> dict[str, np.ndarray]:
-    kind = reader_kind(file_ending)
-    return {c: read_seg(folder / f"{c}{file_ending}", kind)[0][0] for c in cases}
+    file_format = image_format(file_ending)
+    return {c: read_seg(folder / f"{c}{file_ending}", file_format)[0][0] for c in cases}
 
 
 def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[str, Any], file_ending: str,

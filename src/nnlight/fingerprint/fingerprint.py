@@ -22,6 +22,7 @@ from nnlight.raw.cropping import crop_to_nonzero
 from nnlight.raw.dataset import RawCase, RawDataset, read_case
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.instances import object_volumes
+from nnlight.raw.io import ImageFormat
 from nnlight.utils.errors import DatasetProblems, UserError
 from nnlight.utils.files import atomic_write_json, load_json, to_jsonable
 from nnlight.utils.parallel import map_with_progress
@@ -99,9 +100,10 @@ def foreground_statistics(values: np.ndarray) -> dict[str, float]:
             "percentile_99_5": float(high), "percentile_00_5": float(low)}
 
 
-def analyze_case(case: RawCase, dataset_json: DatasetJson, kind: str, num_samples: int) -> CaseAnalysis:
+def analyze_case(case: RawCase, dataset_json: DatasetJson, file_format: ImageFormat, num_samples: int
+                 ) -> CaseAnalysis:
     """Check and analyse one case (runs in a worker process; reads each file once)."""
-    problems, images, seg, geometry = read_case(case, dataset_json, kind)
+    problems, images, seg, geometry = read_case(case, dataset_json, file_format)
     if problems or images is None or seg is None or geometry is None:
         return CaseAnalysis(case.case_id, problems)
     dims = 2 if geometry.is_2d else 3
@@ -136,7 +138,8 @@ def compute_fingerprint(dataset: RawDataset, num_workers: int = 2, known_problem
     if not dataset.cases:
         raise DatasetProblems(dataset.name, [*known_problems] or [f"{dataset.folder}: no usable training case"])
     num_samples = int(sample_budget // len(dataset.cases))
-    worker = partial(analyze_case, dataset_json=dataset.dataset_json, kind=dataset.reader, num_samples=num_samples)
+    worker = partial(analyze_case, dataset_json=dataset.dataset_json, file_format=dataset.image_format,
+                     num_samples=num_samples)
     results = {r.case_id: r for r in map_with_progress(worker, dataset.cases, num_workers,
                                                        f"Checking + fingerprinting {dataset.name}")}
     ordered = [results[c.case_id] for c in dataset.cases]

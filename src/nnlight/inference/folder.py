@@ -16,7 +16,7 @@ from nnlight.inference.postprocessing import PostprocessingRules, apply_postproc
 from nnlight.inference.predictor import EnsemblePredictor, Predictor, Scores
 from nnlight.preprocessing.case import PreprocessedCase
 from nnlight.raw.dataset import group_channel_files
-from nnlight.raw.io import Geometry, read_images, reader_kind
+from nnlight.raw.io import Geometry, image_format, read_images
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json
 from nnlight.utils.folders import PredictionFolder
@@ -39,9 +39,8 @@ def input_cases(folder: Path, file_ending: str, num_channels: int
     that names no case, or a folder with no usable case, is refused."""
     if not folder.is_dir():
         raise UserError(f"{folder}: input folder not found")
-    kind = reader_kind(file_ending)
     cases, problems, case_problems = group_channel_files(folder, file_ending,
-                                                         None if kind == "natural2d" else num_channels)
+                                                         image_format(file_ending).files_per_case(num_channels))
     if problems:
         problems = [p.replace("dataset.json's file_ending", "the model's file ending") for p in problems]
         raise UserError(f"{folder}: {len(problems)} problem(s) with the input images:\n  - " + "\n  - ".join(problems))
@@ -105,7 +104,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
     """
     ensemble = predictor if isinstance(predictor, EnsemblePredictor) else EnsemblePredictor([predictor])
     workers = default_workers(ensemble) if workers is None else workers
-    kind = reader_kind(file_ending)
+    file_format = image_format(file_ending)
     folder = PredictionFolder(output_folder)
     failed = dict(failed_before or {})
     started = False
@@ -137,7 +136,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
         return False
 
     def load(case_id: str) -> _Prepared:
-        images, geometry = read_images(cases[case_id], kind)
+        images, geometry = read_images(cases[case_id], file_format)
         return _Prepared(case_id, geometry, ensemble.prepare(images, geometry, sources=cases[case_id]))
 
     def write(case: _Prepared, scores: list[Scores]) -> None:

@@ -25,7 +25,7 @@ from nnlight.planning.rules import (
 from nnlight.planning.settings import PlannerSettings
 from nnlight.planning.topology import Topology, get_pool_and_conv_props
 from nnlight.raw.dataset_json import DatasetJson
-from nnlight.raw.io import reader_kind
+from nnlight.raw.io import image_format
 from nnlight.utils.errors import UserError
 from nnlight.utils.machine import total_memory_bytes
 
@@ -285,5 +285,4 @@ def _plan_lowres(fullres: ConfigurationPlan, median_shape_t: np.ndarray, num_tra
 
 
 def _reader_writer_name(dataset_json: DatasetJson) -> str:
-    kind = reader_kind(dataset_json.file_ending, dataset_json.overwrite_image_reader_writer)
-    return "NaturalImage2DIO" if kind == "natural2d" else "SimpleITKIO"
+    return image_format(dataset_json.file_ending, dataset_json.overwrite_image_reader_writer).name

@@ -12,7 +12,7 @@ from nnlight.preprocessing.store import border_thickness_of, completed_cases, re
 from nnlight.raw.dataset import RawCase, RawDataset
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.instances import compact_ids
-from nnlight.raw.io import read_images, read_seg
+from nnlight.raw.io import ImageFormat, read_images, read_seg
 from nnlight.utils.parallel import map_with_progress
 
 
@@ -40,9 +40,9 @@ def preprocessing_settings(plans: Plans, plan: ConfigurationPlan, dataset_json: 
     )
 
 
-def _preprocess_one(case: RawCase, kind: str, settings: PreprocessingSettings, folder: Path) -> str:
-    images, geometry = read_images(case.image_files, kind)
-    seg, _ = read_seg(case.label_file, kind)
+def _preprocess_one(case: RawCase, file_format: ImageFormat, settings: PreprocessingSettings, folder: Path) -> str:
+    images, geometry = read_images(case.image_files, file_format)
+    seg, _ = read_seg(case.label_file, file_format)
     if settings.instances is not None:  # object ids as 1..N: an id beyond int32 (uint64, 1e12) keeps its object
         seg = compact_ids(seg)
     result = preprocess_case(images, seg, geometry.spacing, settings)
@@ -72,7 +72,7 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, out_root: Path, num_wo
         if plans.instances is not None:  # labels made with another border ring are made again
             done = {c for c in done if border_thickness_of(folder, c) == plans.instances.border_thickness_mm}
         todo = [c for c in dataset.cases if c.case_id not in done]
-        worker = partial(_preprocess_one, kind=dataset.reader,
+        worker = partial(_preprocess_one, file_format=dataset.image_format,
                          settings=preprocessing_settings(plans, plan, dataset.dataset_json), folder=folder)
         for _ in map_with_progress(worker, todo, num_workers, f"Preprocessing {name}"):
             pass

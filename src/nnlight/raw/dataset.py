@@ -18,14 +18,15 @@ import numpy as np
 from nnlight.raw.dataset_json import DatasetJson, dataset_name_problem, read_dataset_json_problems
 from nnlight.raw.instances import instance_map_problems
 from nnlight.raw.io import (
-    SUPPORTED_ENDINGS,
     Geometry,
+    ImageFormat,
     ImageReadError,
     check_finite,
     geometries_match,
+    image_format,
     read_images,
     read_seg,
-    reader_kind,
+    supported_endings,
 )
 from nnlight.utils.errors import DatasetProblems
 
@@ -45,11 +46,11 @@ class RawDataset:
     folder: Path
     dataset_json: DatasetJson
     cases: tuple[RawCase, ...]
-    reader: str  # "sitk" or "natural2d"
+    image_format: ImageFormat  # how its files are read (by dataset.json's file_ending)
 
 
 def _ending_of(name: str) -> str:
-    for ending in sorted(SUPPORTED_ENDINGS, key=len, reverse=True):
+    for ending in supported_endings():
         if name.lower().endswith(ending):
             return name[-len(ending):]
     return Path(name).suffix
@@ -175,21 +176,20 @@ def open_raw_dataset(folder: str | Path) -> tuple[RawDataset | None, list[str]]:
     if dataset_json is None:
         return None, problems
     try:
-        kind = reader_kind(dataset_json.file_ending, dataset_json.overwrite_image_reader_writer)
+        file_format = image_format(dataset_json.file_ending, dataset_json.overwrite_image_reader_writer)
     except ImageReadError as e:
         return None, [*problems, f"{folder / 'dataset.json'}: {e}"]
-    cases, layout_problems = discover_cases(folder, dataset_json,
-                                            None if kind == "natural2d" else dataset_json.num_channels)
+    cases, layout_problems = discover_cases(folder, dataset_json, file_format.files_per_case(dataset_json.num_channels))
     problems += layout_problems
-    return RawDataset(folder.name, folder, dataset_json, tuple(cases), kind), problems
+    return RawDataset(folder.name, folder, dataset_json, tuple(cases), file_format), problems
 
 
-def read_case(case: RawCase, dataset_json: DatasetJson, kind: str
+def read_case(case: RawCase, dataset_json: DatasetJson, file_format: ImageFormat
               ) -> tuple[list[str], np.ndarray | None, np.ndarray | None, Geometry | None]:
     """Read a case and check its content. Returns (problems, images, seg, geometry); arrays are None on failure."""
     try:
-        images, geometry = read_images(case.image_files, kind)
-        seg, seg_geometry = read_seg(case.label_file, kind)
+        images, geometry = read_images(case.image_files, file_format)
+        seg, seg_geometry = read_seg(case.label_file, file_format)
     except ImageReadError as e:
         return [str(e)], None, None, None
     problems = []

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from nnlight.raw.instances import border_core_labels
+from nnlight.raw.io import format_names
 from nnlight.raw.labels import LabelLayout
 from nnlight.utils.errors import DatasetProblems
 from nnlight.utils.files import JsonFileError, load_json
 from nnlight.utils.names import DATASET_NAME as DATASET_NAME_PATTERN
 
 REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
-SUPPORTED_READERS = ("SimpleITKIO", "NaturalImage2DIO")
 
 
 @dataclass(frozen=True)
@@ -182,9 +182,9 @@ def parse_dataset_json(data: Any, where: str) -> tuple[DatasetJson | None, list[
         problems += _instance_label_problems(labels, where)
 
     reader = data.get("overwrite_image_reader_writer")
-    if reader is not None and reader not in SUPPORTED_READERS:
+    if reader is not None and reader not in format_names():
         problems.append(f'{where}: "overwrite_image_reader_writer" is {reader!r}; nnlight reads '
-                        f"{' or '.join(SUPPORTED_READERS)} — remove the key to choose by file ending")
+                        f"{' or '.join(format_names())} — remove the key to choose by file ending")
 
     if problems:
         return None, problems

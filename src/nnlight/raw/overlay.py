@@ -14,19 +14,19 @@ import numpy as np
 from tqdm import tqdm
 
 from nnlight.raw.dataset import RawCase, open_raw_dataset
-from nnlight.raw.io import read_images, read_seg
+from nnlight.raw.io import ImageFormat, read_images, read_seg
 from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import DatasetProblems, UserError, exit_on_user_error
 from nnlight.utils.files import atomic_write_bytes, load_json
 from nnlight.utils.overlays import comparison, titled_png
 
 
-def case_overlay(case: RawCase, kind: str, channel_names: list[str], labels: dict[str, int],
+def case_overlay(case: RawCase, file_format: ImageFormat, channel_names: list[str], labels: dict[str, int],
                  channel: int | None = None) -> bytes:
     """The case's PNG at the slice with the most foreground (2D cases: their only slice): every image channel (or
     the one chosen), then the labels over the first (or chosen) channel, with a colour legend."""
-    images, _ = read_images(case.image_files, kind)
-    label_map = read_seg(case.label_file, kind)[0][0]
+    images, _ = read_images(case.image_files, file_format)
+    label_map = read_seg(case.label_file, file_format)[0][0]
     if channel is not None and not 0 <= channel < len(images):
         raise UserError(f"channel={channel}: {case.case_id} has channels 0..{len(images) - 1}")
     best = int(np.argmax((label_map > 0).reshape(len(label_map), -1).sum(1)))
@@ -47,7 +47,7 @@ def plot_dataset_overlays(dataset_folder: Path, output: Path, channel: int | Non
     labels = {str(k): int(v) for k, v in info.get("labels", {}).items() if isinstance(v, int)}
     written = []
     for case in tqdm(dataset.cases, desc="Overlays", unit="case"):
-        png = case_overlay(case, dataset.reader, channel_names, labels, channel)
+        png = case_overlay(case, dataset.image_format, channel_names, labels, channel)
         path = output / f"{case.case_id}.png"
         output.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, png)

@@ -31,7 +31,7 @@ from nnlight.inference.export import (
 from nnlight.inference.predictor import InferenceSettings, export_scores, predict_preprocessed
 from nnlight.preprocessing.resampling import resample_logits
 from nnlight.preprocessing.store import load_case
-from nnlight.raw.io import read_images, read_seg, reader_kind
+from nnlight.raw.io import image_format, read_images, read_seg
 from nnlight.raw.labels import label_key
 from nnlight.utils.files import atomic_write, atomic_write_bytes, atomic_write_json
 from nnlight.utils.folders import PredictionFolder
@@ -90,7 +90,7 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
              device: torch.device) -> dict[str, Any]:
     out_folder.mkdir(parents=True, exist_ok=True)
     file_ending = settings.scoring.file_ending
-    kind = reader_kind(file_ending)
+    file_format = image_format(file_ending)
     network = network.to(device).eval()
     per_case = {}
     for case_id in tqdm(case_ids, desc="Validation", unit="case"):
@@ -98,7 +98,7 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
         out = out_folder / f"{case_id}{file_ending}"
         next_stage_file = settings.next_stage.out_folder / f"{case_id}.npy" if settings.next_stage else None
         if out.is_file() and (next_stage_file is None or next_stage_file.is_file()):
-            prediction, _ = read_seg(out, kind)
+            prediction, _ = read_seg(out, file_format)
             prediction = prediction[0]
         else:
             if settings.previous_stage is not None:
@@ -116,7 +116,7 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
             write_segmentation(prediction, out, geometry_from_properties(properties))
         reference_file = settings.raw_labels / f"{case_id}{file_ending}"
         if reference_file.is_file():
-            reference, geometry = read_seg(reference_file, kind)
+            reference, geometry = read_seg(reference_file, file_format)
             prediction = prediction.reshape(reference.shape[1:])
             per_case[case_id] = score_case(reference[0], prediction, geometry.spacing, settings.scoring)
             if settings.overlays is not None:
@@ -135,7 +135,7 @@ def _write_overlay(settings: ValidationSettings, case_id: str, reference: np.nda
     files = sorted((settings.raw_labels.parent / "imagesTr").glob(f"{case_id}_[0-9][0-9][0-9][0-9]{ending}"))
     if not files:  # scored against labels whose images moved: nothing to draw on
         return
-    images = read_images(files, reader_kind(ending))[0]
+    images = read_images(files, image_format(ending))[0]
     names = list(settings.channel_names) or [f"channel {i}" for i in range(len(images))]
     shown = range(len(images)) if settings.overlay_channel is None else [settings.overlay_channel]
     grid = comparison([images[c] for c in shown], [reference, prediction], foreground_slices(reference, prediction))
