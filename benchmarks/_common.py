@@ -53,8 +53,8 @@ def planned_dataset(work: Path, raw_folder: Path | None, shape: list[int], chann
             make_synthetic_dataset(work / "raw", 990, name, num_cases=cases, shape=tuple(shape),
                                    num_channels=channels, num_test_cases=0,
                                    **({"spacing": spacing} if spacing else {}))
-    plan_stage.run(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", "num_workers=0",
-                                                    f"preprocess={str(preprocess).lower()}"]))
+    plan_stage.run(plan_stage.parse(compose_config(CONFIGS, "plan", [f"dataset={raw_folder}", "num_workers=0",
+                                                                      f"preprocess={str(preprocess).lower()}"])))
     return raw_folder.name
 
 

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from benchmarks._common import provenance
 from nnlight.data.augmentation import AugmentationSettings, augment, spatial_augmentation_geometry
-from nnlight.pipeline.config_values import settings_from_config
+from nnlight.pipeline.config_values import plain, typed
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -28,7 +28,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def _preset(name: str) -> AugmentationSettings:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         node = compose(overrides=[f"+augmentation={name}"]).augmentation
-    return settings_from_config(AugmentationSettings, node, "augmentation")
+    return typed(AugmentationSettings, plain(node), "augmentation")
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from nnlight.data.datamodule import SegmentationDataModule
 from nnlight.inference.predictor import AUTOCAST_DTYPES, canonical_precision
 from nnlight.pipeline.cli import compose_config
 from nnlight.pipeline.train import build_data, build_task, build_trainer
+from nnlight.pipeline.train_config import parse
 from nnlight.pipeline.train_setup import TrainSetup, prepare
 from nnlight.utils.folders import RunFolder
 
@@ -209,7 +210,7 @@ def _steady(values: list[float], first_in_epoch: list[int]) -> float:
 
 def measure(overrides: list[str], run_folder: Path, bare_steps: int = 5, worker_batches: int = 4) -> Breakdown:
     """Train with ``train.py``'s components and ``overrides`` (a ``plan=...`` among them) and time it."""
-    setup = prepare(compose_config(CONFIGS, "train", overrides))
+    setup = prepare(parse(compose_config(CONFIGS, "train", overrides)))
     L.seed_everything(setup.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
     timer = BreakdownTimer()
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> Breakdown | None:
                      f"data.iterations_per_epoch={args.iterations}", f"data.val_iterations_per_epoch="
                      f"{args.val_iterations}", f"data.num_workers={args.workers}", *args.overrides]
         if args.workers_only:
-            setup = prepare(compose_config(CONFIGS, "train", overrides))
+            setup = prepare(parse(compose_config(CONFIGS, "train", overrides)))
             rate = worker_samples_per_second(setup, args.workers_only)
             print(provenance(f"{name} {args.configuration}: batch {setup.data.batch_size}, patch "
                              f"{list(setup.data.patch_size)}, {setup.facts.num_channels} channels"))

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from nnlight.data.augmentation import AugmentationSettings
 from nnlight.data.datamodule import SegmentationDataModule
 from nnlight.model.network import NetworkChoice, architecture_facts, check_network
-from nnlight.pipeline.config_values import plain, settings_from_config
+from nnlight.pipeline.config_values import plain, typed
 from nnlight.planning import PlannerSettings
 from nnlight.planning.plans import Architecture
 from nnlight.training.losses import LossSettings
@@ -37,7 +37,7 @@ def _options(group: str) -> list[str]:
 def test_group_option_composes_into_settings(group: str, option: str) -> None:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(overrides=[f"+{group}={option}"])
-    settings = settings_from_config(SETTINGS[group], cfg[group], group)
+    settings = typed(SETTINGS[group], plain(cfg[group]), group)
     assert isinstance(settings, SETTINGS[group])
 
 
@@ -50,7 +50,7 @@ def test_augmentation_presets_mean_what_they_say() -> None:
                                                                                   "p_synchronize_scaling",
                                                                                   "p_contrast_preserve_range"))
     assert no_mirror.p_mirror == 0 and no_mirror.p_rotation == 0.2
-    settings = settings_from_config(AugmentationSettings, default, "augmentation")
+    settings = typed(AugmentationSettings, plain(default), "augmentation")
     assert settings.p_rotation == 0.5 and settings.scaling == (0.7, 1.4)
     # the file lists nnU-Net's values, which are also the dataclass defaults
     assert dataclasses.replace(settings, p_rotation=0.2) == AugmentationSettings()
@@ -68,7 +68,7 @@ def test_wrong_setting_and_wrong_choice_are_named() -> None:
         cfg = compose(overrides=["+augmentation=default", "+augmentation.p_rotaton=1", "+network=default",
                                  "network.norm=group"])
     with pytest.raises(UserError, match=r"augmentation\.p_rotaton"):
-        settings_from_config(AugmentationSettings, cfg.augmentation, "augmentation")
+        typed(AugmentationSettings, plain(cfg.augmentation), "augmentation")
     architecture = Architecture("PlainConvUNet", 2, [4, 8], [[3, 3], [3, 3]], [[1, 1], [2, 2]], [1, 1], [1])
     with pytest.raises(UserError, match=r"norm='group': choose one of instance, batch"):
         check_network(NetworkChoice.from_config(plain(cfg.network)), architecture_facts(architecture, 1, 2, [8, 8]))
@@ -119,11 +119,11 @@ def _instantiates(group: str, cfg: DictConfig, tmp_path: Path) -> None:
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
 
-    from nnlight.pipeline.train_setup import logger_components, trainer_arguments
+    from nnlight.pipeline.train_config import logger_components, trainer_arguments
     from nnlight.training.images import IMAGE_LOGGERS
 
     if group == "logger":
-        chosen, images_every = logger_components(cfg.logger)
+        chosen, images_every = logger_components(plain(cfg.logger))
         loggers = [c.create(save_dir=str(tmp_path)) for c in chosen]
         assert any(isinstance(x, CSVLogger) for x in loggers)
         assert len(loggers) == len([k for k in cfg.logger if k != "images_every_n_epochs"])
@@ -132,7 +132,7 @@ def _instantiates(group: str, cfg: DictConfig, tmp_path: Path) -> None:
         callbacks = [c.create() for c in components(plain(cfg.callbacks), "callbacks", L.Callback)]
         assert len(callbacks) == len(cfg.callbacks) and all(isinstance(x, L.Callback) for x in callbacks)
     elif group == "trainer":
-        inspect.signature(L.Trainer).bind(**trainer_arguments(cfg.trainer)[0])  # every key is a Trainer argument
+        inspect.signature(L.Trainer).bind(**trainer_arguments(plain(cfg.trainer))[0])  # every key is a Trainer argument
     elif group == "launcher":
         assert cfg.hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
         assert cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
@@ -143,7 +143,7 @@ def _instantiates(group: str, cfg: DictConfig, tmp_path: Path) -> None:
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
         assert isinstance(component(plain(cfg.scheduler), "scheduler", LRScheduler).create(optimizer), LRScheduler)
     elif group == "loss":
-        assert isinstance(settings_from_config(LossSettings, cfg.loss, "loss"), LossSettings)
+        assert isinstance(typed(LossSettings, plain(cfg.loss), "loss"), LossSettings)
 
 
 EXPERIMENTS = _options("experiment")
@@ -163,12 +163,13 @@ def test_every_experiment_builds_a_task_and_data_module(experiment: str, preproc
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Composed with a real generated plan, read into typed settings and instantiated, as train.py does."""
     from nnlight.pipeline.train import build_data, build_task
+    from nnlight.pipeline.train_config import parse
     from nnlight.pipeline.train_setup import prepare
 
     if "Adan" in experiment:
         pytest.importorskip("adan_pytorch", reason='pip install "nnlight[adan]"')
     monkeypatch.setenv("NNLIGHT_PREPROCESSED", str(preprocessed[0].parent))
-    setup = prepare(_train_config(preprocessed[0].parent, f"experiment={experiment}"))
+    setup = prepare(parse(_train_config(preprocessed[0].parent, f"experiment={experiment}")))
     task, data = build_task(setup), build_data(setup)
     assert isinstance(task, SegmentationTask) and isinstance(data, SegmentationDataModule)
     assert isinstance(task.configure_optimizers()["optimizer"], setup.optimizer.cls)
@@ -217,14 +218,14 @@ def test_a_logger_whose_package_is_not_installed_names_the_extra(monkeypatch: py
 
     from omegaconf import OmegaConf
 
-    from nnlight.pipeline import train_setup
+    from nnlight.pipeline import train_config
     from nnlight.utils.errors import UserError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(train_setup.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else
+    monkeypatch.setattr(train_config.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else
                         real(name, *a))
     logger = OmegaConf.load(CONFIGS / "logger" / "wandb.yaml")
     logger.pop("defaults")
     with pytest.raises(UserError, match=r'logger.wandb needs the wandb package, which is not installed: pip install '
                                         r'"nnlight\[wandb\]"'):
-        train_setup.logger_components(logger)
+        train_config.logger_components(plain(logger))

@@ -197,12 +197,12 @@ def test_da5_set_runs_on_a_3d_batch() -> None:
     images = torch.randn(4, 2, 24, 24, 24) + labels
     from hydra import compose, initialize_config_dir
 
-    from nnlight.pipeline.config_values import settings_from_config
+    from nnlight.pipeline.config_values import plain, typed
     from tests.conftest import REPO
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        settings = settings_from_config(AugmentationSettings, compose(overrides=["+augmentation=da5"]).augmentation,
-                                        "augmentation")
+        settings = typed(AugmentationSettings, plain(compose(overrides=["+augmentation=da5"]).augmentation),
+                         "augmentation")
     settings = dataclasses.replace(settings, p_rotation=1.0, p_blank_rectangles=1.0, p_sharpen=1.0)
     out, out_labels = _augment(images, labels, [16, 16, 16], settings, 0)
     assert out.shape == (4, 2, 16, 16, 16) and torch.isfinite(out).all()

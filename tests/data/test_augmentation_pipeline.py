@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from nnlight.data.augmentation import BUILT_IN_STAGES, AugmentationSettings, augment, spatial_augmentation_geometry
 from nnlight.data.transforms import BatchTransform
-from nnlight.pipeline.config_values import settings_from_config
+from nnlight.pipeline.config_values import plain, typed
 from nnlight.utils.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -25,7 +25,7 @@ REFERENCE = Path(__file__).parent / "fixtures" / "augmentation_reference.npz"
 def _settings(option: str, *overrides: str) -> AugmentationSettings:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         node = compose(overrides=[f"+augmentation={option}", *overrides]).augmentation
-    return settings_from_config(AugmentationSettings, node, "augmentation")
+    return typed(AugmentationSettings, plain(node), "augmentation")
 
 
 def _run(settings: AugmentationSettings, patch: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -169,7 +169,7 @@ def _plan_in_process(dataset: str, roots: Roots) -> str:
     """plan.py's stage run in this process (the entry point's exit code and format are tested separately)."""
     from hydra import compose, initialize_config_dir
 
-    from nnlight.pipeline.plan import run
+    from nnlight.pipeline.plan import parse, run
     from nnlight.utils.errors import UserError
     from tests.conftest import REPO
 
@@ -177,7 +177,7 @@ def _plan_in_process(dataset: str, roots: Roots) -> str:
         cfg = compose("plan", overrides=[f"dataset={dataset}", "num_workers=0", f"paths.raw={roots.raw}",
                                          f"paths.preprocessed={roots.preprocessed}", f"paths.results={roots.results}"])
     with pytest.raises(UserError) as error:
-        run(cfg)
+        run(parse(cfg))
     return str(error.value)
 
 

@@ -204,13 +204,13 @@ def _predict_in_process(roots: Roots, *overrides: str) -> str:
     """predict.py's stage in this process (its checks come before anything Hydra-specific); the message."""
     from hydra import compose, initialize_config_dir
 
-    from nnlight.pipeline.predict import run
+    from nnlight.pipeline.predict import parse, run
     from tests.conftest import REPO
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose("predict", overrides=[f"paths.results={roots.results}", *overrides])
     with pytest.raises(UserError) as error:
-        run(cfg)
+        run(parse(cfg))
     return str(error.value)
 
 
@@ -630,14 +630,14 @@ def test_precision_given_as_a_number_is_accepted() -> None:
     from omegaconf import OmegaConf
 
     from nnlight.inference.predictor import canonical_precision
-    from nnlight.pipeline.config_values import settings_from_config
+    from nnlight.pipeline.config_values import plain, typed
     from nnlight.pipeline.predict import PredictOptions
 
     for value, meant in ((32, "32"), (16, "16-mixed"), ("bf16", "bf16-mixed"), ("auto", "auto")):
-        options = settings_from_config(PredictOptions, OmegaConf.create({"precision": value}), "predict")
+        options = typed(PredictOptions, plain(OmegaConf.create({"precision": value})), "predict")
         assert options.precision == "auto" if value == "auto" else canonical_precision(options.precision) == meant
     with pytest.raises(UserError, match="precision=8: choose auto, 32, 16-mixed, bf16-mixed"):
-        settings_from_config(PredictOptions, OmegaConf.create({"precision": 8}), "predict")
+        typed(PredictOptions, plain(OmegaConf.create({"precision": 8})), "predict")
 
 
 def test_a_run_folder_naming_a_downloading_network_fetches_nothing(tmp_path: Path) -> None:

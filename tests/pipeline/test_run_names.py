@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnlight.pipeline.cli import compose_config, composition_problem, run_folder
+from nnlight.pipeline.cli import composition_problem, train_run_folder
 from nnlight.pipeline.config_dir import CONFIG_DIR
 from nnlight.pipeline.run_names import MAX_DIFFERENCES_BYTES
 from tests.conftest import Roots
@@ -18,7 +18,7 @@ PLAN = "plan=Dataset900_Demo/3d_fullres"
 
 
 def _folder(*overrides: str) -> str:
-    folder = run_folder(compose_config(CONFIG_DIR, "train", [PLAN, *overrides]))
+    folder = train_run_folder([PLAN, *overrides])
     return str(folder.relative_to(folder.parents[3]))
 
 
@@ -70,5 +70,5 @@ def test_a_value_that_would_leave_the_results_folder_is_refused(planned: Roots, 
 
 
 def test_the_run_folder_lies_under_the_results_root(planned: Roots) -> None:
-    folder = run_folder(compose_config(CONFIG_DIR, "train", [PLAN, "loss=dice"]))
+    folder = train_run_folder([PLAN, "loss=dice"])
     assert Path(planned.results).resolve() in folder.resolve().parents

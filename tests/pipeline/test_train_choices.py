@@ -99,6 +99,7 @@ def test_a_wrong_value_is_named_before_training(roots: Roots, overrides: list[st
     """What the stage checks first, in-process: the same checks train.py runs before it writes anything."""
     from hydra import compose, initialize_config_dir
 
+    from nnlight.pipeline.train_config import parse
     from nnlight.pipeline.train_setup import prepare
     from nnlight.utils.errors import UserError
     from tests.conftest import REPO
@@ -108,7 +109,7 @@ def test_a_wrong_value_is_named_before_training(roots: Roots, overrides: list[st
         cfg = compose("train", overrides=["plan=Dataset900_Demo/3d_fullres", f"paths.raw={roots.raw}",
                                           f"paths.preprocessed={roots.preprocessed}", *overrides])
     with pytest.raises(UserError) as error:
-        prepare(cfg)
+        prepare(parse(cfg))
     assert expected in str(error.value)
 
 

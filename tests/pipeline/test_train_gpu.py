@@ -51,13 +51,14 @@ def test_training_batches_arrive_pinned_and_inference_autocasts_on_the_gpu(tmp_p
     from nnlight.inference.predictor import InferenceSettings, choose_tile_batch, predict_preprocessed
     from nnlight.pipeline.cli import compose_config
     from nnlight.pipeline.train import build_data
+    from nnlight.pipeline.train_config import parse
     from nnlight.pipeline.train_setup import prepare
 
     for root in ("RAW", "PREPROCESSED", "RESULTS"):
         monkeypatch.setenv(f"NNLIGHT_{root}", str(tmp_path / root))
     name = planned_dataset(tmp_path, None, [24, 48, 40], 2, 5, "Pinned")
-    setup = prepare(compose_config(Path(__file__).parents[2] / "configs", "train",
-                                   [f"plan={name}/3d_fullres", "data.num_workers=1", "trainer=gpu"]))
+    setup = prepare(parse(compose_config(Path(__file__).parents[2] / "configs", "train",
+                                         [f"plan={name}/3d_fullres", "data.num_workers=1", "trainer=gpu"])))
     data = build_data(setup)
     data.trainer = L.Trainer(accelerator="gpu", devices=1, logger=False)
     data.setup("fit")

@@ -16,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from nnlight.fingerprint import Fingerprint
-from nnlight.pipeline.plan import planner_settings
+from nnlight.pipeline.plan import parse
 from nnlight.planning import PlannerSettings, plan_experiment, plans_to_nnunet
 from nnlight.raw.dataset_json import parse_dataset_json
 
@@ -30,7 +30,7 @@ PRESETS = ["default", "resenc_m", "resenc_l", "resenc_xl"]
 @pytest.fixture(scope="module")
 def presets() -> dict[str, PlannerSettings]:
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return {p: planner_settings(compose("plan", overrides=["dataset=x", f"planner={p}"])) for p in PRESETS}
+        return {p: parse(compose("plan", overrides=["dataset=x", f"planner={p}"])).planner for p in PRESETS}
 
 
 def _comparable(exported: dict) -> dict:

@@ -33,11 +33,11 @@ from nnlight.benchmarking.suite import (
     sweep_overrides,
 )
 from nnlight.benchmarking.table import RUN_COLUMNS, case_columns, case_rows, run_row, to_csv
-from nnlight.pipeline.cli import compose_config, composition_problem
-from nnlight.pipeline.cli import run_folder as cli_run_folder
+from nnlight.pipeline import plan as plan_stage
+from nnlight.pipeline.cli import compose_config, composition_problem, train_run_folder
 from nnlight.pipeline.config_dir import CONFIG_DIR
-from nnlight.pipeline.config_values import plain
-from nnlight.pipeline.plan import planner_settings, resolve_raw_folder
+from nnlight.pipeline.config_values import Roots, resolved_config, typed
+from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.planning.plan_configs import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
 from nnlight.utils.errors import UserError
@@ -47,15 +47,28 @@ from nnlight.utils.parallel import die_with_parent
 
 
 @dataclass(frozen=True)
-class Roots:
-    raw: Path
-    preprocessed: Path
-    results: Path
+class BenchmarkConfig:
+    """Everything nnlight-benchmark reads from its config, typed and checked once."""
 
-    def export(self) -> None:
-        """train.py (and the configs composed here) find the roots through the environment."""
-        os.environ.update({"NNLIGHT_RAW": str(self.raw), "NNLIGHT_PREPROCESSED": str(self.preprocessed),
-                           "NNLIGHT_RESULTS": str(self.results)})
+    suite: Suite
+    dry_run: bool
+    roots: Roots  # absolute: train.py runs in other processes
+    log_file: Path | None = None  # each train.py sweep logs into the suite's folder
+
+
+@dataclass(frozen=True)
+class _BenchmarkOptions:
+    dry_run: bool = False
+    verbose: bool = False
+
+
+def parse(cfg: DictConfig) -> BenchmarkConfig:
+    values = resolved_config(cfg)
+    suite = read_suite(values.pop("suite"))
+    roots = Roots.from_values(values.pop("paths"))
+    options = typed(_BenchmarkOptions, values)
+    return BenchmarkConfig(suite, options.dry_run, Roots(roots.raw.resolve(), roots.preprocessed.resolve(),
+                                                         roots.results.resolve()))
 
 
 @dataclass(frozen=True)
@@ -94,17 +107,16 @@ class Expansion:
         return [r for key, r in self.runs.items() if not self.folders[key].stats.is_file()]
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    suite = read_suite(plain(cfg.suite))
-    roots = Roots(*(Path(str(cfg.paths[k])).resolve() for k in ("raw", "preprocessed", "results")))
+def run(config: BenchmarkConfig) -> dict[str, Any]:
+    suite, roots = config.suite, config.roots
     roots.export()
     check_variants(suite)
-    generate = not cfg.dry_run
+    generate = not config.dry_run
     raw_folders = {d.name: _raw_folder(d, roots.raw, generate) for d in suite.datasets if d.synthetic is None}
     raw_folders |= {d.name: _raw_folder(d, roots.raw, generate) for d in suite.datasets if d.synthetic is not None}
     folder = BenchmarkFolder(roots.results / "benchmarks" / suite.name)
     state = expand(suite, raw_folders, roots)
-    if bool(cfg.dry_run):
+    if config.dry_run:
         _print_plan(suite, state, raw_folders)
         return {"runs": len(state.runs), "pending": len(state.pending)}
     if state.pending or state.unplanned:  # plan (or finish preprocessing) only where there is training to do
@@ -164,7 +176,7 @@ def check_variants(suite: Suite) -> None:
 
 def _planner(preset: str) -> tuple[str, str]:
     """(plans name, config suffix) of a planner preset (checked to exist by :func:`check_variants`)."""
-    settings = planner_settings(compose_config(CONFIG_DIR, "plan", ["dataset=_", f"planner={preset}"]))
+    settings = plan_stage.parse(compose_config(CONFIG_DIR, "plan", ["dataset=_", f"planner={preset}"])).planner
     return settings.plans_name, settings.config_suffix
 
 
@@ -202,15 +214,13 @@ def expand(suite: Suite, raw_folders: dict[str, Path], roots: Roots, plan: Abstr
 
 def _plan(raw_folder: Path, overrides: list[str]) -> None:
     """plan.py in this process: verify, fingerprint (reused), plan, preprocess (cases already done are kept)."""
-    from nnlight.pipeline import plan
-
     print(f"\nPlanning {raw_folder.name} ({' '.join(overrides)}) ...")
-    plan.run(compose_config(CONFIG_DIR, "plan", [f"dataset={raw_folder}", *overrides]))
+    plan_stage.run(plan_stage.parse(compose_config(CONFIG_DIR, "plan", [f"dataset={raw_folder}", *overrides])))
 
 
 def run_folder(overrides: list[str]) -> RunFolder:
     """The folder train.py gives a run with these overrides (Hydra composes the name, as in train.py)."""
-    return RunFolder(cli_run_folder(compose_config(CONFIG_DIR, "train", overrides)).resolve())
+    return RunFolder(train_run_folder(overrides))
 
 
 def _print_plan(suite: Suite, state: Expansion, raw_folders: dict[str, Path]) -> None:

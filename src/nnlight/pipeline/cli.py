@@ -24,8 +24,9 @@ from omegaconf.errors import InterpolationResolutionError
 
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
 from hydra_plugins.nnlight_optuna.search import check_search_settings
+from nnlight.pipeline.config_dir import CONFIG_DIR
 from nnlight.pipeline.config_values import plain
-from nnlight.pipeline.hydra_settings import hydra_config_set, hydra_settings_problem
+from nnlight.pipeline.hydra_settings import hydra_settings_problem, written_folders
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.names import inside
@@ -157,10 +158,8 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
             problem = writable_folder_problem(Path(str(OmegaConf.select(cfg, key))))
             if problem:
                 return f"{key}={OmegaConf.select(cfg, key)}: {problem}; choose a folder you can write to"
-        if config_name == "train":
-            run_folder(cfg)
-            if str(cfg.hydra.sweeper.get("_target_", "")).endswith(".OptunaSearch"):
-                check_search_settings(cfg.hydra.sweeper)
+        if config_name == "train" and str(cfg.hydra.sweeper.get("_target_", "")).endswith(".OptunaSearch"):
+            check_search_settings(cfg.hydra.sweeper)
     except MissingConfigException as e:
         group, _, option = str(e.missing_cfg_file).partition("/")
         options = list(e.options or []) or _plan_options(config_dir, config_name) if group == "plan" else \
@@ -178,13 +177,13 @@ def composition_problem(config_dir: Path, config_name: str, overrides: list[str]
     return None
 
 
-def run_folder(cfg: DictConfig) -> Path:
-    """The run folder a composed train config names (Hydra's ``run.dir``), refused unless it lies inside
-    ``paths.results``: no override value may turn into a path elsewhere."""
-    with hydra_config_set(cfg):
-        folder = Path(str(cfg.hydra.run.dir))
-    inside(Path(str(cfg.paths.results)), folder, "the run folder (hydra.run.dir)")
-    return folder
+def train_run_folder(overrides: list[str], config_dir: Path = CONFIG_DIR) -> Path:
+    """The run folder train.py gives a run with these overrides (Hydra's ``run.dir``, as in the run), refused unless
+    it lies inside ``paths.results``: no override value may turn into a path elsewhere."""
+    cfg = compose_config(config_dir, "train", overrides)
+    folder = written_folders(cfg)["hydra.run.dir"]
+    assert folder is not None  # every composed config names its run folder
+    return inside(Path(str(cfg.paths.results)), folder, "the run folder (hydra.run.dir)")
 
 
 def _composition_problem(config_dir: Path, config_name: str, overrides: list[str], error: Exception) -> str:

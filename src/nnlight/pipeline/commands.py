@@ -6,11 +6,8 @@ the composed config to its stage.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
 
 from nnlight.pipeline import run_stage
 from nnlight.pipeline.cli import check_command_line
@@ -21,17 +18,11 @@ from nnlight.utils.quiet import quiet_third_party_warnings, verbose_requested
 COMMANDS = ("plan", "train", "predict", "evaluate", "benchmark")  # each one's primary config has its name
 
 
-def _task(cfg: DictConfig) -> Any:
-    """What Hydra runs for every command (module-level, so a cluster launcher can pickle it): the stage named by
-    the primary config; train's return value is what a sweeper optimizes."""
-    return run_stage(str(HydraConfig.get().job.config_name), cfg)
-
-
 def _run(command: str) -> None:
     if not verbose_requested(sys.argv[1:]):
         quiet_third_party_warnings()
     check_command_line(CONFIG_DIR, command)
-    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(_task)()
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(run_stage)()
 
 
 def plan() -> None:

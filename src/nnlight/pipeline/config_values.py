@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 
 from nnlight.utils.errors import UserError
 
 T = TypeVar("T")
 _MISMATCH = object()
+MISSING = "???"  # a mandatory value left unset, as OmegaConf gives it back
 
 
 def _convert(value: Any, hint: Any) -> Any:
@@ -79,33 +82,53 @@ def plain(node: DictConfig | None, resolve: bool = True) -> dict[str, Any]:
     return {str(k): v for k, v in values.items()}
 
 
-def plain_list(value: Any) -> list[Any]:
-    """A value given as one item or as a list (``folds=0`` or ``folds=[0,1]``) as a plain list."""
-    if OmegaConf.is_list(value):
-        items = OmegaConf.to_container(value, resolve=True)
-        assert isinstance(items, list)
-        return items
-    return [value]
-
-
-def settings_from_config(cls: type[T], node: DictConfig, group: str) -> T:
-    """Build the dataclass ``cls`` from ``node``, checking every key and value against its type hints."""
-    values = plain(node)
+def typed(cls: type[T], values: Mapping[str, Any], group: str = "") -> T:
+    """The dataclass ``cls`` from plain ``values`` (a group's, or a command's own top-level values with ``group``
+    empty), each key and value checked against its type hints; a mistake names ``group.key``."""
+    prefix = f"{group}." if group else ""
     hints = typing.get_type_hints(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # a dataclass; no type says so
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # a dataclass; no type says so
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise UserError(f"unknown setting(s) {', '.join(f'{group}.{k}' for k in unknown)}; "
+        raise UserError(f"unknown setting(s) {', '.join(f'{prefix}{k}' for k in unknown)}; "
                         f"valid: {', '.join(sorted(fields))}")
+    converted_values = {}
     for key, value in values.items():
+        if value == MISSING and fields[key].default is dataclasses.MISSING:
+            raise UserError(f"{prefix}{key}=... is required")
         converted = _convert(value, hints[key])
         if converted is _MISMATCH:
-            raise UserError(f"{group}.{key}={value!r}: expected {describe_type(hints[key])}")
-        values[key] = converted
+            raise UserError(f"{prefix}{key}={value!r}: expected {describe_type(hints[key])}")
+        converted_values[key] = converted
     try:
-        return cls(**values)
+        return cls(**converted_values)
     except ValueError as e:  # a dataclass's own consistency check (__post_init__)
-        raise UserError(f"{group}: {e}") from None
+        raise UserError(f"{group or 'settings'}: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Roots:
+    """The stage folders' roots (``paths.*``: configs/paths/default.yaml)."""
+
+    raw: Path
+    preprocessed: Path
+    results: Path
+
+    @classmethod
+    def from_values(cls, paths: Mapping[str, Any]) -> Roots:
+        return cls(*(Path(str(paths[k])) for k in ("raw", "preprocessed", "results")))
+
+    def export(self) -> None:
+        """Processes this one starts (train.py, and the configs it composes) find the roots in the environment."""
+        os.environ.update({"NNLIGHT_RAW": str(self.raw), "NNLIGHT_PREPROCESSED": str(self.preprocessed),
+                           "NNLIGHT_RESULTS": str(self.results)})
+
+
+def check_required(values: Mapping[str, Any], examples: Mapping[str, str]) -> None:
+    """Each key of ``examples`` has a value (not ``???`` or null); a missing one is an error showing a command."""
+    for key, example in examples.items():
+        if values.get(key) in (None, MISSING):
+            raise UserError(f"{key}=... is required, e.g. {example}")
 
 
 def nonfinite_value(node: Any, prefix: str = "") -> str | None:
@@ -122,25 +145,5 @@ def nonfinite_value(node: Any, prefix: str = "") -> str | None:
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The stage's config as plain values, interpolations resolved, Hydra's own node left out (and not resolved: a
-    composed config's ``hydra`` node needs a running Hydra)."""
-    return {str(key): OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-            for key, node in ((k, cfg[k]) for k in cfg if k != "hydra")}
-
-
-def check_finite_values(cfg: DictConfig) -> None:
-    """Every number of the config is finite (checked before anything is written)."""
-    bad = nonfinite_value(resolved_config(cfg))
-    if bad:
-        raise UserError(f"{bad}: not a finite number; every training value must be finite (a NaN or Inf "
-                        "learning rate, weight or probability trains nothing meaningful)")
-
-
-def required(cfg: DictConfig, key: str, example: str) -> Any:
-    """``cfg[key]``; a value left at ``???`` (or null) is an error that shows a full command."""
-    try:
-        value = cfg[key]
-    except MissingMandatoryValue:
-        value = None
-    if value is None:
-        raise UserError(f"{key}=... is required, e.g. {example}")
-    return value
+    composed config's ``hydra`` node needs a running Hydra); a mandatory value left unset stays ``???``."""
+    return plain(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from nnlight.evaluation.folder_evaluation import EvaluationSettings, evaluate_fo
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_components, metric_name
 from nnlight.evaluation.object_metrics import INSTANCE_SCORES, match_threshold
 from nnlight.evaluation.selection import results_table, select_best
-from nnlight.pipeline.config_values import plain, plain_list, required
+from nnlight.pipeline.config_values import Roots, check_required, resolved_config, typed
 from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.raw.dataset_json import load_dataset_json
 from nnlight.utils.components import Component
@@ -22,22 +23,68 @@ from nnlight.utils.folders import DatasetResults, PredictionFolder
 from nnlight.utils.names import model_name
 
 
-def _folds(value: Any, count: int) -> list[str] | None:
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """evaluate.yaml's own values."""
+
+    dataset: str | int
+    prediction: str | None = None
+    reference: str | None = None
+    allow_missing: bool = False
+    folds: int | str | list[int | str] | None = None
+    models: str | list[str] | None = None
+    ensembles: bool = True
+    surface_metrics: bool = True
+    tolerance_mm: float = 1.0
+    selection_metric: str = "Dice"
+    match_iou: float = 0.5
+    num_workers: int = 2
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Everything nnlight-evaluate reads from its config, typed and checked once."""
+
+    options: EvaluateOptions
+    metrics: tuple[Component, ...]  # the user's per-case scores (CaseMetric classes)
+    roots: Roots
+    raw_folder: Path  # the dataset's raw folder (labels and file ending)
+
+    @property
+    def log_file(self) -> Path:
+        """Beside what it writes: the scored folder's ``evaluate.log``, or the dataset's results'."""
+        if self.options.prediction:
+            return Path(self.options.prediction) / "evaluate.log"
+        return self.roots.results / self.raw_folder.name / "evaluate.log"
+
+
+def parse(cfg: DictConfig) -> EvaluateConfig:
+    values = resolved_config(cfg)
+    check_required(values, {"dataset": "nnlight-evaluate dataset=Dataset104_DRIVE"})
+    roots = Roots.from_values(values.pop("paths"))
+    metrics = metric_components(values.pop("metrics", None) or {})
+    options = typed(EvaluateOptions, values)
+    match_threshold(options.match_iou, "match_iou")
+    return EvaluateConfig(options, metrics, roots, resolve_raw_folder(str(options.dataset), roots.raw))
+
+
+def _folds(value: int | str | list[int | str] | None, count: int) -> list[str] | None:
     """``folds=0`` or ``folds=[0,1]``: the folds to compare on (null: all of the dataset's splits)."""
     if value is None:
         return None
-    folds = [str(f) for f in plain_list(value)]
+    folds = [str(f) for f in (value if isinstance(value, list) else [value])]
     wrong = [f for f in folds if not f.isdigit() or int(f) >= count]
     if wrong or not folds:
         raise UserError(f"folds={folds}: choose folds among 0..{count - 1} (e.g. folds=[0,1]), or null for all")
     return sorted(set(folds), key=int)
 
 
-def _names(value: Any) -> list[str] | None:
+def _names(value: str | list[str] | None) -> list[str] | None:
     """``models=[3d_fullres/baseline, ...]``: the candidates by name (null: every complete, non-trial model)."""
     if value is None:
         return None
-    names = [str(m) for m in plain_list(value)]
+    names = [str(m) for m in (value if isinstance(value, list) else [value])]
     return [model_name(m, "models") for m in names]
 
 
@@ -51,29 +98,26 @@ def _selection_metric(name: str, instances: bool, metrics: Sequence[Component]) 
     return name
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    dataset = str(required(cfg, "dataset", "nnlight-evaluate dataset=Dataset104_DRIVE"))
-    raw_folder = resolve_raw_folder(dataset, Path(cfg.paths.raw))
+def run(config: EvaluateConfig) -> dict[str, Any]:
+    options, raw_folder = config.options, config.raw_folder
     if not (raw_folder / "dataset.json").is_file():
         raise UserError(f"{raw_folder / 'dataset.json'}: not found; evaluation reads the labels and file ending "
                         "from the raw dataset (set paths.raw or NNLIGHT_RAW)")
     dataset_json = load_dataset_json(raw_folder / "dataset.json")
-    reference = Path(str(cfg.reference)) if cfg.reference else raw_folder / "labelsTr"
+    reference = Path(options.reference) if options.reference else raw_folder / "labelsTr"
     if not reference.is_dir():
         raise UserError(f"reference={reference}: folder not found")
     labels = dict(dataset_json.labels)
-    metrics = metric_components(plain(cfg.get("metrics")))
-    selection_metric = _selection_metric(str(cfg.selection_metric), dataset_json.instance_maps, metrics)
-    match_iou = match_threshold(float(cfg.match_iou), "match_iou")
-    if cfg.prediction:
-        prediction = Path(str(cfg.prediction))
+    metrics = config.metrics
+    selection_metric = _selection_metric(options.selection_metric, dataset_json.instance_maps, metrics)
+    if options.prediction:
+        prediction = Path(options.prediction)
         if not prediction.is_dir():
             raise UserError(f"prediction={prediction}: folder not found")
         summary = evaluate_folder(prediction, reference, EvaluationSettings(
-            labels, dataset_json.file_ending, dataset_json.ignore_label, bool(cfg.surface_metrics),
-            float(cfg.tolerance_mm), metrics, dataset_json.instance_maps, match_iou),
-            num_workers=int(cfg.num_workers),
-            allow_missing=bool(cfg.allow_missing))
+            labels, dataset_json.file_ending, dataset_json.ignore_label, options.surface_metrics,
+            options.tolerance_mm, metrics, dataset_json.instance_maps, options.match_iou),
+            num_workers=options.num_workers, allow_missing=options.allow_missing)
         skipped = summary["references_without_prediction"]
         print(f"\nScored {summary['cases']} case(s)" + (f" ({skipped} reference case(s) without a prediction were "
                                                        "left out: allow_missing=true)" if skipped else "")
@@ -81,12 +125,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
               + f"\n  per case and label: {PredictionFolder(prediction).summary_csv}; all: "
               f"{PredictionFolder(prediction).summary}")
         return summary
-    results = Path(cfg.paths.results) / raw_folder.name
-    count = fold_count(Path(cfg.paths.preprocessed) / raw_folder.name)
+    results = config.roots.results / raw_folder.name
+    count = fold_count(config.roots.preprocessed / raw_folder.name)
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
-                         bool(cfg.ensembles), float(cfg.tolerance_mm), int(cfg.num_workers), count,
-                         _folds(cfg.get("folds"), count), _names(cfg.get("models")), metrics,
-                         dataset_json.instance_maps, selection_metric, match_iou)
+                         options.ensembles, options.tolerance_mm, options.num_workers, count,
+                         _folds(options.folds, count), _names(options.models), metrics,
+                         dataset_json.instance_maps, selection_metric, options.match_iou)
     print("\n" + results_table(result))
     folder = DatasetResults(results)
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"

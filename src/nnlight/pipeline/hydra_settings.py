@@ -10,8 +10,7 @@ of those keys may only hold what nnlight's own configs put there or a value of t
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -38,24 +37,35 @@ ENV_PREFIXES = ("CUDA_", "OMP_", "MKL_", "NCCL_", "PYTORCH_", "WANDB_", "TOKENIZ
 LAUNCHER_SHELL_KEYS = ("setup", "srun_args", "additional_parameters")
 
 
-@contextlib.contextmanager
-def hydra_config_set(cfg: DictConfig) -> Iterator[None]:
-    """``${hydra:...}`` interpolations of ``cfg`` resolve (as inside a run) for the duration."""
-    hydra = HydraConfig.instance()
-    previous = hydra.cfg
-    hydra.set_config(cfg)
-    try:
-        yield
-    finally:
-        hydra.cfg = previous
-
-
 def hydra_settings_problem(cfg: DictConfig, command: str, overrides: Sequence[str] = ()) -> str | None:
     """Why the ``hydra`` node of ``cfg`` (composed for ``command`` from the command line ``overrides``) may not be
     acted on, or None."""
     node = plain(cfg.hydra, resolve=False)
     return _code_problem(node) or _launcher_problem(node, overrides) or _env_problem(node) or \
-        _folder_problem(cfg, command)
+        _folder_problem(written_folders(cfg), command, Path(str(cfg.paths.results)))
+
+
+def written_folders(cfg: DictConfig) -> dict[str, Path | None]:
+    """Where Hydra and its launcher would write for the composed ``cfg``, resolved as inside a run (a sweep's job
+    numbered 0): the run folder, the sweep folder and a job's, ``.hydra``'s subfolder (None: none), the
+    launcher's job files (None: no such launcher)."""
+    checked = cfg.copy()
+    with open_dict(checked):  # a job's number is known only once the sweep runs
+        checked.hydra.job.num = 0
+        checked.hydra.job.id = "0"
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(checked)  # ${hydra:...} resolves as in a run
+    try:
+        hydra = checked.hydra
+        sweep = Path(str(hydra.sweep.dir))
+        launcher = hydra.launcher.get("submitit_folder")
+        return {"hydra.run.dir": Path(str(hydra.run.dir)), "hydra.sweep.dir": sweep,
+                "hydra.sweep.subdir": sweep / str(hydra.sweep.subdir),
+                "hydra.output_subdir": None if hydra.output_subdir is None else Path(str(hydra.output_subdir)),
+                "hydra.launcher.submitit_folder": None if launcher is None else Path(str(launcher))}
+    finally:
+        hydra_config.cfg = previous
 
 
 def _code_problem(node: Mapping[str, Any]) -> str | None:
@@ -130,33 +140,20 @@ def _env_problem(node: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _folder_problem(cfg: DictConfig, command: str) -> str | None:
+def _folder_problem(folders: Mapping[str, Path | None], command: str, results: Path) -> str | None:
     """Every folder Hydra or a launcher writes lies inside ``paths.results``: the run folder (train's; the other
     commands write none), the sweep folder and each job's folder, ``.hydra/`` and the launcher's job files."""
-    results = Path(str(cfg.paths.results))
-    checked = cfg.copy()
-    with open_dict(checked):  # a job's number is known only once the sweep runs
-        checked.hydra.job.num = 0
-        checked.hydra.job.id = "0"
-    with hydra_config_set(checked):
-        hydra = checked.hydra
-        output_subdir = hydra.output_subdir
-        if output_subdir is not None and (PurePath(str(output_subdir)).is_absolute() or
-                                          ".." in PurePath(str(output_subdir)).parts):
-            return f"hydra.output_subdir={output_subdir}: a folder inside the run folder (a relative name), or null"
-        if command != "train" and (str(hydra.run.dir) != "." or output_subdir is not None):
-            return (f"hydra.run.dir={hydra.run.dir}, hydra.output_subdir={output_subdir}: nnlight-{command} makes no "
-                    "run folder (it writes where its own settings say); remove these overrides")
-        sweep = Path(str(hydra.sweep.dir))
-        folders = {"hydra.sweep.dir": sweep, "hydra.sweep.subdir": sweep / str(hydra.sweep.subdir)}
-        if command == "train":
-            folders["hydra.run.dir"] = Path(str(hydra.run.dir))
-        launcher_folder = hydra.launcher.get("submitit_folder")
-        if launcher_folder is not None:
-            folders["hydra.launcher.submitit_folder"] = Path(str(launcher_folder))
-        try:
-            for key, folder in folders.items():
-                inside(results, folder, key)
-        except UserError as e:
-            return f"{e} (paths.results={results}); choose a folder inside it"
+    output_subdir, run_dir = folders["hydra.output_subdir"], folders["hydra.run.dir"]
+    if output_subdir is not None and (output_subdir.is_absolute() or ".." in output_subdir.parts):
+        return f"hydra.output_subdir={output_subdir}: a folder inside the run folder (a relative name), or null"
+    if command != "train" and (str(run_dir) != "." or output_subdir is not None):
+        return (f"hydra.run.dir={run_dir}, hydra.output_subdir={output_subdir}: nnlight-{command} makes no run "
+                "folder (it writes where its own settings say); remove these overrides")
+    checked = {k: f for k, f in folders.items() if f is not None and k != "hydra.output_subdir"
+               and (command == "train" or k != "hydra.run.dir")}
+    try:
+        for key, folder in checked.items():
+            inside(results, folder, key)
+    except UserError as e:
+        return f"{e} (paths.results={results}); choose a folder inside it"
     return None

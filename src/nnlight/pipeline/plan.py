@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from nnlight.fingerprint import Fingerprint, compute_fingerprint, load_fingerprint
 from nnlight.fingerprint.fingerprint import save_fingerprint
-from nnlight.pipeline.config_values import required, settings_from_config
+from nnlight.pipeline.config_values import Roots, check_required, resolved_config, typed
 from nnlight.planning import PlannerSettings, Plans, plan_experiment, plans_from_nnunet, plans_to_nnunet
 from nnlight.planning.instance_plan import plan_instances
 from nnlight.planning.plan_configs import write_plan_configs
@@ -26,15 +28,50 @@ FINGERPRINT_FILE = "fingerprint.json"
 
 
 @dataclasses.dataclass(frozen=True)
+class PlanOptions:
+    """plan.yaml's own values."""
+
+    dataset: str | int  # a folder, a DatasetXXX_Name under paths.raw, or its number
+    fingerprint: str | None = None
+    dataset_json: str | None = None
+    nnunet_plans: str | None = None
+    plans_from: str | int | None = None
+    num_workers: int = 2
+    overwrite_fingerprint: bool = False
+    overwrite_configs: bool = False
+    preprocess: bool = True
+    verbose: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanConfig:
+    """Everything nnlight-plan reads from its config, typed and checked once."""
+
+    options: PlanOptions
+    planner: PlannerSettings
+    roots: Roots
+    log_file: Path | None = None  # planning prints its summary; it keeps no log
+
+
+def parse(cfg: DictConfig) -> PlanConfig:
+    values = resolved_config(cfg)
+    check_required(values, {"dataset": "nnlight-plan dataset=Dataset101_BraTS2015Mini"})
+    planner = planner_settings(values.pop("planner"))
+    return PlanConfig(typed(PlanOptions, {k: v for k, v in values.items() if k != "paths"}), planner,
+                      Roots.from_values(values["paths"]))
+
+
+@dataclasses.dataclass(frozen=True)
 class PlanResult:
     plans: Plans
     dataset_folder: Path  # <preprocessed>/<Dataset>
     config_files: list[Path]
 
 
-def planner_settings(cfg: DictConfig) -> PlannerSettings:
-    """Typed planner settings from ``cfg.planner``; a misspelt key or a wrong type is a clear error."""
-    settings = settings_from_config(PlannerSettings, cfg.planner, "planner")
+def planner_settings(values: Mapping[str, Any]) -> PlannerSettings:
+    """Typed planner settings from the ``planner`` group's values; a misspelt key or a wrong type is a clear
+    error."""
+    settings = typed(PlannerSettings, values, "planner")
     if settings.overwrite_target_spacing is not None and len(settings.overwrite_target_spacing) != 3:
         raise UserError("planner.overwrite_target_spacing needs three numbers, e.g. [3.0,1.0,1.0]")
     return settings
@@ -58,8 +95,8 @@ def resolve_raw_folder(dataset: str, raw_root: Path) -> Path:
                     "(set NNLIGHT_RAW or paths.raw to where your raw datasets are)")
 
 
-def _dataset_json_for(cfg: DictConfig, dataset_name: str, raw_root: Path) -> DatasetJson:
-    path = Path(cfg.dataset_json) if cfg.dataset_json else raw_root / dataset_name / "dataset.json"
+def _dataset_json_for(given: str | None, dataset_name: str, raw_root: Path) -> DatasetJson:
+    path = Path(given) if given else raw_root / dataset_name / "dataset.json"
     if not path.is_file():
         raise UserError(f"{path}: dataset.json not found; pass dataset_json=<path to the dataset's dataset.json>")
     return load_dataset_json(path)
@@ -75,16 +112,15 @@ def _name_only(dataset: str, raw_root: Path) -> str:
     return name
 
 
-def run(cfg: DictConfig) -> PlanResult:
-    dataset = str(required(cfg, "dataset", "nnlight-plan dataset=Dataset101_BraTS2015Mini"))
-    raw_root = Path(cfg.paths.raw)
-    preprocessed_root = Path(cfg.paths.preprocessed)
-    settings = planner_settings(cfg)
+def run(config: PlanConfig) -> PlanResult:
+    options, settings = config.options, config.planner
+    dataset = str(options.dataset)
+    raw_root, preprocessed_root = config.roots.raw, config.roots.preprocessed
 
-    if cfg.nnunet_plans:
+    if options.nnunet_plans:
         name = _name_only(dataset, raw_root)
-        dataset_json = _dataset_json_for(cfg, name, raw_root)
-        plans_path = Path(cfg.nnunet_plans)
+        dataset_json = _dataset_json_for(options.dataset_json, name, raw_root)
+        plans_path = Path(options.nnunet_plans)
         if not plans_path.is_file():
             raise UserError(f"nnunet_plans={plans_path}: file not found")
         plans = plans_from_nnunet(load_json(plans_path), str(plans_path))
@@ -95,15 +131,15 @@ def run(cfg: DictConfig) -> PlanResult:
             raise UserError(f"nnunet_plans={plans_path}: {name} declares instance maps, whose border-core conversion "
                             "nnU-Net's plans do not carry; plan it from the raw dataset or its fingerprint")
         return _write_outputs(plans, dataset_json, None, preprocessed_root, suffix,
-                              f"imported from {plans_path.name}", cfg.overwrite_configs)
+                              f"imported from {plans_path.name}", options.overwrite_configs)
 
     raw, new_fingerprint = None, False
-    if cfg.fingerprint:
+    if options.fingerprint:
         name = _name_only(dataset, raw_root)
-        dataset_json = _dataset_json_for(cfg, name, raw_root)
-        fingerprint = load_fingerprint(cfg.fingerprint)
+        dataset_json = _dataset_json_for(options.dataset_json, name, raw_root)
+        fingerprint = load_fingerprint(options.fingerprint)
         if len(fingerprint.spacings) != dataset_json.num_training:
-            raise UserError(f"fingerprint={cfg.fingerprint} describes {len(fingerprint.spacings)} cases but "
+            raise UserError(f"fingerprint={options.fingerprint} describes {len(fingerprint.spacings)} cases but "
                             f"dataset.json says numTraining={dataset_json.num_training}; use the matching pair")
     else:
         folder = resolve_raw_folder(dataset, raw_root)
@@ -112,15 +148,15 @@ def run(cfg: DictConfig) -> PlanResult:
             raise DatasetProblems(folder.name, problems)
         name, dataset_json = raw.name, raw.dataset_json
         fingerprint_path = preprocessed_root / name / FINGERPRINT_FILE
-        if fingerprint_path.is_file() and not cfg.overwrite_fingerprint and not problems:
+        if fingerprint_path.is_file() and not options.overwrite_fingerprint and not problems:
             print(f"Reusing fingerprint {fingerprint_path} (overwrite_fingerprint=true recomputes it)")
             fingerprint = load_fingerprint(fingerprint_path)
         else:
-            fingerprint = compute_fingerprint(raw, int(cfg.num_workers), known_problems=problems)
+            fingerprint = compute_fingerprint(raw, options.num_workers, known_problems=problems)
             new_fingerprint = True
 
-    if cfg.plans_from:
-        plans, source_file = transferred_plans(str(cfg.plans_from), name, dataset_json, preprocessed_root,
+    if options.plans_from is not None:
+        plans, source_file = transferred_plans(str(options.plans_from), name, dataset_json, preprocessed_root,
                                                settings.plans_name)
         suffix, provenance = f"_{plans.plans_name}", f"transferred from {source_file}"
         if dataset_json.instance_maps:  # the conversion belongs to this dataset's objects, not the source's
@@ -138,14 +174,14 @@ def run(cfg: DictConfig) -> PlanResult:
         if raw_splits.is_file() and not (preprocessed_root / name / "splits_final.json").exists():
             shutil.copyfile(raw_splits, preprocessed_root / name / "splits_final.json")
     result = _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, suffix, provenance,
-                            cfg.overwrite_configs)
-    if not cfg.preprocess:
+                            options.overwrite_configs)
+    if not options.preprocess:
         print("Preprocessing skipped (preprocess=false)")
     elif raw is None:
         print("Preprocessing skipped: planning from a fingerprint reads no image; run nnlight-plan on the raw dataset "
               "folder to preprocess")
     else:
-        for r in preprocess_dataset(raw, plans, preprocessed_root, int(cfg.num_workers)):
+        for r in preprocess_dataset(raw, plans, preprocessed_root, options.num_workers):
             print(f"Preprocessed {r.data_identifier}: {r.done} case(s) written, {r.skipped} already done "
                   f"-> {r.folder}")
     return result

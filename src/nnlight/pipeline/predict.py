@@ -29,8 +29,9 @@ from nnlight.inference.predictor import (
     canonical_precision,
     resolve_device,
 )
-from nnlight.pipeline.config_values import plain, plain_list, required, settings_from_config
+from nnlight.pipeline.config_values import Roots, check_required, resolved_config, typed
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
+from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
 from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder, PredictionFolder, RunFolder
@@ -44,19 +45,18 @@ class _Models:
     checkpoint: CheckpointName | None = None  # the only checkpoint a model file holds
 
 
-def _models(cfg: DictConfig, scratch: Path) -> _Models:
-    model = str(required(cfg, "model", "nnlight-predict model=<results>/<Dataset>/<configuration>/<experiment>"))
-    folds = None if cfg.folds is None else [str(f) for f in plain_list(cfg.folds)]
+def _models(config: PredictConfig, scratch: Path) -> _Models:
+    model, folds = config.model, config.folds
     if model == "best":
-        if not cfg.dataset:
+        if not config.dataset:
             raise UserError("model=best needs dataset=<DatasetXXX_Name> (whose models nnlight-evaluate compared)")
-        dataset_results = Path(cfg.paths.results) / str(cfg.dataset)
+        dataset_results = config.roots.results / config.dataset
         members, _ = load_best(dataset_results)
         return _Models([(folder, folds or member_folds) for folder, member_folds in members],
                        DatasetResults(dataset_results).postprocessing)
     folder = Path(model).expanduser()
     if folder.suffix == ".zip" and folder.is_file():
-        manifest = unpack(folder, scratch, [str(m) for m in cfg.get("trusted_networks") or []])
+        manifest = unpack(folder, scratch, config.options.trusted_networks)
         rules = scratch / "postprocessing.json"
         if manifest.postprocessing is not None:
             manifest.postprocessing.save(rules)
@@ -139,9 +139,70 @@ class PredictOptions:
             raise ValueError(f"workers={self.workers}: use auto, 0 (each step in turn) or a number of threads")
 
 
-def _options(cfg: DictConfig) -> PredictOptions:
-    fields = [f.name for f in dataclasses.fields(PredictOptions)]
-    return settings_from_config(PredictOptions, OmegaConf.masked_copy(cfg, fields), "predict")
+@dataclass(frozen=True)
+class PredictArguments:
+    """What predict.yaml names besides the options: the model, the images, where the segmentations go."""
+
+    model: str
+    input: str
+    output: str
+    dataset: str | int | None = None
+    folds: int | str | list[int | str] | None = None
+    reference: str | None = None
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """predict.yaml's ``evaluation``: how predictions are scored against ``reference=``."""
+
+    surface_metrics: bool = True
+    tolerance_mm: float = 1.0
+    match_iou: float = 0.5
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Everything nnlight-predict reads from its config, typed and checked once."""
+
+    model: str  # a run or configuration folder, a model file, an ONNX or nnU-Net folder, or best
+    dataset: str | None  # with model=best
+    input: Path
+    output: Path
+    folds: list[str] | None
+    reference: Path | None
+    options: PredictOptions
+    scoring: ScoringOptions
+    metrics: tuple[Component, ...]  # the user's per-case scores beside Dice/IoU/HD95/NSD
+    roots: Roots
+    recorded: str  # the config as YAML: <output>/.hydra/config.yaml, how the predictions were made
+    overrides: list[str]  # the command line's
+
+    @property
+    def log_file(self) -> Path:
+        return self.output / "predict.log"
+
+
+def parse(cfg: DictConfig) -> PredictConfig:
+    values = resolved_config(cfg)
+    check_required(values, {"model": "nnlight-predict model=<results>/<Dataset>/<configuration>/<experiment>",
+                            "input": "nnlight-predict model=... input=<folder of images> output=...",
+                            "output": "nnlight-predict model=... input=... output=<folder>"})
+    roots = Roots.from_values(values.pop("paths"))
+    metrics = metric_components(values.pop("metrics", None) or {})
+    scoring = typed(ScoringOptions, values.pop("evaluation", None) or {}, "evaluation")
+    match_threshold(scoring.match_iou, "evaluation.match_iou")
+    names = {f.name for f in dataclasses.fields(PredictArguments)}
+    arguments = typed(PredictArguments, {k: v for k, v in values.items() if k in names})
+    options = typed(PredictOptions, {k: v for k, v in values.items() if k not in names}, "predict")
+    folds = arguments.folds
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return PredictConfig(
+        str(arguments.model), None if arguments.dataset is None else str(arguments.dataset), Path(arguments.input),
+        Path(arguments.output), None if folds is None else [str(f) for f in (folds if isinstance(folds, list)
+                                                                            else [folds])],
+        Path(arguments.reference) if arguments.reference else None, options, scoring, metrics, roots,
+        OmegaConf.to_yaml(cfg), overrides)
 
 
 def _check_output(output: Path, input_folder: Path) -> None:
@@ -170,18 +231,15 @@ def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: P
                         "model; predict into a new or empty folder")
 
 
-def run(cfg: DictConfig) -> dict:
+def run(config: PredictConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="nnlight-model-") as scratch:
-        return _run(cfg, Path(scratch))
+        return _run(config, Path(scratch))
 
 
-def _run(cfg: DictConfig, scratch: Path) -> dict:
-    options = _options(cfg)
-    input_folder = Path(str(required(cfg, "input", "nnlight-predict model=... input=<folder of images> output=...")))
-    output = Path(str(required(cfg, "output", "nnlight-predict model=... input=... output=<folder>")))
+def _run(config: PredictConfig, scratch: Path) -> dict:
+    options, input_folder, output = config.options, config.input, config.output
     _check_output(output, input_folder)
-    match_iou = match_threshold(float(cfg.evaluation.match_iou), "evaluation.match_iou")
-    models = _models(cfg, scratch)
+    models = _models(config, scratch)
     if models.checkpoint is not None:
         options = dataclasses.replace(options, checkpoint=models.checkpoint)
     start = time.perf_counter()
@@ -189,7 +247,7 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
     predictor = EnsemblePredictor([p for p, _ in loaded])
     instances = predictor.predictors[0].inference.instances is not None
     if instances and not options.output_instances:
-        if cfg.reference:
+        if config.reference:
             raise UserError("reference= scores instance maps: leave output_instances=true (false writes the "
                             "border-core labels, which have no reference)")
         for member in predictor.predictors:
@@ -214,9 +272,8 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
 
     def record_how_it_is_made() -> None:
         atomic_write_json(folder.made_by, made_by)
-        atomic_write_text(folder.config, OmegaConf.to_yaml(cfg))
-        atomic_write_text(folder.overrides, OmegaConf.to_yaml(OmegaConf.create(
-            list(HydraConfig.get().overrides.task))))
+        atomic_write_text(folder.config, config.recorded)
+        atomic_write_text(folder.overrides, OmegaConf.to_yaml(OmegaConf.create(config.overrides)))
 
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made, refused,
@@ -234,11 +291,11 @@ def _run(cfg: DictConfig, scratch: Path) -> dict:
              f"{predictor.predictors[0].inference.tile_batch} (small images share them), post-processing: "
              f"{rules_as_text(rules) if rules else 'none'}"]
     summary = None
-    if cfg.reference and (report.predicted or report.skipped):
-        summary = evaluate_folder(output, Path(str(cfg.reference)), EvaluationSettings(
+    if config.reference and (report.predicted or report.skipped):
+        scoring = config.scoring
+        summary = evaluate_folder(output, config.reference, EvaluationSettings(
             dict(dataset_json.labels), dataset_json.file_ending, dataset_json.ignore_label,
-            bool(cfg.evaluation.surface_metrics), float(cfg.evaluation.tolerance_mm),
-            metric_components(plain(cfg.get("metrics"))), instances, match_iou),
+            scoring.surface_metrics, scoring.tolerance_mm, config.metrics, instances, scoring.match_iou),
             allow_missing=True)
         scores = summary["foreground_mean"]
         objects = f", SEG {scores['SEG']:.4f}, F1 {scores['F1']:.4f}, ARE {scores['ARE']:.4f}" if instances else ""

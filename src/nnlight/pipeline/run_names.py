@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from nnlight.pipeline.config_dir import CONFIG_DIR
 from nnlight.pipeline.config_values import plain
@@ -103,16 +103,17 @@ def differences(overrides: tuple[str, ...]) -> tuple[str, ...]:
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     with _composer() as hydra_compose:
-        composed: dict[tuple[str, ...], DictConfig] = {}
+        composed: dict[tuple[str, ...], dict[str, Any]] = {}
 
-        def compose(lines: list[str]) -> DictConfig:
+        def compose(lines: list[str]) -> dict[str, Any]:
             key = tuple(lines)
             if key not in composed:
                 composed[key] = hydra_compose(lines)
             return composed[key]
 
         full = compose(list(overrides))
-        ignored = {str(k) for k in full.hydra.job.config.override_dirname.exclude_keys} | set(LOCATION_KEYS)
+        ignored = {str(k) for k in full["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]} | \
+            set(LOCATION_KEYS)
         base_lines = [str(o.input_line) for o in parsed if _bare(o.get_key_element()) in ignored
                       or _bare(o.get_key_element()).startswith("hydra.") or o.get_key_element().startswith("hydra/")]
         ignored.discard("plan")  # the plan group locates the run; a planned value set on the command line (plan.*)
@@ -133,9 +134,10 @@ def _bare(key: str) -> str:
     return key.lstrip("+~")
 
 
-def _choices(cfg: DictConfig) -> dict[str, Any]:
-    """The method groups' chosen options (the location, logging and launching groups left out)."""
-    return {str(g): c for g, c in cfg.hydra.runtime.choices.items()
+def _choices(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The method groups' chosen options (the location, logging and launching groups left out) of a composed
+    config's plain values."""
+    return {str(g): c for g, c in config["hydra"]["runtime"]["choices"].items()
             if str(g).split("/")[0] not in _OMITTED_GROUPS}
 
 
@@ -145,13 +147,12 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): node}
 
 
-def _leaf_differences(reference: DictConfig, full: DictConfig, ignored: set[str]) -> list[str]:
+def _leaf_differences(reference: Mapping[str, Any], full: Mapping[str, Any], ignored: set[str]) -> list[str]:
     """Values as written (interpolations unresolved), so a value derived from another (``scheduler.max_epochs``
     from ``trainer.max_epochs``) names no difference of its own."""
-    def values(cfg: DictConfig) -> dict[str, Any]:
-        config = plain(cfg, resolve=False)
-        config.pop("hydra", None)
-        return {k: v for k, v in _flat(config).items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
+    def values(config: Mapping[str, Any]) -> dict[str, Any]:
+        flat = _flat({k: v for k, v in config.items() if k != "hydra"})
+        return {k: v for k, v in flat.items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
     old, new = values(reference), values(full)
     return [f"~{k}" if k not in new else f"{k}={_value_in_name(new[k])}"
             for k in sorted(set(old) | set(new)) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
@@ -167,8 +168,9 @@ def _composer() -> Iterator[Any]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    def train_config(overrides: list[str]) -> DictConfig:
-        return compose("train", overrides=overrides, return_hydra_config=True)
+    def train_config(overrides: list[str]) -> dict[str, Any]:
+        """The train config these overrides compose, as plain values written (interpolations unresolved)."""
+        return plain(compose("train", overrides=overrides, return_hydra_config=True), resolve=False)
 
     if GlobalHydra.instance().is_initialized():
         yield train_config

@@ -14,41 +14,19 @@ import hashlib
 import json
 import os
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.conf import HydraConf
-from omegaconf import DictConfig
 
 from nnlight.model.checkpoints import load_checkpoint
-from nnlight.pipeline.config_values import resolved_config
-from nnlight.pipeline.run_names import LOCATION_KEYS
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
 from nnlight.utils.locks import held_by, process_lock
-
-
-def ignored_keys(hydra_config: HydraConf | DictConfig) -> list[str]:
-    """The keys that name no difference in training: the run name's exclusions less the folder's own parts."""
-    excluded = hydra_config.job.config.override_dirname.exclude_keys
-    return [str(k) for k in excluded if k not in LOCATION_KEYS]
-
-
-def run_identity(cfg: DictConfig, ignored: Sequence[str]) -> dict[str, Any]:
-    config = resolved_config(cfg)
-    for key in ignored:
-        *parents, leaf = key.split(".")
-        node: Any = config
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return config
 
 
 def config_hash(identity: Mapping[str, Any]) -> str:

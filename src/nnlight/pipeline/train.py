@@ -6,16 +6,15 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from hydra_plugins.nnlight_optuna.search import TRIAL_ENV, make_pruner
 from nnlight import __version__
@@ -32,21 +31,19 @@ from nnlight.inference.predictor import (
 )
 from nnlight.model.network import HighestResolution
 from nnlight.model.pretrained import load_pretrained
-from nnlight.pipeline import MISSING_KEY_ERRORS, missing_key
-from nnlight.pipeline.config_values import resolved_config
 from nnlight.pipeline.run_record import (
     RunIdentity,
     check_checkpoint,
     check_same_run,
     config_hash,
     finished_stats,
-    ignored_keys,
     recording_failure,
-    run_identity,
     write_run_config,
     write_stats,
 )
-from nnlight.pipeline.train_setup import TrainSetup, check_validation_labels, on_gpu, prepare
+from nnlight.pipeline.train_config import TrainConfig, on_gpu, removed_if_refused
+from nnlight.pipeline.train_config import parse as parse
+from nnlight.pipeline.train_setup import TrainSetup, check_validation_labels, prepare
 from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, keep_checkpoints, resume_checkpoint
 from nnlight.training.guards import NonFiniteLossStop
@@ -63,44 +60,43 @@ from nnlight.utils.provenance import device_name, source_revision
 from nnlight.utils.run_log import lightning_logs_once
 
 
-def run(cfg: DictConfig) -> float | None:
+def run(config: TrainConfig) -> float | None:
     """Check everything, then train, validate and report — or, for a run that finished before, only report."""
     lightning_logs_once()
-    hydra = HydraConfig.get()
-    run_folder = RunFolder(Path(hydra.runtime.output_dir))
-    setup = _prepare_or_remove(cfg, run_folder, Path(cfg.paths.results))
-    identity = run_identity(cfg, ignored_keys(hydra))
-    check_same_run(run_folder, identity)
+    if config.run_folder is None:
+        raise UserError("nnlight-train runs under Hydra (train.py or nnlight-train): its run folder comes from there")
+    run_folder = config.run_folder
+    setup = _prepare_or_remove(config, run_folder)
+    check_same_run(run_folder, config.identity)
     stats = None if setup.fast_dev_run else finished_stats(run_folder)
     if stats is not None:
         print(f"Already trained: {run_folder.path} (finished {stats['finished_at']}); nothing to do. To train it "
               "again, delete that folder")
         return _optimized_metric(setup.optimized_metric, stats["summary"], stats["logged_metrics"])
     with recording_failure(run_folder):
-        pruning = _trial_pruning(hydra.sweeper, setup.optimized_metric)
-        return _train(cfg, setup, run_folder, identity, hydra.runtime.choices.get("debug"),
-                      hydra.runtime.choices.get("hparams_search"), pruning)
+        return _train(config, setup, run_folder, _trial_pruning(config.sweeper or {}, setup.optimized_metric))
 
 
-def _trial_pruning(sweeper: DictConfig, optimized_metric: str | None) -> TrialPruning | None:
+def _trial_pruning(sweeper: Mapping[str, Any], optimized_metric: str | None) -> TrialPruning | None:
     """The pruning callback for a run that is a trial of a search with a pruner (``sweeper``: the run's Hydra
-    sweeper config; the sweeper names the trial in the job's environment); None for any other run."""
+    sweeper settings; the sweeper names the trial in the job's environment); None for any other run."""
     trial_id = os.environ.get(TRIAL_ENV)
     if trial_id is None or not str(sweeper.get("_target_", "")).endswith(".OptunaSearch"):
         return None
     import optuna
 
-    pruner = make_pruner(str(sweeper.pruner), int(sweeper.pruner_startup_trials), int(sweeper.pruner_warmup_epochs))
-    study = optuna.load_study(study_name=str(sweeper.study_name), storage=str(sweeper.storage), pruner=pruner)
+    pruner = make_pruner(str(sweeper["pruner"]), int(sweeper["pruner_startup_trials"]),
+                         int(sweeper["pruner_warmup_epochs"]))
+    study = optuna.load_study(study_name=str(sweeper["study_name"]), storage=str(sweeper["storage"]), pruner=pruner)
     return TrialPruning(optuna.trial.Trial(study, int(trial_id)), per_epoch_metric(optimized_metric))
 
 
-def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: dict[str, Any],
-           debug: str | None, search: str | None, pruning: TrialPruning | None) -> float | None:
+def _train(config: TrainConfig, setup: TrainSetup, run_folder: RunFolder, pruning: TrialPruning | None
+           ) -> float | None:
     L.seed_everything(setup.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
     monitor = ResourceMonitor()
-    run_hash = config_hash(identity)
+    run_hash = config_hash(config.identity)
     own_callbacks: list[L.Callback] = [monitor, RunIdentity(run_hash), NonFiniteLossStop(setup.nonfinite_loss_patience)]
     if setup.images_every_n_epochs:
         own_callbacks.append(ValidationImages(setup.images_every_n_epochs, setup.facts.layout))
@@ -108,9 +104,9 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
         own_callbacks.append(pruning)
     trainer = build_trainer(setup, run_folder, own_callbacks)
     if trainer.is_global_zero:
-        write_run_files(setup, run_folder, cfg, identity, debug, search)
+        write_run_files(setup, run_folder, config)
     for logger in trainer.loggers:  # the whole recipe (optimizer, learning rate, schedule, epochs, ...) in every logger
-        logger.log_hyperparams(resolved_config(cfg))
+        logger.log_hyperparams(config.resolved)
     resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash, setup.checkpoints)
     logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
@@ -137,26 +133,12 @@ def _train(cfg: DictConfig, setup: TrainSetup, run_folder: RunFolder, identity: 
     return _optimized_metric(setup.optimized_metric, summary, logged)
 
 
-def _prepare_or_remove(cfg: DictConfig, run_folder: RunFolder, results_root: Path) -> TrainSetup:
-    """A refused configuration leaves nothing behind: Hydra has already made the run folder (``.hydra/``, the
-    log), so a folder holding nothing else is removed, with the now empty parents below the results root."""
-    try:
-        try:
-            setup = prepare(cfg, run_folder.path)
-        except MISSING_KEY_ERRORS as e:
-            raise missing_key(e) from None
+def _prepare_or_remove(config: TrainConfig, run_folder: RunFolder) -> TrainSetup:
+    """A refused configuration leaves nothing behind (:func:`removed_if_refused`)."""
+    with removed_if_refused(run_folder, config.roots.results):
+        setup = prepare(config)
         check_validation_labels(setup)
         return setup
-    except UserError:
-        folder = run_folder.path
-        if folder.is_dir() and all(p.name in (".hydra", run_folder.lock.name) or p.suffix == ".log"
-                                   for p in folder.iterdir()):
-            shutil.rmtree(folder)
-            while folder.parent.resolve() != results_root.resolve() and folder.parent.is_dir() and \
-                    not any(folder.parent.iterdir()):
-                folder = folder.parent
-                folder.rmdir()
-        raise
 
 
 def build_data(setup: TrainSetup) -> SegmentationDataModule:
@@ -210,14 +192,12 @@ def _named_after(logger: Component, run_folder: RunFolder) -> Component:
                                       **{k: v for k, v in names.items() if logger.arguments.get(k) is None}})
 
 
-def write_run_files(setup: TrainSetup, run_folder: RunFolder, cfg: DictConfig, identity: dict[str, Any],
-                    debug: str | None, search: str | None) -> None:
+def write_run_files(setup: TrainSetup, run_folder: RunFolder, config: TrainConfig) -> None:
     """A run folder is self-contained for inference and says how it was made: its config (and overrides),
     plan, training choices, dataset files, provenance; whether it was a debug run or a search trial."""
-    write_run_config(run_folder, identity, debug, search)
-    atomic_write_text(run_folder.hydra_config, OmegaConf.to_yaml(cfg))
-    atomic_write_text(run_folder.hydra_overrides, OmegaConf.to_yaml(OmegaConf.create(
-        list(HydraConfig.get().overrides.task))))
+    write_run_config(run_folder, config.identity, config.debug, config.search)
+    atomic_write_text(run_folder.hydra_config, config.recorded)
+    atomic_write_text(run_folder.hydra_overrides, OmegaConf.to_yaml(OmegaConf.create(config.overrides)))
     atomic_write_json(run_folder.provenance, _provenance(setup))
     atomic_write_json(run_folder.plan, setup.plan)
     atomic_write_json(run_folder.inference, _training_choices(setup).to_json())
