@@ -126,9 +126,9 @@ def bare_step_seconds(setup: TrainSetup, network: torch.nn.Module, loss: torch.n
     """One training step of the same network, loss, optimizer, clipping and precision with nothing around it."""
     network = network.to(device).train()
     images, targets = batch[0].to(device), [t.to(device) for t in batch[1]]
-    optimizer = setup.optimizer.create(network.parameters())
-    clip = float(setup.trainer.get("gradient_clip_val") or 0)
-    dtype = AUTOCAST_DTYPES[canonical_precision(setup.trainer["precision"])]
+    optimizer = setup.config.optimizer.create(network.parameters())
+    clip = float(setup.config.trainer.get("gradient_clip_val") or 0)
+    dtype = AUTOCAST_DTYPES[canonical_precision(setup.config.trainer["precision"])]
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     def step() -> None:
@@ -211,7 +211,7 @@ def _steady(values: list[float], first_in_epoch: list[int]) -> float:
 def measure(overrides: list[str], run_folder: Path, bare_steps: int = 5, worker_batches: int = 4) -> Breakdown:
     """Train with ``train.py``'s components and ``overrides`` (a ``plan=...`` among them) and time it."""
     setup = prepare(parse(compose_config(CONFIGS, "train", overrides)))
-    L.seed_everything(setup.seed, workers=True)
+    L.seed_everything(setup.config.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
     timer = BreakdownTimer()
     trainer = build_trainer(setup, RunFolder(run_folder), [timer])
@@ -249,7 +249,7 @@ def measure(overrides: list[str], run_folder: Path, bare_steps: int = 5, worker_
     workers = data.worker_counts()[0]
     title = provenance(f"{setup.facts.dataset} {setup.facts.configuration}: batch {setup.data.batch_size}, patch "
                        f"{list(setup.data.patch_size)} (initial {data.initial_patch_size}), precision "
-                       f"{setup.trainer['precision']}, {workers} data workers, {n_epochs} epochs")
+                       f"{setup.config.trainer['precision']}, {workers} data workers, {n_epochs} epochs")
     return Breakdown(title, setup.data.batch_size, iteration, epoch, bare, workers,
                      worker_samples_per_second(setup, worker_batches))
 

@@ -172,7 +172,7 @@ def test_every_experiment_builds_a_task_and_data_module(experiment: str, preproc
     setup = prepare(parse(_train_config(preprocessed[0].parent, f"experiment={experiment}")))
     task, data = build_task(setup), build_data(setup)
     assert isinstance(task, SegmentationTask) and isinstance(data, SegmentationDataModule)
-    assert isinstance(task.configure_optimizers()["optimizer"], setup.optimizer.cls)
+    assert isinstance(task.configure_optimizers()["optimizer"], setup.config.optimizer.cls)
     masked = tuple(i for i, use in enumerate(preprocessed[1].configurations["3d_fullres"].use_mask_for_norm) if use)
     assert masked and data.mask_channels == masked  # the plan's use_mask_for_norm reaches the augmentation
     expected = {"nnUNetTrainerBN": ("norm", "batch"), "nnUNetTrainerNoDeepSupervision": ("deep_supervision", False)}

@@ -72,9 +72,9 @@ def run(config: TrainConfig) -> float | None:
     if stats is not None:
         print(f"Already trained: {run_folder.path} (finished {stats['finished_at']}); nothing to do. To train it "
               "again, delete that folder")
-        return _optimized_metric(setup.optimized_metric, stats["summary"], stats["logged_metrics"])
+        return _optimized_metric(setup.config.optimized_metric, stats["summary"], stats["logged_metrics"])
     with recording_failure(run_folder):
-        return _train(config, setup, run_folder, _trial_pruning(config.sweeper or {}, setup.optimized_metric))
+        return _train(setup, run_folder, _trial_pruning(config.sweeper or {}, config.optimized_metric))
 
 
 def _trial_pruning(sweeper: Mapping[str, Any], optimized_metric: str | None) -> TrialPruning | None:
@@ -91,23 +91,24 @@ def _trial_pruning(sweeper: Mapping[str, Any], optimized_metric: str | None) -> 
     return TrialPruning(optuna.trial.Trial(study, int(trial_id)), per_epoch_metric(optimized_metric))
 
 
-def _train(config: TrainConfig, setup: TrainSetup, run_folder: RunFolder, pruning: TrialPruning | None
-           ) -> float | None:
-    L.seed_everything(setup.seed, workers=True)
+def _train(setup: TrainSetup, run_folder: RunFolder, pruning: TrialPruning | None) -> float | None:
+    config = setup.config
+    L.seed_everything(config.seed, workers=True)
     data, task = build_data(setup), build_task(setup)
     monitor = ResourceMonitor()
     run_hash = config_hash(config.identity)
-    own_callbacks: list[L.Callback] = [monitor, RunIdentity(run_hash), NonFiniteLossStop(setup.nonfinite_loss_patience)]
-    if setup.images_every_n_epochs:
-        own_callbacks.append(ValidationImages(setup.images_every_n_epochs, setup.facts.layout))
+    own_callbacks: list[L.Callback] = [monitor, RunIdentity(run_hash),
+                                       NonFiniteLossStop(config.nonfinite_loss_patience)]
+    if config.images_every_n_epochs:
+        own_callbacks.append(ValidationImages(config.images_every_n_epochs, setup.facts.layout))
     if pruning is not None:
         own_callbacks.append(pruning)
     trainer = build_trainer(setup, run_folder, own_callbacks)
     if trainer.is_global_zero:
-        write_run_files(setup, run_folder, config)
+        write_run_files(setup, run_folder)
     for logger in trainer.loggers:  # the whole recipe (optimizer, learning rate, schedule, epochs, ...) in every logger
         logger.log_hyperparams(config.resolved)
-    resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash, setup.checkpoints)
+    resumed = fit(trainer, task, data, run_folder, setup.fast_dev_run, run_hash, setup.config.checkpoints)
     logged = {str(k): float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     summary: dict[str, Any] = {"run_dir": str(run_folder.path), "epochs": trainer.current_epoch,
                                "pseudo_dice_ema": logged.get("val/pseudo_dice_ema")}
@@ -116,7 +117,7 @@ def _train(config: TrainConfig, setup: TrainSetup, run_folder: RunFolder, prunin
     if trainer.is_global_zero:
         device = trainer.strategy.root_device
         started = time.perf_counter()
-        if setup.validation.enabled:
+        if setup.config.validation.enabled:
             if setup.fast_dev_run:  # its weights are new every time: never reuse an earlier check's predictions
                 shutil.rmtree(run_folder.validation, ignore_errors=True)
             summary |= validate_fold(task, data, setup, run_folder, device)
@@ -130,7 +131,7 @@ def _train(config: TrainConfig, setup: TrainSetup, run_folder: RunFolder, prunin
                 "validation_seconds": round(time.perf_counter() - started, 3),
                 "parameters": sum(p.numel() for p in task.network.parameters()), "device": device_name()})
         _print_summary(summary, run_folder, setup)
-    return _optimized_metric(setup.optimized_metric, summary, logged)
+    return _optimized_metric(setup.config.optimized_metric, summary, logged)
 
 
 def _prepare_or_remove(config: TrainConfig, run_folder: RunFolder) -> TrainSetup:
@@ -142,22 +143,22 @@ def _prepare_or_remove(config: TrainConfig, run_folder: RunFolder) -> TrainSetup
 
 
 def build_data(setup: TrainSetup) -> SegmentationDataModule:
-    return SegmentationDataModule(setup.preprocessed_dataset, str(setup.plan["data_identifier"]), setup.data,
-                                  setup.augmentation, setup.facts.layout, setup.facts.mask_channels,
-                                  setup.network.deep_supervision_scales, setup.seed, setup.previous_stage)
+    return SegmentationDataModule(setup.preprocessed_dataset, str(setup.config.plan["data_identifier"]), setup.data,
+                                  setup.config.augmentation, setup.facts.layout, setup.facts.mask_channels,
+                                  setup.network.deep_supervision_scales, setup.config.seed, setup.previous_stage)
 
 
 def build_task(setup: TrainSetup) -> SegmentationTask:
-    task = SegmentationTask(setup.network, setup.facts.layout, setup.loss, setup.optimizer.factory(),
-                            setup.scheduler.factory())
+    task = SegmentationTask(setup.network, setup.facts.layout, setup.config.loss, setup.config.optimizer.factory(),
+                            setup.config.scheduler.factory())
     for note in setup.network.notes:
         print(f"network: {note}")
     if setup.pretrained is not None:
         fresh = load_pretrained(task.network, setup.pretrained)
         print(f"init_from: weights of {setup.pretrained.source}"
               + "".join(f"\n  {line}" for line in fresh or ["every tensor loaded"]))
-    if setup.compile:
-        if on_gpu(setup.trainer):
+    if setup.config.compile:
+        if on_gpu(setup.config.trainer):
             task.network.compile()  # in place: the state_dict keys (and so the checkpoints) stay the same
         else:
             print("trainer.compile=true is ignored on the CPU (compilation costs more than it saves there)")
@@ -167,12 +168,12 @@ def build_task(setup: TrainSetup) -> SegmentationTask:
 def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[L.Callback]) -> L.Trainer:
     callbacks = [ModelCheckpoint(dirpath=run_folder.checkpoints, filename="best", monitor="val/pseudo_dice_ema",
                                  mode="max", save_last=True, save_top_k=1),
-                 *own_callbacks, *(c.create() for c in setup.callbacks)]
-    if setup.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+                 *own_callbacks, *(c.create() for c in setup.config.callbacks)]
+    if setup.config.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(TQDMProgressBar())  # one style: Lightning would switch to rich's wherever rich is installed
-    loggers = [_named_after(c, run_folder).create(save_dir=str(run_folder.path)) for c in setup.loggers]
+    loggers = [_named_after(c, run_folder).create(save_dir=str(run_folder.path)) for c in setup.config.loggers]
     try:
-        return L.Trainer(**setup.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,
+        return L.Trainer(**setup.config.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,
                          callbacks=callbacks,
                          use_distributed_sampler=False,  # each rank draws its own batches (the data module's seeds)
                          logger=loggers or False, enable_model_summary=False, plugins=[checkpoint_plugin()])
@@ -192,17 +193,18 @@ def _named_after(logger: Component, run_folder: RunFolder) -> Component:
                                       **{k: v for k, v in names.items() if logger.arguments.get(k) is None}})
 
 
-def write_run_files(setup: TrainSetup, run_folder: RunFolder, config: TrainConfig) -> None:
+def write_run_files(setup: TrainSetup, run_folder: RunFolder) -> None:
     """A run folder is self-contained for inference and says how it was made: its config (and overrides),
     plan, training choices, dataset files, provenance; whether it was a debug run or a search trial."""
+    config = setup.config
     write_run_config(run_folder, config.identity, config.debug, config.search)
     atomic_write_text(run_folder.hydra_config, config.recorded)
     atomic_write_text(run_folder.hydra_overrides, OmegaConf.to_yaml(OmegaConf.create(config.overrides)))
     atomic_write_json(run_folder.provenance, _provenance(setup))
-    atomic_write_json(run_folder.plan, setup.plan)
+    atomic_write_json(run_folder.plan, config.plan)
     atomic_write_json(run_folder.inference, _training_choices(setup).to_json())
     copies = {run_folder.dataset_json: "dataset.json", run_folder.fingerprint: "fingerprint.json",
-              run_folder.nnunet_plans(str(setup.plan["plans_name"])): f"{setup.plan['plans_name']}.json"}
+              run_folder.nnunet_plans(str(config.plan["plans_name"])): f"{config.plan['plans_name']}.json"}
     for target, name in copies.items():
         source = setup.preprocessed_dataset / name
         if source.is_file():
@@ -210,9 +212,9 @@ def write_run_files(setup: TrainSetup, run_folder: RunFolder, config: TrainConfi
 
 
 def _training_choices(setup: TrainSetup) -> TrainingChoices:
-    geometry = spatial_augmentation_geometry(setup.data.patch_size, setup.augmentation)
+    geometry = spatial_augmentation_geometry(setup.data.patch_size, setup.config.augmentation)
     return TrainingChoices(list(setup.data.patch_size), geometry.mirror_axes, setup.network.choice,
-                           canonical_precision(setup.trainer["precision"]), setup.previous_stage_model,
+                           canonical_precision(setup.config.trainer["precision"]), setup.previous_stage_model,
                            setup.network.record())
 
 
@@ -241,17 +243,17 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     """The fold's validation cases predicted (sliding window), exported in their original geometry, scored."""
     network = HighestResolution(task.network).eval()
     choices = _training_choices(setup)
-    options = setup.validation
+    options = setup.config.validation
     scoring = EvaluationSettings(setup.facts.evaluation_labels,
                                  load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
                                  setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm,
-                                 setup.metrics, setup.facts.instances is not None)
+                                 setup.config.metrics, setup.facts.instances is not None)
     cases = data.val_cases[:options.max_cases] if options.max_cases else data.val_cases
     result = validate(network, cases, ValidationSettings(
-        store=setup.preprocessed_dataset / str(setup.plan["data_identifier"]), raw_labels=setup.raw_labels,
+        store=setup.preprocessed_dataset / str(setup.config.plan["data_identifier"]), raw_labels=setup.raw_labels,
         scoring=scoring, save_probabilities=options.save_probabilities,
         inference=with_tile_batch(inference_settings(
-            setup.plan, setup.facts.layout, choices.tile_size, choices.mirror_axes if options.mirroring else (),
+            setup.config.plan, setup.facts.layout, choices.tile_size, choices.mirror_axes if options.mirroring else (),
             options.step_size, inference_precision("auto", choices.precision, device)),
             network, setup.facts.network_input_channels, device),
         previous_stage=setup.previous_stage, next_stage=setup.next_stage,
@@ -268,7 +270,7 @@ def _provenance(setup: TrainSetup) -> dict[str, Any]:
     return {"nnlight": __version__, **source_revision(), "torch": torch.__version__, "lightning": L.__version__,
             "python": platform.python_version(), "device": device_name(),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-            "seed": setup.seed,
+            "seed": setup.config.seed,
             "fingerprint_sha256": load_fingerprint(fingerprint).sha256()[:16] if fingerprint.is_file() else None}
 
 
@@ -277,7 +279,7 @@ def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainS
     dataset = setup.facts.dataset
     kept = ", ".join(sorted(p.name for p in run_folder.checkpoints.glob("*.ckpt")))
     lines = [f"\nTraining done ({summary['epochs']} epochs): {run_folder.path}",
-             f"  checkpoints: {run_folder.checkpoints} ({kept}; checkpoints={setup.checkpoints})",
+             f"  checkpoints: {run_folder.checkpoints} ({kept}; checkpoints={setup.config.checkpoints})",
              f"  curves:      {run_folder.progress_plot}"]
     if summary["pseudo_dice_ema"] is not None:
         lines.append(f"  pseudo Dice (EMA over epochs, validation patches): {summary['pseudo_dice_ema']:.3f}")
@@ -289,7 +291,7 @@ def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainS
         if "SEG" in scores:
             lines.append(f"  objects: SEG {scores['SEG']:.3f}, F1 {scores['F1']:.3f}, PQ {scores['PQ']:.3f}, "
                          f"adapted Rand error {scores['ARE']:.3f}, VI {scores['VI']:.3f}")
-        if setup.validation.overlays:
+        if setup.config.validation.overlays:
             lines.append(f"  pictures:    {run_folder.validation_overlays}/<case>.png (image | label | prediction)")
     lines += [f"  next: nnlight-evaluate dataset={dataset}   (compares the trained configurations)",
               f"        nnlight-predict \"model='{run_folder.path.parent}'\" input=<images> output=<folder>"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from nnlight.data.augmentation import AugmentationSettings, check_transforms
+from nnlight.data.augmentation import check_transforms
 from nnlight.data.datamodule import DataSettings, PreviousStage
 from nnlight.data.splits import fold_cases, fold_count, load_or_create_splits
 from nnlight.model.network import CheckedNetwork, check_network, plan_facts
@@ -30,8 +30,7 @@ from nnlight.training.losses import (
     check_loss,
     check_loss_fits,
 )
-from nnlight.training.validation import NextStage, ValidationOptions
-from nnlight.utils.components import Component
+from nnlight.training.validation import NextStage
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import load_json
 from nnlight.utils.folders import ModelFolder
@@ -39,27 +38,14 @@ from nnlight.utils.folders import ModelFolder
 
 @dataclass(frozen=True)
 class TrainSetup:
-    plan: dict[str, Any]  # the resolved plan config (overrides included), saved as the run's plan.json
+    """The parsed config and what checking it against the plan and the disk found."""
+
+    config: TrainConfig
     facts: DatasetFacts
     preprocessed_dataset: Path
     raw_labels: Path
-    data: DataSettings
-    augmentation: AugmentationSettings
+    data: DataSettings  # the config's, with the patch the network trains on
     network: CheckedNetwork  # the network choice, checked by one forward pass on the training patch
-    loss: LossChoice
-    optimizer: Component
-    scheduler: Component
-    callbacks: list[Component]
-    loggers: list[Component]
-    images_every_n_epochs: int | None  # a validation patch's picture to the image loggers every N epochs
-    trainer: dict[str, Any]  # Lightning Trainer arguments
-    compile: bool
-    validation: ValidationOptions
-    metrics: tuple[Component, ...]  # a user's per-case scores (CaseMetric classes) beside Dice/IoU/HD95/NSD
-    seed: int
-    optimized_metric: str | None
-    nonfinite_loss_patience: int  # training steps in a row with a NaN/Inf loss that stop the run
-    checkpoints: str  # what the run folder keeps once training ends: final | best_and_final | all
     pretrained: PretrainedWeights | None = None  # init_from=: the weights training starts from
     previous_stage: PreviousStage | None = None  # the cascade: the low-res model's segmentations
     previous_stage_model: str | None = None  # that model, <configuration>/<experiment> under the dataset's results
@@ -67,7 +53,7 @@ class TrainSetup:
 
     @property
     def fast_dev_run(self) -> bool:
-        return bool(self.trainer.get("fast_dev_run", False))
+        return bool(self.config.trainer.get("fast_dev_run", False))
 
 
 def prepare(config: TrainConfig) -> TrainSetup:
@@ -100,13 +86,8 @@ def prepare(config: TrainConfig) -> TrainSetup:
                         f"0..{facts.num_channels - 1} ({', '.join(facts.channel_names)})")
     check_transforms(config.augmentation, facts.network_input_channels, data.patch_size)
     return TrainSetup(
-        plan=plan, facts=facts, preprocessed_dataset=preprocessed,
-        raw_labels=config.roots.raw / facts.dataset / "labelsTr", data=data, augmentation=config.augmentation,
-        network=network, loss=config.loss, optimizer=config.optimizer, scheduler=config.scheduler,
-        callbacks=config.callbacks, loggers=config.loggers, images_every_n_epochs=config.images_every_n_epochs,
-        trainer=config.trainer, compile=config.compile, validation=validation, metrics=config.metrics,
-        seed=config.seed, optimized_metric=config.optimized_metric,
-        nonfinite_loss_patience=config.nonfinite_loss_patience, checkpoints=config.checkpoints,
+        config=config, facts=facts, preprocessed_dataset=preprocessed,
+        raw_labels=config.roots.raw / facts.dataset / "labelsTr", data=data, network=network,
         pretrained=_pretrained(config.init_from, plan, architecture, network), previous_stage=previous,
         previous_stage_model=previous_model,
         next_stage=_next_stage(plan, preprocessed, own_model) if own_model else None)
@@ -184,7 +165,7 @@ def _architecture(plan: dict[str, Any]) -> Architecture:
 def check_validation_labels(setup: TrainSetup) -> None:
     """The end-of-training validation scores against the raw labels: out of reach, say so before the epochs (a
     run that is only built, as the config tests do, needs no raw data)."""
-    if setup.validation.enabled and not setup.raw_labels.is_dir():
+    if setup.config.validation.enabled and not setup.raw_labels.is_dir():
         raise UserError(f"{setup.raw_labels}: not found; the end-of-training validation scores the fold's cases "
                         "against the raw labels. Set paths.raw (or NNLIGHT_RAW) to the folder holding "
                         f"{setup.facts.dataset}, or train with validation.enabled=false")
