@@ -80,29 +80,6 @@ def test_deep_supervision_scales() -> None:
     assert deep_supervision_scales([[1, 1], [2, 2], [2, 2], [2, 2]]) == [[1, 1], [0.5, 0.5], [0.25, 0.25]]
 
 
-def test_augmentation_preview_png(preprocessed, tmp_path: Path) -> None:
-    import SimpleITK as sitk
-
-    from nnlight.data.preview import main
-
-    folder, plans = preprocessed
-    out = tmp_path / "preview.png"
-    main([folder.name, "--preprocessed", str(folder.parent), "--samples", "3", "--out", str(out)])
-    image = sitk.ReadImage(str(out))
-    patch = plans.configurations["3d_fullres"].patch_size
-    assert image.GetNumberOfComponentsPerPixel() == 3
-    assert image.GetSize() == (3 * patch[2], 3 * patch[1])  # 3 columns wide, 3 rows of middle slices
-
-
-def test_augmentation_preview_names_a_missing_plan(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from nnlight.data.preview import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(["Dataset999_Nope", "--preprocessed", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert "Dataset999_Nope/nnUNetPlans.json" in capsys.readouterr().err
-
-
 def test_sampling_is_a_function_of_seed_and_epoch(preprocessed) -> None:
     """What makes a resumed run draw the same patches as an uninterrupted one."""
     loader = _module(preprocessed, "3d_fullres", 0).train_dataloader()

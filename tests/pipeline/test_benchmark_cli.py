@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nnlight.benchmarking.table import CASE_COLUMNS, RUN_COLUMNS
-from tests.conftest import REPO, SHARED_DATASETS, Roots, run_script
+from tests.conftest import REPO, SHARED_DATASETS, Roots, run_entry, run_script
 
 pytestmark = pytest.mark.cli
 
@@ -112,3 +113,26 @@ def test_the_architectures_smoke_suite_compares_every_network_with_its_compute(r
     for variant in ("resenc_m", "mednext_s", "swinunetr", "segresnet"):
         assert f"| Dataset984_ArchSmoke3D / 3d_fullres | {variant} | 1 |" in report  # the paired comparison
     assert "| peak GPU MB | parameters |" in report and "on the resenc_m planner's plans" in report
+
+
+def test_a_suite_of_ones_own_folder_uses_the_options_beside_it(roots: Roots, tmp_path: Path) -> None:
+    """The researcher's folder reaches the suite and every variant's training: a suite file there naming a network
+    option of the same folder, given with --config-dir or NNLIGHT_CONFIG_DIR (the dry run composes every variant,
+    as the real run's trainings will)."""
+    own = tmp_path / "my_configs"
+    shutil.copytree(REPO / "tests" / "byo_method" / "configs", own)
+    (own / "suite").mkdir()
+    (own / "suite" / "my_idea.yaml").write_text(
+        "name: my_idea\ndatasets:\n  - name: Dataset981_SmokeGray\n    synthetic: {num_cases: 6, shape: [40, 48], "
+        "num_channels: 1, num_test_cases: 0}\nconfigurations: [2d]\nfolds: [0]\nbaseline: baseline\nvariants:\n"
+        "  baseline: []\n  mine: [network=tiny_skip]\nbudget: {max_epochs: 1, iterations_per_epoch: 1}\n")
+    env = {**roots.env(), "PYTHONPATH": str(REPO / "tests" / "byo_method")}
+    for how in (["--config-dir", str(own)], []):
+        environment = env if how else {**env, "NNLIGHT_CONFIG_DIR": str(own)}
+        result = run_entry([str(REPO / "benchmark.py"), *how, "suite=my_idea", "dry_run=true"], cwd=REPO,
+                           env=environment)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "mine" in result.stdout and "no such option" not in result.stderr
+    typo = run_entry([str(REPO / "train.py"), "plan=Dataset900_Demo/2d", "network=tiny_skp"], cwd=REPO,
+                     env={**env, "NNLIGHT_CONFIG_DIR": str(own)})
+    assert typo.returncode == 2 and "network=tiny_skp: no such option" in typo.stderr and "tiny_skip" in typo.stderr

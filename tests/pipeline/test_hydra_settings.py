@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnlight.pipeline.cli import _search_path_override, composition_problem
+from nnlight.pipeline.cli import composition_problem, search_path_override
 from nnlight.pipeline.config_dir import CONFIG_DIR
 from tests.conftest import REPO, Roots, run_entry
 
@@ -81,7 +81,7 @@ def test_a_config_folder_of_ones_own_is_checked_like_the_command_line(planned: R
         "# @package _global_\nhydra:\n  job_logging:\n    formatters:\n      x:\n        '()': os.getcwd\n")
     (own / "experiment" / "env.yaml").write_text(
         "# @package _global_\nhydra:\n  job:\n    env_set:\n      BASH_ENV: /tmp/evil.sh\n")
-    search_path = _search_path_override(CONFIG_DIR, "train", own)
+    search_path = search_path_override(CONFIG_DIR, "train", own)
     problem = composition_problem(CONFIG_DIR, "train", [PLAN, "experiment=logs", search_path])
     assert problem is not None and "hydra.job_logging.formatters.x.(): a logging factory calls code" in problem
     problem = composition_problem(CONFIG_DIR, "train", [PLAN, "experiment=env", search_path])

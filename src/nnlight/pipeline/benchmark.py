@@ -34,8 +34,8 @@ from nnlight.benchmarking.suite import (
 )
 from nnlight.benchmarking.table import RUN_COLUMNS, case_columns, case_rows, run_row, to_csv
 from nnlight.pipeline import plan as plan_stage
-from nnlight.pipeline.cli import compose_config, composition_problem, train_run_folder
-from nnlight.pipeline.config_dir import CONFIG_DIR
+from nnlight.pipeline.cli import compose_config, composition_problem, search_path_override, train_run_folder
+from nnlight.pipeline.config_dir import CONFIG_DIR, user_config_dir
 from nnlight.pipeline.config_values import Roots, resolved_config, typed
 from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.planning.plan_configs import config_name
@@ -164,7 +164,8 @@ def check_variants(suite: Suite) -> None:
             overrides = [o for o in [*suite.variant_overrides(variant), *suite.launcher]
                          if not o.lstrip("+~").startswith("plan.")]
             problem = composition_problem(CONFIG_DIR, "train", [
-                *overrides, "plan=Dataset000_SuiteCheck/stub", "data.fold=0", f"hydra.searchpath=[file://{scratch}]"])
+                *overrides, "plan=Dataset000_SuiteCheck/stub", "data.fold=0",
+                search_path_override(CONFIG_DIR, "train", user_config_dir(), Path(scratch))])
             if problem:
                 raise UserError(f"suite {suite.name}, variant {variant}: {problem}")
     for dataset in suite.datasets:

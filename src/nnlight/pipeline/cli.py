@@ -24,7 +24,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 import nnlight.pipeline.run_names  # noqa: F401  (the resolvers that name train's run folder)
 from hydra_plugins.nnlight_optuna.search import check_search_settings
-from nnlight.pipeline.config_dir import CONFIG_DIR
+from nnlight.pipeline.config_dir import CONFIG_DIR, USER_CONFIG_VARIABLE, user_config_dir
 from nnlight.pipeline.config_values import plain
 from nnlight.pipeline.hydra_settings import hydra_settings_problem, written_folders
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
@@ -83,11 +83,21 @@ def check_command_line(config_dir: Path, config_name: str, argv: list[str] | Non
     if not message and own_configs is not None and not own_configs.is_dir():
         message = f"--config-dir {own_configs}: no such folder (your own configs: <folder>/network/<name>.yaml, ...)"
     if not message and not any(a.split("=")[0] in _PRINT_FLAGS for a in args):
-        extra = [_search_path_override(config_dir, config_name, own_configs)] if own_configs else []
+        extra = [search_path_override(config_dir, config_name, own_configs)] if own_configs else []
         message = first_problem(config_dir, config_name, [*overrides, *extra])
     if message:
         print(f"\nnnlight: error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def use_own_config_dir() -> None:
+    """The researcher's config folder for this command: ``--config-dir`` on the command line, else
+    ``NNLIGHT_CONFIG_DIR`` (then handed to Hydra as ``--config-dir``); exported either way."""
+    own, _ = _own_config_dir(sys.argv[1:])
+    if own is not None:
+        os.environ[USER_CONFIG_VARIABLE] = str(own)
+    elif (folder := user_config_dir()) is not None:
+        sys.argv += ["--config-dir", str(folder)]
 
 
 def _own_config_dir(args: list[str]) -> tuple[Path | None, list[str]]:
@@ -104,10 +114,12 @@ def _own_config_dir(args: list[str]) -> tuple[Path | None, list[str]]:
     return folder, rest
 
 
-def _search_path_override(config_dir: Path, config_name: str, own_configs: Path) -> str:
-    """The search path Hydra uses with ``--config-dir``: the user's folder, then the primary config's entries."""
-    entries = [f"file://{own_configs}", *(f"file://{p.parent}" for p in _plan_folders(config_dir, config_name))]
-    return f"hydra.searchpath=[{','.join(entries)}]"
+def search_path_override(config_dir: Path, config_name: str, own_configs: Path | None, *extra: Path) -> str:
+    """The search path Hydra uses with ``--config-dir``: the user's folder, ``extra`` folders, then the primary
+    config's entries (the plan configs)."""
+    folders = [*([own_configs] if own_configs else []), *extra, *(p.parent for p in _plan_folders(config_dir,
+                                                                                                   config_name))]
+    return f"hydra.searchpath=[{','.join(f'file://{f}' for f in folders)}]"
 
 
 def first_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
@@ -135,7 +147,11 @@ def _with_value(override: Override, value: str) -> str:
 
 
 def compose_config(config_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
-    """The config an entry point would run with (``hydra`` node included), composed outside any run."""
+    """The config an entry point would run with (``hydra`` node included), composed outside any run; with the
+    user's config folder on the search path (``NNLIGHT_CONFIG_DIR``) unless the overrides set the path."""
+    own = user_config_dir()
+    if own is not None and not any(o.lstrip("+~").startswith("hydra.searchpath") for o in overrides):
+        overrides = [*overrides, search_path_override(config_dir, config_name, own)]
     GlobalHydra.instance().clear()
     try:
         with warnings.catch_warnings(), initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):

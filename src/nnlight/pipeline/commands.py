@@ -10,7 +10,7 @@ import sys
 import hydra
 
 from nnlight.pipeline import run_stage
-from nnlight.pipeline.cli import check_command_line
+from nnlight.pipeline.cli import check_command_line, use_own_config_dir
 from nnlight.pipeline.config_dir import CONFIG_DIR
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE
 from nnlight.utils.quiet import quiet_third_party_warnings, verbose_requested
@@ -21,6 +21,7 @@ COMMANDS = ("plan", "train", "predict", "evaluate", "benchmark")  # each one's p
 def _run(command: str) -> None:
     if not verbose_requested(sys.argv[1:]):
         quiet_third_party_warnings()
+    use_own_config_dir()
     check_command_line(CONFIG_DIR, command)
     hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)(run_stage)()
 
