@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnlight.exchange.model_zip import export_model_zip
+from nnlight.exchange.model_cli import main as model_cli
 from nnlight.inference.predictor import Predictor
 from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_entry
 
@@ -30,7 +30,8 @@ def _run(script: str, *overrides: str, roots: Roots, config_dir: bool = False) -
 
 
 def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts(
-        planned_demo_template: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        planned_demo_template: Roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
     roots = planned_demo(planned_demo_template, tmp_path)
     choices = ("network=tiny_skip", "loss=focal", "augmentation=cutout", "metrics=volume")
     command = ("plan=Dataset900_Demo/2d", *choices, *TINY_BUDGET)
@@ -38,6 +39,7 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     trained = _run("train.py", "-m", *command, "data.fold=0,1", "checkpoints=all", roots=roots, config_dir=True)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "network: TinySkipNet gives one output: trained without deep supervision" in trained.stdout
+    assert 'input=<images> output=<folder> "trusted_networks=[my_lab.nets]"' in trained.stdout  # its next step
     model = next((roots.results / "Dataset900_Demo" / "2d").glob("*network=tiny_skip*"))
     assert all(choice in model.name for choice in choices)  # the folder name says how it was made
 
@@ -66,6 +68,8 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     table = (roots.results / "Dataset900_Demo" / "cv_results.md").read_text()
     assert "tiny_skip" in table and "volume_error |" in table
+    assert 'model=best dataset=Dataset900_Demo input=<images> output=<folder> "trusted_networks=[my_lab.nets]"' in \
+        evaluated.stdout
 
     # a run naming a class nnlight does not list is imported only when trusted
     images = roots.raw / "Dataset900_Demo" / "imagesTs"
@@ -78,8 +82,30 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     direct = Predictor.from_model_folder(model, trusted_networks=["my_lab"], mirroring=False)
     assert len(direct.networks) == 2  # the fold ensemble the model file must reproduce
 
-    export_model_zip(roots.results, "Dataset900_Demo", str(model.relative_to(roots.results / "Dataset900_Demo")),
-                     tmp_path / "mine.zip")
+    # the model file's printed next command trusts the lab's module; without it, the error names the file
+    relative = str(model.relative_to(roots.results / "Dataset900_Demo"))
+    model_cli(["export", "dataset=Dataset900_Demo", f"model={relative}", f"output={tmp_path / 'mine.zip'}",
+               f"results={roots.results}"])
+    assert '"trusted_networks=[my_lab.nets]"' in capsys.readouterr().out
+    from_file = _run("predict.py", f"model={tmp_path / 'mine.zip'}", f"input={images}",
+                     f"output={tmp_path / 'untrusted_zip'}", roots=roots)
+    assert from_file.returncode == 2 and f"{tmp_path / 'mine.zip'}: " in from_file.stderr
+    assert "nnlight-model-" not in from_file.stderr and ".nnlight-unpack" not in from_file.stderr
+    assert "trusted_networks=[my_lab.nets]" in from_file.stderr
+
+    # the lab's network leaves as ONNX when trusted (and is refused, naming the setting, when not)
+    with pytest.raises(SystemExit):
+        model_cli(["export", "format=onnx", "dataset=Dataset900_Demo", f"model={relative}",
+                   f"output={tmp_path / 'refused_onnx'}", f"results={roots.results}"])
+    assert "trusted_networks=[my_lab.nets]" in capsys.readouterr().err
+    model_cli(["export", "format=onnx", "dataset=Dataset900_Demo", f"model={relative}",
+               f"output={tmp_path / 'onnx'}", f"results={roots.results}", "trusted_networks=[my_lab]"])
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["dataset.json", "fold_0.onnx", "fold_1.onnx",
+                                                                    "spec.json"]
+    onnx_predicted = _run("predict.py", f"model={tmp_path / 'onnx'}", f"input={images}",
+                          f"output={tmp_path / 'onnx_out'}", "mirroring=false", "postprocessing=false", roots=roots)
+    assert onnx_predicted.returncode == 0, onnx_predicted.stderr[-3000:]
+
     predicted = _run("predict.py", f"model={tmp_path / 'mine.zip'}", f"input={images}", f"output={tmp_path / 'out'}",
                      "mirroring=false", "postprocessing=false", "trusted_networks=[my_lab]", roots=roots)
     assert predicted.returncode == 0, predicted.stderr[-3000:]

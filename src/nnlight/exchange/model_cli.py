@@ -2,8 +2,11 @@
 
   nnlight-model export  dataset=D model=best|<configuration>/<experiment> output=model.zip
   nnlight-model export  format=onnx dataset=D model=<configuration>/<experiment> output=<folder>
-  nnlight-model install model.zip [trusted_networks=[my_lab.nets]]   (unpacks under the results folder)
+  nnlight-model install model.zip   (unpacks under the results folder)
   nnlight-model export-nnunet dataset=D model=<configuration>/<experiment> output=<nnUNet_results>
+
+Each takes trusted_networks=[my_lab.nets] where the model's network is a class of your own (nnlight builds only its
+own and MONAI's networks from a file unless you trust the module).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from nnlight.exchange.model_zip import export_model_zip, install_model_zip
 from nnlight.exchange.nnunet import export_to_nnunet
 from nnlight.exchange.onnx_model import OPSET, export_onnx
+from nnlight.inference.predictor import recorded_networks
+from nnlight.model.network import trust_setting
 from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.files import writable_folder_problem
@@ -53,9 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("file", type=Path)
     install.add_argument("--results", default=_results_default(), type=Path,
                          help="results root (default: $NNLIGHT_RESULTS or data/results)")
-    install.add_argument("--trusted-networks", nargs="*", default=[],
-                         help="modules whose network classes the model may name besides nnlight's list, e.g. "
-                              "[my_lab.nets] (checked by building each fold's network)")
+    for command in (export, nnunet, install):
+        command.add_argument("--trusted-networks", nargs="*", default=[],
+                             help="modules whose network classes the model may name besides nnlight's list, e.g. "
+                                  "[my_lab.nets] (checked by building each fold's network)")
     return parser
 
 
@@ -77,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         _check_written_folder(args)
         if args.command == "export" and args.format == "onnx":
-            spec = export_onnx(args.results, args.dataset, args.model, args.output, args.checkpoint, args.folds)
+            spec = export_onnx(args.results, args.dataset, args.model, args.output, args.checkpoint, args.folds,
+                               args.trusted_networks)
             print(f"Wrote {args.output}: {', '.join(spec['networks'])} + spec.json (ONNX opset {OPSET})\n"
                   f"  predict: nnlight-predict model={args.output} input=<images> output=<folder>, or with "
                   "onnxruntime alone (README: Models that run without nnlight)")
@@ -87,11 +94,12 @@ def main(argv: list[str] | None = None) -> None:
             manifest = export_model_zip(args.results, args.dataset, args.model, args.output, args.checkpoint,
                                         args.folds)
             members = ", ".join(f"{m.model} (folds {', '.join(m.folds)})" for m in manifest.members)
+            trust = trust_setting(recorded_networks(args.results / args.dataset / m.model for m in manifest.folders))
             print(f"Wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB): {members}\n"
-                  f"  predict: nnlight-predict model={args.output} input=<images> output=<folder>")
+                  f"  predict: nnlight-predict model={args.output} input=<images> output=<folder>{trust}")
         elif args.command == "export-nnunet":
             target = export_to_nnunet(ModelFolder(args.results / args.dataset / args.model), args.output,
-                                      args.checkpoint, args.folds)
+                                      args.checkpoint, args.folds, args.trusted_networks)
             print(f"Wrote nnU-Net model folder {target}\n  predict with nnU-Net: nnUNetv2_predict -i <images> -o "
                   f"<folder> -d {args.dataset} -c {target.name.rsplit('__', 1)[-1]} "
                   f"-tr {target.name.split('__')[0]} -p {target.name.split('__')[1]} (nnUNet_results={args.output})")
@@ -99,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
             manifest, folders, is_best = install_model_zip(args.file, args.results, args.trusted_networks)
             model = f"\"model='{folders[0]}'\"" if len(folders) == 1 else \
                 f"model=best dataset={manifest.dataset}" if is_best else f"model={args.file}"
-            trust = f" \"trusted_networks=[{','.join(args.trusted_networks)}]\"" if args.trusted_networks else ""
+            trust = trust_setting(recorded_networks(args.results / manifest.dataset / m.model
+                                                    for m in manifest.folders))
             print(f"Installed {args.file} into {args.results / manifest.dataset}\n  predict: nnlight-predict "
                   f"{model} input=<images> output=<folder>{trust}")
 

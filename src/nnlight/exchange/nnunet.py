@@ -212,14 +212,14 @@ def nnunet_trainer_name(choice: NetworkChoice) -> str:
 
 
 def export_to_nnunet(model: ModelFolder, results_root: Path, checkpoint: CheckpointName = "final",
-                     folds: Sequence[str] | None = None) -> Path:
+                     folds: Sequence[str] | None = None, trusted_networks: Sequence[str] = ()) -> Path:
     """Write an nnlight configuration folder as nnU-Net's trained model folder
     ``<results_root>/<Dataset>/<Trainer>__<Plans>__<configuration>/``; returns it."""
     runs = model.runs() if folds is None else [model.fold(f) for f in folds]
     if not runs or not all(r.is_trained_run() for r in runs):
         raise UserError(f"{model.path}: no trained fold_* to export{'' if folds is None else f' among {folds}'}")
     plan = load_json(runs[0].plan)
-    choices = TrainingChoices.load(runs[0], plan)
+    choices = TrainingChoices.load(runs[0], plan, trusted_networks)
     if choices.previous_stage:
         raise UserError(f"{model.path}: a cascade stage; exporting cascades to nnU-Net is not supported (nnU-Net "
                         "predicts them from a folder of low-res predictions, -prev_stage_predictions); export "

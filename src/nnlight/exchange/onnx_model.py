@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,15 @@ def _model_to_export(results_root: Path, dataset: str, model: str) -> tuple[Mode
 
 
 def export_onnx(results_root: Path, dataset: str, model: str, output: Path, checkpoint: CheckpointName = "final",
-                folds: list[str] | None = None) -> dict[str, Any]:
+                folds: list[str] | None = None, trusted_networks: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``output/`` (fold_<k>.onnx, spec.json, dataset.json); every network is checked against PyTorch on a
-    random tile before the spec is written. Returns the spec."""
+    random tile before the spec is written. Returns the spec. ``trusted_networks``: modules whose network classes
+    the run may name besides nnlight's list (the ONNX folder then needs none of them)."""
     onnxruntime = _onnxruntime()
     _check_output_folder(output)
     folder, postprocessing = _model_to_export(results_root, dataset, model)
-    predictor = Predictor.from_model_folder(folder.path, folds, checkpoint, device="cpu", precision="32")
+    predictor = Predictor.from_model_folder(folder.path, folds, checkpoint, device="cpu", precision="32",
+                                            trusted_networks=trusted_networks)
     if predictor.previous_stage is not None:
         raise UserError(f"{folder.path}: a cascade stage; ONNX cannot carry the low-res stage's segmentation as "
                         "input channels: export 3d_fullres or 3d_lowres instead")

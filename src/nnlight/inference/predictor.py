@@ -9,7 +9,7 @@ ensemble (averaged probabilities) and the export back to the input's exact grid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +30,7 @@ from nnlight.inference.export import (
 )
 from nnlight.inference.model_plan import check_model_plan
 from nnlight.inference.sliding_window import sliding_window_predict_many, tile_count
-from nnlight.model.network import NetworkChoice, inference_network, plan_unet
+from nnlight.model.network import PLAN_UNET, NetworkChoice, inference_network, plan_unet
 from nnlight.model.weights import run_network_weights
 from nnlight.planning.facts import DatasetFacts
 from nnlight.preprocessing.case import PreprocessedCase, PreprocessingSettings, preprocess_case
@@ -265,6 +265,17 @@ class TrainingChoices:
                        {k: v for k, v in network.items() if k not in NetworkChoice.__dataclass_fields__})
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{run.inference}: malformed ({e!r}); train the fold again") from None
+
+
+def recorded_networks(model_folders: Iterable[Path]) -> list[str]:
+    """The network class each trained fold of these configuration folders names in its ``inference.json`` (read,
+    not imported): what a command printed for them must trust."""
+    targets = []
+    for folder in model_folders:
+        for run in ModelFolder(folder).runs():
+            if run.inference.is_file():
+                targets.append(str(load_json(run.inference).get("network", {}).get("target", PLAN_UNET)))
+    return targets
 
 
 def load_run_network(run: RunFolder, plan: Mapping[str, Any], choices: TrainingChoices,

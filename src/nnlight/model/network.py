@@ -24,7 +24,7 @@ code, nor make a network's constructor fetch, read or write a file.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,6 +59,13 @@ _FILE_ARGUMENT_WORDS = frozenset({"pretrained", "pretrain", "url", "uri", "path"
                                   "dir", "directory", "folder", "download", "cache", "hub", "load", "weights"})
 PLAN_UNET = "nnlight.nets.PlanUNet"
 PLAN_UNET_FROM_PLAN = {"input_channels": "input_channels", "num_classes": "num_classes", "architecture": "architecture"}
+
+
+def trust_setting(targets: Iterable[str]) -> str:
+    """The ``trusted_networks=[...]`` argument a printed command needs to load networks of these classes, quoted
+    for a shell ('' when every class is one of :data:`FILE_NETWORKS`): the researcher's own modules."""
+    modules = sorted({target.rpartition(".")[0] for target in targets if target not in FILE_NETWORKS})
+    return f' "trusted_networks=[{",".join(modules)}]"' if modules else ""
 
 
 @dataclass(frozen=True)

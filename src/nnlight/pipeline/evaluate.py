@@ -13,7 +13,9 @@ from nnlight.data.splits import fold_count
 from nnlight.evaluation.folder_evaluation import EvaluationSettings, evaluate_folder
 from nnlight.evaluation.metrics import SEMANTIC_SCORES, metric_components, metric_name
 from nnlight.evaluation.object_metrics import INSTANCE_SCORES, match_threshold
-from nnlight.evaluation.selection import results_table, select_best
+from nnlight.evaluation.selection import load_best, results_table, select_best
+from nnlight.inference.predictor import recorded_networks
+from nnlight.model.network import trust_setting
 from nnlight.pipeline.config_values import Roots, check_required, resolved_config, typed
 from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.raw.dataset_json import load_dataset_json
@@ -133,6 +135,7 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
                          dataset_json.instance_maps, selection_metric, options.match_iou)
     print("\n" + results_table(result))
     folder = DatasetResults(results)
+    trust = trust_setting(recorded_networks(model for model, _ in load_best(results)[0]))
     print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"
-          f"  use it: nnlight-predict model=best dataset={raw_folder.name} input=<images> output=<folder>")
+          f"  use it: nnlight-predict model=best dataset={raw_folder.name} input=<images> output=<folder>{trust}")
     return result

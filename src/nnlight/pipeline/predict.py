@@ -233,7 +233,12 @@ def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: P
 
 def run(config: PredictConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="nnlight-model-") as scratch:
-        return _run(config, Path(scratch))
+        try:
+            return _run(config, Path(scratch))
+        except UserError as e:  # a model file is unpacked into the scratch folder: name the file the user gave
+            if scratch not in str(e):
+                raise
+            raise UserError(str(e).replace(scratch, f"{config.model}:")) from None
 
 
 def _run(config: PredictConfig, scratch: Path) -> dict:

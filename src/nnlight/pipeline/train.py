@@ -29,7 +29,7 @@ from nnlight.inference.predictor import (
     inference_settings,
     with_tile_batch,
 )
-from nnlight.model.network import HighestResolution
+from nnlight.model.network import HighestResolution, trust_setting
 from nnlight.model.pretrained import load_pretrained
 from nnlight.pipeline.run_record import (
     RunIdentity,
@@ -294,7 +294,8 @@ def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainS
         if setup.config.validation.overlays:
             lines.append(f"  pictures:    {run_folder.validation_overlays}/<case>.png (image | label | prediction)")
     lines += [f"  next: nnlight-evaluate dataset={dataset}   (compares the trained configurations)",
-              f"        nnlight-predict \"model='{run_folder.path.parent}'\" input=<images> output=<folder>"]
+              f"        nnlight-predict \"model='{run_folder.path.parent}'\" input=<images> output=<folder>"
+              f"{trust_setting([setup.network.choice.target])}"]
     print("\n".join(lines))
 
 
