@@ -38,6 +38,15 @@ def test_switches_take_true_or_false_and_anything_else_is_refused(capsys: pytest
     assert "3d=true: no such setting; choose one of 2d" in capsys.readouterr().err
 
 
+def test_every_unknown_key_is_named_at_once_with_the_closest_valid_one(capsys: pytest.CaptureFixture) -> None:
+    parser = model_parser()
+    with pytest.raises(SystemExit):
+        key_value_arguments(parser, ["export", "datset=D", "model=best", "ouput=m.zip", "colour=red"])
+    err = capsys.readouterr().err
+    assert ("datset=D: no such setting; did you mean dataset?; ouput=m.zip: no such setting; did you mean output?; "
+            "colour=red: no such setting; choose one of checkpoint, dataset, folds") in err
+
+
 def test_values_quoted_as_hydra_commands_need_them_are_read_without_their_quotes() -> None:
     """What nnlight-train prints for predict (``"model='3d_fullres/baseline[...]'"``) works for nnlight-model too."""
     parser = model_parser()

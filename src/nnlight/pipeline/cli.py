@@ -27,6 +27,7 @@ from hydra_plugins.nnlight_optuna.search import check_search_settings
 from nnlight.pipeline.config_dir import CONFIG_DIR, USER_CONFIG_VARIABLE, user_config_dir
 from nnlight.pipeline.config_values import plain
 from nnlight.pipeline.hydra_settings import hydra_settings_problem, written_folders
+from nnlight.utils.command_line import did_you_mean
 from nnlight.utils.errors import USER_ERROR_EXIT_CODE, UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.names import inside
@@ -164,32 +165,52 @@ def compose_config(config_dir: Path, config_name: str, overrides: list[str]) -> 
 
 def composition_problem(config_dir: Path, config_name: str, overrides: list[str]) -> str | None:
     """Why these overrides do not compose (unknown option, key or value), would make Hydra run code or write outside
-    the results folder (:func:`hydra_settings_problem`), in one line; None if they do."""
+    the results folder (:func:`hydra_settings_problem`); None if they do. Every unknown key and option is named at
+    once (each with the closest valid name): one line for one mistake, a list for several."""
+    problems, remaining = [], list(overrides)
+    while (found := _one_problem(config_dir, config_name, remaining)) is not None:
+        message, culprit = found
+        problems.append(message)
+        if culprit is None or culprit == "plan":  # a mistake that hides the others, or no plan to compose with
+            break
+        remaining = [o for o in remaining if _key(o) != culprit]
+    if len(problems) <= 1:
+        return problems[0] if problems else None
+    return f"{len(problems)} mistakes:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+def _key(override: str) -> str:
+    return override.split("=")[0].lstrip("+~")
+
+
+def _one_problem(config_dir: Path, config_name: str, overrides: list[str]) -> tuple[str, str | None] | None:
+    """The first problem composing these overrides, with the key of the override that caused it when dropping
+    that override lets the check go on (an unknown key or option)."""
     try:
         cfg = compose_config(config_dir, config_name, overrides)
         hydra_problem = hydra_settings_problem(cfg, config_name, overrides)
         if hydra_problem:
-            return hydra_problem
+            return hydra_problem, None
         for key in WRITTEN_ROOTS.get(config_name, ()):
             problem = writable_folder_problem(Path(str(OmegaConf.select(cfg, key))))
             if problem:
-                return f"{key}={OmegaConf.select(cfg, key)}: {problem}; choose a folder you can write to"
+                return f"{key}={OmegaConf.select(cfg, key)}: {problem}; choose a folder you can write to", None
         if config_name == "train" and str(cfg.hydra.sweeper.get("_target_", "")).endswith(".OptunaSearch"):
             check_search_settings(cfg.hydra.sweeper)
     except MissingConfigException as e:
         group, _, option = str(e.missing_cfg_file).partition("/")
         options = list(e.options or []) or _plan_options(config_dir, config_name) if group == "plan" else \
             list(e.options or [])
-        return f"{group}={option}: no such option; choose one of {', '.join(options) or '(none yet)'}" + \
-            (" (nnlight-plan writes them)" if group == "plan" else "")
+        return (f"{group}={option}: no such option; choose one of {', '.join(options) or '(none yet)'}" +
+                (" (nnlight-plan writes them)" if group == "plan" else "") + did_you_mean(option, options), group)
     except ConfigCompositionException as e:
         return _composition_problem(config_dir, config_name, overrides, e)
     except UserError as e:
-        return str(e)
+        return str(e), None
     except InterpolationResolutionError as e:  # a resolver refused a value (a resolver's UserError, rewrapped)
-        return str(e).split("raised while resolving interpolation: ", 1)[-1].splitlines()[0]
+        return str(e).split("raised while resolving interpolation: ", 1)[-1].splitlines()[0], None
     except (HydraException, ValueError) as e:
-        return str(e).splitlines()[0]
+        return str(e).splitlines()[0], None
     return None
 
 
@@ -202,28 +223,37 @@ def train_run_folder(overrides: list[str], config_dir: Path = CONFIG_DIR) -> Pat
     return inside(Path(str(cfg.paths.results)), folder, "the run folder (hydra.run.dir)")
 
 
-def _composition_problem(config_dir: Path, config_name: str, overrides: list[str], error: Exception) -> str:
+def _composition_problem(config_dir: Path, config_name: str, overrides: list[str], error: Exception
+                         ) -> tuple[str, str | None]:
     text = str(error)
     if text.startswith("You must specify 'plan'"):
         planned = ', '.join(_plan_options(config_dir, config_name)) or 'none (run nnlight-plan dataset=<Dataset> first)'
         chosen = [o for o in overrides if o.split("=")[0] == "plan"]
         if chosen:  # Hydra says "must specify" when no plan folder exists at all
-            return f"{chosen[0]}: no such plan; planned so far: {planned}"
-        return f"plan=<Dataset>/<configuration> is required; planned so far: {planned}"
+            return f"{chosen[0]}: no such plan; planned so far: {planned}", "plan"
+        return f"plan=<Dataset>/<configuration> is required; planned so far: {planned}", "plan"
     if text.startswith("Could not override '"):
         key = text.split("'")[1]
         parent = key.rpartition(".")[0]
-        rest = [o for o in overrides if o.split("=")[0].lstrip("+~") != key]
-        try:
-            node = compose_config(config_dir, config_name, rest)
-            node = OmegaConf.select(node, parent) if parent else node
-            valid = sorted(str(k) for k in node if k != "hydra") if isinstance(node, DictConfig) else []
-        except (HydraException, ValueError):
-            valid = []
+        valid = _valid_keys(config_dir, config_name, [o for o in overrides if _key(o) != key], parent)
         where = f"{parent}." if parent else ""
-        return (f"{key}: no such setting" + (f"; valid: {', '.join(f'{where}{k}' for k in valid)}" if valid else "")
-                + f" (to add a new key on purpose: +{key}=...)")
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+        listed = f"; valid: {', '.join(f'{where}{k}' for k in valid)}" if valid else ""
+        return (f"{key}: no such setting{listed}{did_you_mean(key.rpartition('.')[2], valid, where)} (to add a new "
+                f"key on purpose: +{key}=...)", key)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()), None
+
+
+def _valid_keys(config_dir: Path, config_name: str, overrides: list[str], parent: str) -> list[str]:
+    """The keys under ``parent`` with these overrides, or (when another of them is a mistake too) with only the
+    group choices and top-level values among them."""
+    for attempt in (overrides, [o for o in overrides if "." not in _key(o)]):
+        try:
+            node = compose_config(config_dir, config_name, attempt)
+        except (HydraException, ValueError):
+            continue
+        node = OmegaConf.select(node, parent) if parent else node
+        return sorted(str(k) for k in node if k != "hydra") if isinstance(node, DictConfig) else []
+    return []
 
 
 def _plan_folders(config_dir: Path, config_name: str) -> list[Path]:

@@ -9,11 +9,24 @@ still work for one release, with a note saying how to write them now.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 
 _KEY_VALUE = re.compile(r"^([A-Za-z0-9_]+)=(.*)$", re.DOTALL)
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# names people bring from other frameworks for a setting nnlight spells otherwise
+_OTHER_SPELLINGS = {"learning_rate": "lr", "epochs": "max_epochs", "num_epochs": "max_epochs", "wd": "weight_decay",
+                    "batch": "batch_size", "workers": "num_workers", "gpus": "devices"}
+
+
+def did_you_mean(name: str, valid: list[str], prefix: str = "") -> str:
+    """'; did you mean <prefix><the closest valid name>?' when one is close enough to be a typo of ``name`` (or is
+    what nnlight calls a setting other frameworks name so); '' otherwise."""
+    if _OTHER_SPELLINGS.get(name) in valid:
+        return f"; did you mean {prefix}{_OTHER_SPELLINGS[name]}?"
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{match[0]}?" if match else ""
 
 
 def _parser_for(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
@@ -38,6 +51,10 @@ def key_value_arguments(parser: argparse.ArgumentParser, argv: list[str] | None)
     reader = _parser_for(parser, argv)
     actions = {_key(a): a for a in reader._actions if a.dest != "help"}
     translated: list[str] = []
+    unknown = [f"{m.group(1)}={_unquoted(m.group(2))}: no such setting{did_you_mean(m.group(1), sorted(actions))}"
+               for m in map(_KEY_VALUE.match, argv) if m is not None and m.group(1) not in actions]
+    if unknown:  # every misspelt key at once, then the valid ones
+        reader.error(f"{'; '.join(unknown)}; choose one of {', '.join(sorted(actions))}")
     for argument in argv:
         match = _KEY_VALUE.match(argument)
         if argument.startswith("--") and argument not in ("--help",):
@@ -53,10 +70,7 @@ def key_value_arguments(parser: argparse.ArgumentParser, argv: list[str] | None)
             continue
         key, value = match.groups()
         value = _unquoted(value)
-        action = actions.get(key)
-        if action is None:
-            reader.error(f"{key}={value}: no such setting; choose one of {', '.join(sorted(actions))}")
-        translated += _as_parsed(reader, action, key, value)
+        translated += _as_parsed(reader, actions[key], key, value)
     return translated
 
 
