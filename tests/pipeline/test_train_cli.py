@@ -19,7 +19,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nnlight.training.images import TAG
-from nnlight.utils.overlays import GAP, TITLE_BAND, panel_scale
+from nnlight.utils.overlays import GAP, LEGEND_BAND, TITLE_BAND, panel_scale
 from tests.conftest import (
     REPO,
     TINY_BUDGET,
@@ -54,6 +54,14 @@ def test_fast_dev_run(planned_roots: Roots, configuration: str) -> None:
     run = planned_roots.results / "Dataset900_Demo" / configuration / "baseline[debug=fast_dev_run]" / "fold_0"
     summary = json.loads((run / "validation" / "summary.json").read_text())
     assert len(summary["metric_per_case"]) == 1  # the validation code path runs, on one case
+    # piped output reads like a log: no redrawn frames or escape codes, the accelerator banner only in train.log,
+    # a first line saying what trains, a line per epoch
+    printed = result.stdout + result.stderr
+    assert "\r" not in printed and "\x1b" not in printed and "v_num" not in printed
+    assert "GPU available" not in printed and "GPU available" in (run / "train.log").read_text()
+    assert f"Training Dataset900_Demo/{configuration} fold 0: network PlanUNet (" in result.stdout
+    assert ", loss dice_ce, optimizer sgd_nesterov, augmentation default, patch " in result.stdout
+    assert "epoch 1/1 done in " in result.stdout and "train/loss" in result.stdout
 
 
 @pytest.mark.slow  # 7 s: debug=limit also runs in test_an_ignore_label_dataset_trains_... (default suite time)
@@ -68,7 +76,8 @@ def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) 
     assert "Trainer.fit" in log and "Training done (2 epochs)" in log and "validation Dice:" in log
     printed = result.stdout + result.stderr  # Lightning's lines once (not also through its own handler), no advert
     assert printed.count("Seed set to") == 1 and "litlogger" not in printed
-    # the validated case's picture: rows of (image | label | prediction) slices of the raw image's size, enlarged
+    # the validated case's picture: rows of (every image channel | label | prediction) slices of the raw image's
+    # size, enlarged
     pngs = list((run / "validation_overlays").glob("*.png"))
     validated = json.loads((run / "validation" / "summary.json").read_text())["metric_per_case"]
     assert [p.stem for p in pngs] == [c["case"] for c in validated]
@@ -76,8 +85,9 @@ def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) 
     image = sitk.ReadImage(planned_roots.raw / "Dataset900_Demo" / "imagesTr" / f"{pngs[0].stem}_0000.nii.gz")
     x, y, _ = image.GetSize()
     scale = panel_scale((y, x))
-    assert width == 3 * x * scale + 2 * GAP
-    rows = (height - TITLE_BAND + GAP) / (y * scale + GAP)
+    panels = len(list((planned_roots.raw / "Dataset900_Demo" / "imagesTr").glob(f"{pngs[0].stem}_*.nii.gz"))) + 2
+    assert width == panels * x * scale + (panels - 1) * GAP
+    rows = (height - TITLE_BAND - LEGEND_BAND + GAP) / (y * scale + GAP)  # under the title and the legend
     assert rows in (1, 2, 3)
     assert printed.count("Seed set to") == 1 and "litlogger" not in printed
 

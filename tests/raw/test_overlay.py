@@ -39,7 +39,8 @@ def test_an_unknown_key_is_refused_naming_the_valid_ones(demo_2d: Path, capsys: 
     with pytest.raises(SystemExit) as exit_info:
         main([f"dataset={demo_2d}", "out=x"])
     assert exit_info.value.code == 2
-    assert "out=x: no such setting; choose one of channel, dataset, output" in capsys.readouterr().err
+    assert "out=x: no such setting; did you mean output?; choose one of channel, dataset, output" in \
+        capsys.readouterr().err
 
 
 def test_a_broken_dataset_is_refused_with_exit_code_2(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from nnlight.evaluation.cv_plot import write_cv_plot
 from nnlight.evaluation.folder_evaluation import EvaluationSettings, evaluate_folder
@@ -37,6 +36,7 @@ from nnlight.planning.facts import DatasetFacts
 from nnlight.raw.instances import InstancePlan
 from nnlight.raw.io import image_format, read_seg
 from nnlight.utils.components import Component
+from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_copy, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import DatasetResults, ModelFolder, RunFolder
@@ -155,7 +155,7 @@ def _ensemble(members: Sequence[TrainedModel], cases: Sequence[str], out: Path, 
             return False
     out.mkdir(parents=True, exist_ok=True)
     file_format = image_format(file_ending)
-    for case_id in tqdm(cases, desc=f"Ensembling {' + '.join(m.name for m in members)}", unit="case"):
+    for case_id in progress(cases, desc=f"Ensembling {' + '.join(m.name for m in members)}", unit="case"):
         target = out / f"{case_id}{file_ending}"
         if written_completely(target):  # done by an earlier evaluation (verified, not only present)
             continue
@@ -227,7 +227,7 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                 print(f"Ensemble {name} skipped: validation probabilities (.npz) missing; train with "
                       "validation.save_probabilities=true")
     references = {} if instances else _load_segmentations(reference_folder, common, file_ending)
-    for model in tqdm(trained, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
+    for model in progress(trained, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
         rules = PostprocessingRules(False, []) if instances else determine_postprocessing(
             _load_segmentations(model.folder.crossval, common, file_ending), references, labels, ignore_label)[0]
         rules.save(model.folder.postprocessing)

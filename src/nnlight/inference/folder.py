@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
 from nnlight.inference.export import write_probabilities, write_segmentation, written_completely
 from nnlight.inference.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.predictor import EnsemblePredictor, Predictor, Scores
 from nnlight.preprocessing.case import PreprocessedCase
 from nnlight.raw.dataset import group_channel_files
 from nnlight.raw.io import Geometry, image_format, read_images
+from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json
 from nnlight.utils.folders import PredictionFolder
@@ -151,7 +150,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
     skipped = [c for c in cases if c not in todo]
     predicted: list[str] = []
     with _executor(workers) as reader, _executor(workers) as writer, \
-            tqdm(total=len(todo), desc="Predicting", unit="image") as progress:
+            progress(total=len(todo), desc="Predicting", unit="image") as bar:
         to_read = iter(todo)
         loading: deque[tuple[str, Future[_Prepared]]] = deque()
         exporting: deque[Future[None]] = deque()
@@ -170,7 +169,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                     failed[case_id] = str(e)
                     print(f"{case_id}: failed, the other images go on: {e}")
                     record_failures()
-                    progress.update()
+                    bar.update()
 
         def predict_group(group: list[_Prepared]) -> None:
             if not started:
@@ -181,7 +180,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                     exporting.popleft().result()
                 exporting.append(writer.submit(write, case, scores))
                 predicted.append(case.case_id)
-            progress.update(len(group))
+            bar.update(len(group))
 
         group: list[_Prepared] = []
         while (case := next_case()) is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import OmegaConf
 
@@ -48,6 +48,7 @@ from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, keep_checkpoints, resume_checkpoint
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import ValidationImages
+from nnlight.training.progress_bars import progress_bar
 from nnlight.training.pruning import TrialPruning, per_epoch_metric
 from nnlight.training.resources import ResourceMonitor
 from nnlight.training.task import SegmentationTask
@@ -62,7 +63,7 @@ from nnlight.utils.run_log import lightning_logs_once
 
 def run(config: TrainConfig) -> float | None:
     """Check everything, then train, validate and report — or, for a run that finished before, only report."""
-    lightning_logs_once()
+    lightning_logs_once(verbose=bool(config.resolved.get("verbose", False)))
     if config.run_folder is None:
         raise UserError("nnlight-train runs under Hydra (train.py or nnlight-train): its run folder comes from there")
     run_folder = config.run_folder
@@ -105,6 +106,7 @@ def _train(setup: TrainSetup, run_folder: RunFolder, pruning: TrialPruning | Non
         own_callbacks.append(pruning)
     trainer = build_trainer(setup, run_folder, own_callbacks)
     if trainer.is_global_zero:
+        print(start_line(setup, trainer, sum(p.numel() for p in task.network.parameters())), flush=True)
         write_run_files(setup, run_folder)
     for logger in trainer.loggers:  # the whole recipe (optimizer, learning rate, schedule, epochs, ...) in every logger
         logger.log_hyperparams(config.resolved)
@@ -165,12 +167,31 @@ def build_task(setup: TrainSetup) -> SegmentationTask:
     return task
 
 
+def start_line(setup: TrainSetup, trainer: L.Trainer, parameters: int) -> str:
+    """One line that says what will be trained, where, and for how long (the first line of every training)."""
+    config = setup.config
+
+    def option(group: str) -> str:
+        """The group's option; for ``custom``, the class it names."""
+        choice = config.choices.get(group, "?")
+        target = config.resolved.get(group, {}).get("_target_") if isinstance(config.resolved.get(group), dict) \
+            else None
+        return f"{choice} ({str(target).rsplit('.', 1)[-1]})" if choice == "custom" and target else choice
+
+    network = config.network.target.rsplit(".", 1)[-1]
+    budget = f"{trainer.max_epochs} epochs x {setup.data.iterations_per_epoch} iterations"
+    return (f"Training {config.plan['dataset']}/{config.plan['configuration']} fold {setup.data.fold}: network "
+            f"{network} ({parameters / 1e6:.2f} M parameters), loss {option('loss')}, optimizer {option('optimizer')}"
+            f", augmentation {option('augmentation')}, patch {'x'.join(map(str, setup.data.patch_size))}, batch "
+            f"{setup.data.batch_size}, {budget}, precision {trainer.precision}, on {trainer.strategy.root_device}")
+
+
 def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[L.Callback]) -> L.Trainer:
     callbacks = [ModelCheckpoint(dirpath=run_folder.checkpoints, filename="best", monitor="val/pseudo_dice_ema",
                                  mode="max", save_last=True, save_top_k=1),
                  *own_callbacks, *(c.create() for c in setup.config.callbacks)]
     if setup.config.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
-        callbacks.append(TQDMProgressBar())  # one style: Lightning would switch to rich's wherever rich is installed
+        callbacks.append(progress_bar())  # ours: Lightning would switch to rich's wherever rich is installed
     loggers = [_named_after(c, run_folder).create(save_dir=str(run_folder.path)) for c in setup.config.loggers]
     try:
         return L.Trainer(**setup.config.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,

@@ -13,7 +13,7 @@ import importlib.util
 import inspect
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class TrainConfig:
     debug: str | None = None  # the debug profile chosen (a debug run never takes part in model selection)
     search: str | None = None  # the hparams_search chosen
     sweeper: dict[str, Any] | None = None  # Hydra's sweeper settings (a search trial's pruner)
+    choices: dict[str, str] = field(default_factory=dict)  # the option chosen in each config group (Hydra's)
 
     @property
     def log_file(self) -> Path | None:
@@ -139,7 +140,8 @@ def _typed_config(values: dict[str, Any], hydra: Any, run_folder: RunFolder | No
         identity=run_identity(values, [k for k in excluded if k not in LOCATION_KEYS]),
         run_folder=run_folder,
         debug=choices.get("debug"), search=choices.get("hparams_search"),
-        sweeper=plain(hydra.sweeper) if hydra is not None else None)
+        sweeper=plain(hydra.sweeper) if hydra is not None else None,
+        choices={str(k): str(v) for k, v in choices.items() if v is not None})
 
 
 def _group(values: Mapping[str, Any], key: str) -> Any:

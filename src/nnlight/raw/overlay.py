@@ -11,11 +11,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from nnlight.raw.dataset import RawCase, open_raw_dataset
 from nnlight.raw.io import ImageFormat, read_images, read_seg
 from nnlight.utils.command_line import key_value_arguments
+from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import DatasetProblems, UserError, exit_on_user_error
 from nnlight.utils.files import atomic_write_bytes, load_json
 from nnlight.utils.overlays import comparison, titled_png
@@ -46,7 +46,7 @@ def plot_dataset_overlays(dataset_folder: Path, output: Path, channel: int | Non
     channel_names = [str(v) for _, v in sorted(info.get("channel_names", {}).items(), key=lambda kv: int(kv[0]))]
     labels = {str(k): int(v) for k, v in info.get("labels", {}).items() if isinstance(v, int)}
     written = []
-    for case in tqdm(dataset.cases, desc="Overlays", unit="case"):
+    for case in progress(dataset.cases, desc="Overlays", unit="case"):
         png = case_overlay(case, dataset.image_format, channel_names, labels, channel)
         path = output / f"{case.case_id}.png"
         output.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nnlight.data.cascade import one_hot_previous
 from nnlight.data.datamodule import PreviousStage
@@ -33,6 +32,7 @@ from nnlight.preprocessing.resampling import resample_logits
 from nnlight.preprocessing.store import load_case
 from nnlight.raw.io import image_format, read_images, read_seg
 from nnlight.raw.labels import label_key
+from nnlight.utils.console_progress import progress
 from nnlight.utils.files import atomic_write, atomic_write_bytes, atomic_write_json
 from nnlight.utils.folders import PredictionFolder
 from nnlight.utils.overlays import comparison, foreground_slices, mean_dice, titled_png
@@ -93,7 +93,7 @@ def validate(network: torch.nn.Module, case_ids: Sequence[str], settings: Valida
     file_format = image_format(file_ending)
     network = network.to(device).eval()
     per_case = {}
-    for case_id in tqdm(case_ids, desc="Validation", unit="case"):
+    for case_id in progress(case_ids, desc="Validation", unit="case"):
         data, _, properties = load_case(settings.store, case_id)
         out = out_folder / f"{case_id}{file_ending}"
         next_stage_file = settings.next_stage.out_folder / f"{case_id}.npy" if settings.next_stage else None

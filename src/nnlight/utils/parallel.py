@@ -14,8 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TypeVar
 
-from tqdm import tqdm
-
+from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import UserError
 
 T = TypeVar("T")
@@ -57,7 +56,7 @@ def map_with_progress(fn: Callable[[T], R], items: Iterable[T], num_workers: int
     items = list(items)
     if not items:
         return
-    with tqdm(total=len(items), desc=desc, unit="case", dynamic_ncols=True) as bar:
+    with progress(total=len(items), desc=desc, unit="case") as bar:
         if num_workers <= 0:
             for item in items:
                 yield fn(item)

@@ -92,11 +92,28 @@ class _NoAdvertisement(logging.Filter):
         return "litlogger" not in record.getMessage()
 
 
-def lightning_logs_once() -> None:
+class _FileOnly(logging.Filter):
+    """Lightning's accelerator banner ("GPU available: ...", "TPU available: ...") is for the log file."""
+
+    BANNER = ("GPU available", "TPU available", "HPU available", "IPU available", "LOCAL_RANK")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.BANNER)
+
+
+def lightning_logs_once(verbose: bool = False) -> None:
     """Lightning prints its INFO lines through a console handler of its own and again through the root logger
-    Hydra set up for a run (console and train.log): keep Hydra's, and leave out Lightning's advertising tip."""
+    Hydra set up for a run (console and train.log): keep Hydra's, and leave out Lightning's advertising tip.
+    Its accelerator banner goes only to the log file, unless ``verbose``."""
     if logging.getLogger().handlers:
-        logging.getLogger("lightning").handlers.clear()
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            # imported before logging was set up, Lightning gives these a console handler and stops propagation
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+    for handler in logging.getLogger().handlers:
+        screen = type(handler) is logging.StreamHandler
+        if screen and not verbose and not any(isinstance(f, _FileOnly) for f in handler.filters):
+            handler.addFilter(_FileOnly())
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _NoAdvertisement) for f in rank_zero.filters):
         rank_zero.addFilter(_NoAdvertisement())
