@@ -138,7 +138,14 @@ def test_killed_trials_are_marked_failed_and_their_values_run_again_first(tmp_pa
     killed = study.ask(space)
     _requeue_killed(study)
     assert study.trials[killed.number].state == optuna.trial.TrialState.FAIL
-    assert study.ask(space).params == killed.params
+    rerun = study.ask(space)
+    assert rerun.params == killed.params
+    study.tell(rerun, 0.5)
+    write_trials_report(study, tmp_path, "validation_dice")  # the killed trial and its rerun are both listed
+    table = (tmp_path / "trials.md").read_text()
+    assert "1 finished trial(s), 1 killed, of 2" in table
+    assert "| 0 | killed |  | " in table and "rerun as trial 1 |" in table and "reruns trial 0 |" in table
+    assert "0,killed,,,,1," in (tmp_path / "trials.csv").read_text()
 
 
 def test_the_trials_report_lists_finished_and_pruned_trials_and_plots_each_parameter(tmp_path: Path) -> None:
@@ -155,9 +162,12 @@ def test_the_trials_report_lists_finished_and_pruned_trials_and_plots_each_param
     write_trials_report(study, tmp_path, "validation_dice")
     table = (tmp_path / "trials.md").read_text()
     assert "3 finished trial(s), 1 pruned, of 4" in table and "value: validation_dice (maximized)" in table
-    assert "Best: trial 3, value 0.3000" in table and "| 1 | pruned at epoch 0 |" in table
+    assert "Best: trial 3, value 0.3000" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0] for row in rows] == ["| 3", "| 2", "| 0", "| 1"]  # finished best first, then the rest
+    assert rows[-1].startswith("| 1 | pruned |  |") and "pruned at epoch 0, last val/pseudo_dice_ema 0.1000" in rows[-1]
     header = (tmp_path / "trials.csv").read_text().splitlines()[0]
-    assert header == "trial,state,value,pruned_at_epoch,loss,optimizer.lr"
+    assert header == "trial,state,value,pruned_at_epoch,last_per_epoch_value,rerun_as,rerun_of,loss,optimizer.lr"
     from matplotlib.image import imread
 
     height, width, _ = imread(tmp_path / "trials.png").shape

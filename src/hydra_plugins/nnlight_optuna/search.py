@@ -28,7 +28,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.nnlight_optuna.trials_report import write_trials_report
+from hydra_plugins.nnlight_optuna.trials_report import KILLED, RERUN_OF, write_trials_report
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.locks import held_by, process_lock
@@ -243,13 +243,15 @@ class OptunaSearch(Sweeper):
 
 
 def _requeue_killed(study: Any) -> None:
-    """Trials still RUNNING were cut off by a kill: marked failed, and their values run again first."""
+    """Trials still RUNNING were cut off by a kill: marked failed (and ``killed``, for the report), and their values
+    run again first (the new trial says which one it reruns)."""
     import optuna
 
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr(KILLED, True)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         if trial.params:  # killed before its values were chosen: nothing to run again
-            study.enqueue_trial(trial.params)
+            study.enqueue_trial(trial.params, user_attrs={RERUN_OF: trial.number})
 
 
 def _finished(study: Any) -> int:
