@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_cli import main as model_cli
 from nnlight.inference.predictor import Predictor
 from tests.conftest import REPO, TINY_BUDGET, Roots, planned_demo, run_entry
@@ -66,7 +67,7 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     evaluated = _run("evaluate.py", "dataset=Dataset900_Demo", "folds=0", "metrics=volume", roots=roots,
                      config_dir=True)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    table = (roots.results / "Dataset900_Demo" / "cv_results.md").read_text()
+    table = load_best(roots.results / "Dataset900_Demo").source.with_name("cv_results.md").read_text()
     assert "tiny_skip" in table and "volume_error |" in table
     assert 'model=best dataset=Dataset900_Demo input=<images> output=<folder> "trusted_networks=[my_lab.nets]"' in \
         evaluated.stdout

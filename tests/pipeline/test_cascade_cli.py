@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from nnlight.evaluation.selection import load_best
 from nnlight.raw.synthetic import make_synthetic_dataset
 from tests.conftest import Roots, run_script
 from tests.planning.test_planner_vs_nnunet import _comparable
@@ -67,7 +68,7 @@ def test_cascade_trains_predicts_and_is_a_candidate(planned: Roots, tmp_path: Pa
     assert inference["previous_stage"] == f"3d_lowres/{NAME}"
     evaluated = run_script("evaluate.py", "dataset=Dataset905_Cascade", "folds=[0]", roots=planned)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    candidates = json.loads((results / "best_configuration.json").read_text())["candidates"]
+    candidates = json.loads(load_best(results).source.read_text())["candidates"]
     assert f"3d_cascade_fullres/{NAME}" in candidates
     images = planned.raw / "Dataset905_Cascade" / "imagesTs"
     predicted = run_script("predict.py", f"model='{results / '3d_cascade_fullres' / NAME}'", f"input={images}",

@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 from omegaconf import OmegaConf
 
+from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import export_model_zip
 from nnlight.exchange.nnunet import export_to_nnunet
 from nnlight.fingerprint import compute_fingerprint
@@ -62,7 +63,7 @@ def test_an_instance_dataset_runs_plan_train_evaluate_predict(cells_3d: Path, ro
     evaluate = run_script("evaluate.py", f"dataset={DATASET}", "folds=0", "selection_metric=SEG", roots=roots)
     assert evaluate.returncode == 0, evaluate.stderr
     assert "(by SEG)" in evaluate.stdout and "| SEG |" in evaluate.stdout
-    best = json.loads((roots.results / DATASET / "best_configuration.json").read_text())["selected"]
+    best = json.loads(load_best(roots.results / DATASET).source.read_text())["selected"]
     assert best["selection_metric"] == "SEG" and best["postprocessing_rules"] == "none"
 
     images, labels, output = roots.raw / DATASET / "imagesTs", roots.raw / DATASET / "labelsTs", roots.results / "out"

@@ -22,6 +22,7 @@ from nnlight.inference.export import written_completely
 from nnlight.inference.predictor import Predictor
 from nnlight.raw.io import image_format, read_images
 from nnlight.utils.errors import UserError
+from nnlight.utils.folders import Comparison, DatasetResults
 from tests.conftest import (
     REPO,
     TINY_BUDGET,
@@ -54,6 +55,12 @@ def trained(planned_demo_template: Roots, tmp_path_factory: pytest.TempPathFacto
     return roots
 
 
+def _latest(roots: Roots) -> Comparison:
+    latest = DatasetResults(roots.results / "Dataset900_Demo").latest()
+    assert latest is not None, "no comparison written"
+    return latest
+
+
 def _validation_images(roots: Roots, target: Path) -> list[str]:
     """The fold-0 validation cases' images, copied into ``target`` (what cross-validation predicted)."""
     run = roots.results / "Dataset900_Demo" / "3d_fullres" / RUN / "fold_0"
@@ -67,14 +74,18 @@ def _validation_images(roots: Roots, target: Path) -> list[str]:
 
 def test_evaluate_writes_the_cv_table_plot_and_best_choice(trained: Roots) -> None:
     results = trained.results / "Dataset900_Demo"
-    best = json.loads((results / "best_configuration.json").read_text())
+    comparison = _latest(trained)
+    best = json.loads(comparison.best_configuration.read_text())
     names = set(best["candidates"])
     assert {f"2d/{RUN}", f"3d_fullres/{RUN}", f"2d/{RUN} + 3d_fullres/{RUN}"} == names
     chosen = best["candidates"][best["selected"]["name"]]["foreground_mean"]["Dice"]
     assert chosen == max(c["foreground_mean"]["Dice"] for c in best["candidates"].values())
-    table = (results / "cv_results.md").read_text()
-    assert (results / "cv_results.png").stat().st_size > 1000 and "| model | folds | Dice |" in table
+    table = comparison.cv_table.read_text()
+    assert comparison.cv_plot.stat().st_size > 1000
+    assert "| model | folds | n cases | Dice (mean ± std over folds) |" in table
     assert "**Compared on folds 0 only** (of 5)" in table and "| 1/5 |" in table  # folds=[0], as asked
+    assert comparison.cv_csv.read_text().startswith("model,selected,n_folds,n_cases,dice_mean,dice_std_over_folds")
+    assert comparison.name.startswith("folds0_2models_")  # derived from its candidates and folds
     assert best["selected"]["cv_complete"] is False and best["folds"] == ["0"]
     crossval = json.loads((results / "3d_fullres" / RUN / "crossval" / "summary.json").read_text())
     assert {"Dice", "IoU", "HD95", "NSD"} <= set(crossval["foreground_mean"])
@@ -91,8 +102,9 @@ def test_model_best_reproduces_the_selected_ensemble(trained: Roots, tmp_path: P
                         f"output={tmp_path / 'out'}", "mirroring=false", roots=trained)  # as validated
     assert result.returncode == 0, result.stderr[-3000:]
     results = trained.results / "Dataset900_Demo"
-    best = json.loads((results / "best_configuration.json").read_text())["selected"]
-    rules = PostprocessingRules.load(results / "postprocessing.json")
+    best = json.loads(_latest(trained).best_configuration.read_text())["selected"]
+    rules = PostprocessingRules.load(_latest(trained).postprocessing)
+    assert f"selected by comparison {_latest(trained).name}" in result.stdout  # which comparison model=best used
     if len(best["members"]) == 2:
         cv_folder = next((results / "ensembles").iterdir())
     else:
@@ -350,11 +362,11 @@ def _cv_expectation(trained: Roots, case: str) -> np.ndarray:
     """What model=best predicts for a validation case: the selected model's (or ensemble's) cross-validation
     prediction, post-processed (``test_model_best_reproduces_the_selected_ensemble`` checks this holds)."""
     results = trained.results / "Dataset900_Demo"
-    best = json.loads((results / "best_configuration.json").read_text())["selected"]
+    best = json.loads(_latest(trained).best_configuration.read_text())["selected"]
     cv_folder = next((results / "ensembles").iterdir()) if len(best["members"]) == 2 else \
         results / best["members"][0]["model"] / "crossval"
     cross_validated = sitk.GetArrayFromImage(sitk.ReadImage(str(cv_folder / f"{case}.nii.gz")))
-    return apply_postprocessing(cross_validated, PostprocessingRules.load(results / "postprocessing.json"), [1, 2])
+    return apply_postprocessing(cross_validated, PostprocessingRules.load(_latest(trained).postprocessing), [1, 2])
 
 
 def test_a_model_file_predicts_identically_from_another_results_folder(trained: Roots, tmp_path: Path) -> None:
@@ -371,10 +383,12 @@ def test_a_model_file_predicts_identically_from_another_results_folder(trained: 
         assert np.array_equal(predicted, _cv_expectation(trained, case)), case
     installed = _model_cli("install", str(tmp_path / "best.zip"), roots=elsewhere)
     assert installed.returncode == 0, installed.stderr
-    members, rules = load_best(elsewhere.results / "Dataset900_Demo")  # predict.py model=best finds it all
-    original, original_rules = load_best(trained.results / "Dataset900_Demo")
+    installed = load_best(elsewhere.results / "Dataset900_Demo")  # predict.py model=best finds it all
+    original = load_best(trained.results / "Dataset900_Demo")
+    members, rules = installed.members, installed.postprocessing
     assert [(f.relative_to(elsewhere.results), folds) for f, folds in members] == \
-        [(f.relative_to(trained.results), folds) for f, folds in original] and rules == original_rules
+        [(f.relative_to(trained.results), folds) for f, folds in original.members] and \
+        rules == original.postprocessing
     assert all((f / f"fold_{k}" / "checkpoints" / "final.ckpt").is_file() for f, folds in members for k in folds)
     again = _model_cli("install", str(tmp_path / "best.zip"), roots=elsewhere)
     assert again.returncode == 2 and "exists already" in again.stderr  # never overwritten
@@ -413,6 +427,40 @@ def test_a_run_exported_to_nnunets_layout_reads_back_as_the_same_model(trained: 
     assert imported.postprocessing == PostprocessingRules.load(model.postprocessing)  # evaluate.py's choice
 
 
+def test_each_evaluation_keeps_its_own_comparison_and_model_best_says_which(trained: Roots, tmp_path: Path) -> None:
+    """A second comparison never replaces the first; model=best uses the latest unless best=<name>; a dataset
+    evaluated before comparisons were named still has its selection found."""
+    from nnlight.evaluation.selection import select_best
+
+    results = tmp_path / "Dataset900_Demo"
+    shutil.copytree(trained.results / "Dataset900_Demo", results)
+    labels, reference = {"background": 0, "a": 1, "b": 2}, trained.raw / "Dataset900_Demo" / "labelsTr"
+    first = select_best(results, reference, labels, ".nii.gz", num_workers=0, folds=["0"],
+                        models=[f"3d_fullres/{RUN}"], name="only_3d")
+    second = select_best(results, reference, labels, ".nii.gz", num_workers=0, folds=["0"],
+                         models=[f"2d/{RUN}"], ensembles=False)
+    kept = DatasetResults(results)
+    assert first["comparison"] == "only_3d" and kept.comparison("only_3d").cv_table.is_file()
+    assert json.loads(kept.comparison("only_3d").best_configuration.read_text()) == json.loads(
+        json.dumps(first))  # untouched by the second
+    assert second["comparison"].startswith("folds0_1models_") and kept.latest() == kept.comparison(
+        second["comparison"])
+    assert [f.parent.name for f, _ in load_best(results).members] == ["2d"]
+    assert [f.parent.name for f, _ in load_best(results, "only_3d").members] == ["3d_fullres"]
+    with pytest.raises(UserError, match="comparisons of Dataset900_Demo: folds0_1models_"):
+        load_best(results, "no_such_comparison")
+
+    legacy = tmp_path / "legacy" / "Dataset900_Demo"  # written by an nnlight before named comparisons
+    shutil.copytree(results, legacy)
+    shutil.rmtree(legacy / "comparisons")
+    moved = json.loads(kept.comparison("only_3d").best_configuration.read_text())
+    shutil.copy(kept.comparison("only_3d").postprocessing, legacy / "postprocessing.json")
+    moved["selected"]["postprocessing"] = "postprocessing.json"
+    (legacy / "best_configuration.json").write_text(json.dumps(moved))
+    old = load_best(legacy)
+    assert [f.parent.name for f, _ in old.members] == ["3d_fullres"] and old.comparison == ""
+
+
 def test_model_selection_counts_only_intact_complete_cross_validations(trained: Roots, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """A fold whose checkpoint is gone, a truncated validation file, a search trial and an incomplete
@@ -434,7 +482,7 @@ def test_model_selection_counts_only_intact_complete_cross_validations(trained: 
     assert [m["model"] for m in chosen["selected"]["members"]] == [f"3d_fullres/{RUN}"]
     assert "final.ckpt is missing" in chosen["left_out"][f"2d/{RUN}"] and list(chosen["candidates"]) == [
         f"3d_fullres/{RUN}"]
-    assert "final.ckpt is missing" in (results / "cv_results.md").read_text()  # the report says what was left out
+    assert "final.ckpt is missing" in DatasetResults(results).comparison(chosen["comparison"]).cv_table.read_text()
 
     # a search trial is left out unless named
     record = three_d / "fold_0" / "run_config.json"

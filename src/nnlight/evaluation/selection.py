@@ -10,6 +10,9 @@ against the raw labels; every pair of models is ensembled by averaging the saved
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +43,7 @@ from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_copy, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import DatasetResults, ModelFolder, RunFolder
+from nnlight.utils.names import folder_name
 
 
 @dataclass(frozen=True)
@@ -176,13 +180,14 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                 ignore_label: int | None = None, ensembles: bool = True, tolerance_mm: float = 1.0,
                 num_workers: int = 2, fold_count: int = 5, folds: Sequence[str] | None = None,
                 models: Sequence[str] | None = None, metrics: Sequence[Component] = (), instances: bool = False,
-                selection_metric: str = "Dice", match_iou: float = 0.5) -> dict[str, Any]:
+                selection_metric: str = "Dice", match_iou: float = 0.5, name: str | None = None) -> dict[str, Any]:
     """Score every model with a complete cross-validation over ``folds`` (default: all ``fold_count``) and every
     pair ensemble, pick the best by the foreground mean of ``selection_metric`` (lower is better for HD95, ARE
     and VI), determine its post-processing. ``models`` names the candidates (search trials included when named);
     the others, and every model left out, are listed with why. ``instances``: the labels are instance maps, scored
     object by object too (objects match at ``match_iou``); post-processing (keeping the largest component) does not
-    apply to them."""
+    apply to them. Everything is written to the comparison ``name`` (default: one derived from the candidates and
+    folds), which becomes the latest; no other comparison is touched."""
     folds = [str(f) for f in (folds if folds is not None else range(fold_count))]
     dataset_results = DatasetResults(results_folder)
     if models is not None:
@@ -192,8 +197,8 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
             raise UserError(f"models={unknown[0]}: no such model under {results_folder}; trained: "
                             f"{', '.join(sorted(known)) or 'none'}")
     found = find_trained_models(dataset_results, file_ending, folds, models)
-    for name, why in found.left_out.items():
-        print(f"Left out of model selection: {name}: {why}")
+    for left, why in found.left_out.items():
+        print(f"Left out of model selection: {left}: {why}")
     if not found.models:
         subset = "" if len(folds) == fold_count else f" over folds {', '.join(folds)}"
         raise UserError(f"{results_folder}: no complete cross-validation{subset} to select from" +
@@ -202,6 +207,8 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
                         f"data.fold={','.join(str(k) for k in range(fold_count))}), or compare the folds you trained: "
                         "nnlight-evaluate dataset=<Dataset> folds=0; debug runs and search trials do not count")
     trained = found.models
+    comparison = dataset_results.comparison(
+        folder_name(name, "name") if name is not None else comparison_name([m.name for m in trained], folds))
     common = sorted(set.intersection(*(set(m.cases) for m in trained)))
     if not common:
         raise UserError(f"{results_folder}: the trained models share no validation case; train the same folds of "
@@ -217,14 +224,14 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
         for pair in itertools.combinations(trained, 2):
             if pair[0].region_class_order != pair[1].region_class_order:
                 continue
-            name = " + ".join(m.name for m in pair)
+            pair_name = " + ".join(m.name for m in pair)
             out = dataset_results.ensemble([m.folder for m in pair])
             if _ensemble(pair, common, out, file_ending):
                 summary = evaluate_folder(out, reference_folder, settings, num_workers=num_workers,
                                           allow_missing=True)
-                candidates[name] = {"members": list(pair), "folder": out, "summary": summary}
+                candidates[pair_name] = {"members": list(pair), "folder": out, "summary": summary}
             else:
-                print(f"Ensemble {name} skipped: validation probabilities (.npz) missing; train with "
+                print(f"Ensemble {pair_name} skipped: validation probabilities (.npz) missing; train with "
                       "validation.save_probabilities=true")
     references = {} if instances else _load_segmentations(reference_folder, common, file_ending)
     for model in progress(trained, desc="Post-processing per model", unit="model"):  # used by predict.py model=<folder>
@@ -247,13 +254,14 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
     else:
         rules, before, after = determine_postprocessing(_load_segmentations(best["folder"], common, file_ending),
                                                         references, labels, ignore_label)
-    rules.save(dataset_results.postprocessing)
+    rules.save(comparison.postprocessing)
     complete = len(folds) == fold_count
     result = {
+        "comparison": comparison.name,
         "selected": {"name": best_name,
                      "members": [{"model": str(m.folder.path.relative_to(results_folder)), "folds": m.folds}
                                  for m in best["members"]],
-                     "postprocessing": dataset_results.postprocessing.name,
+                     "postprocessing": str(comparison.postprocessing.relative_to(results_folder)),
                      "postprocessing_rules": rules_as_text(rules),
                      "cv_foreground_dice": _dice(before), "cv_foreground_dice_postprocessed": _dice(after),
                      "selection_metric": selection_metric,
@@ -266,14 +274,24 @@ def select_best(results_folder: Path, reference_folder: Path, labels: Mapping[st
         "left_out": found.left_out,
         "candidates": {n: {"foreground_mean": c["common"]["foreground_mean"],
                            "fold_foreground_dice": c["per_fold"],  # the spread over folds in cv_results.png
+                           "cases": len(common),
                            "mean": c["common"]["mean"], "members": [m.name for m in c["members"]],
                            "folds": {m.name: m.folds for m in c["members"]}, "cv_complete": complete}
                        for n, c in candidates.items()},
     }
-    atomic_write_json(dataset_results.best_configuration, result)
-    atomic_write_text(dataset_results.cv_table, results_table(result))
-    write_cv_plot(result, dataset_results.cv_plot, results_folder.name)
+    atomic_write_json(comparison.best_configuration, result)
+    atomic_write_text(comparison.cv_table, results_table(result))
+    atomic_write_text(comparison.cv_csv, results_csv(result))
+    write_cv_plot(result, comparison.cv_plot, f"{results_folder.name}: {comparison.name}")
+    atomic_write_json(dataset_results.latest_comparison, {"name": comparison.name})
     return result
+
+
+def comparison_name(candidates: Sequence[str], folds: Sequence[str]) -> str:
+    """A comparison's default name: its folds, how many models and a hash of which (the same candidates and folds
+    give the same name, so evaluating them again updates that comparison and no other)."""
+    digest = hashlib.sha256("\n".join(sorted(candidates)).encode()).hexdigest()[:8]
+    return f"folds{'-'.join(folds)}_{len(candidates)}models_{digest}"
 
 
 def ranking_value(summary: Mapping[str, Any], metric: str, lower_is_better: bool = False) -> float:
@@ -289,39 +307,94 @@ def _dice(summary: Mapping[str, Any]) -> float:
     return -1.0 if np.isnan(value) else float(value)
 
 
-def results_table(result: Mapping[str, Any]) -> str:
-    """Markdown: one row per candidate, best first, foreground mean Dice / HD95 / NSD and a user's metrics; then
-    what was left out."""
+def _fold_spread(candidate: Mapping[str, Any]) -> tuple[float, int]:
+    """The standard deviation of the folds' own foreground Dice and how many folds (0 std for one fold)."""
+    per_fold = list(candidate.get("fold_foreground_dice", {}).values())
+    return (float(np.std(per_fold)) if len(per_fold) > 1 else 0.0), len(per_fold)
+
+
+def _ranked(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     metric = result["selected"].get("selection_metric", "Dice")
     lower = result["selected"].get("selection_lower_is_better", False)
-    rows = sorted(result["candidates"].items(), key=lambda kv: -ranking_value(kv[1], metric, lower))
+    return sorted(result["candidates"].items(), key=lambda kv: -ranking_value(kv[1], metric, lower))
+
+
+def _own_scores(rows: list[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    return [m for m in score_names({"all": rows[0][1]["foreground_mean"]}) if m not in SEMANTIC_SCORES] if rows else []
+
+
+def results_table(result: Mapping[str, Any]) -> str:
+    """Markdown: one row per candidate, best first: foreground mean Dice ± the std over folds, the number of folds
+    and cases behind it, HD95 / NSD and a user's metrics; then what was left out."""
+    metric = result["selected"].get("selection_metric", "Dice")
+    rows = _ranked(result)
     folds = result.get("folds", [])
-    lines = [f"Cross-validation on {result['cases_compared']} case(s). Selected: **{result['selected']['name']}** "
-             f"(by {metric}), post-processing: {result['selected']['postprocessing_rules']}.", ""]
+    name = f"Comparison `{result['comparison']}`: c" if "comparison" in result else "C"
+    lines = [f"{name}ross-validation on {result['cases_compared']} case(s). Selected: "
+             f"**{result['selected']['name']}** (by {metric}), post-processing: "
+             f"{result['selected']['postprocessing_rules']}.", ""]
     if not result["selected"]["cv_complete"]:
         lines += [f"**Compared on folds {', '.join(folds)} only** (of {result['fold_count']}), as asked with "
                   "folds=[...]: train the other folds before trusting the choice.", ""]
-    own = [m for m in score_names({"all": rows[0][1]["foreground_mean"]}) if m not in SEMANTIC_SCORES] \
-        if rows else []
-    lines += ["| model | folds | Dice | HD95 (mm) | NSD |" + "".join(f" {m} |" for m in own),
-              "|---|---|---|---|---|" + "---|" * len(own)]
-    for name, c in rows:
+    own = _own_scores(rows)
+    lines += ["| model | folds | n cases | Dice (mean ± std over folds) | HD95 (mm) | NSD |"
+              + "".join(f" {m} |" for m in own),
+              "|---|---|---|---|---|---|" + "---|" * len(own)]
+    for candidate_name, c in rows:
         fg = c["foreground_mean"]
-        lines.append(f"| {name} | {len(folds)}/{result['fold_count']} | {fg['Dice']:.4f} | "
+        std, _ = _fold_spread(c)
+        lines.append(f"| {candidate_name} | {len(folds)}/{result['fold_count']} | "
+                     f"{c.get('cases', result['cases_compared'])} | {fg['Dice']:.4f} ± {std:.4f} | "
                      f"{fg.get('HD95', float('nan')):.2f} | {fg.get('NSD', float('nan')):.4f} |"
                      + "".join(f" {fg.get(m, float('nan')):.4f} |" for m in own))
     if result.get("left_out"):
         lines += ["", "Left out of model selection:", ""]
-        lines += [f"- {name}: {why}" for name, why in result["left_out"].items()]
+        lines += [f"- {left}: {why}" for left, why in result["left_out"].items()]
     return "\n".join(lines) + "\n"
 
 
-def load_best(results_folder: Path) -> tuple[list[tuple[Path, list[str]]], PostprocessingRules]:
-    """The selected models (folder, folds) and post-processing written by :func:`select_best`."""
-    path = DatasetResults(results_folder).best_configuration
+def results_csv(result: Mapping[str, Any]) -> str:
+    """The table as CSV, best first: the numbers unrounded, the std over folds and the counts in columns."""
+    rows = _ranked(result)
+    own = _own_scores(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "selected", "n_folds", "n_cases", "dice_mean", "dice_std_over_folds", "hd95_mean",
+                     "nsd_mean", *own])
+    for candidate_name, c in rows:
+        fg = c["foreground_mean"]
+        std, n_folds = _fold_spread(c)
+        writer.writerow([candidate_name, candidate_name == result["selected"]["name"], n_folds,
+                         c.get("cases", result["cases_compared"]), fg["Dice"], std, fg.get("HD95", ""),
+                         fg.get("NSD", ""), *(fg.get(m, "") for m in own)])
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class SelectedModel:
+    """What a comparison selected: the models (folder, folds), the post-processing and where it was read."""
+
+    members: list[tuple[Path, list[str]]]
+    postprocessing: PostprocessingRules
+    postprocessing_file: Path
+    comparison: str  # its name ("" for a selection written before comparisons were named)
+    source: Path  # the best_configuration.json read
+
+
+def load_best(results_folder: Path, name: str | None = None) -> SelectedModel:
+    """The selection of comparison ``name`` (default: the latest) written by :func:`select_best`; a dataset
+    evaluated before comparisons were named keeps its one ``best_configuration.json``."""
+    results = DatasetResults(results_folder)
+    latest = results.latest()
+    name = name if name is not None else latest.name if latest is not None else None
+    path = results.comparison(folder_name(name, "best")).best_configuration if name else \
+        results.legacy_best_configuration
     if not path.is_file():
-        raise UserError(f"{path}: not found; run nnlight-evaluate dataset={results_folder.name} first to "
-                        "select the best configuration")
+        known = sorted(p.name for p in results.comparisons.glob("*") if p.is_dir())
+        raise UserError(f"{path}: not found; " + (f"comparisons of {results_folder.name}: {', '.join(known)}"
+                        if known else f"run nnlight-evaluate dataset={results_folder.name} first to select the "
+                        "best configuration"))
     best = load_json(path)["selected"]
-    return ([(results_folder / m["model"], list(m["folds"])) for m in best["members"]],
-            PostprocessingRules.load(results_folder / best["postprocessing"]))
+    rules_file = results_folder / best["postprocessing"]
+    return SelectedModel([(results_folder / m["model"], list(m["folds"])) for m in best["members"]],
+                         PostprocessingRules.load(rules_file), rules_file, name or "", path)

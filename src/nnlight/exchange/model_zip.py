@@ -130,8 +130,9 @@ def export_model_zip(results_root: Path, dataset: str, model: str, output: Path,
     dataset_results = results_root / dataset
     rules: PostprocessingRules | None
     if model == "best":
-        selected, rules = load_best(dataset_results)
-        members = [(ModelFolder(folder), [str(f) for f in member_folds]) for folder, member_folds in selected]
+        selected = load_best(dataset_results)
+        rules = selected.postprocessing
+        members = [(ModelFolder(folder), [str(f) for f in member_folds]) for folder, member_folds in selected.members]
     else:
         folder = Path(model) if Path(model).is_absolute() else dataset_results / model
         if not folder.is_dir():
@@ -399,18 +400,22 @@ def _open(path: Path) -> zipfile.ZipFile:
 
 def install_model_zip(path: Path, results_root: Path, trusted_networks: Sequence[str] = ()
                       ) -> tuple[ModelManifest, list[Path], bool]:
-    """Unpack under ``<results_root>/<Dataset>/``; an ensemble also becomes the dataset's ``model=best`` when no
-    selection exists there yet. Returns the manifest, the installed model folders and whether it is ``best``."""
+    """Unpack under ``<results_root>/<Dataset>/``; an ensemble also becomes the dataset's ``model=best`` (a
+    comparison ``installed_<file name>``) when no selection exists there yet. Returns the manifest, the installed
+    model folders and whether it is ``best``."""
     with _open(path) as archive:
         dataset = read_manifest(archive, str(path)).dataset
     dataset_results = results_root / dataset
     manifest = unpack(path, dataset_results, trusted_networks)
-    best = DatasetResults(dataset_results)
-    is_best = len(manifest.members) > 1 and not best.best_configuration.is_file()
+    results = DatasetResults(dataset_results)
+    is_best = len(manifest.members) > 1 and not results.latest_comparison.is_file() and \
+        not results.legacy_best_configuration.is_file()
     if is_best:
-        (manifest.postprocessing or PostprocessingRules()).save(best.postprocessing)
-        atomic_write_json(best.best_configuration, {"selected": {
+        comparison = results.comparison("installed_" + re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("."))
+        (manifest.postprocessing or PostprocessingRules()).save(comparison.postprocessing)
+        atomic_write_json(comparison.best_configuration, {"comparison": comparison.name, "selected": {
             "name": " + ".join(m.model for m in manifest.members), "installed_from": str(path),
             "members": [{"model": m.model, "folds": m.folds} for m in manifest.members],
-            "postprocessing": best.postprocessing.name}})
+            "postprocessing": str(comparison.postprocessing.relative_to(dataset_results))}})
+        atomic_write_json(results.latest_comparison, {"name": comparison.name})
     return manifest, [dataset_results / m.model for m in manifest.members], is_best

@@ -29,7 +29,7 @@ from nnlight.inference.postprocessing import PostprocessingRules
 from nnlight.inference.predictor import Predictor, TrainingChoices
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_bytes, atomic_write_json, atomic_write_named, load_json
-from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder
+from nnlight.utils.folders import CheckpointName, ModelFolder
 
 ONNX_FORMAT = "nnlight-onnx-1"
 SPEC = "spec.json"
@@ -51,11 +51,11 @@ def _model_to_export(results_root: Path, dataset: str, model: str) -> tuple[Mode
     if model != "best":
         folder = ModelFolder(dataset_results / model)
         return folder, folder.postprocessing if folder.postprocessing.is_file() else None
-    members, _ = load_best(dataset_results)
-    if len(members) != 1:
-        raise UserError(f"model=best of {dataset} is an ensemble of {len(members)} configurations; an ONNX folder "
-                        "holds one configuration: export each (--model <configuration>/<experiment>)")
-    return ModelFolder(members[0][0]), DatasetResults(dataset_results).postprocessing
+    selected = load_best(dataset_results)
+    if len(selected.members) != 1:
+        raise UserError(f"model=best of {dataset} is an ensemble of {len(selected.members)} configurations; an ONNX "
+                        "folder holds one configuration: export each (--model <configuration>/<experiment>)")
+    return ModelFolder(selected.members[0][0]), selected.postprocessing_file
 
 
 def export_onnx(results_root: Path, dataset: str, model: str, output: Path, checkpoint: CheckpointName = "final",

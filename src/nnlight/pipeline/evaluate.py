@@ -35,6 +35,7 @@ class EvaluateOptions:
     allow_missing: bool = False
     folds: int | str | list[int | str] | None = None
     models: str | list[str] | None = None
+    name: str | None = None
     ensembles: bool = True
     surface_metrics: bool = True
     tolerance_mm: float = 1.0
@@ -132,10 +133,13 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     result = select_best(results, reference, labels, dataset_json.file_ending, dataset_json.ignore_label,
                          options.ensembles, options.tolerance_mm, options.num_workers, count,
                          _folds(options.folds, count), _names(options.models), metrics,
-                         dataset_json.instance_maps, selection_metric, options.match_iou)
+                         dataset_json.instance_maps, selection_metric, options.match_iou,
+                         None if options.name is None else str(options.name))
     print("\n" + results_table(result))
-    folder = DatasetResults(results)
-    trust = trust_setting(recorded_networks(model for model, _ in load_best(results)[0]))
-    print(f"Best: {result['selected']['name']} -> {folder.best_configuration}\n  plot: {folder.cv_plot}\n"
-          f"  use it: nnlight-predict model=best dataset={raw_folder.name} input=<images> output=<folder>{trust}")
+    comparison = DatasetResults(results).comparison(result["comparison"])
+    trust = trust_setting(recorded_networks(model for model, _ in load_best(results, comparison.name).members))
+    print(f"Best: {result['selected']['name']} -> {comparison.best_configuration}\n  table: {comparison.cv_table} "
+          f"(and .csv)\n  plot: {comparison.cv_plot}\n"
+          f"  use it: nnlight-predict model=best dataset={raw_folder.name} input=<images> output=<folder>{trust}"
+          f"   (the latest comparison; best={comparison.name} picks this one later)")
     return result

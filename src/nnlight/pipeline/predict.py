@@ -34,7 +34,7 @@ from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
-from nnlight.utils.folders import CheckpointName, DatasetResults, ModelFolder, PredictionFolder, RunFolder
+from nnlight.utils.folders import CheckpointName, ModelFolder, PredictionFolder, RunFolder
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,11 @@ def _models(config: PredictConfig, scratch: Path) -> _Models:
     if model == "best":
         if not config.dataset:
             raise UserError("model=best needs dataset=<DatasetXXX_Name> (whose models nnlight-evaluate compared)")
-        dataset_results = config.roots.results / config.dataset
-        members, _ = load_best(dataset_results)
-        return _Models([(folder, folds or member_folds) for folder, member_folds in members],
-                       DatasetResults(dataset_results).postprocessing)
+        selected = load_best(config.roots.results / config.dataset, config.best)
+        chosen = " + ".join(f"{folder.parent.name}/{folder.name}" for folder, _ in selected.members)
+        print(f"model=best: {chosen}, selected by comparison {selected.comparison or '(unnamed)'} ({selected.source})")
+        return _Models([(folder, folds or member_folds) for folder, member_folds in selected.members],
+                       selected.postprocessing_file)
     folder = Path(model).expanduser()
     if folder.suffix == ".zip" and folder.is_file():
         manifest = unpack(folder, scratch, config.options.trusted_networks)
@@ -147,6 +148,7 @@ class PredictArguments:
     input: str
     output: str
     dataset: str | int | None = None
+    best: str | None = None
     folds: int | str | list[int | str] | None = None
     reference: str | None = None
     verbose: bool = False
@@ -167,6 +169,7 @@ class PredictConfig:
 
     model: str  # a run or configuration folder, a model file, an ONNX or nnU-Net folder, or best
     dataset: str | None  # with model=best
+    best: str | None  # with model=best: the comparison whose selection to use (None: the latest)
     input: Path
     output: Path
     folds: list[str] | None
@@ -198,7 +201,8 @@ def parse(cfg: DictConfig) -> PredictConfig:
     folds = arguments.folds
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     return PredictConfig(
-        str(arguments.model), None if arguments.dataset is None else str(arguments.dataset), Path(arguments.input),
+        str(arguments.model), None if arguments.dataset is None else str(arguments.dataset),
+        None if arguments.best is None else str(arguments.best), Path(arguments.input),
         Path(arguments.output), None if folds is None else [str(f) for f in (folds if isinstance(folds, list)
                                                                             else [folds])],
         Path(arguments.reference) if arguments.reference else None, options, scoring, metrics, roots,

@@ -11,6 +11,7 @@ and a prediction folder. Train, predict, evaluate and selection all find their a
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -157,13 +158,14 @@ class ModelFolder:
 
 
 @dataclass(frozen=True)
-class DatasetResults:
-    """``<results>/<Dataset>``: every trained model of a dataset and the comparison between them."""
+class Comparison:
+    """``<results>/<Dataset>/comparisons/<name>/``: one evaluation's candidates, scores and selection."""
 
     path: Path
 
-    def model_folders(self) -> list[ModelFolder]:
-        return [ModelFolder(p) for p in sorted(self.path.glob("*/*")) if p.is_dir() and p.name != "crossval"]
+    @property
+    def name(self) -> str:
+        return self.path.name
 
     @property
     def best_configuration(self) -> Path:
@@ -179,8 +181,47 @@ class DatasetResults:
         return self.path / "cv_results.md"
 
     @property
+    def cv_csv(self) -> Path:
+        return self.path / "cv_results.csv"
+
+    @property
     def cv_plot(self) -> Path:
         return self.path / "cv_results.png"
+
+
+@dataclass(frozen=True)
+class DatasetResults:
+    """``<results>/<Dataset>``: every trained model of a dataset and the comparison between them."""
+
+    path: Path
+
+    def model_folders(self) -> list[ModelFolder]:
+        return [ModelFolder(p) for p in sorted(self.path.glob("*/*")) if p.is_dir() and p.name != "crossval"]
+
+    @property
+    def legacy_best_configuration(self) -> Path:
+        """Where nnlight-evaluate wrote its one selection before comparisons were named (still read)."""
+        return self.path / "best_configuration.json"
+
+    @property
+    def comparisons(self) -> Path:
+        """``comparisons/<name>/``: one folder per evaluation, none replacing another; ``latest.json`` names the
+        newest (what ``model=best`` uses unless ``best=<name>``)."""
+        return self.path / "comparisons"
+
+    @property
+    def latest_comparison(self) -> Path:
+        return self.comparisons / "latest.json"
+
+    def comparison(self, name: str) -> Comparison:
+        return Comparison(self.comparisons / name)
+
+    def latest(self) -> Comparison | None:
+        """The newest comparison (``latest.json``), None before the first."""
+        if not self.latest_comparison.is_file():
+            return None
+        name = json.loads(self.latest_comparison.read_text()).get("name")
+        return self.comparison(name) if isinstance(name, str) and name else None
 
     def ensemble(self, members: list[ModelFolder]) -> Path:
         """``<configuration>__<experiment>+...``; past a file name's length limit the configurations alone plus a
