@@ -66,8 +66,14 @@ def test_smoke_suite_survives_a_kill_and_a_finished_suite_reruns_as_a_no_op(root
     report = (folder / "report.md").read_text()
     assert "8 finished, 0 failed, 0 not finished, of 8" in report and "| dice_loss | 2/2 |" not in report
     assert "## Ranking" in report and "Wilcoxon" in report and "| Dataset981_SmokeGray / 2d | dice_loss | 3 |" in report
-    for plot in ("per_case_dice.png", "ranks.png"):
-        assert (folder / plot).read_bytes()[:4] == b"\x89PNG"
+    for plot in ("per_case_dice", "ranks"):  # for the screen, and for a paper as vector files
+        assert (folder / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (folder / f"{plot}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert b"<svg" in (folder / f"{plot}.svg").read_bytes()
+    latex = (folder / "summary.tex").read_text()
+    assert "\\toprule" in latex and "Dataset981\\_SmokeGray / 2d" in latex and "dice\\_loss" in latex
+    summary = list(csv.DictReader((folder / "summary.csv").open()))
+    assert len(summary) == 4 and {r["runs"] for r in summary} == {"2"} and all(r["dice_std"] for r in summary)
 
     before = _files(roots)
     again = run_script("benchmark.py", "suite=smoke", roots=roots)

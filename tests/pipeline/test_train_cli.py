@@ -242,9 +242,10 @@ def test_hand_broken_plan_architecture_names_the_fix(planned_roots: Roots, tmp_p
 def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned_roots: Roots) -> None:
     common = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=1", "data.iterations_per_epoch=1",
               "validation.enabled=false"]
-    for fold, logger in enumerate(("tensorboard", "wandb")):  # no W&B account or network on the test machines
-        result = run_script("train.py", *common, f"logger={logger}", f"data.fold={fold}",
-                            "logger.images_every_n_epochs=1", roots=planned_roots)
+    for fold, logger in enumerate(("tensorboard", "wandb", "mlflow")):  # no W&B account or network here
+        images = [] if logger == "mlflow" else ["logger.images_every_n_epochs=1"]
+        result = run_script("train.py", *common, f"logger={logger}", f"data.fold={fold}", *images,
+                            roots=planned_roots)
         assert result.returncode == 0, result.stderr[-3000:]
         printed = result.stdout + result.stderr  # quiet by default: no third-party deprecation or advice lines
         for noise in ("LeafSpec", "log_every_n_steps", "anonymous setting", "Warning:", "━"):  # ━: rich's bar
@@ -268,6 +269,14 @@ def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned
     assert f"Dataset900_Demo/2d/{model.name}/fold_1".encode() in next(offline_runs[0].glob("run-*.wandb")).read_bytes()
     run = model / "fold_1"
     assert (run / "logs" / "metrics.csv").is_file()
+    # MLflow: one local database for the results folder, the run named as its folder, its losses logged
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{planned_roots.results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("Dataset900_Demo/2d")
+    assert experiment is not None
+    (tracked,) = client.search_runs([experiment.experiment_id])
+    assert tracked.info.run_name == f"{model.name}/fold_2" and "train/loss" in tracked.data.metrics
 
 
 @pytest.mark.slow  # 11 s: tests/training/test_task.py trains a batch down in-process (default suite time)

@@ -1,7 +1,7 @@
 """A search's record in its sweep folder: ``trials.csv`` and ``trials.md`` (every trial with its state: finished,
-pruned, failed, killed and rerun, running; finished ones best first) and ``trials.png`` (value per trial with the
-best so far, and value against each searched parameter; a pruned trial's last per-epoch value on an axis of its
-own, as it is another quantity than the optimized value)."""
+pruned, failed, killed and rerun, running; finished ones best first) and ``trials.png`` with ``.svg`` and ``.pdf``
+(value per trial with the best so far, and value against each searched parameter; a pruned trial's last per-epoch
+value on an axis of its own, as it is another quantity than the optimized value)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nnlight.training.pruning import per_epoch_metric
-from nnlight.utils.files import atomic_write_bytes, atomic_write_text
+from nnlight.utils.figures import write_figure
+from nnlight.utils.files import atomic_write_text
 
 KILLED = "killed"  # user attribute of a trial cut off by a kill (recorded as failed, its values run again)
 RERUN_OF = "rerun_of"  # user attribute of the trial that runs a killed trial's values again: that trial's number
@@ -26,8 +27,8 @@ def write_trials_report(study: Any, folder: Path, metric: str) -> None:
     atomic_write_text(folder / "trials.csv", _trials_csv(study))
     intermediate = per_epoch_metric(None if metric == "value" else metric)  # what a trial reports per epoch
     atomic_write_text(folder / "trials.md", _trials_markdown(study, complete, metric, intermediate))
-    atomic_write_bytes(folder / "trials.png", _trials_png(study, complete, pruned, metric, intermediate))
-    print(f"Trials: {folder / 'trials.md'} (table: trials.csv, plot: trials.png)")
+    write_figure(_trials_figure(study, complete, pruned, metric, intermediate), folder / "trials.png")
+    print(f"Trials: {folder / 'trials.md'} (table: trials.csv, plot: trials.png, .svg, .pdf)")
 
 
 def trial_state(trial: Any) -> str:
@@ -106,7 +107,7 @@ def _last_reported(trial: Any) -> float | None:
     return steps[max(steps)] if steps else None
 
 
-def _trials_png(study: Any, complete: list[Any], pruned: list[Any], metric: str, intermediate: str) -> bytes:
+def _trials_figure(study: Any, complete: list[Any], pruned: list[Any], metric: str, intermediate: str) -> Any:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -146,9 +147,7 @@ def _trials_png(study: Any, complete: list[Any], pruned: list[Any], metric: str,
         f"{study.study_name}: " + ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)),
         width=int(40 * columns))), fontsize="medium")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return buffer.getvalue()
+    return fig
 
 
 def _value_against(ax: Any, name: str, complete: list[Any], study: Any) -> None:

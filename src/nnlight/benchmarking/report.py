@@ -5,7 +5,6 @@ and two plots. Incomplete cross-validations are shown, marked, and left out of r
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -171,8 +170,9 @@ def report_markdown(suite: Suite, runs: Sequence[Mapping[str, Any]],
     sections = [_header(suite, runs, len(results), not_planned),
                 *(_task_table(suite, task, variants) for task, variants in results.items()),
                 _ranking_table(suite, task_ranks), _comparison_table(suite, tests), _without_result(runs),
-                ["Plots: `per_case_dice.png` (per-case Dice by variant), `ranks.png` (rank heat map). Tables: "
-                 "`results.csv` (per case and label), `runs.csv` (per run)."]]
+                ["Plots: `per_case_dice.png` (per-case Dice by variant), `ranks.png` (rank heat map), each also as "
+                 "`.svg` and `.pdf` at a journal column's width. Tables: `summary.csv` and `summary.tex` (booktabs: "
+                 "mean ± std, n, significance marks), `results.csv` (per case and label), `runs.csv` (per run)."]]
     return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
 
 
@@ -258,13 +258,7 @@ def _without_result(runs: Sequence[Mapping[str, Any]]) -> list[str]:
               f"{r['status']} — {r['error']}" for r in missing)]
 
 
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def per_case_plot(suite: Suite, results: Mapping[Task, Mapping[str, VariantResult]]) -> bytes:
+def per_case_plot(suite: Suite, results: Mapping[Task, Mapping[str, VariantResult]]) -> Figure:
     """One panel per dataset/configuration: the per-case Dice of every variant (box + points)."""
     tasks = list(results)
     fig = Figure(figsize=(max(4.0, 1.2 * len(suite.variants)) * min(len(tasks), 3),
@@ -284,10 +278,10 @@ def per_case_plot(suite: Suite, results: Mapping[Task, Mapping[str, VariantResul
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def rank_plot(suite: Suite, task_ranks: Mapping[Task, Mapping[str, float]]) -> bytes:
+def rank_plot(suite: Suite, task_ranks: Mapping[Task, Mapping[str, float]]) -> Figure:
     """Rank heat map: datasets × variants, 1 = best; blank where a cross-validation is incomplete."""
     tasks, variants = list(task_ranks), list(suite.variants)
     grid = np.array([[task_ranks[t].get(v, np.nan) for v in variants] for t in tasks]) if tasks else \
@@ -305,4 +299,4 @@ def rank_plot(suite: Suite, task_ranks: Mapping[Task, Mapping[str, float]]) -> b
     ax.set_title(f"{suite.name}: rank by mean Dice", fontsize=10)
     fig.colorbar(image, ax=ax, label="rank (1 = best)", ticks=range(1, worst + 1))
     fig.tight_layout()
-    return _png(fig)
+    return fig

@@ -1,4 +1,5 @@
-"""``cv_results.png``: the candidates of model selection side by side, readable from 1 to 50 of them.
+"""``cv_results.png`` (and ``.svg``, ``.pdf``): the candidates of model selection side by side, readable from
+1 to 50 of them.
 
 One horizontal bar per candidate, best on top, its full name beside it (wrapped, never cut: the figure grows with
 the names, by a bounded height per line). The bar is the value selection ranks by (the cross-validation foreground
@@ -8,7 +9,6 @@ also shows its value after the post-processing that selection determined for it,
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Mapping
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from nnlight.utils.files import atomic_write_bytes
+from nnlight.utils.figures import write_figure
 
 NAME_WIDTH = 62  # characters per line of a name
 LINE_HEIGHT = 0.16  # inches per name line (font size 7)
@@ -91,6 +91,5 @@ def cv_figure(result: Mapping[str, Any], title: str) -> Figure:
 
 
 def write_cv_plot(result: Mapping[str, Any], path: Path, title: str) -> None:
-    buffer = io.BytesIO()
-    cv_figure(result, title).savefig(buffer, format="png", dpi=90)
-    atomic_write_bytes(path, buffer.getvalue())
+    """``path`` (PNG) and the same figure as SVG and PDF beside it, for a paper."""
+    write_figure(cv_figure(result, title), path)

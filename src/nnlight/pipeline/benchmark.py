@@ -22,6 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnlight.benchmarking.paper_tables import summary_csv, summary_latex, summary_rows
 from nnlight.benchmarking.report import comparisons, per_case_plot, rank_plot, ranks, report_markdown, variant_results
 from nnlight.benchmarking.suite import (
     Suite,
@@ -41,6 +42,7 @@ from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.planning.plan_configs import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
 from nnlight.utils.errors import UserError
+from nnlight.utils.figures import figure_files
 from nnlight.utils.files import load_json, write_if_changed
 from nnlight.utils.folders import RunFolder
 from nnlight.utils.parallel import die_with_parent
@@ -299,12 +301,18 @@ def write_results(suite: Suite, state: Expansion, folder: BenchmarkFolder, resul
     results = variant_results(suite, run_rows, rows)
     task_ranks = ranks(results)
     tests = comparisons(suite, results)
+    summary = summary_rows(suite, results, tests)
+    figures = [(folder.path / f"{name}.{suffix}", data)
+               for name, figure in (("per_case_dice", per_case_plot(suite, results)),
+                                    ("ranks", rank_plot(suite, task_ranks)))
+               for suffix, data in figure_files(figure).items()]
     changed = [path.name for path, data in (
         (folder.runs_table, to_csv(run_rows, RUN_COLUMNS).encode()),
         (folder.results_table, to_csv(rows, case_columns(rows)).encode()),
         (folder.report, report_markdown(suite, run_rows, results, task_ranks, tests, state.not_planned).encode()),
-        (folder.path / "per_case_dice.png", per_case_plot(suite, results)),
-        (folder.path / "ranks.png", rank_plot(suite, task_ranks)),
+        (folder.path / "summary.csv", summary_csv(summary).encode()),
+        (folder.path / "summary.tex", summary_latex(suite, summary).encode()),
+        *figures,
         (folder.path / "suite.yaml", OmegaConf.to_yaml(OmegaConf.create(_suite_record(suite))).encode()))
         if write_if_changed(path, data)]
     finished = sum(r["status"] == "finished" for r in run_rows)

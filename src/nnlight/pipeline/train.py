@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 from omegaconf import OmegaConf
 
 from hydra_plugins.nnlight_optuna.search import TRIAL_ENV, make_pruner
@@ -203,13 +203,16 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[
 
 
 def _named_after(logger: Component, run_folder: RunFolder) -> Component:
-    """W&B's run name and group, where the config leaves them null: the run folder's own name (overrides
-    included, ``<Dataset>/<configuration>/<experiment>[<differences>]/fold_<k>``), so a run reads the same
-    everywhere."""
-    if not issubclass(logger.cls, WandbLogger):
-        return logger
+    """A tracker's run name and group (W&B's name and group, MLflow's run and experiment), where the config leaves
+    them null: the run folder's own name (overrides included, ``<Dataset>/<configuration>/<experiment>[<differences>]
+    /fold_<k>``), so a run reads the same everywhere."""
     folder = run_folder.path.parts[-4:]
-    names = {"name": "/".join(folder), "group": "/".join(folder[:-1])}
+    if issubclass(logger.cls, WandbLogger):
+        names = {"name": "/".join(folder), "group": "/".join(folder[:-1])}
+    elif issubclass(logger.cls, MLFlowLogger):
+        names = {"run_name": "/".join(folder[2:]), "experiment_name": "/".join(folder[:2])}
+    else:
+        return logger
     return replace(logger, arguments={**logger.arguments,
                                       **{k: v for k, v in names.items() if logger.arguments.get(k) is None}})
 

@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -179,7 +179,8 @@ def _loss(values: Mapping[str, Any], batch_dice: bool) -> LossChoice:
 
 # loggers whose package is an extra: (modules any of which serves, the extra that installs one)
 LOGGER_PACKAGES = {WandbLogger: (("wandb",), "wandb"),
-                   TensorBoardLogger: (("tensorboard", "tensorboardX"), "tensorboard")}
+                   TensorBoardLogger: (("tensorboard", "tensorboardX"), "tensorboard"),
+                   MLFlowLogger: (("mlflow",), "mlflow")}
 
 
 def logger_components(group: Mapping[str, Any] | None) -> tuple[list[Component], int | None]:
