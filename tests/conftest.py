@@ -37,7 +37,7 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 # A real (not debug) run small enough for tests: debug runs never take part in model selection.
 TINY_BUDGET = ("trainer.max_epochs=2", "data.iterations_per_epoch=2", "data.val_iterations_per_epoch=1",
                "data.num_workers=0")
-TINY_NAME = "data.iterations_per_epoch=2,data.val_iterations_per_epoch=1,trainer.max_epochs=2"  # in the run name
+TINY_NAME = "data.iterations_per_epoch-2+data.val_iterations_per_epoch-1+trainer.max_epochs-2"  # in the run name
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ from nnlight.utils.folders import ModelFolder
 
 
 def test_debug_profiles_are_recognised_by_the_run_name() -> None:
-    assert ModelFolder(Path("2d/baseline[debug=limit]")).is_debug
+    assert ModelFolder(Path("2d/baseline+debug-limit")).is_debug
+    assert ModelFolder(Path("2d/segresnet+data.fold-1+debug-fast_dev_run")).is_debug
+    assert not ModelFolder(Path("2d/baseline+trainer.max_epochs-2")).is_debug
+    assert ModelFolder(Path("2d/baseline[debug=limit]")).is_debug  # named by an earlier nnlight
     assert ModelFolder(Path("2d/baseline[data.fold=1,debug=fast_dev_run]")).is_debug
     assert not ModelFolder(Path("2d/baseline[trainer.max_epochs=2]")).is_debug
     assert not ModelFolder(Path("2d/nnUNetTrainerDebugLike")).is_debug

@@ -19,8 +19,7 @@ pytestmark = pytest.mark.cli
 PLANNER = "planner.gpu_memory_target_gb=0.02"  # with images of 32x64x64: nnU-Net plans 3d_lowres + cascade
 BUDGET = ["trainer.max_epochs=1", "data.iterations_per_epoch=2", "data.val_iterations_per_epoch=1",
           "data.num_workers=0", "validation.mirroring=false"]
-NAME = "baseline[data.iterations_per_epoch=2,data.val_iterations_per_epoch=1,trainer.max_epochs=1," \
-       "validation.mirroring=false]"
+NAME = "baseline+data.iterations_per_epoch-2+data.val_iterations_per_epoch-1+trainer.max_epochs-1"
 REFERENCE = Path(__file__).resolve().parents[1] / "planning" / "data" / "nnunet_2.8.1_cascade_synthetic.json"
 
 

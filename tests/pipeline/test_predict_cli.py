@@ -38,7 +38,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.cli
 
 TRAIN = [*TINY_BUDGET, "validation.mirroring=false"]
-RUN = f"baseline[{TINY_NAME},validation.mirroring=false]"
+RUN = f"baseline+{TINY_NAME}"
 
 
 @pytest.fixture(scope="module")

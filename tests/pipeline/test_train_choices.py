@@ -149,7 +149,7 @@ def test_help_lists_every_group_with_its_options(roots: Roots) -> None:
 def test_a_region_dataset_trains_region_based_by_default(roots: Roots) -> None:
     result = run_script("train.py", "plan=Dataset910_Regions/2d", *TINY_BUDGET, roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    run = _run(f"baseline[{TINY_NAME}]", roots, "Dataset910_Regions", "2d")
+    run = _run(f"baseline+{TINY_NAME}", roots, "Dataset910_Regions", "2d")
     state = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)["state_dict"]
     head = next(v for k, v in state.items() if k.endswith("seg_layers.0.weight"))
     assert head.shape[0] == 2  # one sigmoid output per region, no background
@@ -171,7 +171,7 @@ def test_a_loss_that_contradicts_the_dataset_is_refused(roots: Roots) -> None:
 def test_an_ignore_label_dataset_trains_and_validates_with_no_option(roots: Roots) -> None:
     result = run_script("train.py", "plan=Dataset911_Ignore/2d", "debug=limit", roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((_run("baseline[debug=limit]", roots, "Dataset911_Ignore", "2d") / "validation" /
+    summary = json.loads((_run("baseline+debug-limit", roots, "Dataset911_Ignore", "2d") / "validation" /
                           "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2"}  # the ignore label is neither trained nor scored
     assert all(np.isfinite(v["Dice"]) for v in summary["mean"].values())
@@ -189,7 +189,8 @@ def test_each_new_option_family_trains_and_predicts(roots: Roots, experiment: st
     result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", f"experiment={experiment}", combined_with,
                         "debug=limit", "validation.enabled=false", roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    run = _run(f"{experiment}[{','.join(sorted([combined_with, 'debug=limit', 'validation.enabled=false']))}]", roots)
+    items = sorted(item.replace("=", "-", 1) for item in (combined_with, "debug=limit"))  # validation: no part of it
+    run = _run(f"{experiment}+{'+'.join(items)}", roots)
     choices = json.loads((run / "inference.json").read_text())
     batch_norm = experiment == "nnUNetTrainerBN"
     assert choices["network"]["arguments"] == {"norm": "batch" if batch_norm else "instance",
@@ -211,6 +212,6 @@ def test_the_training_patch_is_the_validation_and_prediction_tile(roots: Roots) 
     result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", "debug=fast_dev_run", override, roots=roots)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = roots.results / "Dataset900_Demo" / "3d_fullres"
-    run = next(p for p in folder.iterdir() if p.name.startswith("baseline[data.patch_size=")) / "fold_0"
+    run = next(p for p in folder.iterdir() if p.name.startswith("baseline+data.patch_size-")) / "fold_0"
     assert json.loads((run / "inference.json").read_text())["tile_size"] == patch
     shutil.rmtree(run.parent)

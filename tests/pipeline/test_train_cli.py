@@ -50,8 +50,8 @@ def test_fast_dev_run(planned_roots: Roots, configuration: str) -> None:
     result = run_script("train.py", f"plan=Dataset900_Demo/{configuration}", "debug=fast_dev_run",
                         roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "baseline[debug=fast_dev_run]/fold_0" in "\n".join(_runs(planned_roots, configuration))
-    run = planned_roots.results / "Dataset900_Demo" / configuration / "baseline[debug=fast_dev_run]" / "fold_0"
+    assert "baseline+debug-fast_dev_run/fold_0" in "\n".join(_runs(planned_roots, configuration))
+    run = planned_roots.results / "Dataset900_Demo" / configuration / "baseline+debug-fast_dev_run" / "fold_0"
     summary = json.loads((run / "validation" / "summary.json").read_text())
     assert len(summary["metric_per_case"]) == 1  # the validation code path runs, on one case
     # piped output reads like a log: no redrawn frames or escape codes, the accelerator banner only in train.log,
@@ -68,7 +68,7 @@ def test_fast_dev_run(planned_roots: Roots, configuration: str) -> None:
 def test_debug_limit_validates_one_case_without_mirroring(planned_roots: Roots) -> None:
     result = run_script("train.py", "plan=Dataset900_Demo/3d_fullres", "debug=limit", roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    run = planned_roots.results / "Dataset900_Demo" / "3d_fullres" / "baseline[debug=limit]" / "fold_0"
+    run = planned_roots.results / "Dataset900_Demo" / "3d_fullres" / "baseline+debug-limit" / "fold_0"
     assert len(json.loads((run / "validation" / "summary.json").read_text())["metric_per_case"]) == 1
     validation = json.loads((run / "run_config.json").read_text())["config"]["validation"]
     assert validation["mirroring"] is False and validation["max_cases"] == 1 and validation["step_size"] == 1.0
@@ -98,9 +98,9 @@ def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_r
     result = run_script("train.py", "-m", *common, "data.fold=0,1", roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = _runs(planned_roots, "2d")
-    name = "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1]"
+    name = "baseline+data.iterations_per_epoch-1+debug-limit+trainer.max_epochs-1"
     assert f"{name}/fold_0" in runs and f"{name}/fold_1" in runs
-    assert "baseline[data.iterations_per_epoch=1,debug=limit,loss=dice,trainer.max_epochs=1]/fold_0" in runs
+    assert "baseline+data.iterations_per_epoch-1+debug-limit+loss-dice+trainer.max_epochs-1/fold_0" in runs
     run = planned_roots.results / "Dataset900_Demo" / "2d" / name / "fold_1"
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["final.ckpt"]  # checkpoints=final, the default
     sweep = next((planned_roots.results / "sweeps").glob("20*"))  # the sweep's own table: a row per job
@@ -126,7 +126,7 @@ def test_overrides_name_the_run_and_multirun_makes_one_folder_per_fold(planned_r
 def test_resume_after_sigkill_continues_from_the_last_epoch(planned_roots: Roots) -> None:
     args = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=4", "data.iterations_per_epoch=3"]
     run = planned_roots.results / "Dataset900_Demo" / "2d" / \
-        "baseline[data.iterations_per_epoch=3,debug=limit,trainer.max_epochs=4]" / "fold_0"
+        "baseline+data.iterations_per_epoch-3+debug-limit+trainer.max_epochs-4" / "fold_0"
     last = run / "checkpoints" / "last.ckpt"
     process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=planned_roots.env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -160,7 +160,7 @@ def test_a_second_training_of_the_same_run_is_refused_while_the_first_runs(plann
     args = ["plan=Dataset900_Demo/2d", "trainer.max_epochs=1000", "data.iterations_per_epoch=2",
             "data.val_iterations_per_epoch=1", "data.num_workers=0"]
     run = planned_roots.results / "Dataset900_Demo" / "2d" / \
-        "baseline[data.iterations_per_epoch=2,data.val_iterations_per_epoch=1]" / "fold_0"
+        "baseline+data.iterations_per_epoch-2+data.val_iterations_per_epoch-1" / "fold_0"
     first = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=planned_roots.env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -184,8 +184,8 @@ def test_a_training_whose_loss_turns_nan_stops_and_never_counts_as_finished(plan
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "the training loss was NaN or Inf for 1 steps in a row" in result.stderr and "Lower optimizer.lr" in \
         result.stderr
-    name = TINY_NAME.replace(",trainer.", ",optimizer.lr=1000000000000.0,trainer.")  # the differences, sorted
-    run = planned_roots.results / "Dataset900_Demo" / "2d" / f"baseline[{name}]" / "fold_0"
+    name = TINY_NAME.replace("+trainer.", "+optimizer.lr-1000000000000.0+trainer.")  # the differences, sorted
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / f"baseline+{name}" / "fold_0"
     assert "TrainingDiverged" in json.loads((run / "failure.json").read_text())["error"]
     assert not (run / "run_stats.json").exists() and not (run / "checkpoints" / "final.ckpt").exists()
 
@@ -199,7 +199,7 @@ def test_ddp_sim_two_processes_produce_one_set_of_outputs(planned_roots: Roots) 
     result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=limit", "trainer=ddp_sim", roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Training done") == 1  # only rank 0 reports
-    run = planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=limit,trainer=ddp_sim]" / "fold_0"
+    run = planned_roots.results / "Dataset900_Demo" / "2d" / "baseline+debug-limit+trainer-ddp_sim" / "fold_0"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["final.ckpt"]
     final = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)
     assert final["epoch"] == 2 and final["global_step"] == 2 * 2  # each rank ran the 2 iterations per epoch
@@ -250,9 +250,9 @@ def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned
         printed = result.stdout + result.stderr  # quiet by default: no third-party deprecation or advice lines
         for noise in ("LeafSpec", "log_every_n_steps", "anonymous setting", "Warning:", "━"):  # ━: rich's bar
             assert noise not in printed, noise
-    # the logger does not change what is trained, so it is not in the name (validation.enabled is)
+    # neither the logger nor validation settings change what is trained, so they are not in the name
     model = planned_roots.results / "Dataset900_Demo" / "2d" / \
-        "baseline[data.iterations_per_epoch=1,debug=limit,trainer.max_epochs=1,validation.enabled=false]"
+        "baseline+data.iterations_per_epoch-1+debug-limit+trainer.max_epochs-1"
     events = list((model / "fold_0" / "tensorboard").glob("events.out.tfevents.*"))
     assert events, "no TensorBoard event file"
     accumulator = EventAccumulator(str(events[0]), size_guidance={"images": 0})
@@ -284,7 +284,7 @@ def test_overfit_one_batch_drives_the_training_loss_down(planned_roots: Roots) -
     result = run_script("train.py", "plan=Dataset900_Demo/2d", "debug=overfit", "trainer.max_epochs=15",
                         roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=overfit,trainer.max_epochs=15]" /
+    metrics = (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline+debug-overfit+trainer.max_epochs-15" /
                "fold_0" / "logs" / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
     losses = [float(row.split(",")[header.index("train/loss")]) for row in metrics[1:]
@@ -310,7 +310,7 @@ def test_submitit_launcher_runs_a_fold_sweep(planned_roots: Roots) -> None:
                         "debug=fast_dev_run", "data.fold=0,1", roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = _runs(planned_roots, "2d")
-    assert "baseline[debug=fast_dev_run]/fold_1" in runs
+    assert "baseline+debug-fast_dev_run/fold_1" in runs
     assert list((planned_roots.results / "sweeps").glob("*/.submitit/*/*_result.pkl"))  # the sweep's own record
 
 
@@ -338,7 +338,7 @@ def test_a_multirun_over_two_plans_trains_each_in_its_own_folder(planned_roots: 
                         "validation.enabled=false", roots=planned_roots)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming" not in result.stdout
-    name = f"baseline[{TINY_NAME},validation.enabled=false]"
+    name = f"baseline+{TINY_NAME}"
     runs = [planned_roots.results / "Dataset900_Demo" / c / name / "fold_0" for c in ("2d", "3d_fullres")]
     identities = [json.loads((r / "run_config.json").read_text()) for r in runs]
     assert [i["config"]["plan"]["configuration"] for i in identities] == ["2d", "3d_fullres"]
@@ -370,8 +370,7 @@ def test_a_multirun_over_two_plans_trains_each_in_its_own_folder(planned_roots: 
 
 def test_a_failing_sweep_job_is_recorded_and_the_others_run(planned_roots: Roots) -> None:
     """Fold 0 and fold 1 of a sweep; fold 1's folder is blocked by a foreign checkpoint: fold 0 still trains."""
-    name = "baseline[data.iterations_per_epoch=2,data.val_iterations_per_epoch=1,seed=7,trainer.max_epochs=2," \
-        "validation.enabled=false]"
+    name = "baseline+data.iterations_per_epoch-2+data.val_iterations_per_epoch-1+seed-7+trainer.max_epochs-2"
     folder = planned_roots.results / "Dataset900_Demo" / "2d" / name
     (folder / "fold_1" / "checkpoints").mkdir(parents=True)
     (folder / "fold_1" / "checkpoints" / "last.ckpt").write_bytes(b"from somewhere else")
@@ -415,9 +414,8 @@ def test_fine_tuning_from_a_trained_run_starts_ahead_of_training_from_scratch(pl
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     assert "init_from: weights of" in tuned.stdout and "every tensor loaded" in tuned.stdout
     assert run_script("train.py", *short, roots=planned_roots).returncode == 0
-    name = "baseline[data.iterations_per_epoch=2,data.val_iterations_per_epoch=1,{}trainer.max_epochs=1," \
-           "validation.enabled=false]"
-    tuned_run = next(results.glob(name.format("init_from=2d~*,").replace("[", "[[]", 1))) / "fold_0"
+    name = "baseline+data.iterations_per_epoch-2+data.val_iterations_per_epoch-1+{}trainer.max_epochs-1"
+    tuned_run = next(results.glob(name.format("init_from-*+") + "+hash-*")) / "fold_0"
     scratch_run = results / name.format("") / "fold_0"
     assert _epoch_loss(tuned_run) < _epoch_loss(scratch_run) - 0.1, (_epoch_loss(tuned_run), _epoch_loss(scratch_run))
 
@@ -429,7 +427,7 @@ def test_paths_on_the_command_line_act_as_the_environment_variables(planned_root
     result = run_entry([str(REPO / "train.py"), "plan=Dataset900_Demo/2d", "debug=fast_dev_run", "seed=3", *paths],
                        cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-3000:]  # the plan configs were found where paths.preprocessed says
-    assert (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline[debug=fast_dev_run,seed=3]").is_dir()
+    assert (planned_roots.results / "Dataset900_Demo" / "2d" / "baseline+debug-fast_dev_run+seed-3").is_dir()
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, open_dict
 from nnlight.model.network import NetworkChoice
 from nnlight.pipeline.cli import compose_config
 from nnlight.pipeline.config_dir import CONFIG_DIR
-from nnlight.pipeline.run_record import config_hash
+from nnlight.pipeline.identity import EVALUATION_ONLY, config_hash, current_identity, without_keys
 from nnlight.pipeline.train_config import TrainConfig, parse
 from nnlight.training.losses import LossSettings
 from nnlight.utils.components import Component
@@ -43,10 +43,18 @@ def _parsed_in_a_run(overrides: list[str], run_folder: Path) -> TrainConfig:
 
 
 @pytest.mark.parametrize("overrides", list(IDENTITIES_BEFORE))
-def test_the_run_identity_is_unchanged_by_the_typed_parse(planned: Roots, overrides: tuple[str, ...],
-                                                         tmp_path: Path) -> None:
+def test_runs_recorded_before_keep_their_identity_less_the_evaluation_only_settings(
+        planned: Roots, overrides: tuple[str, ...], tmp_path: Path) -> None:
+    """What f7d1cb7 recorded (the resolved config less the name's exclusions) is today's identity once the
+    evaluation-only settings are dropped: the migration that finds every earlier run folder again."""
     config = _parsed_in_a_run(list(overrides), tmp_path / "run")
-    assert config_hash(config.identity) == IDENTITIES_BEFORE[overrides]
+    excluded = ["paths.raw", "paths.preprocessed", "paths.results", "data.num_workers", "trainer.accelerator",
+                "trainer.devices", "logger", "logger.images_every_n_epochs", "launcher", "optimized_metric",
+                "nonfinite_loss_patience", "checkpoints", "verbose", "hparams_search"]  # f7d1cb7's exclude_keys
+    recorded_before = without_keys(config.resolved, excluded)
+    assert config_hash(recorded_before) == IDENTITIES_BEFORE[overrides]
+    assert current_identity(recorded_before) == config.identity
+    assert not set(EVALUATION_ONLY) & set(config.identity)
     # a key that changes nothing trained is left out of the identity, and kept in what the loggers get
     assert "num_workers" not in config.identity["data"] and "num_workers" in config.resolved["data"]
 

@@ -24,6 +24,7 @@ from nnlight.utils.command_line import key_value_arguments
 from nnlight.utils.errors import UserError, exit_on_user_error
 from nnlight.utils.files import writable_folder_problem
 from nnlight.utils.folders import CHECKPOINT_NAMES, ModelFolder
+from nnlight.utils.names import model_argument
 
 
 def _results_default() -> str:
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"-tr {target.name.split('__')[0]} -p {target.name.split('__')[1]} (nnUNet_results={args.output})")
         else:
             manifest, folders, is_best = install_model_zip(args.file, args.results, args.trusted_networks)
-            model = f"\"model='{folders[0]}'\"" if len(folders) == 1 else \
+            model = model_argument(folders[0]) if len(folders) == 1 else \
                 f"model=best dataset={manifest.dataset}" if is_best else f"model={args.file}"
             trust = trust_setting(recorded_networks(args.results / manifest.dataset / m.model
                                                     for m in manifest.folders))

@@ -1,12 +1,16 @@
-"""The run folder's path: ``<results>/<Dataset>/<configuration>/<experiment>[<differences>]/fold_<k>``, resolved by
-Hydra (the resolvers below) before train.py's stage starts.
+"""The run folder's path: ``<results>/<Dataset>/<configuration>/<name>/fold_<k>``, resolved by Hydra (the resolvers
+below) before train.py's stage starts.
 
-A run's folder is its identity, so the name comes from the *resolved* config, not from how the overrides were
-typed: ``<differences>`` lists only the values that differ from the experiment's own defaults (``loss=dice_ce``,
-the default, names no difference: it is the same run as no override). Every part is a plain name: a value with
-``/`` in it is shortened to its last parts plus a hash, ``plan.dataset`` / ``data.fold`` / ``experiment_name``
-must be names, and the list is cut to a bounded length (with a hash of the whole) so names never grow without
-bound. Kept apart from the training code so registering the resolvers costs no torch/Lightning import.
+``<name>`` is the experiment (``baseline``, an experiment file's name, or the network option's name when no
+experiment is given) and the values of the resolved config that differ from that experiment's defaults, as
+``+<key>-<value>`` items: ``baseline+loss-dice+trainer.max_epochs-50``, ``segresnet+optimizer.lr-0.001``. A name
+needs no shell quoting and is taken by ``model=`` and ``models=[...]`` as typed: letters, digits and ``_.:%@-+``
+only. It comes from the *resolved* config, not from how the overrides were typed (``loss=dice_ce``, the default,
+names no difference), and a run whose identity (:mod:`nnlight.pipeline.identity`) is already trained under
+another name — an equivalent spelling, or a folder named by an earlier nnlight — is that folder. A value that
+cannot be written exactly (a path, a mapping, an unusual character) or a list past a bounded length ends the name
+with ``+hash-<hash of every difference>``, so two different runs never share a name. Kept apart from the training
+code so registering the resolvers costs no torch/Lightning import.
 """
 
 from __future__ import annotations
@@ -18,18 +22,22 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from nnlight.pipeline.config_dir import CONFIG_DIR
 from nnlight.pipeline.config_values import plain
-from nnlight.utils.names import NAME_CHARACTERS, configuration_name, dataset_name, fold_name, folder_name
+from nnlight.pipeline.identity import config_hash, current_identity, model_identity, run_identity
+from nnlight.utils.names import NAME_VALUE_CHARACTERS, configuration_name, dataset_name, fold_name, folder_name
 
 DEFAULT_PLANS = "nnUNetPlans"
 # the folder's other parts, or what names no difference in training (configs/hydra/train.yaml's exclude_keys)
 LOCATION_KEYS = ("plan", "data.fold", "experiment", "experiment_name", "init_from", "previous_stage")
 MAX_DIFFERENCES_BYTES = 160  # beyond this the list is cut and a hash of the whole appended
+DEFAULT_EXPERIMENT = "baseline"  # configs/experiment/baseline.yaml: the nnU-Net recipe
 _OMITTED_GROUPS = ("plan", "experiment", "paths", "logger", "launcher", "hparams_search", "hydra")
 
 
@@ -50,52 +58,68 @@ def absolute(path: str) -> str:
 
 def run_name(experiment: str, overrides: Sequence[str], init_from: str | None = None,
              previous_stage: str | None = None) -> str:
-    """``<experiment>[<differences>]``: the experiment and the values this run's config changes from it."""
+    """``<experiment or network option>+<key>-<value>...``: the values this run's config changes from the
+    experiment's defaults."""
     folder_name(experiment, "experiment_name")
-    items = [*differences(tuple(str(o) for o in overrides)),
-             *(f"{key}={_path_in_name(str(value))}" for key, value in
-               (("init_from", init_from), ("previous_stage", previous_stage)) if value)]
-    return folder_name(str(experiment) + bounded_suffix(sorted(items)), "experiment_name")
+    pairs = list(differences(tuple(str(o) for o in overrides)))
+    base = str(experiment)
+    chosen_network = next((value for key, value in pairs if key == "network"), None)
+    if base == DEFAULT_EXPERIMENT and isinstance(chosen_network, str) and chosen_network != "custom":
+        base = chosen_network  # the method's own name: segresnet, attn_resunet
+        pairs = [(key, value) for key, value in pairs if key != "network"]
+    pairs += [(key, value) for key, value in (("init_from", init_from), ("previous_stage", previous_stage)) if value]
+    return folder_name(base + name_suffix(pairs), "experiment_name")
 
 
-def bounded_suffix(items: Sequence[str]) -> str:
-    """``[a=1,b=2]``; past ``MAX_DIFFERENCES_BYTES`` the items that fit, then ``...#<hash of all>``."""
-    if not items:
+def name_suffix(pairs: Sequence[tuple[str, Any]]) -> str:
+    """``+key-value`` per difference, sorted; past ``MAX_DIFFERENCES_BYTES``, or where a value cannot be written
+    exactly, the items that fit and ``+hash-<hash of every difference>``."""
+    if not pairs:
         return ""
-    joined = ",".join(items)
-    if len(joined.encode()) <= MAX_DIFFERENCES_BYTES:
-        return f"[{joined}]"
-    digest = hashlib.sha256(joined.encode()).hexdigest()[:12]
+    rendered = sorted((f"{key}-{text}", exact) for key, text, exact in
+                      ((key, *_rendered(value)) for key, value in pairs))
+    items = [item for item, _ in rendered]
+    joined = "+" + "+".join(items)
+    if len(joined.encode()) <= MAX_DIFFERENCES_BYTES and all(exact for _, exact in rendered):
+        return joined
+    digest = hashlib.sha256(json.dumps(sorted([k, _exact_text(v)] for k, v in pairs)).encode()).hexdigest()[:12]
     kept: list[str] = []
     for item in items:
-        if len(",".join([*kept, item]).encode()) > MAX_DIFFERENCES_BYTES - 20:
+        if len("+" + "+".join([*kept, item])) > MAX_DIFFERENCES_BYTES - 20:
             break
         kept.append(item)
-    return f"[{','.join(kept)},...#{digest}]"
+    return "".join(f"+{item}" for item in kept) + f"+hash-{digest}"
 
 
-def _path_in_name(path: str) -> str:
-    """A path never nests folders in a name: its last three parts joined by ``~`` plus a hash of the whole."""
-    parts = [re.sub(r"\[.*\]", "", part) for part in re.split(r"[/\\]", path) if part not in ("", ".", "..")]
-    readable = "".join(c if c in NAME_CHARACTERS else "_" for c in "~".join(parts[-3:]))
-    return readable + "#" + hashlib.sha256(path.encode()).hexdigest()[:8]
+def _exact_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
-def _value_in_name(value: Any) -> str:
-    """How a value reads in a folder name: YAML-like scalars (``false``, ``null``, ``0.001``), lists as ``[a,b]``;
-    text holding a path separator or a control character becomes :func:`_path_in_name`."""
+def _rendered(value: Any) -> tuple[str, bool]:
+    """How a value reads in a name (YAML-like scalars: ``false``, ``null``, ``0.001``; a list as ``24:40:40``), and
+    whether it reads exactly. A path reads as its last part, other characters as ``_``: not exact."""
+    if value is REMOVED:
+        return "unset", True
+    if isinstance(value, list) and all(v is None or isinstance(v, (str, int, float, bool)) for v in value):
+        parts = [_rendered(v) for v in value]
+        return ":".join(text for text, _ in parts), all(exact and ":" not in text for text, exact in parts)
     if isinstance(value, str):
-        text = value
+        text, exact = value, True
+    elif value is None or isinstance(value, (bool, int, float)):
+        text, exact = json.dumps(value), True
     else:
-        text = json.dumps(value, separators=(",", ":"), sort_keys=True).replace('"', "")
-    if re.search(r"[/\\\x00-\x1f]", text) or not set(text) <= NAME_CHARACTERS:
-        return _path_in_name(text)
-    return text
+        text, exact = json.dumps(value, sort_keys=True, default=str), False
+    if re.search(r"[/\\]", text):
+        text, exact = re.split(r"[/\\]", text.rstrip("/\\"))[-1] or "_", False
+    if not set(text) <= NAME_VALUE_CHARACTERS or not text:
+        text, exact = "".join(c if c in NAME_VALUE_CHARACTERS else "_" for c in text) or "_", False
+    return text, exact
 
 
 @functools.lru_cache(maxsize=256)
-def differences(overrides: tuple[str, ...]) -> tuple[str, ...]:
-    """The ``group=option`` and ``key=value`` items by which the config these overrides compose differs from the
+def differences(overrides: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """The ``(group, option)`` and ``(key, value)`` pairs (:data:`REMOVED` for a deleted key) by which the config
+    these overrides compose differs from the
     experiment's defaults (the same plan, experiment and fold with no other override). A group option counts when
     it changes the outcome (``loss=dice_ce`` does not; ``augmentation=default`` after ``debug=overfit`` does); a
     group an option sets in turn (``debug=overfit`` sets ``augmentation=none``) is named by that option alone."""
@@ -122,11 +146,11 @@ def differences(overrides: tuple[str, ...]) -> tuple[str, ...]:
         typed = {_bare(o.get_key_element()): str(o.input_line) for o in parsed
                  if _bare(o.get_key_element()) in choices and o.input_line not in base_lines}
         reference = compose([*base_lines, *typed.values()])
-        items = []
+        items: list[tuple[str, Any]] = []
         for group in sorted(typed):
             without = compose([*base_lines, *(v for k, v in typed.items() if k != group)])
             if _choices(without).get(group) != choices.get(group):
-                items.append(f"{group}={_value_in_name(choices.get(group))}")
+                items.append((group, choices.get(group)))
     return tuple(items + _leaf_differences(reference, full, ignored))
 
 
@@ -147,18 +171,18 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): node}
 
 
-def _leaf_differences(reference: Mapping[str, Any], full: Mapping[str, Any], ignored: set[str]) -> list[str]:
+def _leaf_differences(reference: Mapping[str, Any], full: Mapping[str, Any], ignored: set[str]
+                      ) -> list[tuple[str, Any]]:
     """Values as written (interpolations unresolved), so a value derived from another (``scheduler.max_epochs``
     from ``trainer.max_epochs``) names no difference of its own."""
     def values(config: Mapping[str, Any]) -> dict[str, Any]:
         flat = _flat({k: v for k, v in config.items() if k != "hydra"})
         return {k: v for k, v in flat.items() if not any(k == i or k.startswith(f"{i}.") for i in ignored)}
     old, new = values(reference), values(full)
-    return [f"~{k}" if k not in new else f"{k}={_value_in_name(new[k])}"
-            for k in sorted(set(old) | set(new)) if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+    return [(k, new.get(k, REMOVED)) for k in sorted(set(old) | set(new)) if old.get(k, REMOVED) != new.get(k, REMOVED)]
 
 
-_ABSENT = object()
+REMOVED = object()  # a key the overrides delete (``~key``)
 
 
 @contextlib.contextmanager
@@ -168,9 +192,13 @@ def _composer() -> Iterator[Any]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    def train_config(overrides: list[str]) -> dict[str, Any]:
-        """The train config these overrides compose, as plain values written (interpolations unresolved)."""
-        return plain(compose("train", overrides=overrides, return_hydra_config=True), resolve=False)
+    def train_config(overrides: list[str], resolve: bool = False) -> dict[str, Any]:
+        """The train config these overrides compose, as plain values written (interpolations unresolved), or
+        (``resolve``) as the stage reads them: resolved, without Hydra's node."""
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        if resolve:
+            return plain(OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"]))
+        return plain(cfg, resolve=False)
 
     if GlobalHydra.instance().is_initialized():
         yield train_config
@@ -186,9 +214,53 @@ def _composer() -> Iterator[Any]:
 def _run_name(experiment: str, task_overrides: Any, hydra_overrides: Any, init_from: Any, previous_stage: Any) -> str:
     """Hydra keeps ``hydra.*`` overrides (a search path, a forced run dir) apart from the task's: both compose it
     (``hydra.mode``, which Hydra adds itself, changes nothing composed; left out, the command-line check's name is
-    reused)."""
+    reused). A model trained before with this identity under another name is that model's folder."""
     hydra = [str(o) for o in hydra_overrides or [] if not str(o).startswith("hydra.mode=")]
-    return run_name(experiment, [*hydra, *(task_overrides or [])], init_from, previous_stage)
+    overrides = [*hydra, *(task_overrides or [])]
+    name = run_name(experiment, overrides, init_from, previous_stage)
+    return trained_as(tuple(overrides), name) or name
+
+
+def trained_as(overrides: tuple[str, ...], name: str) -> str | None:
+    """The name of the model folder (beside ``name`` under the same dataset and configuration) whose runs have the
+    identity these overrides compose, today's rule applied to what each recorded; None when ``name`` holds runs
+    itself or no other folder matches."""
+    try:
+        identity, configuration_folder_path = _identity_and_location(overrides, _roots_environment())
+    except (OmegaConfBaseException, KeyError, TypeError, ValueError):
+        return None  # a config that does not resolve (a check's stub plan): the stage names what is wrong
+    if any(configuration_folder_path.joinpath(name).glob("fold_*/run_config.json")):
+        return None
+    wanted = config_hash(model_identity(identity))
+    for record in sorted(configuration_folder_path.glob("*/fold_*/run_config.json")):
+        try:
+            stored = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue  # an unreadable record: that folder's own run reports it
+        if isinstance(stored, dict) and isinstance(stored.get("config"), dict) and \
+                config_hash(model_identity(current_identity(stored["config"]))) == wanted:
+            return record.parent.parent.name
+    return None
+
+
+def _roots_environment() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("NNLIGHT_")))
+
+
+@functools.lru_cache(maxsize=64)
+def _identity_and_location(overrides: tuple[str, ...], environment: tuple[tuple[str, str], ...]
+                           ) -> tuple[dict[str, Any], Path]:
+    """The identity these overrides compose and ``<results>/<Dataset>/<configuration>`` (``environment``: the
+    paths' variables, part of the cache key)."""
+    with _composer() as compose:
+        full = compose(list(overrides))
+        values = compose(list(overrides), resolve=True)
+    excluded = [str(k) for k in full["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]]
+    identity = run_identity(values, [k for k in excluded if k not in LOCATION_KEYS])
+    plan = values["plan"]
+    folder = Path(str(values["paths"]["results"])) / dataset_name(plan["dataset"], "plan.dataset") / \
+        configuration_folder(str(plan["configuration"]), str(plan.get("plans_name", DEFAULT_PLANS)))
+    return identity, folder
 
 
 def dataset_part(value: str) -> str:

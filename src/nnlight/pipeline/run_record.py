@@ -10,11 +10,9 @@ under another plan, experiment or value is never resumed, whatever folder it was
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,14 +21,11 @@ from typing import Any
 import lightning as L
 
 from nnlight.model.checkpoints import load_checkpoint
+from nnlight.pipeline.identity import config_hash, current_identity
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import CHECKPOINT_NAMES, RunFolder
 from nnlight.utils.locks import held_by, process_lock
-
-
-def config_hash(identity: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -47,7 +42,10 @@ def check_same_run(run_folder: RunFolder, identity: Mapping[str, Any]) -> None:
         stored = load_json(record)
         if stored.get("config_hash") == config_hash(identity):
             return
-        changes = sorted(_differences(stored.get("config", {}), dict(identity)),
+        if config_hash(current_identity(stored.get("config", {}))) == config_hash(identity):
+            _migrate(run_folder, stored, identity)
+            return
+        changes = sorted(_differences(current_identity(stored.get("config", {})), dict(identity)),
                          key=lambda c: not c.startswith(("plan.dataset:", "plan.configuration:", "experiment_name:")))
         shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
         raise UserError(f"{run_folder.path} holds a run trained with another configuration ({shown or 'differs'}); "
@@ -60,11 +58,30 @@ def check_same_run(run_folder: RunFolder, identity: Mapping[str, Any]) -> None:
                         f"{run_folder.checkpoints} to train this run from the start")
 
 
+def _migrate(run_folder: RunFolder, stored: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+    """A run recorded under an earlier identity rule (evaluation-only settings inside it) is the same run: its
+    record is rewritten under today's rule, the earlier hash kept so its checkpoints still resume."""
+    earlier = [*stored.get("earlier_config_hashes", []), stored.get("config_hash")]
+    atomic_write_json(run_folder.run_config, {**stored, "config_hash": config_hash(identity), "config": identity,
+                                              "earlier_config_hashes": [h for h in earlier if h]})
+    print(f"{run_folder.run_config}: recorded under today's identity rule (evaluation-only settings are no part of "
+          "a run's identity any more); the run is the same")
+
+
+def run_hashes(run_folder: RunFolder) -> list[str]:
+    """Every config hash this run's checkpoints may carry: today's and those of earlier identity rules."""
+    stored = load_json(run_folder.run_config) if run_folder.run_config.is_file() else {}
+    return [h for h in [stored.get("config_hash"), *stored.get("earlier_config_hashes", [])] if h]
+
+
 def write_run_config(run_folder: RunFolder, identity: Mapping[str, Any], debug: str | None,
                      search: str | None = None) -> None:
     """``search``: the ``hparams_search`` this run is a trial of (model selection leaves trials out)."""
+    earlier = load_json(run_folder.run_config).get("earlier_config_hashes", []) if run_folder.run_config.is_file() \
+        else []
     atomic_write_json(run_folder.run_config, {"config_hash": config_hash(identity), "debug": debug, "search": search,
-                                              "config": identity})
+                                              "config": identity, **({"earlier_config_hashes": earlier}
+                                                                     if earlier else {})})
 
 
 def finished_stats(run_folder: RunFolder) -> dict[str, Any] | None:
@@ -123,12 +140,13 @@ class RunIdentity(L.Callback):
         return {"config_hash": self.run_hash}
 
 
-def check_checkpoint(path: Path, run_hash: str) -> None:
-    """Before resuming: the checkpoint was written by this run (not copied in from another one by hand)."""
+def check_checkpoint(path: Path, run_hash: str, earlier_hashes: Sequence[str] = ()) -> None:
+    """Before resuming: the checkpoint was written by this run (not copied in from another one by hand), under
+    today's identity rule or an earlier one (``earlier_hashes``: what the run's record kept)."""
     checkpoint = load_checkpoint(path)
     stored = next((state.get("config_hash") for key, state in checkpoint.get("callbacks", {}).items()
                    if key.startswith(RunIdentity.__name__)), None)
-    if stored != run_hash:
+    if stored != run_hash and stored not in earlier_hashes:
         raise UserError(f"{path}: the checkpoint being resumed was made by another run (config hash {stored}, this "
                         f"run {run_hash}); nnlight does not continue another run's training. Delete "
                         f"{path.parent} to train this run from the start")

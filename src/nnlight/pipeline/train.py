@@ -31,13 +31,14 @@ from nnlight.inference.predictor import (
 )
 from nnlight.model.network import HighestResolution, trust_setting
 from nnlight.model.pretrained import load_pretrained
+from nnlight.pipeline.identity import config_hash
 from nnlight.pipeline.run_record import (
     RunIdentity,
     check_checkpoint,
     check_same_run,
-    config_hash,
     finished_stats,
     recording_failure,
+    run_hashes,
     write_run_config,
     write_stats,
 )
@@ -57,6 +58,7 @@ from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_copy, atomic_write_json, atomic_write_text, load_json
 from nnlight.utils.folders import RunFolder
+from nnlight.utils.names import model_argument
 from nnlight.utils.provenance import device_name, source_revision
 from nnlight.utils.run_log import lightning_logs_once
 
@@ -250,7 +252,7 @@ def fit(trainer: L.Trainer, task: SegmentationTask, data: SegmentationDataModule
     resume = None if fast_dev_run else resume_checkpoint(
         [run_folder.checkpoint("last"), run_folder.checkpoint("final"), run_folder.checkpoint("best")])
     if resume is not None:
-        check_checkpoint(resume, run_hash)
+        check_checkpoint(resume, run_hash, run_hashes(run_folder))
         print(f"Resuming from {resume}")
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
     if not fast_dev_run:
@@ -318,7 +320,7 @@ def _print_summary(summary: dict[str, Any], run_folder: RunFolder, setup: TrainS
         if setup.config.validation.overlays:
             lines.append(f"  pictures:    {run_folder.validation_overlays}/<case>.png (image | label | prediction)")
     lines += [f"  next: nnlight-evaluate dataset={dataset}   (compares the trained configurations)",
-              f"        nnlight-predict \"model='{run_folder.path.parent}'\" input=<images> output=<folder>"
+              f"        nnlight-predict {model_argument(run_folder.path.parent)} input=<images> output=<folder>"
               f"{trust_setting([setup.network.choice.target])}"]
     print("\n".join(lines))
 

@@ -8,7 +8,6 @@ run, the loss against the labels, the fold, the cascade's previous stage, pretra
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.util
 import inspect
 import shutil
@@ -31,6 +30,7 @@ from nnlight.evaluation.metrics import metric_components
 from nnlight.model.network import NetworkChoice
 from nnlight.pipeline import missing_value
 from nnlight.pipeline.config_values import Roots, nonfinite_value, plain, resolved_config, typed
+from nnlight.pipeline.identity import run_identity
 from nnlight.pipeline.run_names import LOCATION_KEYS
 from nnlight.training.checkpoint_io import check_checkpoint_policy
 from nnlight.training.guards import NonFiniteLossStop
@@ -148,20 +148,6 @@ def _group(values: Mapping[str, Any], key: str) -> Any:
     if key not in values:
         raise missing_value(key)
     return values[key]
-
-
-def run_identity(values: Mapping[str, Any], ignored: list[str]) -> dict[str, Any]:
-    """The resolved config less the keys that by design do not change what is trained (where files go, worker
-    counts, devices, loggers: configs/hydra/train.yaml's exclusions)."""
-    identity = copy.deepcopy(dict(values))
-    for key in ignored:
-        *parents, leaf = key.split(".")
-        node: Any = identity
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return identity
 
 
 def _loss(values: Mapping[str, Any], batch_dice: bool) -> LossChoice:

@@ -128,7 +128,8 @@ class ModelFolder:
     @property
     def is_debug(self) -> bool:
         """Trained under a ``debug=`` profile (the choice is always part of the name): never a result."""
-        return "[debug=" in self.path.name or ",debug=" in self.path.name
+        name = self.path.name
+        return "+debug-" in name or "[debug=" in name or ",debug=" in name  # named today, or by an earlier nnlight
 
     def fold(self, fold: int | str) -> RunFolder:
         return RunFolder(self.path / f"fold_{fold}")

@@ -22,6 +22,17 @@ MAX_NAME_BYTES = 255  # a file name's length limit on common file systems
 NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-=,[]#~+:{}%@")
 
 
+# a value's characters in a run name: none a shell or Hydra's override grammar treats specially ("+" separates items)
+NAME_VALUE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:%@-")
+
+
+def model_argument(folder: Path) -> str:
+    """``model=<folder>`` as a shell and Hydra read it: plain for today's names, quoted for a folder named by an
+    earlier nnlight (``[``, ``,``, ``=`` in it)."""
+    plain_characters = NAME_VALUE_CHARACTERS | set("/+")
+    return f"model={folder}" if set(str(folder)) <= plain_characters else f"\"model='{folder}'\""
+
+
 def folder_name(value: object, what: str) -> str:
     """``value`` as one path part (a run folder's ``<experiment>[<differences>]`` may hold ``=``, ``,``, ``[``, ...);
     a ``UserError`` naming ``what`` (the key or file it came from) otherwise."""
