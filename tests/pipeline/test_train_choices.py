@@ -215,3 +215,19 @@ def test_the_training_patch_is_the_validation_and_prediction_tile(roots: Roots) 
     run = next(p for p in folder.iterdir() if p.name.startswith("baseline+data.patch_size-")) / "fold_0"
     assert json.loads((run / "inference.json").read_text())["tile_size"] == patch
     shutil.rmtree(run.parent)
+
+
+def test_an_ema_of_the_weights_is_validated_and_saved(roots: Roots) -> None:
+    """callbacks=ema: the run's checkpoints hold the averaged weights (what validation and prediction use) and the
+    raw ones, and its name says so; nnU-Net's default trains without it."""
+    from nnlight.model.checkpoints import load_checkpoint
+
+    result = run_script("train.py", "plan=Dataset900_Demo/2d", "callbacks=ema", "debug=limit",
+                        "callbacks.ema.decay=0.5", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = _run("baseline+callbacks-ema+callbacks.ema.decay-0.5+debug-limit", roots, configuration="2d")
+    checkpoint = load_checkpoint(run / "checkpoints" / "final.ckpt")
+    assert int(checkpoint["averaging_state"]["n_averaged"]) == checkpoint["global_step"] == 4  # 2 epochs x 2 steps
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    assert json.loads((run / "validation" / "summary.json").read_text())["foreground_mean"]["Dice"] >= 0

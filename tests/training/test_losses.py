@@ -145,3 +145,30 @@ def test_a_users_loss_is_checked_on_a_dummy_batch_of_the_plans_layout() -> None:
     detached = type("Detached", (torch.nn.Module,), {"forward": lambda self, x, t: x.detach().sum()})()
     with pytest.raises(UserError, match="does not require grad"):
         check_loss(detached, layout, 2)
+
+
+THREE_CLASSES = LabelLayout.from_mapping({"background": 0, "a": 1, "b": 2})
+
+
+def test_class_weights_weight_the_cross_entropy_and_the_dice_mean_over_classes() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 6, 5, generator=generator)
+    target = torch.randint(0, 3, (2, 1, 6, 5), generator=generator).float()
+    weights = [0.5, 1.0, 3.0]
+    ce = _loss("ce", THREE_CLASSES, class_weights=weights)(logits, target)
+    assert ce.item() == pytest.approx(F.cross_entropy(logits, target[:, 0].long(), weight=torch.tensor(weights)).item())
+    onehot = F.one_hot(target[:, 0].long(), 3).movedim(-1, 1).float()
+    probabilities = logits.softmax(1)
+    per_class = [-soft_dice_loss(probabilities[:, [0, c]], onehot[:, [0, c]], False, do_bg=False).item()
+                 for c in (1, 2)]
+    dice = _loss("dice", THREE_CLASSES, class_weights=weights)(logits, target)
+    assert dice.item() == pytest.approx(-(1.0 * per_class[0] + 3.0 * per_class[1]) / 4.0, rel=1e-5)
+    unweighted = _loss("dice", THREE_CLASSES)(logits, target)  # nnU-Net's loss when no weights are given
+    assert unweighted.item() == pytest.approx(-(per_class[0] + per_class[1]) / 2, rel=1e-5)
+
+
+def test_class_weights_come_one_per_output_of_the_plan() -> None:
+    with pytest.raises(UserError, match=r"loss.class_weights has 2 value\(s\); D's network has 3 output\(s\)"):
+        check_loss_fits(LossSettings(class_weights=[1.0, 2.0]), THREE_CLASSES, "D")
+    with pytest.raises(ValueError, match="one finite weight >= 0"):
+        LossSettings(class_weights=[1.0, -1.0, 2.0])

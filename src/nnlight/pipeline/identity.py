@@ -19,6 +19,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 EVALUATION_ONLY = ("metrics", "validation")
+# settings added to a group since runs were first recorded, with the value that trains as those runs did:
+# (group, a key only that group's built-in options have, the new key, its default)
+ADDED_SETTINGS = (("loss", "name", "class_weights", None),)
 
 
 def config_hash(identity: Mapping[str, Any]) -> str:
@@ -46,8 +49,14 @@ def run_identity(values: Mapping[str, Any], ignored: Iterable[str]) -> dict[str,
 
 def current_identity(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """A recorded identity (``run_config.json``'s ``config``) under today's rule: one written before the
-    evaluation-only settings were left out loses them now."""
-    return without_keys(recorded, EVALUATION_ONLY)
+    evaluation-only settings were left out loses them now; one written before a setting existed gets its default
+    (:data:`ADDED_SETTINGS`)."""
+    identity = without_keys(recorded, EVALUATION_ONLY)
+    for group, marker, key, default in ADDED_SETTINGS:
+        values = identity.get(group)
+        if isinstance(values, dict) and marker in values and key not in values:
+            values[key] = default
+    return identity
 
 
 def model_identity(identity: Mapping[str, Any]) -> dict[str, Any]:

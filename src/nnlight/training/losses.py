@@ -16,6 +16,7 @@ batch before anything is written.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -43,6 +44,16 @@ class LossSettings:
     weight_ce: float = 1.0
     topk_percent: float = 10.0  # topk / dice_topk: the hardest k % of voxels
     label_smoothing: float = 0.0  # cross-entropy terms (nnUNetTrainerTopk10LossLS01: 0.1)
+    # one weight per network output (background first, or one per region): the cross-entropy's class weights and
+    # the Dice's weighted mean over classes; null: nnU-Net's unweighted loss
+    class_weights: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.class_weights is not None and (
+                not self.class_weights or any(not math.isfinite(w) or w < 0 for w in self.class_weights)
+                or not any(w > 0 for w in self.class_weights)):
+            raise ValueError(f"class_weights={self.class_weights}: one finite weight >= 0 per network output, "
+                             "not all 0 (or null)")
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,13 @@ def check_loss(loss: nn.Module, layout: LabelLayout, spatial_dims: int, where: s
 
 
 def check_loss_fits(settings: LossSettings, layout: LabelLayout, dataset: str) -> None:
-    """A loss nnU-Net only defines for softmax outputs cannot train a region dataset."""
+    """A loss nnU-Net only defines for softmax outputs cannot train a region dataset; class weights come one per
+    network output of the dataset's plan."""
+    weights = settings.class_weights
+    if weights is not None and len(weights) != layout.num_outputs:
+        raise UserError(f"loss.class_weights has {len(weights)} value(s); {dataset}'s network has "
+                        f"{layout.num_outputs} output(s) ({layout.describe()}): give one weight per output, "
+                        f"e.g. loss.class_weights=[{','.join(['1.0'] * layout.num_outputs)}]")
     if layout.has_regions and not LOSSES[settings.name].regions:
         usable = ", ".join(n for n, t in LOSSES.items() if t.regions)
         raise UserError(f"loss.name={settings.name} contradicts {dataset}: its labels are {layout.describe()}, and "
@@ -128,10 +145,13 @@ def check_loss_fits(settings: LossSettings, layout: LabelLayout, dataset: str) -
 
 
 def soft_dice_loss(probabilities: torch.Tensor, target_onehot: torch.Tensor, batch_dice: bool, do_bg: bool,
-                   mask: torch.Tensor | None = None, smooth: float = DICE_SMOOTH) -> torch.Tensor:
-    """``-mean(dice)`` over classes (and samples unless ``batch_dice``), nnU-Net's memory-efficient soft Dice."""
+                   mask: torch.Tensor | None = None, smooth: float = DICE_SMOOTH,
+                   class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``-mean(dice)`` over classes (and samples unless ``batch_dice``), nnU-Net's memory-efficient soft Dice;
+    ``class_weights`` (one per channel, background included): a weighted mean over classes instead."""
     if not do_bg:
         probabilities, target_onehot = probabilities[:, 1:], target_onehot[:, 1:]
+        class_weights = None if class_weights is None else class_weights[1:]
     axes = tuple(range(2, probabilities.ndim))
     if mask is not None:
         probabilities, target_onehot = probabilities * mask, target_onehot * mask
@@ -141,14 +161,17 @@ def soft_dice_loss(probabilities: torch.Tensor, target_onehot: torch.Tensor, bat
     if batch_dice:
         intersect, sum_pred, sum_gt = intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)
     dice = (2 * intersect + smooth) / (sum_gt + sum_pred + smooth).clamp_min(1e-8)
-    return -dice.mean()
+    if class_weights is None:
+        return -dice.mean()
+    weights = class_weights.to(dice.device, dice.dtype)
+    return -((dice * weights).sum(-1) / weights.sum().clamp_min(1e-8)).mean()
 
 
 def topk_cross_entropy(logits: torch.Tensor, target: torch.Tensor, k_percent: float, ignore_index: int = -100,
-                       label_smoothing: float = 0.0) -> torch.Tensor:
+                       label_smoothing: float = 0.0, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean CE over the ``k_percent`` % hardest voxels (nnU-Net's TopKLoss; ignored voxels count as 0)."""
     losses = F.cross_entropy(logits, target, reduction="none", ignore_index=ignore_index,
-                             label_smoothing=label_smoothing).flatten()
+                             label_smoothing=label_smoothing, weight=weight).flatten()
     k = max(int(losses.numel() * k_percent / 100), 1)
     return losses.topk(k, sorted=False).values.mean()
 
@@ -170,6 +193,10 @@ class SegmentationLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self._regions(logits, target) if self.region_based else self._labels(logits, target)
 
+    def _class_weights(self, logits: torch.Tensor) -> torch.Tensor | None:
+        weights = self.settings.class_weights
+        return None if weights is None else torch.tensor(weights, dtype=logits.dtype, device=logits.device)
+
     def _labels(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         s = self.settings
         labels = target[:, 0].long()
@@ -181,13 +208,16 @@ class SegmentationLoss(nn.Module):
         if self.terms.dice and s.weight_dice:
             onehot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
             loss = loss + s.weight_dice * soft_dice_loss(logits.softmax(1), onehot, s.batch_dice, do_bg=False,
-                                                         mask=mask, smooth=s.dice_smooth)
+                                                         mask=mask, smooth=s.dice_smooth,
+                                                         class_weights=self._class_weights(logits))
         if self.terms.cross_entropy and s.weight_ce and (mask is None or mask.sum() > 0):
             ce_target = target[:, 0].long()
             ignore = self.ignore_label if self.ignore_label is not None else -100
-            ce = topk_cross_entropy(logits, ce_target, s.topk_percent, ignore, s.label_smoothing) \
+            weight = self._class_weights(logits)
+            ce = topk_cross_entropy(logits, ce_target, s.topk_percent, ignore, s.label_smoothing, weight) \
                 if self.terms.cross_entropy == "topk" else \
-                F.cross_entropy(logits, ce_target, ignore_index=ignore, label_smoothing=s.label_smoothing)
+                F.cross_entropy(logits, ce_target, ignore_index=ignore, label_smoothing=s.label_smoothing,
+                                weight=weight)
             loss = loss + s.weight_ce * ce
         return loss
 
@@ -202,13 +232,17 @@ class SegmentationLoss(nn.Module):
         loss = logits.new_zeros(())
         if self.terms.dice and s.weight_dice:
             loss = loss + s.weight_dice * soft_dice_loss(logits.sigmoid(), target, s.batch_dice, do_bg=True,
-                                                         mask=mask, smooth=s.dice_smooth)
+                                                         mask=mask, smooth=s.dice_smooth,
+                                                         class_weights=self._class_weights(logits))
         if self.terms.cross_entropy and s.weight_ce:
+            # a region's weight scales its voxels' BCE (broadcast over the spatial axes)
+            weights = self._class_weights(logits)
+            weight = None if weights is None else weights.view(1, -1, *[1] * (logits.ndim - 2))
             if mask is None:
-                bce = F.binary_cross_entropy_with_logits(logits, target)
+                bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
             else:  # nnU-Net: summed over regions, divided by the number of valid voxels
-                bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * mask).sum() / \
-                    mask.sum().clamp_min(1e-8)
+                bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none", weight=weight) * mask
+                       ).sum() / mask.sum().clamp_min(1e-8)
             loss = loss + s.weight_ce * bce
         return loss
 
