@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -142,3 +143,34 @@ def test_a_suite_of_ones_own_folder_uses_the_options_beside_it(roots: Roots, tmp
     typo = run_entry([str(REPO / "train.py"), "plan=Dataset900_Demo/2d", "network=tiny_skp"], cwd=REPO,
                      env={**env, "NNLIGHT_CONFIG_DIR": str(own)})
     assert typo.returncode == 2 and "network=tiny_skp: no such option" in typo.stderr and "tiny_skip" in typo.stderr
+
+
+def test_the_dry_run_flags_how_variants_differ_beyond_their_method(planned_demo_template: Roots,
+                                                                    tmp_path: Path) -> None:
+    """A network that cannot take the plan's patch is named before anything trains; an adapted patch, another
+    batch or precision is listed as a difference from the baseline."""
+    from tests.conftest import planned_demo
+
+    roots = planned_demo(planned_demo_template, tmp_path)
+    own = tmp_path / "my_configs" / "suite"
+    own.mkdir(parents=True)
+
+    def dry_run(variants: str) -> subprocess.CompletedProcess:
+        (own / "fair.yaml").write_text(
+            "name: fair\ndatasets: [Dataset900_Demo]\nconfigurations: [3d_fullres]\nfolds: [0]\nbaseline: baseline\n"
+            f"variants:\n  baseline: []\n{variants}budget: {{max_epochs: 1, iterations_per_epoch: 1}}\n")
+        return run_entry([str(REPO / "benchmark.py"), "--config-dir", str(own.parent), "suite=fair", "dry_run=true"],
+                         cwd=REPO, env=roots.env())
+
+    refused = dry_run("  segresnet: [network=segresnet]\n")
+    assert refused.returncode == 2 and "1 variant(s) cannot train as given (nothing was trained)" in refused.stderr
+    assert "variant segresnet on Dataset900_Demo / 3d_fullres: network (monai.networks.nets.SegResNet) needs a " \
+           "patch divisible by [8, 8, 8]" in refused.stderr and "network.adapt_patch=true" in refused.stderr
+    flagged = dry_run("  adapted: [network=segresnet, network.adapt_patch=true]\n"
+                      "  bigger: [data.batch_size=3, trainer.precision=bf16-mixed]\n")
+    assert flagged.returncode == 0, flagged.stderr[-2000:]
+    assert re.search(r"adapted on Dataset900_Demo / 3d_fullres: patch (\d+x\d+x\d+) \(the network adapted the "
+                     r"plan's (\d+x\d+x\d+); baseline \2\)", flagged.stdout)
+    assert "bigger on Dataset900_Demo / 3d_fullres: batch 3 (baseline 2); precision bf16-mixed (baseline 32)" in \
+        flagged.stdout
+    assert not any((roots.results / "Dataset900_Demo").glob("3d_fullres/*"))  # a dry run trains nothing

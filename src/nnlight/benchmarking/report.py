@@ -166,8 +166,9 @@ def _task_name(task: Task) -> str:
 
 def report_markdown(suite: Suite, runs: Sequence[Mapping[str, Any]],
                     results: Mapping[Task, Mapping[str, VariantResult]], task_ranks: Mapping[Task, Mapping[str, float]],
-                    tests: Sequence[Comparison], not_planned: Sequence[Task]) -> str:
-    sections = [_header(suite, runs, len(results), not_planned),
+                    tests: Sequence[Comparison], not_planned: Sequence[Task], fairness: Sequence[str] = ()) -> str:
+    """``fairness``: one line per variant and task that trains differently from the baseline beyond its method."""
+    sections = [_header(suite, runs, len(results), not_planned), _fairness(suite, results, fairness),
                 *(_task_table(suite, task, variants) for task, variants in results.items()),
                 _ranking_table(suite, task_ranks), _comparison_table(suite, tests), _without_result(runs),
                 ["Plots: `per_case_dice.png` (per-case Dice by variant), `ranks.png` (rank heat map), each also as "
@@ -204,6 +205,21 @@ def _header(suite: Suite, runs: Sequence[Mapping[str, Any]], tasks: int, not_pla
     return [*lines, "Dice, HD95 and NSD are foreground means (per label over the fold's validation cases, then over "
             "labels), given as mean ± std over folds and seeds. A variant whose cross-validation is incomplete is "
             "marked and takes no part in ranks or tests."]
+
+
+def _fairness(suite: Suite, results: Mapping[Task, Mapping[str, VariantResult]], lines: Sequence[str]) -> list[str]:
+    """Every way a variant differs from the baseline beyond its method (the training setup, finished folds)."""
+    folds = [f"{variant} on {_task_name(task)}: {r.runs_finished}/{r.runs_expected} runs finished (baseline "
+             f"{variants[suite.baseline].runs_finished}/{variants[suite.baseline].runs_expected})"
+             for task, variants in results.items() if suite.baseline in variants
+             for variant, r in variants.items()
+             if variant != suite.baseline and r.runs_finished != variants[suite.baseline].runs_finished]
+    if not lines and not folds:
+        return ["**Fair comparison**: every variant trains with the baseline's patch, batch, spacing, iterations, "
+                "epochs and precision, on as many folds; only the method differs."]
+    return ["## Differences beyond the method", "",
+            "Each of these makes a comparison with the baseline less than like for like:", "",
+            *(f"- {line}" for line in [*lines, *folds])]
 
 
 def _task_table(suite: Suite, task: Task, variants: Mapping[str, VariantResult]) -> list[str]:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from nnlight.pipeline import plan as plan_stage
 from nnlight.pipeline.cli import compose_config, composition_problem, search_path_override, train_run_folder
 from nnlight.pipeline.config_dir import CONFIG_DIR, user_config_dir
 from nnlight.pipeline.config_values import Roots, resolved_config, typed
+from nnlight.pipeline.fairness import fairness_lines, suite_fairness
 from nnlight.pipeline.plan import resolve_raw_folder
 from nnlight.planning.plan_configs import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
@@ -120,12 +122,14 @@ def run(config: BenchmarkConfig) -> dict[str, Any]:
     state = expand(suite, raw_folders, roots)
     if config.dry_run:
         _print_plan(suite, state, raw_folders)
+        _print_fairness(suite_fairness(suite, list(state.runs.values())))
         return {"runs": len(state.runs), "pending": len(state.pending)}
     if state.pending or state.unplanned:  # plan (or finish preprocessing) only where there is training to do
         started = time.perf_counter()
         state = expand(suite, raw_folders, roots, plan={r.dataset for r in state.pending} | set(state.unplanned))
         planning = time.perf_counter() - started
         pending = state.pending
+        _print_fairness(suite_fairness(suite, list(state.runs.values())))  # before anything trains
         train_pending(suite, pending, folder)
         _print_overhead(planning, time.perf_counter() - started - planning, [state.folders[r.key()] for r in pending])
     else:
@@ -221,6 +225,15 @@ def _plan(raw_folder: Path, overrides: list[str]) -> None:
     plan_stage.run(plan_stage.parse(compose_config(CONFIG_DIR, "plan", [f"dataset={raw_folder}", *overrides])))
 
 
+def _print_fairness(notes: Mapping[tuple[tuple[str, str], str], list[str]]) -> None:
+    lines = fairness_lines(notes)
+    if lines:
+        print("\nBeyond their method, these variants train differently from the baseline (the report says so too):\n  "
+              + "\n  ".join(lines))
+    elif notes:
+        print("\nEvery variant trains with the baseline's patch, batch, spacing, iterations, epochs and precision.")
+
+
 def run_folder(overrides: list[str]) -> RunFolder:
     """The folder train.py gives a run with these overrides (Hydra composes the name, as in train.py)."""
     return RunFolder(train_run_folder(overrides))
@@ -301,6 +314,7 @@ def write_results(suite: Suite, state: Expansion, folder: BenchmarkFolder, resul
     results = variant_results(suite, run_rows, rows)
     task_ranks = ranks(results)
     tests = comparisons(suite, results)
+    fairness = fairness_lines(suite_fairness(suite, list(state.runs.values())))
     summary = summary_rows(suite, results, tests)
     figures = [(folder.path / f"{name}.{suffix}", data)
                for name, figure in (("per_case_dice", per_case_plot(suite, results)),
@@ -309,7 +323,8 @@ def write_results(suite: Suite, state: Expansion, folder: BenchmarkFolder, resul
     changed = [path.name for path, data in (
         (folder.runs_table, to_csv(run_rows, RUN_COLUMNS).encode()),
         (folder.results_table, to_csv(rows, case_columns(rows)).encode()),
-        (folder.report, report_markdown(suite, run_rows, results, task_ranks, tests, state.not_planned).encode()),
+        (folder.report, report_markdown(suite, run_rows, results, task_ranks, tests, state.not_planned,
+                                        fairness).encode()),
         (folder.path / "summary.csv", summary_csv(summary).encode()),
         (folder.path / "summary.tex", summary_latex(suite, summary).encode()),
         *figures,
