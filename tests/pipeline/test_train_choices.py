@@ -42,7 +42,7 @@ def _run(name: str, roots: Roots, dataset: str = "Dataset900_Demo", configuratio
     (["optimizer=sgd"], "optimizer=sgd: no such option; choose one of adam, adamw, adan, sgd_nesterov"),
     (["scheduler=step"], "scheduler=step: no such option; choose one of cosine, poly, warmup_poly"),
     (["experiment=nnUNetTrainerFoo"], "experiment=nnUNetTrainerFoo: no such option; choose one of baseline, "),
-    (["loss.smooth=0"], "loss.smooth: no such setting; valid: loss.batch_dice, loss.dice_smooth"),
+    (["loss.smooth=0"], "loss.smooth: no such setting; valid: loss.batch_dice, loss.class_weights, loss.dice_smooth"),
     (["-m", "loss=dice,dice_bce"], "loss=dice_bce: no such option"),
     (["plan=Dataset900_Demo/3d_lowres"], "plan=Dataset900_Demo/3d_lowres: no such option; choose one of "
                                          "Dataset900_Demo/2d, Dataset900_Demo/3d_fullres"),
@@ -66,7 +66,7 @@ def test_an_unknown_choice_is_named_with_the_valid_ones_and_nothing_is_written(r
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    (["+loss.smooth=0"], "unknown setting(s) loss.smooth; valid: batch_dice, dice_smooth"),
+    (["+loss.smooth=0"], "unknown setting(s) loss.smooth; valid: batch_dice, class_weights, dice_smooth"),
     (["network.norm=group"], "could not be built from norm='group', deep_supervision=True, "
                              "input_channels=2, num_classes=3, architecture=...: ValueError: norm='group': choose "
                              "one of instance, batch"),
