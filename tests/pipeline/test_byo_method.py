@@ -64,6 +64,16 @@ def test_a_method_from_outside_the_package_trains_evaluates_exports_and_predicts
     assert "volume_error" in validation["foreground_mean"]
     logged = next(run.rglob("metrics.csv")).read_text().splitlines()[0]
     assert "validation/volume_error" in logged
+    # a metric asked for after the run was validated (an evaluation setting): scored on the saved validation
+    # predictions, nothing retrained
+    for entry in ("metric_per_case", "mean", "foreground_mean"):
+        validation.pop(entry)
+    (run / "validation" / "summary.json").write_text(json.dumps({**validation, "foreground_mean": {"Dice": 0.0}}))
+    again = _run("train.py", *command, "data.fold=0", roots=roots, config_dir=True)
+    assert again.returncode == 0 and "Already trained" in again.stdout, again.stderr[-2000:]
+    assert "validation predictions scored again for volume_error" in again.stdout
+    assert "volume_error" in json.loads((run / "validation" / "summary.json").read_text())["foreground_mean"]
+    assert "volume_error" in json.loads((run / "run_stats.json").read_text())["summary"]["validation_metrics"]
 
     evaluated = _run("evaluate.py", "dataset=Dataset900_Demo", "folds=0", "metrics=volume", roots=roots,
                      config_dir=True)

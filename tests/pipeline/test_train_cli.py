@@ -240,8 +240,9 @@ def test_hand_broken_plan_architecture_names_the_fix(planned_roots: Roots, tmp_p
 
 
 def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned_roots: Roots) -> None:
+    # a seed of its own: a run of the same identity trained by another test would be found, not trained again
     common = ["plan=Dataset900_Demo/2d", "debug=limit", "trainer.max_epochs=1", "data.iterations_per_epoch=1",
-              "validation.enabled=false"]
+              "validation.enabled=false", "seed=21"]
     for fold, logger in enumerate(("tensorboard", "wandb", "mlflow")):  # no W&B account or network here
         images = [] if logger == "mlflow" else ["logger.images_every_n_epochs=1"]
         result = run_script("train.py", *common, f"logger={logger}", f"data.fold={fold}", *images,
@@ -252,7 +253,7 @@ def test_tensorboard_and_offline_wandb_loggers_write_into_the_run_folder(planned
             assert noise not in printed, noise
     # neither the logger nor validation settings change what is trained, so they are not in the name
     model = planned_roots.results / "Dataset900_Demo" / "2d" / \
-        "baseline+data.iterations_per_epoch-1+debug-limit+trainer.max_epochs-1"
+        "baseline+data.iterations_per_epoch-1+debug-limit+seed-21+trainer.max_epochs-1"
     events = list((model / "fold_0" / "tensorboard").glob("events.out.tfevents.*"))
     assert events, "no TensorBoard event file"
     accumulator = EventAccumulator(str(events[0]), size_guidance={"images": 0})

@@ -20,7 +20,8 @@ from hydra_plugins.nnlight_optuna.search import TRIAL_ENV, make_pruner
 from nnlight import __version__
 from nnlight.data.augmentation import spatial_augmentation_geometry
 from nnlight.data.datamodule import SegmentationDataModule
-from nnlight.evaluation.folder_evaluation import EvaluationSettings
+from nnlight.evaluation.folder_evaluation import EvaluationSettings, evaluate_folder
+from nnlight.evaluation.metrics import metric_name
 from nnlight.fingerprint import load_fingerprint
 from nnlight.inference.predictor import (
     TrainingChoices,
@@ -75,6 +76,7 @@ def run(config: TrainConfig) -> float | None:
     if stats is not None:
         print(f"Already trained: {run_folder.path} (finished {stats['finished_at']}); nothing to do. To train it "
               "again, delete that folder")
+        rescore_validation(setup, run_folder, stats)
         return _optimized_metric(setup.config.optimized_metric, stats["summary"], stats["logged_metrics"])
     with recording_failure(run_folder):
         return _train(setup, run_folder, _trial_pruning(config.sweeper or {}, config.optimized_metric))
@@ -270,10 +272,7 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     network = HighestResolution(task.network).eval()
     choices = _training_choices(setup)
     options = setup.config.validation
-    scoring = EvaluationSettings(setup.facts.evaluation_labels,
-                                 load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
-                                 setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm,
-                                 setup.config.metrics, setup.facts.instances is not None)
+    scoring = _scoring(setup)
     cases = data.val_cases[:options.max_cases] if options.max_cases else data.val_cases
     result = validate(network, cases, ValidationSettings(
         store=setup.preprocessed_dataset / str(setup.config.plan["data_identifier"]), raw_labels=setup.raw_labels,
@@ -289,6 +288,31 @@ def validate_fold(task: SegmentationTask, data: SegmentationDataModule, setup: T
     return {"validation_dice": result["foreground_mean"]["Dice"],
             "validation_dice_per_label": {k: v["Dice"] for k, v in result["mean"].items()},
             "validation_metrics": dict(result["foreground_mean"])}
+
+
+def _scoring(setup: TrainSetup) -> EvaluationSettings:
+    options = setup.config.validation
+    return EvaluationSettings(setup.facts.evaluation_labels,
+                              load_json(setup.preprocessed_dataset / "dataset.json")["file_ending"],
+                              setup.facts.layout.ignore_label, options.surface_metrics, options.tolerance_mm,
+                              setup.config.metrics, setup.facts.instances is not None)
+
+
+def rescore_validation(setup: TrainSetup, run_folder: RunFolder, stats: dict[str, Any]) -> None:
+    """A finished run asked for a metric its validation did not score (an evaluation-only setting, no part of the
+    run's identity): its saved validation predictions are scored again with today's settings; nothing retrains."""
+    wanted = {metric_name(m) for m in setup.config.metrics}
+    summary_file = run_folder.validation_summary
+    if not wanted or not setup.config.validation.enabled or not summary_file.is_file():
+        return
+    missing = wanted - set(load_json(summary_file).get("foreground_mean", {}))
+    if not missing:
+        return
+    summary = evaluate_folder(run_folder.validation, setup.raw_labels, _scoring(setup), allow_missing=True)
+    stats["summary"]["validation_metrics"] = dict(summary["foreground_mean"])
+    atomic_write_json(run_folder.stats, stats)
+    print(f"{run_folder.path}: its validation predictions scored again for {', '.join(sorted(missing))} (an "
+          "evaluation setting: nothing retrained)")
 
 
 def _provenance(setup: TrainSetup) -> dict[str, Any]:
