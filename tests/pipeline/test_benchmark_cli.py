@@ -144,6 +144,22 @@ def test_a_suite_of_ones_own_folder_uses_the_options_beside_it(roots: Roots, tmp
                      env={**env, "NNLIGHT_CONFIG_DIR": str(own)})
     assert typo.returncode == 2 and "network=tiny_skp: no such option" in typo.stderr and "tiny_skip" in typo.stderr
 
+    # trained for real, then a metric added to the suite: an evaluation setting, so nothing trains again and the
+    # finished runs' validation predictions are scored for it
+    suite_file = own / "suite" / "my_idea.yaml"
+    suite_file.write_text(suite_file.read_text() + "overrides: [data.num_workers=0]\nplan_overrides: [num_workers=0]\n")
+    trained = run_entry([str(REPO / "benchmark.py"), "--config-dir", str(own), "suite=my_idea"], cwd=REPO, env=env)
+    assert trained.returncode == 0 and "2 of 2 run(s) finished" in trained.stdout, trained.stderr[-2000:]
+    names = sorted(p.name for p in (roots.results / "Dataset981_SmokeGray" / "2d").iterdir())
+    assert [n.split("+")[0] for n in names] == ["baseline", "tiny_skip"]
+    assert not any(set(name) & set("[],'\"") for name in names)  # names a shell takes unquoted
+    suite_file.write_text(suite_file.read_text().replace("overrides: [data.num_workers=0]",
+                                                         "overrides: [data.num_workers=0, metrics=volume]"))
+    scored = run_entry([str(REPO / "benchmark.py"), "--config-dir", str(own), "suite=my_idea"], cwd=REPO, env=env)
+    assert scored.returncode == 0 and "all 2 run(s) finished before" in scored.stdout, scored.stderr[-2000:]
+    assert scored.stdout.count("validation predictions scored again for volume_error") == 2
+    assert "volume_error" in (roots.results / "benchmarks" / "my_idea" / "report.md").read_text()
+
 
 def test_the_dry_run_flags_how_variants_differ_beyond_their_method(planned_demo_template: Roots,
                                                                     tmp_path: Path) -> None:

@@ -35,12 +35,14 @@ from nnlight.benchmarking.suite import (
     sweep_overrides,
 )
 from nnlight.benchmarking.table import RUN_COLUMNS, case_columns, case_rows, run_row, to_csv
+from nnlight.evaluation.metrics import metric_components, metric_name
 from nnlight.pipeline import plan as plan_stage
 from nnlight.pipeline.cli import compose_config, composition_problem, search_path_override, train_run_folder
 from nnlight.pipeline.config_dir import CONFIG_DIR, user_config_dir
 from nnlight.pipeline.config_values import Roots, resolved_config, typed
-from nnlight.pipeline.fairness import fairness_lines, suite_fairness
+from nnlight.pipeline.fairness import fairness_lines, suite_fairness, training_setup
 from nnlight.pipeline.plan import resolve_raw_folder
+from nnlight.pipeline.train import rescore_validation
 from nnlight.planning.plan_configs import config_name
 from nnlight.raw.synthetic import make_synthetic_dataset
 from nnlight.utils.errors import UserError
@@ -135,6 +137,7 @@ def run(config: BenchmarkConfig) -> dict[str, Any]:
     else:
         print(f"Suite {suite.name}: all {len(state.runs)} run(s) finished before; only the tables and report are "
               "checked")
+    score_new_metrics(suite, state)
     return write_results(suite, state, folder, roots.results)
 
 
@@ -304,6 +307,22 @@ def _start_sweep(suite: Suite, runs: list[SuiteRun], log: Path) -> subprocess.Po
         parent = os.getpid()
         return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: die_with_parent(parent))
+
+
+def score_new_metrics(suite: Suite, state: Expansion) -> None:
+    """A metric added to a suite after its runs finished (an evaluation setting: no run trains again) is scored on
+    each finished run's saved validation predictions, as nnlight-train does for such a run."""
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for key, run in state.runs.items():
+        folder = state.folders[key]
+        if not folder.stats.is_file() or not folder.validation_summary.is_file():
+            continue
+        overrides = run_overrides(suite, run)
+        if (run.plan, run.variant) not in wanted:
+            metrics = resolved_config(compose_config(CONFIG_DIR, "train", overrides)).get("metrics")
+            wanted[(run.plan, run.variant)] = {metric_name(m) for m in metric_components(metrics)}
+        if wanted[(run.plan, run.variant)] - set(load_json(folder.validation_summary).get("foreground_mean", {})):
+            rescore_validation(training_setup(overrides), folder, load_json(folder.stats))
 
 
 def write_results(suite: Suite, state: Expansion, folder: BenchmarkFolder, results_root: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from nnlight.benchmarking.suite import Suite, SuiteRun, run_overrides
 from nnlight.pipeline import train_config
 from nnlight.pipeline.cli import compose_config
 from nnlight.pipeline.config_dir import CONFIG_DIR
-from nnlight.pipeline.train_setup import prepare
+from nnlight.pipeline.train_setup import TrainSetup, prepare
 from nnlight.utils.errors import UserError
 
 Task = tuple[str, str]  # (dataset, configuration)
@@ -58,11 +58,15 @@ class TrainingFacts:
         return notes
 
 
-def training_facts(overrides: list[str]) -> TrainingFacts:
+def training_setup(overrides: list[str]) -> TrainSetup:
     """The checked training setup train.py would run with these overrides (``UserError`` when it cannot)."""
     cfg = compose_config(CONFIG_DIR, "train", overrides)
-    config = train_config.parse(DictConfig({k: v for k, v in cfg.items() if k != "hydra"}))
-    setup = prepare(config)
+    return prepare(train_config.parse(DictConfig({k: v for k, v in cfg.items() if k != "hydra"})))
+
+
+def training_facts(overrides: list[str]) -> TrainingFacts:
+    setup = training_setup(overrides)
+    config = setup.config
     return TrainingFacts(tuple(setup.data.patch_size), tuple(int(p) for p in config.plan["patch_size"]),
                          setup.data.batch_size, tuple(float(s) for s in config.plan["spacing"]),
                          setup.data.iterations_per_epoch, int(config.trainer.get("max_epochs", 1000)),
