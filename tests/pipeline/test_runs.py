@@ -49,3 +49,4 @@ def test_a_folder_that_is_no_run_is_named(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as ended:
         main(["diff", f"a={tmp_path}", f"b={tmp_path}"])
     assert ended.value.code == 2 and f"{tmp_path / 'run_config.json'}: not found" in capsys.readouterr().err
+

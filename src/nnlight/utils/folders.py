@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from nnlight.utils.names import MAX_NAME_BYTES
+from nnlight.utils.names import MAX_NAME_BYTES, folder_name
 
 CheckpointName = Literal["final", "best", "last"]
 CHECKPOINT_NAMES: tuple[CheckpointName, ...] = ("final", "best", "last")
@@ -222,7 +222,7 @@ class DatasetResults:
         if not self.latest_comparison.is_file():
             return None
         name = json.loads(self.latest_comparison.read_text()).get("name")
-        return self.comparison(name) if isinstance(name, str) and name else None
+        return self.comparison(folder_name(name, str(self.latest_comparison))) if name else None  # never a path
 
     def ensemble(self, members: list[ModelFolder]) -> Path:
         """``<configuration>__<experiment>+...``; past a file name's length limit the configurations alone plus a
