@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -144,6 +145,31 @@ def check_loss_fits(settings: LossSettings, layout: LabelLayout, dataset: str) -
                         f"on regions: {usable}")
 
 
+class _GatherWithGradient(torch.autograd.Function):
+    """Every rank's tensor, stacked. Backward gives this rank's part the sum of every rank's gradient for it (as
+    nnU-Net's AllGatherGrad): each rank's loss is the same function of all parts, so after DDP averages the
+    parameter gradients over ranks they equal one process's gradient over the whole batch."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        gathered = [torch.zeros_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tensor.contiguous())
+        return torch.stack(gathered)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[dist.get_rank()]
+
+
+def across_ranks(statistic: torch.Tensor) -> torch.Tensor:
+    """``statistic`` summed over every process of a distributed run (itself in a single process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return _GatherWithGradient.apply(statistic).sum(0)
+    return statistic
+
+
 def soft_dice_loss(probabilities: torch.Tensor, target_onehot: torch.Tensor, batch_dice: bool, do_bg: bool,
                    mask: torch.Tensor | None = None, smooth: float = DICE_SMOOTH,
                    class_weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -158,8 +184,8 @@ def soft_dice_loss(probabilities: torch.Tensor, target_onehot: torch.Tensor, bat
     intersect = (probabilities * target_onehot).sum(axes, dtype=torch.float32)
     sum_pred = probabilities.sum(axes, dtype=torch.float32)
     sum_gt = target_onehot.sum(axes, dtype=torch.float32)
-    if batch_dice:
-        intersect, sum_pred, sum_gt = intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)
+    if batch_dice:  # the whole batch: under DDP every rank's part of it (nnU-Net's ddp + batch_dice)
+        intersect, sum_pred, sum_gt = (across_ranks(s.sum(0)) for s in (intersect, sum_pred, sum_gt))
     dice = (2 * intersect + smooth) / (sum_gt + sum_pred + smooth).clamp_min(1e-8)
     if class_weights is None:
         return -dice.mean()
