@@ -109,8 +109,9 @@ def recording_failure(run_folder: RunFolder) -> Iterator[None]:
 
 def is_first_process() -> bool:
     """False in the extra processes a multi-GPU run starts (Lightning's DDP launcher reruns the command with
-    ``LOCAL_RANK``; torchrun and SLURM set ``RANK``/``NODE_RANK``): only the first one owns the run folder."""
-    return all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+    ``LOCAL_RANK``; torchrun sets ``RANK``/``NODE_RANK``, SLURM ``SLURM_PROCID`` in each of a job's tasks): only
+    the first one owns the run folder."""
+    return all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
 
 
 @contextmanager

@@ -50,6 +50,7 @@ from nnlight.raw.labels import label_key
 from nnlight.training.checkpoint_io import checkpoint_plugin, keep_checkpoints, resume_checkpoint
 from nnlight.training.guards import NonFiniteLossStop
 from nnlight.training.images import ValidationImages
+from nnlight.training.preemption import SlurmRequeue, slurm_environment
 from nnlight.training.progress_bars import progress_bar
 from nnlight.training.pruning import TrialPruning, per_epoch_metric
 from nnlight.training.resources import ResourceMonitor
@@ -197,11 +198,15 @@ def build_trainer(setup: TrainSetup, run_folder: RunFolder, own_callbacks: list[
     if setup.config.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(progress_bar())  # ours: Lightning would switch to rich's wherever rich is installed
     loggers = [_named_after(c, run_folder).create(save_dir=str(run_folder.path)) for c in setup.config.loggers]
+    plugins: list[Any] = [checkpoint_plugin()]
+    if (slurm := slurm_environment()) is not None:  # a SLURM task: requeued before its end, it resumes exactly
+        plugins.append(slurm)
+        callbacks.append(SlurmRequeue())
     try:
         return L.Trainer(**setup.config.trainer, default_root_dir=run_folder.path, num_sanity_val_steps=0,
                          callbacks=callbacks,
                          use_distributed_sampler=False,  # each rank draws its own batches (the data module's seeds)
-                         logger=loggers or False, enable_model_summary=False, plugins=[checkpoint_plugin()])
+                         logger=loggers or False, enable_model_summary=False, plugins=plugins)
     except (TypeError, ValueError) as e:
         raise UserError(f"trainer.*: {e}. See configs/trainer/default.yaml and Lightning's Trainer arguments") from None
 
