@@ -239,6 +239,10 @@ def test_dataset_name_must_follow_convention(demo_3d: Path, roots: Roots) -> Non
     (["dataset=Dataset900_Demo", "+planner.gpu_memmory_target_gb=24"], "planner.gpu_memmory_target_gb"),
     (["dataset=Dataset900_Demo", "planner.gpu_memory_target_gb=lots"], "planner.gpu_memory_target_gb"),
     (["dataset=Dataset900_Demo", "fingerprint=/nonexistent/fingerprint.json"], "/nonexistent/fingerprint.json"),
+    (["dataset=Dataset900_Demo", "shard=0", "shards=2"], "nnlight-plan dataset=Dataset900_Demo preprocess=false, "
+                                                          "then start the shards"),
+    (["dataset=Dataset900_Demo", "shard=2", "shards=2"], "shards=2 needs shard=0..1"),
+    (["dataset=Dataset900_Demo", "preprocess.memory_gb=0"], "memory_gb=0: give the GB"),
 ])
 def test_wrong_overrides_are_clear_errors(overrides: list[str], message: str, demo_3d: Path, roots: Roots) -> None:
     shutil.copytree(demo_3d, roots.raw / demo_3d.name)

@@ -713,3 +713,73 @@ def test_a_run_folder_naming_a_downloading_network_fetches_nothing(tmp_path: Pat
                 "network argument pretrained_url='file:///etc/passwd' names a URL or a path") in result.stderr
         written = [p for p in home.rglob("*") if p.is_file() and "matplotlib" not in p.parts]  # its font cache
         assert written == [] and not (tmp_path / "out").exists()
+
+
+def _cohort(trained: Roots, folder: Path) -> list[str]:
+    """Every image of the demo (training and test) in ``folder``; their case names."""
+    folder.mkdir()
+    for f in sorted((trained.raw / "Dataset900_Demo").glob("images*/demo_*.nii.gz")):
+        shutil.copy(f, folder / f.name)
+    return sorted({f.name[:-len("_0000.nii.gz")] for f in folder.iterdir()})
+
+
+def _same_files(one: Path, other: Path, cases: list[str]) -> None:
+    names = sorted(p.name for p in one.glob("*.nii.gz"))
+    assert names == sorted(p.name for p in other.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in cases]
+    for name in names:
+        a, b = (sitk.ReadImage(str(folder / name)) for folder in (one, other))
+        assert np.array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b)), name
+        assert (a.GetSpacing(), a.GetOrigin(), a.GetDirection()) == (b.GetSpacing(), b.GetOrigin(), b.GetDirection())
+
+
+def test_a_cohort_predicted_in_shards_equals_one_run_with_one_failed_json(trained: Roots, tmp_path: Path) -> None:
+    """Two jobs (shard=0 and shard=1 of 2) into one folder write the files one run writes; each shard's broken
+    image is in the one failed.json, which the other shard's write keeps; a rerun of a shard predicts nothing
+    again."""
+    from nnlight.utils.shards import Shard
+
+    images = tmp_path / "images"
+    cases = _cohort(trained, images)
+    parts = {k: [c for c in cases if Shard(k, 2).contains(c)] for k in (0, 1)}
+    assert all(len(part) >= 2 for part in parts.values()), parts  # each shard has an image left to predict
+    broken = {k: part[0] for k, part in parts.items()}
+    for case in broken.values():
+        (images / f"{case}_0001.nii.gz").rename(tmp_path / f"{case}_0001.nii.gz")  # a channel missing
+    model = f"model='{trained.results / 'Dataset900_Demo' / '2d' / RUN}'"
+    common = [model, f"input={images}", "mirroring=false"]
+    single = run_script("predict.py", *common, f"output={tmp_path / 'one'}", roots=trained)
+    assert single.returncode == 2 and f"2 of {len(cases)} image(s) failed" in single.stderr
+    for k in (0, 1):
+        shard = run_script("predict.py", *common, f"output={tmp_path / 'shards'}", f"shard={k}", "shards=2",
+                           roots=trained)
+        assert shard.returncode == 2 and "1 of" in shard.stderr and "Traceback" not in shard.stderr
+        assert f"shard {k} of 2" in shard.stdout
+    failed = json.loads((tmp_path / "shards" / "failed.json").read_text())
+    assert set(failed["failed"]) == set(broken.values()) and failed["cases"] == len(cases)
+    assert failed == json.loads((tmp_path / "one" / "failed.json").read_text())
+    for case in broken.values():  # fixed: each shard predicts its own, and failed.json is gone after both
+        (tmp_path / f"{case}_0001.nii.gz").rename(images / f"{case}_0001.nii.gz")
+    for k in (0, 1):
+        shard = run_script("predict.py", *common, f"output={tmp_path / 'shards'}", f"shard={k}", "shards=2",
+                           roots=trained)
+        assert shard.returncode == 0 and "Predicted 1 case(s)" in shard.stdout, shard.stderr[-2000:]
+    assert not (tmp_path / "shards" / "failed.json").exists()
+    again = run_script("predict.py", *common, f"output={tmp_path / 'one'}", roots=trained)
+    assert again.returncode == 0 and "Predicted 2 case(s)" in again.stdout
+    _same_files(tmp_path / "one", tmp_path / "shards", cases)
+
+
+@pytest.mark.slow  # 30 s: two launcher jobs
+def test_a_cohort_predicted_by_a_launcher_sweep_over_shards_equals_one_run(trained: Roots, tmp_path: Path) -> None:
+    """-m shard=0,1 shards=2 through submitit's local executor (the SLURM launcher's code path)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'nnlight[slurm]'")
+    images = tmp_path / "images"
+    cases = _cohort(trained, images)
+    common = [f"model='{trained.results / 'Dataset900_Demo' / '2d' / RUN}'", f"input={images}", "mirroring=false"]
+    single = run_script("predict.py", *common, f"output={tmp_path / 'one'}", roots=trained)
+    assert single.returncode == 0, single.stderr[-3000:]
+    sweep = run_script("predict.py", "-m", "launcher=submitit_local", "shard=0,1", "shards=2", *common,
+                       f"output={tmp_path / 'shards'}", roots=trained)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    _same_files(tmp_path / "one", tmp_path / "shards", cases)
+    assert not (tmp_path / "shards" / "failed.json").exists()

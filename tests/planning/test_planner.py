@@ -7,7 +7,8 @@ import pytest
 
 from nnlight.fingerprint import Fingerprint
 from nnlight.planning import PlannerSettings, plan_experiment, plans_from_nnunet, plans_to_nnunet
-from nnlight.planning.planner import PREPROCESSING_COPIES, check_memory
+from nnlight.planning.planner import check_memory
+from nnlight.planning.rules import preprocessing_peak_bytes
 from nnlight.planning.rules import fullres_target_spacing, normalization_schemes, transpose_axes
 from nnlight.planning.topology import get_pool_and_conv_props
 from nnlight.raw.dataset_json import parse_dataset_json
@@ -156,6 +157,7 @@ def test_a_plan_whose_resampling_would_not_fit_in_memory_is_refused() -> None:
         plan_experiment(fp, dj, PlannerSettings(), "Dataset914_Coarse")
     fine = fingerprint([[1, 1, 1]] * 4, [[64, 64, 64]] * 4)
     configurations = plan_experiment(fine, dj, PlannerSettings(), "Dataset915_Fine").configurations
-    check_memory(configurations, [0, 1, 2], fine, 1, memory=64 * 64 * 64 * 4 * PREPROCESSING_COPIES)  # just fits
+    one_channel = preprocessing_peak_bytes(64**3, 64**3, 1)
+    check_memory(configurations, [0, 1, 2], fine, 1, memory=one_channel)  # just fits
     with pytest.raises(UserError, match="training case 0"):
-        check_memory(configurations, [0, 1, 2], fine, 2, memory=64 * 64 * 64 * 4 * PREPROCESSING_COPIES)
+        check_memory(configurations, [0, 1, 2], fine, 2, memory=one_channel)

@@ -108,3 +108,27 @@ def test_instance_ids_beyond_int32_keep_their_objects(tmp_path: Path) -> None:
     for case in dataset.cases:
         _, seg, _ = load_case(store, case.case_id)
         assert set(np.unique(seg)) <= {-1, 0, 1, 2} and (seg > 0).any()  # border-core labels of the objects
+
+
+def test_shards_fill_one_store_equal_to_one_run_and_a_budget_refuses_a_case_too_large(planned, tmp_path: Path
+                                                                                      ) -> None:
+    """Two jobs (shard 0 and 1 of 2) write the store one run writes, each its own cases; a case whose estimated
+    peak exceeds preprocess.memory_gb is refused before anything is written."""
+    from nnlight.fingerprint import compute_fingerprint
+    from nnlight.utils.errors import UserError
+    from nnlight.utils.shards import Shard
+
+    dataset, plans = planned
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    preprocess_dataset(dataset, plans, whole, num_workers=0, configurations=["3d_fullres"])
+    done = [preprocess_dataset(dataset, plans, sharded, num_workers=0, configurations=["3d_fullres"],
+                               shard=Shard(k, 2))[0].done for k in (0, 1)]
+    assert sum(done) == len(dataset.cases) and 0 not in done
+    assert _store(sharded / dataset.name / "nnUNetPlans_3d_fullres") == \
+        _store(whole / dataset.name / "nnUNetPlans_3d_fullres")
+
+    fingerprint = compute_fingerprint(dataset, num_workers=0, sample_budget=1e5)
+    with pytest.raises(UserError, match=r"3d_fullres: case .* needs about .* GiB .* more than the budget of 0\.1 GiB"):
+        preprocess_dataset(dataset, plans, tmp_path / "tight", num_workers=2, configurations=["3d_fullres"],
+                           fingerprint=fingerprint, memory_budget=2**30 // 10)
+    assert not (tmp_path / "tight").exists()

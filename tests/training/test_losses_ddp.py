@@ -103,8 +103,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _compare(tmp_path: Path, dims: int, batch_dice: bool, backend: str) -> None:
-    out = tmp_path / "rank.pt"
+def two_ranks_and_one(folder: Path, dims: int, batch_dice: bool, backend: str = "gloo"
+                      ) -> tuple[list[dict], dict]:
+    """What each of 2 ranks x batch 1 ends with, and what 1 process x batch 2 ends with (benchmarks.ddp_parity
+    prints their differences)."""
+    out = folder / "rank.pt"
     mp.spawn(_rank, args=(_free_port(), dims, batch_dice, str(out), backend), nprocs=2, join=True)
     ranks = [torch.load(f"{out}.{rank}", weights_only=True) for rank in (0, 1)]
     device = _device(backend, 0)
@@ -112,6 +115,11 @@ def _compare(tmp_path: Path, dims: int, batch_dice: bool, backend: str) -> None:
     images, targets = _batch(dims)
     single = _on_cpu(_train(task, task, images.to(device), [t.to(device) for t in targets]))
     assert isinstance(single, dict)
+    return ranks, single
+
+
+def _compare(tmp_path: Path, dims: int, batch_dice: bool, backend: str) -> None:
+    ranks, single = two_ranks_and_one(tmp_path, dims, batch_dice, backend)
     # each rank's loss is its sample's CE and (with batch Dice) the whole batch's Dice: their mean is the loss of
     # one process over the batch, step after step
     mean_over_ranks = [(a + b) / 2 for a, b in zip(ranks[0]["losses"], ranks[1]["losses"], strict=True)]

@@ -54,3 +54,36 @@ def test_workers_die_when_the_main_process_is_killed() -> None:
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"worker(s) {left} outlived their killed parent"
+
+
+def _timed(item: tuple[str, float, str]) -> tuple[str, float, float]:
+    """A worker's job: sleep, and say when it ran."""
+    name, seconds, _ = item
+    start = time.monotonic()
+    time.sleep(seconds)
+    return name, start, time.monotonic()
+
+
+def test_items_run_side_by_side_only_as_far_as_their_needs_fit_the_budget() -> None:
+    """Needs 6, 5, 3, 2, 2 within a budget of 8 on 3 workers: 6 runs first and beside 2 only, never beside 5; the
+    largest goes first; every item runs once."""
+    from nnlight.utils.parallel import map_within_budget
+
+    needs = {"a": 3, "b": 6, "c": 2, "d": 5, "e": 2}
+    items = [(name, 0.6, "") for name in needs]
+    results = list(map_within_budget(_timed, items, list(needs.values()), 8, 3, "test"))
+    assert sorted(r[0] for r in results) == sorted(needs)
+    spans = {name: (start, end) for name, start, end in results}
+    assert min(spans, key=lambda n: spans[n][0]) == "b"
+    for name, (start, _) in spans.items():  # at each start, what runs together fits
+        together = [n for n, (s, e) in spans.items() if s <= start < e]
+        assert sum(needs[n] for n in together) <= 8, (name, together)
+        assert len(together) <= 3
+
+
+def test_an_item_larger_than_the_budget_runs_alone() -> None:
+    from nnlight.utils.parallel import map_within_budget
+
+    results = list(map_within_budget(_timed, [("big", 0.5, ""), ("small", 0.5, "")], [10, 1], 4, 2, "test"))
+    spans = {name: (start, end) for name, start, end in results}
+    assert spans["small"][0] >= spans["big"][1]

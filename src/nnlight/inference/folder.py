@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,9 @@ from nnlight.raw.dataset import group_channel_files
 from nnlight.raw.io import Geometry, image_format, read_images
 from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import UserError
-from nnlight.utils.files import atomic_write_json
+from nnlight.utils.files import atomic_write_json, load_json
 from nnlight.utils.folders import PredictionFolder
+from nnlight.utils.locks import waiting_lock
 
 T = TypeVar("T")
 
@@ -88,7 +89,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                    output_folder: Path, file_ending: str, postprocessing: PostprocessingRules | None = None,
                    save_probabilities: bool = False, overwrite: bool = False,
                    before_first_write: Callable[[], None] | None = None,
-                   failed_before: Mapping[str, str] | None = None, workers: int | None = None) -> FolderReport:
+                   failed_before: Mapping[str, str] | None = None, workers: int | None = None,
+                   other_shards: Collection[str] = ()) -> FolderReport:
     """Segment every case (from :func:`input_cases`) into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
 
     Cases smaller than a tile share forward passes (as many tiles as ``tile_batch``). With ``workers`` threads
@@ -99,7 +101,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
     error in ``failed.json`` and the others go on (``failed_before``: cases :func:`input_cases` already refused); a
     rerun tries them again; when no case could be predicted, nothing is written. ``before_first_write`` runs once,
     before the first file is written (predict.py records how the folder is made); a failed export (e.g. a full
-    disk) stops the run after the cases before it are written.
+    disk) stops the run after the cases before it are written. ``other_shards``: the input's cases that other jobs
+    predict into the same folder (``shard=``): their entries in ``failed.json`` are theirs and stay.
     """
     ensemble = predictor if isinstance(predictor, EnsemblePredictor) else EnsemblePredictor([predictor])
     workers = default_workers(ensemble) if workers is None else workers
@@ -117,11 +120,17 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
 
     def record_failures() -> None:
         """``failed.json`` beside the predictions (none written yet: the caller reports the failures, nothing is
-        written); removed once no case fails."""
-        if failed and started:
-            atomic_write_json(folder.failed, {"failed": failed, "cases": len(cases) + len(failed_before or {})})
-        elif not failed and folder.failed.is_file():
-            folder.failed.unlink()
+        written), merged with the other shards' failures; removed once no case fails."""
+        if not started and (failed or not output_folder.is_dir()):
+            return
+        with waiting_lock(folder.failed_lock):
+            earlier = load_json(folder.failed).get("failed", {}) if folder.failed.is_file() else {}
+            merged = {**{c: why for c, why in earlier.items() if c in other_shards}, **failed}
+            if merged:
+                atomic_write_json(folder.failed, {"failed": merged, "cases": len(cases) + len(failed_before or {})
+                                                  + len(other_shards)})
+            elif folder.failed.is_file():
+                folder.failed.unlink()
 
     def finished(case_id: str) -> bool:
         """Done in an earlier run: its files are complete (verified, not only present)."""

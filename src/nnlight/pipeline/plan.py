@@ -7,7 +7,7 @@ import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig
 
@@ -23,8 +23,23 @@ from nnlight.raw.dataset import open_raw_dataset
 from nnlight.raw.dataset_json import DATASET_NAME_PATTERN, DatasetJson, dataset_name_problem, load_dataset_json
 from nnlight.utils.errors import DatasetProblems, UserError
 from nnlight.utils.files import atomic_write_json, load_json
+from nnlight.utils.machine import usable_cpus
+from nnlight.utils.shards import Shard
 
 FINGERPRINT_FILE = "fingerprint.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessOptions:
+    """plan.yaml's ``preprocess`` (``preprocess=false`` alone is short for ``preprocess.run=false``)."""
+
+    run: bool = True
+    memory_gb: float | None = None  # what preprocessing's workers may use together; None: available now less a margin
+
+    def __post_init__(self) -> None:
+        if self.memory_gb is not None and not self.memory_gb > 0:
+            raise ValueError(f"memory_gb={self.memory_gb}: give the GB preprocessing may use, e.g. 16, or null "
+                             "(the memory available now, less a margin)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +51,18 @@ class PlanOptions:
     dataset_json: str | None = None
     nnunet_plans: str | None = None
     plans_from: str | int | None = None
-    num_workers: int = 2
+    num_workers: int | Literal["auto"] = "auto"
     overwrite_fingerprint: bool = False
     overwrite_configs: bool = False
-    preprocess: bool = True
+    preprocess: PreprocessOptions = PreprocessOptions()
+    shard: int | None = None  # with shards=N: this job preprocesses its part of the cases (the plan is shared)
+    shards: int = 1
     verbose: bool = False
+
+    @property
+    def workers(self) -> int:
+        """Worker processes for the fingerprint and preprocessing (auto: one per usable core)."""
+        return usable_cpus() if self.num_workers == "auto" else int(self.num_workers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +79,14 @@ def parse(cfg: DictConfig) -> PlanConfig:
     values = resolved_config(cfg)
     check_required(values, {"dataset": "nnlight-plan dataset=Dataset101_BraTS2015Mini"})
     planner = planner_settings(values.pop("planner"))
-    return PlanConfig(typed(PlanOptions, {k: v for k, v in values.items() if k != "paths"}), planner,
-                      Roots.from_values(values["paths"]))
+    preprocess = values.pop("preprocess", None)
+    preprocess = typed(PreprocessOptions, {"run": preprocess} if isinstance(preprocess, bool) else preprocess or {},
+                       "preprocess")
+    options = typed(PlanOptions, {k: v for k, v in values.items() if k != "paths"})
+    if options.num_workers != "auto" and int(options.num_workers) < 0:
+        raise UserError(f"num_workers={options.num_workers}: use auto, 0 (in this process) or a number of processes")
+    Shard.from_values(options.shard, options.shards)  # checked here, before anything runs
+    return PlanConfig(dataclasses.replace(options, preprocess=preprocess), planner, Roots.from_values(values["paths"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,11 +176,15 @@ def run(config: PlanConfig) -> PlanResult:
             raise DatasetProblems(folder.name, problems)
         name, dataset_json = raw.name, raw.dataset_json
         fingerprint_path = preprocessed_root / name / FINGERPRINT_FILE
+        shard = Shard.from_values(options.shard, options.shards)
+        if shard.count > 1 and (not fingerprint_path.is_file() or options.overwrite_fingerprint):
+            raise UserError(f"shards={shard.count}: the jobs share one fingerprint and plan; make them first with "
+                            f"nnlight-plan dataset={dataset} preprocess=false, then start the shards")
         if fingerprint_path.is_file() and not options.overwrite_fingerprint and not problems:
             print(f"Reusing fingerprint {fingerprint_path} (overwrite_fingerprint=true recomputes it)")
             fingerprint = load_fingerprint(fingerprint_path)
         else:
-            fingerprint = compute_fingerprint(raw, options.num_workers, known_problems=problems)
+            fingerprint = compute_fingerprint(raw, options.workers, known_problems=problems)
             new_fingerprint = True
 
     if options.plans_from is not None:
@@ -175,13 +207,16 @@ def run(config: PlanConfig) -> PlanResult:
             shutil.copyfile(raw_splits, preprocessed_root / name / "splits_final.json")
     result = _write_outputs(plans, dataset_json, fingerprint, preprocessed_root, suffix, provenance,
                             options.overwrite_configs)
-    if not options.preprocess:
+    if not options.preprocess.run:
         print("Preprocessing skipped (preprocess=false)")
     elif raw is None:
         print("Preprocessing skipped: planning from a fingerprint reads no image; run nnlight-plan on the raw dataset "
               "folder to preprocess")
     else:
-        for r in preprocess_dataset(raw, plans, preprocessed_root, options.num_workers):
+        memory_gb = options.preprocess.memory_gb
+        for r in preprocess_dataset(raw, plans, preprocessed_root, options.workers, fingerprint=fingerprint,
+                                    memory_budget=None if memory_gb is None else int(memory_gb * 2**30),
+                                    shard=Shard.from_values(options.shard, options.shards)):
             print(f"Preprocessed {r.data_identifier}: {r.done} case(s) written, {r.skipped} already done "
                   f"-> {r.folder}")
     return result

@@ -35,6 +35,7 @@ from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
 from nnlight.utils.folders import CheckpointName, ModelFolder, PredictionFolder, RunFolder
+from nnlight.utils.shards import Shard
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ class PredictArguments:
     best: str | None = None
     folds: int | str | list[int | str] | None = None
     reference: str | None = None
+    shard: int | None = None
+    shards: int = 1
     verbose: bool = False
 
 
@@ -174,6 +177,7 @@ class PredictConfig:
     output: Path
     folds: list[str] | None
     reference: Path | None
+    shard: Shard  # this job's part of the input's cases (shard=k shards=N); all of them by default
     options: PredictOptions
     scoring: ScoringOptions
     metrics: tuple[Component, ...]  # the user's per-case scores beside Dice/IoU/HD95/NSD
@@ -199,13 +203,18 @@ def parse(cfg: DictConfig) -> PredictConfig:
     arguments = typed(PredictArguments, {k: v for k, v in values.items() if k in names})
     options = typed(PredictOptions, {k: v for k, v in values.items() if k not in names}, "predict")
     folds = arguments.folds
+    shard = Shard.from_values(arguments.shard, arguments.shards)
+    if shard.count > 1 and arguments.reference:
+        raise UserError("reference= scores a whole output folder, and a shard writes part of it: predict the shards "
+                        "without reference=, then score them all at once by running this command again with "
+                        "reference= and without shard= (every finished image is skipped)")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     return PredictConfig(
         str(arguments.model), None if arguments.dataset is None else str(arguments.dataset),
         None if arguments.best is None else str(arguments.best), Path(arguments.input),
         Path(arguments.output), None if folds is None else [str(f) for f in (folds if isinstance(folds, list)
                                                                             else [folds])],
-        Path(arguments.reference) if arguments.reference else None, options, scoring, metrics, roots,
+        Path(arguments.reference) if arguments.reference else None, shard, options, scoring, metrics, roots,
         OmegaConf.to_yaml(cfg), overrides)
 
 
@@ -263,6 +272,10 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
             member.inference = dataclasses.replace(member.inference, instances=None)
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
     cases, refused = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # before any write
+    everything = [*cases, *refused]
+    cases = {c: files for c, files in cases.items() if config.shard.contains(c)}
+    refused = {c: why for c, why in refused.items() if config.shard.contains(c)}
+    other_shards = [c for c in everything if not config.shard.contains(c)]
     rules = loaded[0][1] if len(loaded) == 1 and loaded[0][1] else PostprocessingRules.load(models.postprocessing) \
         if models.postprocessing and models.postprocessing.is_file() else None
     rules = rules if options.postprocessing else None
@@ -286,14 +299,16 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
 
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made, refused,
-                            None if options.workers == "auto" else int(options.workers))
+                            None if options.workers == "auto" else int(options.workers), other_shards)
     seconds = time.perf_counter() - start
     rate = ("" if not report.predicted else f", {len(report.predicted) / seconds:.2f} images/s"
             if len(report.predicted) >= seconds else f", {seconds / len(report.predicted):.1f} s per image")
     folds_used = [f"{p.model_folders[0].parent.parent.name}/{p.model_folders[0].parent.name} "
                   f"({', '.join(f.name for f in p.model_folders)})" for p in predictor.predictors]
     lines = [f"\nPredicted {len(report.predicted)} case(s) in {seconds:.1f} s{rate}"
-             + (f" ({len(report.skipped)} already done, skipped)" if report.skipped else "") + f": {output}",
+             + (f" ({len(report.skipped)} already done, skipped)" if report.skipped else "")
+             + (f", {config.shard.describe()} ({len(other_shards)} case(s) left to the other shards)"
+                if config.shard.count > 1 else "") + f": {output}",
              f"  model: {' + '.join(folds_used)}, checkpoint {options.checkpoint}, "
              f"mirroring {'on' if options.mirroring else 'off'}, precision "
              f"{'/'.join(sorted({p.inference.precision for p in predictor.predictors}))}, tiles per pass "

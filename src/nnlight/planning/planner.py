@@ -17,6 +17,7 @@ from nnlight.planning.rules import (
     RESAMPLING_PROBABILITIES,
     RESAMPLING_SEG,
     Numbers,
+    case_preprocessing_bytes,
     compute_new_shape,
     fullres_target_spacing,
     normalization_schemes,
@@ -227,9 +228,6 @@ def plan_experiment(fingerprint: Fingerprint, dataset_json: DatasetJson, setting
     )
 
 
-PREPROCESSING_COPIES = 3  # a case in memory while resampled: the input, the output and one channel's intermediate
-
-
 def check_memory(configurations: dict[str, ConfigurationPlan], transpose_backward: Sequence[int],
                  fingerprint: Fingerprint, channels: int, memory: int | None = None) -> None:
     """Every case the plan resamples fits the machine's memory (checked before anything is written): a spacing gone
@@ -240,8 +238,7 @@ def check_memory(configurations: dict[str, ConfigurationPlan], transpose_backwar
             continue
         target = [conf.spacing[i] for i in transpose_backward]
         for i, (spacing, shape) in enumerate(zip(fingerprint.spacings, fingerprint.shapes_after_crop, strict=True)):
-            resampled = compute_new_shape(shape, spacing, target)
-            need = float(np.prod(resampled, dtype=np.float64)) * channels * 4 * PREPROCESSING_COPIES
+            resampled, need = case_preprocessing_bytes(shape, spacing, target, channels)
             if need > memory:
                 raise UserError(
                     f"{conf.name}: training case {i} ({_fmt(shape)} voxels at spacing {_fmt(spacing)}) would be "

@@ -26,6 +26,34 @@ MASKABLE_NORMALIZATIONS = ("ZScoreNormalization",)
 def compute_new_shape(old_shape: Sequence[int], old_spacing: Numbers, new_spacing: Numbers) -> list[int]:
     """The shape of an image resampled from ``old_spacing`` to ``new_spacing`` (planning and preprocessing)."""
     return [round(s * o / n) for s, o, n in zip(old_shape, old_spacing, new_spacing, strict=True)]
+# A case's peak memory while preprocessed, calibrated on 200x512x512 CT cases (BENCHMARKS.md, preprocessing
+# memory; 3.1 GB measured for 52 M voxels resampled to 47 M, 2.4 GB to 8 M): a worker's interpreter with torch and
+# SimpleITK, then bytes per voxel before resampling (per channel: the image as read, its copy and its normalized
+# copy; once: float64 copies of one channel for the spline, the labels and their indicator) and per voxel after
+# (per channel: the float32 result; once: one channel's float64 result, the label resampling's scores), with a margin.
+PREPROCESSING_BASE_BYTES = 2**29
+PREPROCESSING_BYTES_PER_VOXEL_BEFORE = (26, 12)  # (once, per channel)
+PREPROCESSING_BYTES_PER_VOXEL_AFTER = (9, 8)
+PREPROCESSING_MARGIN = 1.15
+
+
+def preprocessing_peak_bytes(voxels_before: float, voxels_after: float, channels: int) -> int:
+    """Estimated peak memory of preprocessing one case of ``voxels_before`` voxels (cropped, per channel) that
+    resampling turns into ``voxels_after``: what lets preprocessing run as many cases side by side as fit."""
+    before, after = PREPROCESSING_BYTES_PER_VOXEL_BEFORE, PREPROCESSING_BYTES_PER_VOXEL_AFTER
+    need = voxels_before * (before[0] + before[1] * channels) + voxels_after * (after[0] + after[1] * channels)
+    return int(PREPROCESSING_MARGIN * (PREPROCESSING_BASE_BYTES + need))
+
+
+def case_preprocessing_bytes(shape: Sequence[int], spacing: Numbers, target_spacing: Numbers, channels: int
+                             ) -> tuple[list[int], int]:
+    """The shape a case of ``shape`` (cropped) at ``spacing`` takes at ``target_spacing`` (same axis order), and
+    its estimated peak memory while preprocessed (:func:`preprocessing_peak_bytes`)."""
+    resampled = compute_new_shape(shape, spacing, target_spacing)
+    return resampled, preprocessing_peak_bytes(float(np.prod(shape, dtype=np.float64)),
+                                               float(np.prod(resampled, dtype=np.float64)), channels)
+
+
 USE_MASK_RELATIVE_SIZE_THRESHOLD = 3 / 4
 
 RESAMPLING_DATA = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}

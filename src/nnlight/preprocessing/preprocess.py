@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from nnlight.fingerprint import Fingerprint
 from nnlight.planning.plans import ConfigurationPlan, Plans
+from nnlight.planning.rules import case_preprocessing_bytes
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
 from nnlight.preprocessing.store import border_thickness_of, completed_cases, remove_leftovers, write_case
 from nnlight.raw.dataset import RawCase, RawDataset
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.instances import compact_ids
 from nnlight.raw.io import ImageFormat, read_images, read_seg
-from nnlight.utils.parallel import map_with_progress
+from nnlight.utils.errors import UserError
+from nnlight.utils.machine import available_memory_bytes, usable_cpus
+from nnlight.utils.parallel import map_within_budget
+from nnlight.utils.shards import Shard
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,63 @@ def _preprocess_one(case: RawCase, file_format: ImageFormat, settings: Preproces
     return case.case_id
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One case of one configuration's store."""
+
+    case: RawCase
+    settings: PreprocessingSettings
+    folder: Path
+
+
+def _preprocess_job(job: _Job, file_format: ImageFormat) -> str:
+    return _preprocess_one(job.case, file_format, job.settings, job.folder)
+
+
+def case_needs(dataset: RawDataset, plans: Plans, plan: ConfigurationPlan, fingerprint: Fingerprint | None
+               ) -> dict[str, int]:
+    """Each case's estimated peak memory (bytes) while preprocessed for ``plan``, from the fingerprint's cropped
+    shapes and spacings (matched by case identifier, else by order); a fingerprint of other cases makes every
+    case count as the largest it knows. Without a fingerprint nothing is estimated (0): the worker count alone
+    limits what runs at once."""
+    channels = dataset.dataset_json.num_channels
+    forward = plans.transpose_forward
+
+    def need(shape: Sequence[int], spacing: Sequence[float]) -> int:
+        shape_t, spacing_t = [shape[a] for a in forward], [float(spacing[a]) for a in forward]
+        target = list(plan.spacing) if len(plan.spacing) == len(spacing_t) else [spacing_t[0], *plan.spacing]
+        return case_preprocessing_bytes(shape_t, spacing_t, target, channels)[1]
+
+    ids = [c.case_id for c in dataset.cases]
+    if fingerprint is None:
+        return dict.fromkeys(ids, 0)
+    needs = [need(shape, spacing) for shape, spacing in zip(fingerprint.shapes_after_crop, fingerprint.spacings,
+                                                             strict=True)]
+    known = fingerprint.case_identifiers or (ids if len(needs) == len(ids) else None)
+    if known is not None and set(ids) <= set(known):
+        by_id = dict(zip(known, needs, strict=True))
+        return {c: by_id[c] for c in ids}
+    return dict.fromkeys(ids, max(needs, default=0))
+
+
+def default_memory_budget() -> int:
+    """The memory available now, less a margin (10 %, at least 1 GiB) for everything else on the machine."""
+    available = available_memory_bytes()
+    return max(0, available - max(2**30, available // 10))
+
+
 def preprocess_dataset(dataset: RawDataset, plans: Plans, out_root: Path, num_workers: int,
-                       configurations: list[str] | None = None) -> list[PreprocessReport]:
-    """Write the case store of each configuration; cases already complete are skipped (resume)."""
-    reports = []
+                       configurations: list[str] | None = None, fingerprint: Fingerprint | None = None,
+                       memory_budget: int | None = None, shard: Shard | None = None) -> list[PreprocessReport]:
+    """Write the case store of each configuration; cases already complete are skipped (resume).
+
+    With the fingerprint, every case's peak memory is estimated, and cases run side by side (up to
+    ``num_workers``) only as far as their estimates fit ``memory_budget`` together (default: the memory available
+    now, less a margin), the largest first and alone if need be; a case that cannot fit even alone is refused
+    before anything is written. ``shard``: only this job's part of the cases (several jobs share one store).
+    """
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    reports, jobs, needs = [], [], []
     seen: set[str] = set()
     for name, plan in plans.configurations.items():
         if (configurations and name not in configurations) or plan.inherits_from or plan.data_identifier in seen:
@@ -71,10 +130,30 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, out_root: Path, num_wo
         done = set(completed_cases(folder))
         if plans.instances is not None:  # labels made with another border ring are made again
             done = {c for c in done if border_thickness_of(folder, c) == plans.instances.border_thickness_mm}
-        todo = [c for c in dataset.cases if c.case_id not in done]
-        worker = partial(_preprocess_one, file_format=dataset.image_format,
-                         settings=preprocessing_settings(plans, plan, dataset.dataset_json), folder=folder)
-        for _ in map_with_progress(worker, todo, num_workers, f"Preprocessing {name}"):
+        mine = [c for c in dataset.cases if shard is None or shard.contains(c.case_id)]
+        todo = [c for c in mine if c.case_id not in done]
+        settings = preprocessing_settings(plans, plan, dataset.dataset_json)
+        case_need = case_needs(dataset, plans, plan, fingerprint)
+        for case in todo:
+            if case_need[case.case_id] > budget:
+                raise UserError(
+                    f"{name}: case {case.case_id} needs about {case_need[case.case_id] / 2**30:.1f} GiB of memory to "
+                    f"preprocess, more than the budget of {budget / 2**30:.1f} GiB (preprocess.memory_gb; by default "
+                    "the memory available now, less a margin). Close other programs or set preprocess.memory_gb= "
+                    "to what this machine can give; nothing was written")
+            jobs.append(_Job(case, settings, folder))
+            needs.append(case_need[case.case_id])
+        reports.append(PreprocessReport(plan.data_identifier, folder, len(todo), len(mine) - len(todo)))
+    if jobs:
+        workers = min(num_workers, len(jobs))
+        largest = max(needs)
+        if workers > 1 and largest:
+            side_by_side = min(workers, max(1, budget // largest))
+            print(f"Preprocessing {len(jobs)} case(s) with up to {workers} workers within {budget / 2**30:.1f} GiB of "
+                  f"memory: the largest needs about {largest / 2**30:.1f} GiB"
+                  + (" and runs alone" if side_by_side == 1 else f", {side_by_side} of them fit side by side"))
+        for _ in map_within_budget(partial(_preprocess_job, file_format=dataset.image_format), jobs, needs, budget,
+                                   num_workers, f"Preprocessing {', '.join(r.data_identifier for r in reports)}",
+                                   threads_per_worker=max(1, usable_cpus() // max(1, workers))):
             pass
-        reports.append(PreprocessReport(plan.data_identifier, folder, len(todo), len(done)))
     return reports

@@ -267,6 +267,11 @@ class PredictionFolder:
         """The cases predict.py could not read or preprocess, each with its error (gone once none is left)."""
         return self.path / "failed.json"
 
+    @property
+    def failed_lock(self) -> Path:
+        """Taken while ``failed.json`` is updated: jobs predicting shards of one cohort share it."""
+        return self.path / ".failed.lock"
+
     def segmentation(self, case_id: str, file_ending: str) -> Path:
         return self.path / f"{case_id}{file_ending}"
 
