@@ -51,7 +51,8 @@ def test_runs_recorded_before_keep_their_identity_less_the_evaluation_only_setti
     excluded = ["paths.raw", "paths.preprocessed", "paths.results", "data.num_workers", "trainer.accelerator",
                 "trainer.devices", "logger", "logger.images_every_n_epochs", "launcher", "optimized_metric",
                 "nonfinite_loss_patience", "checkpoints", "verbose", "hparams_search"]  # f7d1cb7's exclude_keys
-    recorded_before = without_keys(config.resolved, [*excluded, "loss.class_weights", "trainer.num_nodes"])  # added since
+    added_since = ["loss.class_weights", "trainer.num_nodes"]
+    recorded_before = without_keys(config.resolved, [*excluded, *added_since])
     assert config_hash(recorded_before) == IDENTITIES_BEFORE[overrides]
     assert current_identity(recorded_before) == config.identity
     assert not set(EVALUATION_ONLY) & set(config.identity)

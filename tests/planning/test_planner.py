@@ -8,8 +8,12 @@ import pytest
 from nnlight.fingerprint import Fingerprint
 from nnlight.planning import PlannerSettings, plan_experiment, plans_from_nnunet, plans_to_nnunet
 from nnlight.planning.planner import check_memory
-from nnlight.planning.rules import preprocessing_peak_bytes
-from nnlight.planning.rules import fullres_target_spacing, normalization_schemes, transpose_axes
+from nnlight.planning.rules import (
+    fullres_target_spacing,
+    normalization_schemes,
+    preprocessing_peak_bytes,
+    transpose_axes,
+)
 from nnlight.planning.topology import get_pool_and_conv_props
 from nnlight.raw.dataset_json import parse_dataset_json
 from nnlight.utils.errors import UserError

@@ -38,7 +38,7 @@ class PreprocessOptions:
 
     def __post_init__(self) -> None:
         if self.memory_gb is not None and not self.memory_gb > 0:
-            raise ValueError(f"memory_gb={self.memory_gb}: give the GB preprocessing may use, e.g. 16, or null "
+            raise ValueError(f"memory_gb={self.memory_gb:g}: give the GB preprocessing may use, e.g. 16, or null "
                              "(the memory available now, less a margin)")
 
 
