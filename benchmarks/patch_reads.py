@@ -4,9 +4,10 @@
 
 Formats compared on the same cases: uncompressed .npy opened memory-mapped (the store), the same .npy
 loaded whole, nnU-Net v2.0-2.2's ``np.savez_compressed`` (.npz, decompressed whole per read) and, when the
-``blosc2`` package is importable (it is not an nnlight dependency), nnU-Net 2.8's blosc2 format (ZSTD level 8,
-one chunk per patch-sized block). The page cache is warm (files read once before timing), as during
-training after the first epoch.
+``blosc2`` package is importable (``pip install "nnlight[compressed]"``), the compressed store
+(``preprocess.store=blosc2``: nnlight's :class:`~nnlight.preprocessing.store.Blosc2Store`, LZ4HC level 5 in
+patch-sized chunks as nnU-Net 2.8 writes them), read as the patch sampler reads it. The page cache is warm (files
+read once before timing), as during training after the first epoch.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import numpy as np
 
 try:
     import blosc2
-except ImportError:  # optional: only for the comparison
+except ImportError:  # the compressed store's extra
     blosc2 = None
 
-from nnlight.preprocessing.store import completed_cases, load_case
+from nnlight.preprocessing.store import STORE_FORMATS, completed_cases, load_case
 
 
 def _random_slices(shape: tuple[int, ...], patch: list[int], rng: np.random.Generator) -> tuple[slice, ...]:
@@ -76,18 +77,16 @@ def main() -> None:
         candidates = [("npy memory-mapped (store)", memmap, npy_mib), ("npy loaded whole", whole_npy, npy_mib),
                       ("npz compressed", whole_npz, npz_mib)]
         if blosc2 is not None:
+            compressed = STORE_FORMATS["blosc2"]
             for c in cases:
-                data = np.load(folder / f"{c}.npy")
-                chunks = (1, *[min(p, s) for p, s in zip(args.patch, data.shape[1:], strict=True)])
-                blosc2.asarray(np.ascontiguousarray(data), urlpath=str(Path(tmp) / f"{c}.b2nd"), chunks=chunks,
-                               cparams={"codec": blosc2.Codec.ZSTD, "clevel": 8}, mode="w")
+                compressed.write(Path(tmp) / f"{c}.b2nd", np.load(folder / f"{c}.npy"), args.patch)
             b2_mib = sum(p.stat().st_size for p in Path(tmp).glob("*.b2nd")) / 2**20
 
             def blosc2_chunks(case: str, rng: np.random.Generator) -> np.ndarray:
-                data = blosc2.open(str(Path(tmp) / f"{case}.b2nd"), mode="r")
+                data = compressed.open(Path(tmp) / f"{case}.b2nd")
                 return data[_random_slices(shapes[case][1:], args.patch, rng)]
 
-            candidates.append((f"blosc2 {blosc2.__version__} chunked", blosc2_chunks, b2_mib))
+            candidates.append((f"blosc2 {blosc2.__version__} store (compressed)", blosc2_chunks, b2_mib))
         for name, read, mib in candidates:
             read(cases[0], np.random.default_rng(1))  # warm the cache
             print(f"{name:28s} {_rate(read, cases, args.seconds):8.1f} patches/s   disk {mib:7.1f} MiB")

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from nnlight.preprocessing.store import load_arrays, load_class_locations
+from nnlight.preprocessing.store import PatchSource, load_arrays, load_class_locations
 
 Oversampling = Literal["last_in_batch", "random", "random_at_batch_rate"]
 
@@ -58,7 +58,7 @@ def rank_sampling(global_batch_size: int, world_size: int, rank: int, oversample
     return size, rates[mode]
 
 
-def crop_and_pad(array: np.ndarray, lower: Sequence[int], size: Sequence[int], pad_value: float) -> np.ndarray:
+def crop_and_pad(array: PatchSource, lower: Sequence[int], size: Sequence[int], pad_value: float) -> np.ndarray:
     """``array[:, lower:lower+size]`` per spatial axis, padding with ``pad_value`` where the box leaves the array."""
     out = np.full((array.shape[0], *size), pad_value, dtype=array.dtype)
     src, dst = [slice(None)], [slice(None)]
@@ -98,7 +98,7 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         self._locations: dict[str, dict[str, np.ndarray]] = {}
         # memory maps, opened once per case: the image, its labels (and the previous stage's segmentation)
-        self._arrays: dict[str, tuple[np.ndarray, tuple[np.ndarray, ...]]] = {}
+        self._arrays: dict[str, tuple[PatchSource, tuple[PatchSource, ...]]] = {}
 
     def class_locations(self, case_id: str) -> dict[str, np.ndarray]:
         if case_id not in self._locations:

@@ -19,6 +19,7 @@ from nnlight.planning.instance_plan import plan_instances
 from nnlight.planning.plan_configs import write_plan_configs
 from nnlight.planning.summary import format_summary
 from nnlight.preprocessing.preprocess import preprocess_dataset
+from nnlight.preprocessing.store import StoreFormatName
 from nnlight.raw.dataset import open_raw_dataset
 from nnlight.raw.dataset_json import DATASET_NAME_PATTERN, DatasetJson, dataset_name_problem, load_dataset_json
 from nnlight.utils.errors import DatasetProblems, UserError
@@ -35,6 +36,7 @@ class PreprocessOptions:
 
     run: bool = True
     memory_gb: float | None = None  # what preprocessing's workers may use together; None: available now less a margin
+    store: StoreFormatName = "npy"  # npy: memory-mapped (fast patch reads); blosc2: compressed (a fraction of the disk)
 
     def __post_init__(self) -> None:
         if self.memory_gb is not None and not self.memory_gb > 0:
@@ -216,7 +218,8 @@ def run(config: PlanConfig) -> PlanResult:
         memory_gb = options.preprocess.memory_gb
         for r in preprocess_dataset(raw, plans, preprocessed_root, options.workers, fingerprint=fingerprint,
                                     memory_budget=None if memory_gb is None else int(memory_gb * 2**30),
-                                    shard=Shard.from_values(options.shard, options.shards)):
+                                    shard=Shard.from_values(options.shard, options.shards),
+                                    store=options.preprocess.store):
             print(f"Preprocessed {r.data_identifier}: {r.done} case(s) written, {r.skipped} already done "
                   f"-> {r.folder}")
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -11,7 +13,15 @@ from nnlight.fingerprint import Fingerprint
 from nnlight.planning.plans import ConfigurationPlan, Plans
 from nnlight.planning.rules import case_preprocessing_bytes
 from nnlight.preprocessing.case import PreprocessingSettings, preprocess_case
-from nnlight.preprocessing.store import border_thickness_of, completed_cases, remove_leftovers, write_case
+from nnlight.preprocessing.store import (
+    StoreFormatName,
+    border_thickness_of,
+    completed_cases,
+    format_of_case,
+    remove_leftovers,
+    store_format,
+    write_case,
+)
 from nnlight.raw.dataset import RawCase, RawDataset
 from nnlight.raw.dataset_json import DatasetJson
 from nnlight.raw.instances import compact_ids
@@ -46,7 +56,8 @@ def preprocessing_settings(plans: Plans, plan: ConfigurationPlan, dataset_json: 
     )
 
 
-def _preprocess_one(case: RawCase, file_format: ImageFormat, settings: PreprocessingSettings, folder: Path) -> str:
+def _preprocess_one(case: RawCase, file_format: ImageFormat, settings: PreprocessingSettings, folder: Path,
+                    store: StoreFormatName = "npy", patch_size: Sequence[int] = ()) -> str:
     images, geometry = read_images(case.image_files, file_format)
     seg, _ = read_seg(case.label_file, file_format)
     if settings.instances is not None:  # object ids as 1..N: an id beyond int32 (uint64, 1e12) keeps its object
@@ -59,7 +70,7 @@ def _preprocess_one(case: RawCase, file_format: ImageFormat, settings: Preproces
         "sitk_origin": list(geometry.sitk_origin),
         "sitk_direction": list(geometry.sitk_direction),
         "is_2d": geometry.is_2d,
-    })
+    }, store_format(store), patch_size)
     return case.case_id
 
 
@@ -70,36 +81,57 @@ class _Job:
     case: RawCase
     settings: PreprocessingSettings
     folder: Path
+    store: StoreFormatName
+    patch_size: tuple[int, ...]
 
 
 def _preprocess_job(job: _Job, file_format: ImageFormat) -> str:
-    return _preprocess_one(job.case, file_format, job.settings, job.folder)
+    return _preprocess_one(job.case, file_format, job.settings, job.folder, job.store, job.patch_size)
 
 
-def case_needs(dataset: RawDataset, plans: Plans, plan: ConfigurationPlan, fingerprint: Fingerprint | None
-               ) -> dict[str, int]:
-    """Each case's estimated peak memory (bytes) while preprocessed for ``plan``, from the fingerprint's cropped
-    shapes and spacings (matched by case identifier, else by order); a fingerprint of other cases makes every
-    case count as the largest it knows. Without a fingerprint nothing is estimated (0): the worker count alone
-    limits what runs at once."""
+@dataclass(frozen=True)
+class CaseEstimate:
+    memory: int  # peak bytes while preprocessed
+    store: int  # bytes in the uncompressed store
+
+
+def case_estimates(dataset: RawDataset, plans: Plans, plan: ConfigurationPlan, fingerprint: Fingerprint | None
+                   ) -> dict[str, CaseEstimate]:
+    """Each case's estimated peak memory while preprocessed for ``plan`` and its size in the uncompressed store,
+    from the fingerprint's cropped shapes and spacings (matched by case identifier, else by order); a fingerprint
+    of other cases makes every case count as the largest it knows. Without a fingerprint nothing is estimated (0):
+    the worker count alone limits what runs at once."""
     channels = dataset.dataset_json.num_channels
     forward = plans.transpose_forward
 
-    def need(shape: Sequence[int], spacing: Sequence[float]) -> int:
+    def estimate(shape: Sequence[int], spacing: Sequence[float]) -> CaseEstimate:
         shape_t, spacing_t = [shape[a] for a in forward], [float(spacing[a]) for a in forward]
         target = list(plan.spacing) if len(plan.spacing) == len(spacing_t) else [spacing_t[0], *plan.spacing]
-        return case_preprocessing_bytes(shape_t, spacing_t, target, channels)[1]
+        resampled, memory = case_preprocessing_bytes(shape_t, spacing_t, target, channels)
+        return CaseEstimate(memory, math.prod(resampled) * (4 * channels + 1))  # float32 image, int8 labels
 
     ids = [c.case_id for c in dataset.cases]
     if fingerprint is None:
-        return dict.fromkeys(ids, 0)
-    needs = [need(shape, spacing) for shape, spacing in zip(fingerprint.shapes_after_crop, fingerprint.spacings,
-                                                             strict=True)]
-    known = fingerprint.case_identifiers or (ids if len(needs) == len(ids) else None)
+        return dict.fromkeys(ids, CaseEstimate(0, 0))
+    estimates = [estimate(shape, spacing) for shape, spacing in zip(fingerprint.shapes_after_crop,
+                                                                     fingerprint.spacings, strict=True)]
+    known = fingerprint.case_identifiers or (ids if len(estimates) == len(ids) else None)
     if known is not None and set(ids) <= set(known):
-        by_id = dict(zip(known, needs, strict=True))
+        by_id = dict(zip(known, estimates, strict=True))
         return {c: by_id[c] for c in ids}
-    return dict.fromkeys(ids, max(needs, default=0))
+    return dict.fromkeys(ids, max(estimates, key=lambda e: e.memory, default=CaseEstimate(0, 0)))
+
+
+def check_disk(store_bytes: int, out_root: Path, store: StoreFormatName) -> None:
+    """An uncompressed store that would not fit the free disk is refused before a case is written, proposing the
+    compressed one."""
+    existing = next(p for p in (out_root, *out_root.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if store == "npy" and store_bytes > free:
+        raise UserError(f"the case store would take about {store_bytes / 1e9:.1f} GB uncompressed, but {existing} has "
+                        f"{free / 1e9:.1f} GB free: preprocess.store=blosc2 keeps it compressed (a third to a tenth of "
+                        "the size; patch reads slower, BENCHMARKS.md), or free disk space, or point "
+                        "NNLIGHT_PREPROCESSED to a larger disk; nothing was written")
 
 
 def default_memory_budget() -> int:
@@ -110,16 +142,20 @@ def default_memory_budget() -> int:
 
 def preprocess_dataset(dataset: RawDataset, plans: Plans, out_root: Path, num_workers: int,
                        configurations: list[str] | None = None, fingerprint: Fingerprint | None = None,
-                       memory_budget: int | None = None, shard: Shard | None = None) -> list[PreprocessReport]:
+                       memory_budget: int | None = None, shard: Shard | None = None,
+                       store: StoreFormatName = "npy") -> list[PreprocessReport]:
     """Write the case store of each configuration; cases already complete are skipped (resume).
 
     With the fingerprint, every case's peak memory is estimated, and cases run side by side (up to
     ``num_workers``) only as far as their estimates fit ``memory_budget`` together (default: the memory available
     now, less a margin), the largest first and alone if need be; a case that cannot fit even alone is refused
-    before anything is written. ``shard``: only this job's part of the cases (several jobs share one store).
+    before anything is written. ``shard``: only this job's part of the cases (several jobs share one store);
+    ``store``: the format cases are kept in (a case kept in the other one is written again).
     """
+    chosen = store_format(store)
     budget = default_memory_budget() if memory_budget is None else memory_budget
     reports, jobs, needs = [], [], []
+    store_bytes = 0
     seen: set[str] = set()
     for name, plan in plans.configurations.items():
         if (configurations and name not in configurations) or plan.inherits_from or plan.data_identifier in seen:
@@ -127,23 +163,26 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, out_root: Path, num_wo
         seen.add(plan.data_identifier)
         folder = out_root / plans.dataset_name / plan.data_identifier
         remove_leftovers(folder)
-        done = set(completed_cases(folder))
+        done = {c for c in completed_cases(folder) if format_of_case(folder, c) is chosen}
         if plans.instances is not None:  # labels made with another border ring are made again
             done = {c for c in done if border_thickness_of(folder, c) == plans.instances.border_thickness_mm}
         mine = [c for c in dataset.cases if shard is None or shard.contains(c.case_id)]
         todo = [c for c in mine if c.case_id not in done]
         settings = preprocessing_settings(plans, plan, dataset.dataset_json)
-        case_need = case_needs(dataset, plans, plan, fingerprint)
+        case_estimate = case_estimates(dataset, plans, plan, fingerprint)
         for case in todo:
-            if case_need[case.case_id] > budget:
+            need = case_estimate[case.case_id].memory
+            store_bytes += case_estimate[case.case_id].store
+            if need > budget:
                 raise UserError(
-                    f"{name}: case {case.case_id} needs about {case_need[case.case_id] / 2**30:.1f} GiB of memory to "
+                    f"{name}: case {case.case_id} needs about {need / 2**30:.1f} GiB of memory to "
                     f"preprocess, more than the budget of {budget / 2**30:.1f} GiB (preprocess.memory_gb; by default "
                     "the memory available now, less a margin). Close other programs or set preprocess.memory_gb= "
                     "to what this machine can give; nothing was written")
-            jobs.append(_Job(case, settings, folder))
-            needs.append(case_need[case.case_id])
+            jobs.append(_Job(case, settings, folder, store, tuple(plan.patch_size)))
+            needs.append(need)
         reports.append(PreprocessReport(plan.data_identifier, folder, len(todo), len(mine) - len(todo)))
+    check_disk(store_bytes, out_root, store)
     if jobs:
         workers = min(num_workers, len(jobs))
         largest = max(needs)

@@ -29,7 +29,7 @@ from nnlight.inference.export import (
 )
 from nnlight.inference.predictor import InferenceSettings, export_scores, predict_preprocessed
 from nnlight.preprocessing.resampling import resample_logits
-from nnlight.preprocessing.store import load_case
+from nnlight.preprocessing.store import load_arrays, load_case
 from nnlight.raw.io import image_format, read_images, read_seg
 from nnlight.raw.labels import label_key
 from nnlight.utils.console_progress import progress
@@ -158,7 +158,7 @@ def _write_next_stage(scores: torch.Tensor, are_probabilities: bool, settings: V
     """The segmentation on the cascade's grid: scores resampled linearly to its shape (nnU-Net resamples
     with the low-res spacing on both sides, so only its anisotropy decides the separate-z rule), then arg-maxed."""
     assert settings.next_stage is not None
-    target_shape = np.load(settings.next_stage.store / f"{case_id}.npy", mmap_mode="r").shape[1:]
+    target_shape = load_arrays(settings.next_stage.store, case_id)[0].shape[1:]
     resampled = resample_logits(scores, target_shape, spacing, spacing)
     segmentation = scores_to_segmentation(resampled, settings.inference.region_class_order, are_probabilities)
     values = segmentation.numpy()[None]
