@@ -1,0 +1,238 @@
+"""DICOM image series: found in a folder at any depth, checked, and read as a case (issue 34, first part).
+
+A folder from a scanner or an archive holds files with meaningless names, several series mixed, and objects that
+are not images. :func:`scan_dicom` reads every file's header once (SimpleITK's GDCM reader, no pixel data) and
+groups the image slices by series (``SeriesInstanceUID``); segmentations, structure sets, reports, presentation
+states, key-object selections and localizer (scout) images are set aside with the reason. Each series is ordered by
+its slices' position along the normal of their plane: never by file name: and refused, one line naming it and
+the fix, when it cannot be one regular volume: slices of different sizes or orientations, a non-orthogonal
+orientation, duplicate positions, missing slices, uneven spacing, a gantry tilt. :func:`read_dicom_series` then
+reads a good series (rescale slope and intercept applied, geometry from the positions, orientation and pixel
+spacing) in nnlight's layout and :class:`~nnlight.raw.io.Geometry`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import locale
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnlight.raw.io import Geometry, ImageReadError
+
+# SOP classes that hold no image to segment: (class UID or its prefix, what it is)
+NOT_IMAGES = (("1.2.840.10008.5.1.4.1.1.66.4", "a segmentation (SEG)"),
+              ("1.2.840.10008.5.1.4.1.1.481.3", "a structure set (RTSTRUCT)"),
+              ("1.2.840.10008.5.1.4.1.1.88.59", "a key object selection (KO)"),
+              ("1.2.840.10008.5.1.4.1.1.88.", "a structured report (SR)"),
+              ("1.2.840.10008.5.1.4.1.1.11.", "a presentation state (PR)"),
+              ("1.2.840.10008.5.1.4.1.1.66", "a raw data or registration object"))
+TAGS = {"series": "0020|000e", "sop_class": "0008|0016", "position": "0020|0032", "orientation": "0020|0037",
+        "pixel_spacing": "0028|0030", "rows": "0028|0010", "columns": "0028|0011", "description": "0008|103e",
+        "number": "0020|0011", "modality": "0008|0060", "image_type": "0008|0008", "thickness": "0018|0050"}
+ORIENTATION_TOLERANCE = 1e-4  # direction cosines that differ less are the same orientation
+SPACING_TOLERANCE = 0.01  # relative: slice distances within 1 % of their median are even
+GAP_FACTOR = 1.5  # a distance this many times the median is a missing slice
+
+
+@dataclass(frozen=True)
+class _Slice:
+    path: Path
+    position: tuple[float, float, float]
+    orientation: tuple[float, ...]
+    size: tuple[int, int]
+    pixel_spacing: tuple[float, float]  # (row spacing: between rows, y; column spacing: x)
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """A series that reads as one regular volume: its files in order along the slice normal."""
+
+    uid: str
+    case_id: str  # readable and stable: <description or modality>_<series number>_<8 hex of the UID>
+    files: tuple[Path, ...]
+    slice_spacing: float
+
+
+@dataclass
+class DicomScan:
+    series: list[DicomSeries] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # series (or file) -> why it is not an image to segment
+    failed: dict[str, str] = field(default_factory=dict)  # case id -> why the series cannot be read as a volume
+
+
+@contextlib.contextmanager
+def _keeping_locale() -> Iterator[None]:
+    """GDCM sets the process's locale to "C" when it writes: Python's default text encoding would become ASCII for
+    the rest of the process (every later ``open()`` of a file with a non-ASCII character fails). Restored after."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.strip().split("\\") if v.strip())
+
+
+def _case_id(uid: str, description: str, number: str, modality: str) -> str:
+    label = re.sub(r"[^A-Za-z0-9]+", "_", description or modality or "series").strip("_")[:40] or "series"
+    number = re.sub(r"[^0-9]", "", number) or "0"
+    return f"{label}_{number}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
+
+
+def _header(path: Path) -> dict[str, str] | None:
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(path))
+    reader.LoadPrivateTagsOff()
+    try:
+        with _keeping_locale():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return {name: reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
+            for name, tag in TAGS.items()}
+
+
+def scan_dicom(folder: Path) -> DicomScan:
+    """Every image series under ``folder`` (any depth, any file names), checked; what is not one, set aside."""
+    groups: dict[str, list[tuple[Path, dict[str, str]]]] = {}
+    scan = DicomScan()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        header = _header(path)
+        if header is None or not header["series"]:
+            scan.skipped[str(path)] = "not a DICOM image file"
+            continue
+        groups.setdefault(header["series"], []).append((path, header))
+    for uid, members in groups.items():
+        first = members[0][1]
+        case_id = _case_id(uid, first["description"], first["number"], first["modality"])
+        kind = next((what for prefix, what in NOT_IMAGES if first["sop_class"].startswith(prefix)), None)
+        if kind is not None:
+            scan.skipped[case_id] = f"{kind}, not an image to segment"
+        elif "LOCALIZER" in first["image_type"].upper():
+            scan.skipped[case_id] = "a localizer (scout) image"
+        else:
+            try:
+                scan.series.append(_checked_series(uid, case_id, members))
+            except ValueError as e:
+                scan.failed[case_id] = f"{e} ({len(members)} files, e.g. {members[0][0]})"
+    scan.series.sort(key=lambda s: s.case_id)
+    return scan
+
+
+def _checked_series(uid: str, case_id: str, members: list[tuple[Path, dict[str, str]]]) -> DicomSeries:
+    slices = []
+    for path, header in members:
+        position, orientation = _numbers(header["position"]), _numbers(header["orientation"])
+        spacing = _numbers(header["pixel_spacing"])
+        if len(position) != 3 or len(orientation) != 6 or len(spacing) != 2:
+            raise ValueError("a slice without position, orientation or pixel spacing (ImagePositionPatient, "
+                             "ImageOrientationPatient, PixelSpacing); export the series again with them")
+        slices.append(_Slice(path, (position[0], position[1], position[2]), orientation,
+                             (int(header["rows"] or 0), int(header["columns"] or 0)), (spacing[0], spacing[1])))
+    sizes = sorted({f"{rows}x{columns}" for rows, columns in (s.size for s in slices)})
+    if len(sizes) > 1:
+        raise ValueError(f"slices of different sizes ({', '.join(sizes)}): several images in one series; split it "
+                         "or export each image as its own series")
+    row, column = np.array(slices[0].orientation[:3]), np.array(slices[0].orientation[3:])
+    if any(np.abs(np.array(s.orientation) - slices[0].orientation).max() > ORIENTATION_TOLERANCE for s in slices):
+        raise ValueError("slices in different orientations; a series must be one stack of parallel slices")
+    if abs(float(row @ column)) > 1e-3:
+        raise ValueError("a non-orthogonal orientation (its row and column directions are not at right angles); "
+                         "resample the series on the scanner or with a DICOM tool first")
+    normal = np.cross(row, column)
+    normal /= np.linalg.norm(normal)  # the cosines come rounded from the files
+    slices.sort(key=lambda s: float(np.array(s.position) @ normal))
+    if len(slices) == 1:
+        return DicomSeries(uid, case_id, (slices[0].path,), 1.0)
+    positions = np.array([s.position for s in slices])
+    along = positions @ normal
+    distances = np.diff(along)
+    median = float(np.median(distances))
+    if median <= 0 or distances.min() < 1e-3 * max(median, 1e-6):
+        raise ValueError("two slices at the same position (a duplicated or repeated acquisition); keep one of them")
+    if distances.max() > GAP_FACTOR * median:
+        where = int(np.argmax(distances))
+        raise ValueError(f"missing slices: {distances.max():.3g} mm between slices {where} and {where + 1} where "
+                         f"the others are {median:.3g} mm apart; export the complete series")
+    if (distances.max() - distances.min()) > SPACING_TOLERANCE * median:
+        raise ValueError(f"uneven slice spacing ({distances.min():.3g} to {distances.max():.3g} mm); resample it to "
+                         "an even spacing first")
+    span = positions[-1] - positions[0]
+    sideways = span - (span @ normal) * normal
+    if float(np.linalg.norm(sideways)) > 1e-2 * max(float(abs(span @ normal)), 1e-6):
+        raise ValueError("a gantry tilt (its slices are shifted sideways from one to the next); correct the tilt "
+                         "on the scanner's workstation or with a DICOM tool first")
+    return DicomSeries(uid, case_id, tuple(s.path for s in slices), median)
+
+
+def read_dicom_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
+    """The series as a ``(1, z, y, x)`` array of stored values with rescale slope and intercept applied, and its
+    geometry (origin: the first slice's position; directions: its rows, columns and their normal)."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileNames([str(p) for p in series.files])
+    try:
+        with _keeping_locale():
+            image = reader.Execute()
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
+        raise ImageReadError(f"DICOM series {series.case_id}: its pixel data cannot be read ({reason}); the files "
+                             "may be damaged or in a transfer syntax this machine cannot decode") from None
+    spacing = (*(float(s) for s in image.GetSpacing()[:2]), series.slice_spacing)  # along the normal, as checked
+    image.SetSpacing(spacing)
+    array = sitk.GetArrayFromImage(image)
+    array = array if array.ndim == 3 else array[None]
+    return array[None], Geometry(spacing=spacing[::-1], sitk_spacing=spacing,
+                                 sitk_origin=tuple(float(o) for o in image.GetOrigin()),
+                                 sitk_direction=tuple(float(d) for d in image.GetDirection()), is_2d=False)
+
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def write_dicom_series(volume: np.ndarray, geometry: Geometry, folder: Path, series_uid: str,
+                       description: str = "generated", series_number: int = 1, intercept: float = 0.0,
+                       file_names: list[str] | None = None) -> list[Path]:
+    """A ``(z, y, x)`` int16 volume as a CT series of one file per slice (test data and examples): positions along
+    the geometry's third direction, the given rescale intercept (the writer stores ``volume - intercept``).
+    ``file_names``: the files' names in slice order (default ``slice_<k>.dcm``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    direction = np.array(geometry.sitk_direction).reshape(3, 3)
+    row, column, normal = direction[:, 0], direction[:, 1], direction[:, 2]
+    origin, (sx, sy, sz) = np.array(geometry.sitk_origin), geometry.sitk_spacing
+    study_uid = series_uid.rsplit(".", 1)[0] + ".1"
+    writer = sitk.ImageFileWriter()
+    writer.SetImageIO("GDCMImageIO")
+    writer.KeepOriginalImageUIDOn()
+    paths = []
+    for k in range(volume.shape[0]):
+        position = origin + k * sz * normal
+        image = sitk.GetImageFromArray(np.asarray(volume[k:k + 1], dtype=np.int16))  # one slice, as a 3D image
+        image.SetSpacing((sx, sy, sz))  # the writer takes position, orientation and pixel spacing from these
+        image.SetOrigin(tuple(float(v) for v in position))
+        image.SetDirection(geometry.sitk_direction)
+        tags = {"0008|0016": CT_IMAGE_STORAGE, "0008|0018": f"{series_uid}.{k + 1}", "0008|0060": "CT",
+                "0008|0008": "ORIGINAL\\PRIMARY\\AXIAL", "0020|000d": study_uid, "0020|000e": series_uid,
+                "0020|0011": str(series_number), "0020|0013": str(k + 1), "0008|103e": description,
+                "0020|0032": "\\".join(f"{v:.6f}" for v in position),
+                "0020|0037": "\\".join(f"{v:.6f}" for v in (*row, *column)),
+                "0028|0030": f"{sy:.6f}\\{sx:.6f}", "0018|0050": f"{sz:.6f}",
+                "0028|1052": f"{intercept:g}", "0028|1053": "1", "0010|0020": "generated"}
+        for tag, value in tags.items():
+            image.SetMetaData(tag, value)
+        path = folder / (file_names[k] if file_names else f"slice_{k:04d}.dcm")
+        writer.SetFileName(str(path))
+        with _keeping_locale():
+            writer.Execute(image)
+        paths.append(path)
+    return paths

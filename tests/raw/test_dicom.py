@@ -1,0 +1,91 @@
+"""DICOM series found in a folder, ordered by position, checked, and read with their geometry (issue 34, part 1)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnlight.raw.dicom import read_dicom_series, scan_dicom, write_dicom_series
+from nnlight.raw.io import Geometry
+
+UID = "1.2.826.0.1.3680043.8.498.77"
+
+
+def _geometry(spacing: tuple[float, float, float] = (2.5, 0.8, 0.7), angle: float = 0.3,
+              origin: tuple[float, float, float] = (-10.0, 20.0, 5.0)) -> Geometry:
+    c, s = np.cos(angle), np.sin(angle)
+    return Geometry(spacing=spacing, sitk_spacing=spacing[::-1], sitk_origin=origin,
+                    sitk_direction=(c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0), is_2d=False)
+
+
+def _volume(seed: int = 0, shape: tuple[int, int, int] = (6, 12, 10)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-1000, 1000, shape).astype(np.int16)
+
+
+def test_a_series_reads_back_in_position_order_with_its_geometry_and_rescale(tmp_path: Path) -> None:
+    volume, geometry = _volume(), _geometry()
+    names = ["IM0003", "IM0001", "zz", "IM0000", "a.dcm", "IM0004"]  # the names say nothing about the order
+    write_dicom_series(volume, geometry, tmp_path / "study" / "deep" / "er", UID, intercept=-1024, file_names=names)
+    scan = scan_dicom(tmp_path)
+    assert not scan.failed and not scan.skipped and len(scan.series) == 1
+    series = scan.series[0]
+    assert [p.name for p in series.files] == names and series.case_id.startswith("generated_1_")
+    array, read = read_dicom_series(series)
+    assert array.shape == (1, *volume.shape) and np.array_equal(array[0], volume)  # intercept applied
+    assert read.spacing == pytest.approx(geometry.spacing, abs=1e-4)
+    assert read.sitk_origin == pytest.approx(geometry.sitk_origin, abs=1e-4)
+    assert read.sitk_direction == pytest.approx(geometry.sitk_direction, abs=1e-5)
+    assert scan_dicom(tmp_path).series[0].case_id == series.case_id  # stable from run to run
+
+
+def test_mixed_series_are_separated_and_other_files_set_aside(tmp_path: Path) -> None:
+    write_dicom_series(_volume(1), _geometry(), tmp_path / "mixed", UID, description="CT abdomen", series_number=3)
+    write_dicom_series(_volume(2, (4, 8, 8)), _geometry((3.0, 1.0, 1.0), 0.0), tmp_path / "mixed", UID + ".2",
+                       description="CT chest", series_number=4, file_names=[f"b{k}" for k in range(4)])
+    (tmp_path / "mixed" / "notes.txt").write_text("not an image")
+    scan = scan_dicom(tmp_path)
+    assert [s.case_id[:-9] for s in scan.series] == ["CT_abdomen_3", "CT_chest_4"]
+    assert [len(s.files) for s in scan.series] == [6, 4]
+    assert scan.skipped == {str(tmp_path / "mixed" / "notes.txt"): "not a DICOM image file"}
+
+
+def _slice_by_slice(folder: Path, origins: list[tuple[float, float, float]], sizes: list[int] | None = None) -> None:
+    """A series written one slice at a time, each at its own position (and size)."""
+    for k, origin in enumerate(origins):
+        size = (sizes or [12] * len(origins))[k]
+        write_dicom_series(_volume(k, (1, size, 10)), _geometry(angle=0.0, origin=origin), folder, UID,
+                           file_names=[f"s{k}"])
+
+
+@pytest.mark.parametrize(("origins", "sizes", "message"), [
+    ([(0, 0, 0), (0, 0, 2.5), (0, 0, 7.5), (0, 0, 10)], None, r"missing slices: 5 mm between slices 1 and 2"),
+    ([(0, 0, 0), (0, 0, 2.5), (0, 0, 5.3), (0, 0, 7.5)], None, r"uneven slice spacing"),
+    ([(0, 0, 0), (0, 0.5, 2.5), (0, 1.0, 5.0), (0, 1.5, 7.5)], None, r"a gantry tilt"),
+    ([(0, 0, 0), (0, 0, 2.5), (0, 0, 2.5), (0, 0, 5.0)], None, r"two slices at the same position"),
+    ([(0, 0, 0), (0, 0, 2.5), (0, 0, 5.0)], [12, 14, 12], r"slices of different sizes \(12x10, 14x10\)"),
+])
+def test_a_series_that_is_not_one_regular_volume_is_one_line_and_the_others_go_on(
+        tmp_path: Path, origins: list[tuple[float, float, float]], sizes: list[int] | None, message: str) -> None:
+    _slice_by_slice(tmp_path / "bad", origins, sizes)
+    write_dicom_series(_volume(), _geometry(), tmp_path / "good", UID + ".9", description="good")
+    scan = scan_dicom(tmp_path)
+    assert [s.case_id[:-9] for s in scan.series] == ["good_1"]
+    assert len(scan.failed) == 1
+    (case, why), = scan.failed.items()
+    assert case.startswith("generated_1_")
+    assert re.search(message, why), why
+    assert "files, e.g." in why
+
+
+def test_reading_and_writing_dicom_leaves_the_process_text_encoding_alone(tmp_path: Path) -> None:
+    """GDCM switches the process to the "C" locale when it writes; later text files with non-ASCII characters must
+    still read."""
+    import locale
+
+    before = locale.getpreferredencoding(False)
+    write_dicom_series(_volume(), _geometry(), tmp_path / "s", UID)
+    read_dicom_series(scan_dicom(tmp_path / "s").series[0])
+    assert locale.getpreferredencoding(False) == before
