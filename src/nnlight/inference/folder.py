@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from nnlight.inference.export import write_probabilities, write_segmentation, written_completely
 from nnlight.inference.postprocessing import PostprocessingRules, apply_postprocessing
 from nnlight.inference.predictor import EnsemblePredictor, Predictor, Scores
 from nnlight.preprocessing.case import PreprocessedCase
 from nnlight.raw.dataset import group_channel_files
+from nnlight.raw.dicom import DicomSeries, scan_dicom
 from nnlight.raw.io import Geometry, image_format, read_images
 from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import UserError
@@ -54,6 +57,21 @@ def input_cases(folder: Path, file_ending: str, num_channels: int
     return usable, failed
 
 
+def dicom_cases(folder: Path, num_channels: int) -> tuple[dict[str, DicomSeries], dict[str, str]]:
+    """The image series of a folder of DICOM files (any depth, any names) as cases, and the series that cannot be
+    read as a volume (case -> why: they go to ``failed.json`` and the others run); what is not an image to segment
+    (segmentations, reports, localizers, other files) is listed and set aside."""
+    if num_channels != 1:
+        raise UserError(f"{folder}: DICOM input is read one series per case, and this model takes {num_channels} "
+                        "channels; give it NIfTI files named <case>_0000, <case>_0001, ... for now")
+    scan = scan_dicom(folder)
+    for what, why in scan.skipped.items():
+        print(f"Set aside: {what}: {why}")
+    if not scan.series and not scan.failed:
+        raise UserError(f"{folder}: no DICOM image series found ({len(scan.skipped)} file(s) or series set aside)")
+    return {s.case_id: s for s in scan.series}, dict(scan.failed)
+
+
 def default_workers(predictor: Predictor | EnsemblePredictor) -> int:
     """Threads that read and export beside the network: none when it runs on the CPU (it already uses every core;
     a second stage beside it slowed 2 CPUs from 9.4 to 7.6 small images/s, BENCHMARKS.md), 3 each beside a GPU
@@ -90,7 +108,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                    save_probabilities: bool = False, overwrite: bool = False,
                    before_first_write: Callable[[], None] | None = None,
                    failed_before: Mapping[str, str] | None = None, workers: int | None = None,
-                   other_shards: Collection[str] = ()) -> FolderReport:
+                   other_shards: Collection[str] = (),
+                   read_case: Callable[[str], tuple[np.ndarray, Geometry]] | None = None) -> FolderReport:
     """Segment every case (from :func:`input_cases`) into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
 
     Cases smaller than a tile share forward passes (as many tiles as ``tile_batch``). With ``workers`` threads
@@ -102,7 +121,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
     rerun tries them again; when no case could be predicted, nothing is written. ``before_first_write`` runs once,
     before the first file is written (predict.py records how the folder is made); a failed export (e.g. a full
     disk) stops the run after the cases before it are written. ``other_shards``: the input's cases that other jobs
-    predict into the same folder (``shard=``): their entries in ``failed.json`` are theirs and stay.
+    predict into the same folder (``shard=``): their entries in ``failed.json`` are theirs and stay. ``read_case``:
+    how a case's image is read (default: its channel files in ``file_ending``'s format; DICOM: its series).
     """
     ensemble = predictor if isinstance(predictor, EnsemblePredictor) else EnsemblePredictor([predictor])
     workers = default_workers(ensemble) if workers is None else workers
@@ -144,8 +164,12 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
         return False
 
     def load(case_id: str) -> _Prepared:
-        images, geometry = read_images(cases[case_id], file_format)
-        return _Prepared(case_id, geometry, ensemble.prepare(images, geometry, sources=cases[case_id]))
+        if read_case is None:  # one file per channel
+            images, geometry = read_images(cases[case_id], file_format)
+            return _Prepared(case_id, geometry, ensemble.prepare(images, geometry, sources=cases[case_id]))
+        images, geometry = read_case(case_id)  # e.g. a DICOM series: one channel from many files
+        return _Prepared(case_id, geometry, ensemble.prepare(images, geometry, sources=[f"{case_id} (in "
+                                                                                       f"{cases[case_id][0].parent})"]))
 
     def write(case: _Prepared, scores: list[Scores]) -> None:
         segmentation, probabilities = ensemble.export_files(case.cases, scores, save_probabilities)

@@ -19,7 +19,7 @@ from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.exchange.onnx_model import is_onnx_model, onnx_model
-from nnlight.inference.folder import input_cases, predict_folder
+from nnlight.inference.folder import dicom_cases, input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.inference.predictor import (
     AUTOCAST_DTYPES,
@@ -31,6 +31,7 @@ from nnlight.inference.predictor import (
 )
 from nnlight.pipeline.config_values import Roots, check_required, resolved_config, typed
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
+from nnlight.raw.dicom import DicomSeries, holds_dicom, read_dicom_series
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
@@ -271,7 +272,13 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
         for member in predictor.predictors:
             member.inference = dataclasses.replace(member.inference, instances=None)
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
-    cases, refused = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # before any write
+    dicom: dict[str, DicomSeries] = {}
+    if not input_folder.is_dir() or not holds_dicom(input_folder) or \
+            any(input_folder.glob(f"*{dataset_json.file_ending}")):
+        cases, refused = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # before writing
+    else:  # a folder of DICOM files: one case per image series
+        dicom, refused = dicom_cases(input_folder, predictor.num_channels)
+        cases = {case: series.files for case, series in dicom.items()}
     everything = [*cases, *refused]
     cases = {c: files for c, files in cases.items() if config.shard.contains(c)}
     refused = {c: why for c, why in refused.items() if config.shard.contains(c)}
@@ -299,7 +306,8 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
 
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made, refused,
-                            None if options.workers == "auto" else int(options.workers), other_shards)
+                            None if options.workers == "auto" else int(options.workers), other_shards,
+                            (lambda case: read_dicom_series(dicom[case])) if dicom else None)
     seconds = time.perf_counter() - start
     rate = ("" if not report.predicted else f", {len(report.predicted) / seconds:.2f} images/s"
             if len(report.predicted) >= seconds else f", {seconds / len(report.predicted):.1f} s per image")

@@ -102,6 +102,16 @@ def _header(path: Path) -> dict[str, str] | None:
             for name, tag in TAGS.items()}
 
 
+def holds_dicom(folder: Path) -> bool:
+    """Whether any file under ``folder`` is a DICOM file (the "DICM" mark after its 128-byte preamble)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with contextlib.suppress(OSError), path.open("rb") as f:
+                if f.read(132)[128:] == b"DICM":
+                    return True
+    return False
+
+
 def scan_dicom(folder: Path) -> DicomScan:
     """Every image series under ``folder`` (any depth, any file names), checked; what is not one, set aside."""
     groups: dict[str, list[tuple[Path, dict[str, str]]]] = {}

@@ -1,0 +1,83 @@
+"""nnlight-predict on a folder of DICOM files (issue 34, first part): one case per image series, the same
+segmentation as from the NIfTI image with the same values and geometry, bad series one line each."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnlight.raw.dicom import write_dicom_series
+from nnlight.raw.io import read_image_file
+from nnlight.raw.synthetic import make_synthetic_dataset
+from tests.conftest import TINY_BUDGET, Roots, run_script
+
+pytestmark = pytest.mark.cli
+
+UID = "1.2.826.0.1.3680043.8.498.4242"
+
+
+@pytest.fixture(scope="module")
+def one_channel_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Roots, Path]:
+    """A 1-channel synthetic CT-like dataset, planned and its 3d_fullres trained briefly."""
+    base = tmp_path_factory.mktemp("dicom")
+    roots = Roots(base / "raw", base / "preprocessed", base / "results")
+    make_synthetic_dataset(roots.raw, 931, "OneChannel", num_cases=5, num_channels=1, num_test_cases=1)
+    for script, args in (("plan.py", ["dataset=Dataset931_OneChannel", "num_workers=0"]),
+                         ("train.py", ["plan=Dataset931_OneChannel/3d_fullres", *TINY_BUDGET,
+                                       "validation.enabled=false"])):
+        result = run_script(script, *args, roots=roots)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return roots, next((roots.results / "Dataset931_OneChannel" / "3d_fullres").glob("*/fold_0")).parent
+
+
+def test_a_dicom_folder_is_segmented_as_its_nifti_and_a_bad_series_is_one_line(one_channel_model, tmp_path: Path
+                                                                                ) -> None:
+    roots, model = one_channel_model
+    test_image = next((roots.raw / "Dataset931_OneChannel" / "imagesTs").glob("*_0000.nii.gz"))
+    image, geometry = read_image_file(test_image)
+    volume = np.round(image[0]).astype(np.int16)
+    nifti = tmp_path / "nifti"
+    nifti.mkdir()
+    reference = sitk.GetImageFromArray(volume)
+    reference.SetSpacing(geometry.sitk_spacing)
+    reference.SetOrigin(geometry.sitk_origin)
+    reference.SetDirection(geometry.sitk_direction)
+    sitk.WriteImage(reference, str(nifti / "case_0000.nii.gz"))
+    dicom = tmp_path / "dicom"
+    write_dicom_series(volume, geometry, dicom / "patient" / "study" / "series1", UID, description="abdomen",
+                       intercept=-1024, file_names=[f"{k * 7919 % 1000:03d}" for k in range(volume.shape[0])])
+    bad = write_dicom_series(volume, geometry, dicom / "patient" / "study" / "series2", UID + ".2",
+                             description="incomplete", series_number=2)
+    bad[len(bad) // 2].unlink()  # a slice missing in the middle
+    (dicom / "README.txt").write_text("exported by the PACS")
+
+    common = [f"model='{model}'", "mirroring=false"]
+    from_nifti = run_script("predict.py", *common, f"input={nifti}", f"output={tmp_path / 'out_nifti'}", roots=roots)
+    assert from_nifti.returncode == 0, from_nifti.stderr[-3000:]
+    from_dicom = run_script("predict.py", *common, f"input={dicom}", f"output={tmp_path / 'out_dicom'}", roots=roots)
+    assert from_dicom.returncode == 2 and "Traceback" not in from_dicom.stderr, from_dicom.stderr[-3000:]
+    assert "1 of 2 image(s) failed" in from_dicom.stderr and "Set aside: " in from_dicom.stdout
+    failed = json.loads((tmp_path / "out_dicom" / "failed.json").read_text())["failed"]
+    (case, why), = failed.items()
+    assert case.startswith("incomplete_2_") and "missing slices" in why
+    written = sorted((tmp_path / "out_dicom").glob("*.nii.gz"))
+    assert len(written) == 1 and written[0].name.startswith("abdomen_1_")
+    ours, theirs = (sitk.ReadImage(str(p)) for p in (written[0], tmp_path / "out_nifti" / "case.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(theirs))
+    assert np.allclose(ours.GetOrigin(), theirs.GetOrigin(), atol=1e-4)
+    assert np.allclose(ours.GetSpacing(), theirs.GetSpacing(), atol=1e-4)
+    assert np.allclose(ours.GetDirection(), theirs.GetDirection(), atol=1e-5)
+    shutil.rmtree(tmp_path / "out_dicom")
+
+
+def test_dicom_input_for_a_multi_channel_model_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from nnlight.inference.folder import dicom_cases
+    from nnlight.utils.errors import UserError
+
+    with pytest.raises(UserError, match=r"this model takes 2 channels; give it NIfTI files named <case>_0000"):
+        dicom_cases(tmp_path, 2)
