@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,35 @@ def test_a_dicom_folder_is_segmented_as_its_nifti_and_a_bad_series_is_one_line(o
     assert np.allclose(ours.GetOrigin(), theirs.GetOrigin(), atol=1e-4)
     assert np.allclose(ours.GetSpacing(), theirs.GetSpacing(), atol=1e-4)
     assert np.allclose(ours.GetDirection(), theirs.GetDirection(), atol=1e-5)
+
+    with_seg = run_script("predict.py", *common, f"input={dicom}", f"output={tmp_path / 'out_seg'}",
+                          "output_format=dicom_seg", roots=roots)
+    assert with_seg.returncode == 2, with_seg.stderr[-3000:]  # the incomplete series again
+    segs = sorted((tmp_path / "out_seg").glob("*_seg.dcm"))
+    assert [p.name[:-len("_seg.dcm")] for p in segs] == [written[0].name[:-len(".nii.gz")]]
+    _check_seg(segs[0], sitk.GetArrayFromImage(theirs), dicom / "patient" / "study" / "series1")
     shutil.rmtree(tmp_path / "out_dicom")
+
+
+def _check_seg(path: Path, expected: np.ndarray, source: Path) -> None:
+    """The SEG passes the standard's validator (where installed) and holds ``expected`` frame by frame on the
+    source slices, one segment per foreground label."""
+    import highdicom as hd
+    import pydicom
+
+    if shutil.which("dciodvfy"):
+        check = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, "\n".join(errors)
+    seg = hd.seg.segread(str(path))
+    assert seg.SegmentationType == "BINARY" and seg.number_of_segments == 2
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["bright_blob", "dark_blob"]  # dataset.json's, by value
+    sources = {pydicom.dcmread(str(f)).SOPInstanceUID: pydicom.dcmread(str(f)) for f in source.iterdir()}
+    by_position = sorted(sources.values(), key=lambda d: float(d.ImagePositionPatient[2]))
+    for k, image in enumerate(by_position):
+        frames = seg.get_pixels_by_source_instance([image.SOPInstanceUID], combine_segments=True,
+                                                   assert_missing_frames_are_empty=True)
+        assert np.array_equal(frames[0], expected[k]), k
 
 
 def test_dicom_input_for_a_multi_channel_model_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -89,3 +89,15 @@ def test_reading_and_writing_dicom_leaves_the_process_text_encoding_alone(tmp_pa
     write_dicom_series(_volume(), _geometry(), tmp_path / "s", UID)
     read_dicom_series(scan_dicom(tmp_path / "s").series[0])
     assert locale.getpreferredencoding(False) == before
+
+
+def test_generated_series_are_valid_ct_images_by_the_standard(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if not shutil.which("dciodvfy"):
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    paths = write_dicom_series(_volume(), _geometry(), tmp_path, UID, intercept=-1024)
+    check = subprocess.run(["dciodvfy", str(paths[0])], capture_output=True, text=True)
+    report = check.stdout + check.stderr
+    assert "CTImage" in report and not [line for line in report.splitlines() if line.startswith("Error")], report

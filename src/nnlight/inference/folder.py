@@ -57,6 +57,15 @@ def input_cases(folder: Path, file_ending: str, num_channels: int
     return usable, failed
 
 
+@dataclass(frozen=True)
+class AlsoWrite:
+    """A further file per case made from its segmentation (``path(folder, case)``, ``write(case, segmentation,
+    path)``)."""
+
+    path: Callable[[Path, str], Path]
+    write: Callable[[str, np.ndarray, Path], None]
+
+
 def dicom_cases(folder: Path, num_channels: int) -> tuple[dict[str, DicomSeries], dict[str, str]]:
     """The image series of a folder of DICOM files (any depth, any names) as cases, and the series that cannot be
     read as a volume (case -> why: they go to ``failed.json`` and the others run); what is not an image to segment
@@ -109,7 +118,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
                    before_first_write: Callable[[], None] | None = None,
                    failed_before: Mapping[str, str] | None = None, workers: int | None = None,
                    other_shards: Collection[str] = (),
-                   read_case: Callable[[str], tuple[np.ndarray, Geometry]] | None = None) -> FolderReport:
+                   read_case: Callable[[str], tuple[np.ndarray, Geometry]] | None = None,
+                   also_write: AlsoWrite | None = None) -> FolderReport:
     """Segment every case (from :func:`input_cases`) into ``output_folder/<case><ending>`` (+ ``<case>.npz``).
 
     Cases smaller than a tile share forward passes (as many tiles as ``tile_batch``). With ``workers`` threads
@@ -122,7 +132,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
     before the first file is written (predict.py records how the folder is made); a failed export (e.g. a full
     disk) stops the run after the cases before it are written. ``other_shards``: the input's cases that other jobs
     predict into the same folder (``shard=``): their entries in ``failed.json`` are theirs and stay. ``read_case``:
-    how a case's image is read (default: its channel files in ``file_ending``'s format; DICOM: its series).
+    how a case's image is read (default: its channel files in ``file_ending``'s format; DICOM: its series);
+    ``also_write``: another file per case from its segmentation (a DICOM SEG), written before the segmentation file.
     """
     ensemble = predictor if isinstance(predictor, EnsemblePredictor) else EnsemblePredictor([predictor])
     workers = default_workers(ensemble) if workers is None else workers
@@ -155,7 +166,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
     def finished(case_id: str) -> bool:
         """Done in an earlier run: its files are complete (verified, not only present)."""
         files = [output_folder / f"{case_id}{file_ending}", *([output_folder / f"{case_id}.npz"]
-                                                              if save_probabilities else [])]
+                                                              if save_probabilities else []),
+                 *([also_write.path(output_folder, case_id)] if also_write else [])]
         if all(written_completely(f) for f in files):
             return True
         if any(f.exists() for f in files):
@@ -177,6 +189,8 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
             segmentation = apply_postprocessing(segmentation, postprocessing, ensemble.layout.foreground_values)
         if probabilities is not None:  # first, so a finished segmentation means a finished case
             write_probabilities(output_folder / f"{case.case_id}.npz", probabilities)
+        if also_write is not None:
+            also_write.write(case.case_id, segmentation, also_write.path(output_folder, case.case_id))
         write_segmentation(segmentation, output_folder / f"{case.case_id}{file_ending}", case.geometry)
 
     todo = [c for c in cases if overwrite or not finished(c)]

@@ -19,7 +19,8 @@ from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.exchange.onnx_model import is_onnx_model, onnx_model
-from nnlight.inference.folder import dicom_cases, input_cases, predict_folder
+from nnlight.inference.dicom_seg import write_dicom_seg
+from nnlight.inference.folder import AlsoWrite, dicom_cases, input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.inference.predictor import (
     AUTOCAST_DTYPES,
@@ -123,6 +124,7 @@ class PredictOptions:
     trusted_networks: tuple[str, ...] = ()  # modules besides nnlight's and MONAI's whose network classes may load
     output_instances: bool = True  # an instance model writes instance maps (false: its border-core labels)
     scores_dtype: ScoresDtype = "float32"  # what the sliding window holds class scores in (half: less memory)
+    output_format: Literal["image", "dicom_seg"] = "image"  # dicom_seg: also a DICOM SEG per input DICOM series
 
     def __post_init__(self) -> None:
         for module in self.trusted_networks:
@@ -279,6 +281,14 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
     else:  # a folder of DICOM files: one case per image series
         dicom, refused = dicom_cases(input_folder, predictor.num_channels)
         cases = {case: series.files for case, series in dicom.items()}
+    if options.output_format == "dicom_seg" and not dicom:
+        raise UserError(f"output_format=dicom_seg: {input_folder} holds no DICOM series, and a DICOM SEG refers to the "
+                        "series it segments; give a folder of DICOM files, or leave output_format=image")
+    label_values = {name: value for name, value in dataset_json.labels.items() if isinstance(value, int)}
+    if options.output_format == "dicom_seg" and (len(label_values) < len(dataset_json.labels) or instances):
+        raise UserError("output_format=dicom_seg writes one segment per label; this model predicts "
+                        f"{'objects' if instances else 'overlapping regions'}, which it does not write yet: use "
+                        "output_format=image")
     everything = [*cases, *refused]
     cases = {c: files for c, files in cases.items() if config.shard.contains(c)}
     refused = {c: why for c, why in refused.items() if config.shard.contains(c)}
@@ -296,7 +306,8 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
                             "precision": [p.inference.precision for p in predictor.predictors],
                             **({"scores_dtype": options.scores_dtype} if options.scores_dtype != "float32" else {}),
                             "postprocessing": rules_as_text(rules) if rules else "none",
-                            **({"output_instances": options.output_instances} if instances else {})}}
+                            **({"output_instances": options.output_instances} if instances else {}),
+                            **({"output_format": options.output_format} if options.output_format != "image" else {})}}
     _check_made_by(folder, made_by, options, dataset_json.file_ending)
 
     def record_how_it_is_made() -> None:
@@ -307,7 +318,12 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made, refused,
                             None if options.workers == "auto" else int(options.workers), other_shards,
-                            (lambda case: read_dicom_series(dicom[case])) if dicom else None)
+                            (lambda case: read_dicom_series(dicom[case])) if dicom else None,
+                            AlsoWrite(lambda folder, case: folder / f"{case}_seg.dcm",
+                                      lambda case, segmentation, path: write_dicom_seg(
+                                          segmentation, dicom[case], label_values, str(config.model),
+                                          path))
+                            if options.output_format == "dicom_seg" else None)
     seconds = time.perf_counter() - start
     rate = ("" if not report.predicted else f", {len(report.predicted) / seconds:.2f} images/s"
             if len(report.predicted) >= seconds else f", {seconds / len(report.predicted):.1f} s per image")

@@ -220,7 +220,7 @@ def write_dicom_series(volume: np.ndarray, geometry: Geometry, folder: Path, ser
     direction = np.array(geometry.sitk_direction).reshape(3, 3)
     row, column, normal = direction[:, 0], direction[:, 1], direction[:, 2]
     origin, (sx, sy, sz) = np.array(geometry.sitk_origin), geometry.sitk_spacing
-    study_uid = series_uid.rsplit(".", 1)[0] + ".1"
+    study_uid, frame_of_reference = (series_uid.rsplit(".", 1)[0] + suffix for suffix in (".1", ".2"))
     writer = sitk.ImageFileWriter()
     writer.SetImageIO("GDCMImageIO")
     writer.KeepOriginalImageUIDOn()
@@ -237,7 +237,11 @@ def write_dicom_series(volume: np.ndarray, geometry: Geometry, folder: Path, ser
                 "0020|0032": "\\".join(f"{v:.6f}" for v in position),
                 "0020|0037": "\\".join(f"{v:.6f}" for v in (*row, *column)),
                 "0028|0030": f"{sy:.6f}\\{sx:.6f}", "0018|0050": f"{sz:.6f}",
-                "0028|1052": f"{intercept:g}", "0028|1053": "1", "0010|0020": "generated"}
+                "0028|1052": f"{intercept:g}", "0028|1053": "1", "0010|0020": "generated",
+                "0010|0010": "Generated^Test", "0020|0052": frame_of_reference, "0008|0020": "20261207",
+                "0008|0030": "120000", "0020|0010": "1", "0008|0050": "1", "0008|0090": "", "0010|0030": "",
+                "0010|0040": "O", "0008|0070": "nnlight", "0018|5100": "HFS", "0020|1040": "", "0018|0060": "",
+                "0020|0012": "1", "0028|1054": "HU", "0020|0060": ""}
         for tag, value in tags.items():
             image.SetMetaData(tag, value)
         path = folder / (file_names[k] if file_names else f"slice_{k:04d}.dcm")
