@@ -101,3 +101,18 @@ def test_generated_series_are_valid_ct_images_by_the_standard(tmp_path: Path) ->
     check = subprocess.run(["dciodvfy", str(paths[0])], capture_output=True, text=True)
     report = check.stdout + check.stderr
     assert "CTImage" in report and not [line for line in report.splitlines() if line.startswith("Error")], report
+
+
+def test_a_segmentation_beside_its_series_is_set_aside_not_segmented(tmp_path: Path) -> None:
+    pytest.importorskip("highdicom", reason='pip install "nnlight[dicom]"')
+    from nnlight.inference.dicom_seg import write_dicom_seg
+
+    write_dicom_series(_volume(), _geometry(), tmp_path / "ct", UID, description="abdomen")
+    series = scan_dicom(tmp_path).series[0]
+    labels = np.zeros((6, 12, 10), np.uint8)
+    labels[2:4, 3:8, 2:6] = 1
+    write_dicom_seg(labels, series, {"background": 0, "liver": 1}, "a model", tmp_path / "seg" / "liver.dcm")
+    scan = scan_dicom(tmp_path)
+    assert [s.case_id for s in scan.series] == [series.case_id] and not scan.failed
+    (what, why), = scan.skipped.items()
+    assert what.startswith("nnlight_segmentation_of_abdomen") and why == "a segmentation (SEG), not an image to segment"
