@@ -55,6 +55,10 @@ def test_a_dicom_folder_is_segmented_as_its_nifti_and_a_bad_series_is_one_line(o
     bad = write_dicom_series(volume, geometry, dicom / "patient" / "study" / "series2", UID + ".2",
                              description="incomplete", series_number=2)
     bad[len(bad) // 2].unlink()  # a slice missing in the middle
+    damaged = write_dicom_series(volume, geometry, dicom / "patient" / "study" / "series3", UID + ".3",
+                                 description="damaged", series_number=3)
+    data = damaged[1].read_bytes()
+    damaged[1].write_bytes(data[: len(data) - 200])  # cut short: GDCM cannot read it, so a slice is missing
     (dicom / "README.txt").write_text("exported by the PACS")
 
     common = [f"model='{model}'", "mirroring=false"]
@@ -62,10 +66,13 @@ def test_a_dicom_folder_is_segmented_as_its_nifti_and_a_bad_series_is_one_line(o
     assert from_nifti.returncode == 0, from_nifti.stderr[-3000:]
     from_dicom = run_script("predict.py", *common, f"input={dicom}", f"output={tmp_path / 'out_dicom'}", roots=roots)
     assert from_dicom.returncode == 2 and "Traceback" not in from_dicom.stderr, from_dicom.stderr[-3000:]
-    assert "1 of 2 image(s) failed" in from_dicom.stderr and "Set aside: " in from_dicom.stdout
+    assert "2 of 3 image(s) failed" in from_dicom.stderr and "Set aside: " in from_dicom.stdout
     failed = json.loads((tmp_path / "out_dicom" / "failed.json").read_text())["failed"]
-    (case, why), = failed.items()
-    assert case.startswith("incomplete_2_") and "missing slices" in why
+    assert sorted(case[:-9] for case in failed) == ["damaged_3", "incomplete_2"]
+    incomplete, damaged_why = (next(why for case, why in failed.items() if case.startswith(name))
+                               for name in ("incomplete_2", "damaged_3"))
+    assert "missing slices" in incomplete and "missing slices: 5 mm between slices 0 and 1" in damaged_why
+    assert f"Set aside: {damaged[1]}: a damaged or truncated DICOM file" in from_dicom.stdout
     written = sorted((tmp_path / "out_dicom").glob("*.nii.gz"))
     assert len(written) == 1 and written[0].name.startswith("abdomen_1_")
     ours, theirs = (sitk.ReadImage(str(p)) for p in (written[0], tmp_path / "out_nifti" / "case.nii.gz"))

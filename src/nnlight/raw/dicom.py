@@ -102,14 +102,16 @@ def _header(path: Path) -> dict[str, str] | None:
             for name, tag in TAGS.items()}
 
 
-def holds_dicom(folder: Path) -> bool:
-    """Whether any file under ``folder`` is a DICOM file (the "DICM" mark after its 128-byte preamble)."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with contextlib.suppress(OSError), path.open("rb") as f:
-                if f.read(132)[128:] == b"DICM":
-                    return True
+def _marked(path: Path) -> bool:
+    """Whether ``path`` starts as a DICOM file does (the "DICM" mark after its 128-byte preamble)."""
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        return f.read(132)[128:] == b"DICM"
     return False
+
+
+def holds_dicom(folder: Path) -> bool:
+    """Whether any file under ``folder`` is a DICOM file."""
+    return any(_marked(path) for path in folder.rglob("*") if path.is_file())
 
 
 def scan_dicom(folder: Path) -> DicomScan:
@@ -119,7 +121,8 @@ def scan_dicom(folder: Path) -> DicomScan:
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         header = _header(path)
         if header is None or not header["series"]:
-            scan.skipped[str(path)] = "not a DICOM image file"
+            scan.skipped[str(path)] = "a damaged or truncated DICOM file (it cannot be read)" if _marked(path) else \
+                "not a DICOM image file"
             continue
         groups.setdefault(header["series"], []).append((path, header))
     for uid, members in groups.items():
