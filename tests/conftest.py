@@ -171,3 +171,55 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is not available (the shared real datasets exist only on the team's machines and CI)")
     return path
+
+
+ORTHANC_DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+ORTHANC_USER = ("nnlight", "orthanc-test-password")
+
+
+@dataclass(frozen=True)
+class Orthanc:
+    """A running Orthanc PACS on 127.0.0.1 with its DICOMweb plugin (user and password: ``ORTHANC_USER``)."""
+
+    url: str
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    """A real PACS for the DICOMweb tests: started here, with its storage in ``tmp_path``, and stopped after."""
+    import json
+    import socket
+    import time
+
+    if shutil.which("Orthanc") is None or not ORTHANC_DICOMWEB_PLUGIN.is_file():
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb; "
+                    ".ci/run installs them where apt-get works)")
+    pytest.importorskip("dicomweb_client", reason='dicomweb-client is not installed (pip install "nnlight[dicom]")')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path / "orthanc"
+    (folder / "db").mkdir(parents=True)
+    config = {"Name": "nnlight-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
+              "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
+              "AuthenticationEnabled": True, "RegisteredUsers": {ORTHANC_USER[0]: ORTHANC_USER[1]},
+              "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    with (folder / "log.txt").open("w") as log:
+        server = subprocess.Popen(["Orthanc", str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if server.poll() is not None:
+                raise RuntimeError(f"Orthanc did not start: {(folder / 'log.txt').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield Orthanc(url)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

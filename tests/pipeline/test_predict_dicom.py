@@ -9,13 +9,14 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
 from nnlight.raw.dicom import write_dicom_series
 from nnlight.raw.io import read_image_file
 from nnlight.raw.synthetic import make_synthetic_dataset
-from tests.conftest import TINY_BUDGET, Roots, run_script
+from tests.conftest import ORTHANC_USER, TINY_BUDGET, Orthanc, Roots, run_script
 
 pytestmark = pytest.mark.cli
 
@@ -117,3 +118,41 @@ def test_dicom_input_for_a_multi_channel_model_is_refused_with_what_to_do(tmp_pa
 
     with pytest.raises(UserError, match=r"this model takes 2 channels; give it NIfTI files named <case>_0000"):
         dicom_cases(tmp_path, 2)
+
+
+def test_a_study_on_a_pacs_is_read_by_dicomweb_and_its_seg_stored_back(one_channel_model, orthanc: Orthanc,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's round trip: a study read from a real Orthanc (QIDO-RS, WADO-RS), its SEG stored back (STOW-RS)
+    and found there, equal to the SEG written into the output folder; the credentials only in the environment."""
+    import highdicom as hd
+    from dicomweb_client import DICOMwebClient
+    from dicomweb_client.session_utils import create_session_from_user_pass
+
+    roots, model = one_channel_model
+    image, geometry = read_image_file(next((roots.raw / "Dataset931_OneChannel" / "imagesTs").glob("*_0000.nii.gz")))
+    series = write_dicom_series(np.round(image[0]).astype(np.int16), geometry, tmp_path / "scanner", UID + ".20",
+                                description="abdomen")
+    study_uid = UID + ".1"
+    client = DICOMwebClient(orthanc.dicomweb, session=create_session_from_user_pass(*ORTHANC_USER))
+    client.store_instances([pydicom.dcmread(str(p)) for p in series], study_uid)
+    monkeypatch.delenv("NNLIGHT_DICOMWEB_TOKEN", raising=False)
+    monkeypatch.setenv("NNLIGHT_DICOMWEB_USER", ORTHANC_USER[0])
+    monkeypatch.setenv("NNLIGHT_DICOMWEB_PASSWORD", ORTHANC_USER[1])
+
+    output = tmp_path / "out"
+    result = run_script("predict.py", f"model='{model}'", "mirroring=false", f"input={orthanc.dicomweb}/studies/"
+                        f"{study_uid}", f"output={output}", "output_format=dicom_seg", roots=roots)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"stored 1 DICOM SEG(s) in study {orthanc.dicomweb}/studies/{study_uid}" in result.stdout
+    assert ORTHANC_USER[1] not in (output / ".hydra" / "config.yaml").read_text() + result.stdout
+    assert not (output / ".dicomweb").exists()  # the downloaded copy goes once every series is predicted
+    written, = output.glob("*_seg.dcm")
+    stored, = client.search_for_series(study_uid, search_filters={"Modality": "SEG"})
+    seg_series = stored["0020000E"]["Value"][0]
+    from_server, = client.retrieve_series(study_uid, seg_series)
+    ours = hd.seg.segread(str(written))
+    assert from_server.SOPInstanceUID == ours.SOPInstanceUID
+    assert np.array_equal(hd.seg.Segmentation.from_dataset(from_server).pixel_array, ours.pixel_array)
+    _check_seg(written, sitk.GetArrayFromImage(sitk.ReadImage(str(next(output.glob("*.nii.gz"))))),
+               tmp_path / "scanner")

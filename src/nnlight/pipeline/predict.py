@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from nnlight.inference.predictor import (
 from nnlight.pipeline.config_values import Roots, check_required, resolved_config, typed
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
 from nnlight.raw.dicom import DicomSeries, holds_dicom, read_dicom_series
+from nnlight.raw.dicomweb import DicomwebStudy, StudyAddress, is_web_address, study_address
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_json, atomic_write_text, load_json, writable_folder_problem
@@ -125,6 +128,8 @@ class PredictOptions:
     output_instances: bool = True  # an instance model writes instance maps (false: its border-core labels)
     scores_dtype: ScoresDtype = "float32"  # what the sliding window holds class scores in (half: less memory)
     output_format: Literal["image", "dicom_seg"] = "image"  # dicom_seg: also a DICOM SEG per input DICOM series
+    dicomweb_store: bool = True  # input= a DICOMweb study and output_format=dicom_seg: store each SEG in it
+    dicomweb_credentials: str | None = None  # a JSON file with the server's user and password (or token)
 
     def __post_init__(self) -> None:
         for module in self.trusted_networks:
@@ -176,7 +181,7 @@ class PredictConfig:
     model: str  # a run or configuration folder, a model file, an ONNX or nnU-Net folder, or best
     dataset: str | None  # with model=best
     best: str | None  # with model=best: the comparison whose selection to use (None: the latest)
-    input: Path
+    input: Path  # a folder; for a DICOMweb study, the folder in the output its series are downloaded to
     output: Path
     folds: list[str] | None
     reference: Path | None
@@ -187,6 +192,7 @@ class PredictConfig:
     roots: Roots
     recorded: str  # the config as YAML: <output>/.hydra/config.yaml, how the predictions were made
     overrides: list[str]  # the command line's
+    study: StudyAddress | None = None  # input= a study on a DICOMweb server
 
     @property
     def log_file(self) -> Path:
@@ -212,13 +218,15 @@ def parse(cfg: DictConfig) -> PredictConfig:
                         "without reference=, then score them all at once by running this command again with "
                         "reference= and without shard= (every finished image is skipped)")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    study = study_address(str(arguments.input)) if is_web_address(str(arguments.input)) else None
     return PredictConfig(
         str(arguments.model), None if arguments.dataset is None else str(arguments.dataset),
-        None if arguments.best is None else str(arguments.best), Path(arguments.input),
+        None if arguments.best is None else str(arguments.best),
+        Path(arguments.output) / ".dicomweb" / study.study_uid if study else Path(arguments.input),
         Path(arguments.output), None if folds is None else [str(f) for f in (folds if isinstance(folds, list)
                                                                             else [folds])],
         Path(arguments.reference) if arguments.reference else None, shard, options, scoring, metrics, roots,
-        OmegaConf.to_yaml(cfg), overrides)
+        OmegaConf.to_yaml(cfg), overrides, study)
 
 
 def _check_output(output: Path, input_folder: Path) -> None:
@@ -259,7 +267,18 @@ def run(config: PredictConfig) -> dict:
 
 def _run(config: PredictConfig, scratch: Path) -> dict:
     options, input_folder, output = config.options, config.input, config.output
-    _check_output(output, input_folder)
+    study = None
+    if config.study is None:
+        _check_output(output, input_folder)
+    else:  # the study's image series into the output folder first (an interrupted download goes on)
+        problem = writable_folder_problem(output)
+        if problem:
+            raise UserError(f"output={output}: {problem}; choose an output folder you can write to")
+        study = DicomwebStudy(config.study, Path(options.dicomweb_credentials) if options.dicomweb_credentials
+                              else None)
+        print(f"Reading study {config.study} ...", flush=True)
+        for series, why in study.download(input_folder).items():
+            print(f"Set aside: series {series}: {why}")
     models = _models(config, scratch)
     if models.checkpoint is not None:
         options = dataclasses.replace(options, checkpoint=models.checkpoint)
@@ -315,15 +334,14 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
         atomic_write_text(folder.config, config.recorded)
         atomic_write_text(folder.overrides, OmegaConf.to_yaml(OmegaConf.create(config.overrides)))
 
+    also_write = AlsoWrite(lambda folder, case: folder / f"{case}_seg.dcm",
+                           lambda case, segmentation, path: write_dicom_seg(segmentation, dicom[case], label_values,
+                                                                            str(config.model), path)) \
+        if options.output_format == "dicom_seg" else None
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made, refused,
                             None if options.workers == "auto" else int(options.workers), other_shards,
-                            (lambda case: read_dicom_series(dicom[case])) if dicom else None,
-                            AlsoWrite(lambda folder, case: folder / f"{case}_seg.dcm",
-                                      lambda case, segmentation, path: write_dicom_seg(
-                                          segmentation, dicom[case], label_values, str(config.model),
-                                          path))
-                            if options.output_format == "dicom_seg" else None)
+                            (lambda case: read_dicom_series(dicom[case])) if dicom else None, also_write)
     seconds = time.perf_counter() - start
     rate = ("" if not report.predicted else f", {len(report.predicted) / seconds:.2f} images/s"
             if len(report.predicted) >= seconds else f", {seconds / len(report.predicted):.1f} s per image")
@@ -349,7 +367,15 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
         objects = f", SEG {scores['SEG']:.4f}, F1 {scores['F1']:.4f}, ARE {scores['ARE']:.4f}" if instances else ""
         lines.append(f"  foreground mean Dice {scores['Dice']:.4f}{objects} over {summary['cases']} "
                      f"case(s) -> {folder.summary}, {folder.summary_csv}")
+    if study is not None and also_write is not None and options.dicomweb_store:
+        segs = [also_write.path(output, case) for case in [*report.predicted, *report.skipped]]
+        study.store(segs)
+        lines.append(f"  stored {len(segs)} DICOM SEG(s) in study {config.study}")
     print("\n".join(lines))
+    if study is not None and not report.failed and config.shard.count == 1:  # the downloaded copy goes
+        shutil.rmtree(input_folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # other studies' downloads stay
+            input_folder.parent.rmdir()
     if report.failed:  # the others are written; the exit code says that not every image was
         raise UserError(f"{len(report.failed)} of {len(report.failed) + len(report.predicted) + len(report.skipped)} "
                         f"image(s) failed, each with its error in {folder.failed} (e.g. {next(iter(report.failed))}: "
