@@ -114,10 +114,13 @@ def _check_seg(path: Path, expected: np.ndarray, source: Path) -> None:
 
 def test_dicom_input_for_a_multi_channel_model_is_refused_with_what_to_do(tmp_path: Path) -> None:
     from nnlight.inference.folder import dicom_cases
+    from nnlight.raw.dicom import ChannelRule
     from nnlight.utils.errors import UserError
 
-    with pytest.raises(UserError, match=r"this model takes 2 channels; give it NIfTI files named <case>_0000"):
+    with pytest.raises(UserError, match=r"this model takes 2 channels, and DICOM input needs a rule per channel"):
         dicom_cases(tmp_path, 2)
+    with pytest.raises(UserError, match=r"dicom_channels gives 1 rule\(s\), and this model takes 2 channel\(s\)"):
+        dicom_cases(tmp_path, 2, [ChannelRule.parse("t1")])
 
 
 def test_a_study_on_a_pacs_is_read_by_dicomweb_and_its_seg_stored_back(one_channel_model, orthanc: Orthanc,

@@ -8,8 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlight.raw.dicom import read_dicom_series, scan_dicom, write_dicom_series
+from nnlight.raw.dicom import (
+    ChannelRule,
+    cases_by_channel_rules,
+    read_dicom_case,
+    read_dicom_series,
+    scan_dicom,
+    write_dicom_series,
+)
 from nnlight.raw.io import Geometry
+from nnlight.utils.errors import UserError
 
 UID = "1.2.826.0.1.3680043.8.498.77"
 
@@ -116,3 +124,45 @@ def test_a_segmentation_beside_its_series_is_set_aside_not_segmented(tmp_path: P
     assert [s.case_id for s in scan.series] == [series.case_id] and not scan.failed
     (what, why), = scan.skipped.items()
     assert what.startswith("nnlight_segmentation_of_abdomen") and why == "a segmentation (SEG), not an image to segment"
+
+
+def test_channel_rules_choose_one_series_per_channel_of_each_study(tmp_path: Path) -> None:
+    """Two studies of a T1 and a FLAIR series (and a localizer-free extra series no rule matches): one case per
+    study, its channels in the rules' order; a study where a rule matches twice, or where the channels are on
+    different grids, is one line naming the series and the fix."""
+    geometry = _geometry()
+    t1, flair, other = _volume(1), _volume(2), _volume(3)
+    for study in (1, 2):
+        base = f"{UID}.{study}"  # write_dicom_series's study: the series UID without its last part, + ".1"
+        write_dicom_series(t1 + study, geometry, tmp_path / f"s{study}" / "a", f"{base}.1", description="T1 MPRAGE")
+        write_dicom_series(flair, geometry, tmp_path / f"s{study}" / "b", f"{base}.2", description="Ax FLAIR",
+                           series_number=2)
+        write_dicom_series(other, geometry, tmp_path / f"s{study}" / "c", f"{base}.3", description="DWI",
+                           series_number=3)
+    write_dicom_series(t1, _geometry(spacing=(3.0, 0.8, 0.7)), tmp_path / "s3" / "a", f"{UID}.3.1",
+                       description="T1")
+    write_dicom_series(flair, geometry, tmp_path / "s3" / "b", f"{UID}.3.2", description="FLAIR", series_number=2)
+    write_dicom_series(flair, geometry, tmp_path / "s3" / "c", f"{UID}.3.3", description="FLAIR again",
+                       series_number=3)
+    scan = scan_dicom(tmp_path)
+    rules = [ChannelRule.parse(text) for text in ("t1", "SeriesDescription=flair$")]
+    cases, failed = cases_by_channel_rules(scan.series, rules)
+    assert len(cases) == 2 and all(case.startswith("generated_") for case in cases)
+    for channels in cases.values():
+        assert [c.attribute("SeriesDescription") for c in channels] == ["T1 MPRAGE", "Ax FLAIR"]
+        array, read = read_dicom_case(channels)
+        study = 1 + int(channels[0].uid.split(".")[-2] == "2")
+        assert array.shape == (2, *t1.shape) and np.array_equal(array[0], t1 + study)
+        assert np.array_equal(array[1], flair) and np.allclose(read.sitk_spacing, (0.7, 0.8, 2.5), atol=1e-4)
+    (why,) = failed.values()
+    assert re.fullmatch(r"its channels \(T1_1_\w+, FLAIR_2_\w+\) are not on one grid .*; resample them onto "
+                        r"the first channel's first", why)
+    only_flair = cases_by_channel_rules(scan.series, [ChannelRule.parse("t1"), ChannelRule.parse("flair")])[1]
+    assert re.fullmatch(r"channel 1 \('flair'\): 2 series match: FLAIR_2_\w+ \(SeriesDescription 'FLAIR'\), "
+                        r"FLAIR_again_3_\w+ .*; make the rule stricter", next(iter(only_flair.values())))
+    assert "no series matches; the study's series are 'Ax FLAIR', 'DWI', 'T1 MPRAGE'" in next(iter(
+        cases_by_channel_rules(scan.series, [ChannelRule.parse("t2")])[1].values()))
+    with pytest.raises(UserError, match=r"names Foo; a rule matches one of SeriesDescription, ProtocolName"):
+        ChannelRule.parse("Foo=bar")
+    with pytest.raises(UserError, match=r"'\(t1' is not a regular expression"):
+        ChannelRule.parse("(t1")

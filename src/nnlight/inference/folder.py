@@ -16,7 +16,7 @@ from nnlight.inference.postprocessing import PostprocessingRules, apply_postproc
 from nnlight.inference.predictor import EnsemblePredictor, Predictor, Scores
 from nnlight.preprocessing.case import PreprocessedCase
 from nnlight.raw.dataset import group_channel_files
-from nnlight.raw.dicom import DicomSeries, scan_dicom
+from nnlight.raw.dicom import ChannelRule, DicomSeries, cases_by_channel_rules, scan_dicom
 from nnlight.raw.io import Geometry, image_format, read_images
 from nnlight.utils.console_progress import progress
 from nnlight.utils.errors import UserError
@@ -66,19 +66,28 @@ class AlsoWrite:
     write: Callable[[str, np.ndarray, Path], None]
 
 
-def dicom_cases(folder: Path, num_channels: int) -> tuple[dict[str, DicomSeries], dict[str, str]]:
-    """The image series of a folder of DICOM files (any depth, any names) as cases, and the series that cannot be
-    read as a volume (case -> why: they go to ``failed.json`` and the others run); what is not an image to segment
-    (segmentations, reports, localizers, other files) is listed and set aside."""
-    if num_channels != 1:
-        raise UserError(f"{folder}: DICOM input is read one series per case, and this model takes {num_channels} "
-                        "channels; give it NIfTI files named <case>_0000, <case>_0001, ... for now")
+def dicom_cases(folder: Path, num_channels: int, rules: list[ChannelRule] | None = None
+                ) -> tuple[dict[str, tuple[DicomSeries, ...]], dict[str, str]]:
+    """The image series of a folder of DICOM files (any depth, any names) as cases, and those that cannot be one
+    (case -> why: they go to ``failed.json`` and the others run); what is not an image to segment (segmentations,
+    reports, localizers, other files) is listed and set aside. Without ``rules`` each series is a case (a
+    one-channel model); with them each study is, its channels the series the rules choose."""
+    if rules is None and num_channels != 1:
+        raise UserError(f"{folder}: this model takes {num_channels} channels, and DICOM input needs a rule per "
+                        "channel saying which series of a study it is: dicom_channels=[<rule>, ...], e.g. "
+                        "dicom_channels=[t1,flair] on the series' descriptions (README: DICOM)")
+    if rules is not None and len(rules) != num_channels:
+        raise UserError(f"dicom_channels gives {len(rules)} rule(s), and this model takes {num_channels} "
+                        "channel(s): give one rule per channel, in the model's channel order")
     scan = scan_dicom(folder)
     for what, why in scan.skipped.items():
         print(f"Set aside: {what}: {why}")
     if not scan.series and not scan.failed:
         raise UserError(f"{folder}: no DICOM image series found ({len(scan.skipped)} file(s) or series set aside)")
-    return {s.case_id: s for s in scan.series}, dict(scan.failed)
+    if rules is None:
+        return {s.case_id: (s,) for s in scan.series}, dict(scan.failed)
+    cases, failed = cases_by_channel_rules(scan.series, rules)
+    return cases, {**scan.failed, **failed}
 
 
 def default_workers(predictor: Predictor | EnsemblePredictor) -> int:

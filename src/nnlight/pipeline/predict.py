@@ -34,7 +34,7 @@ from nnlight.inference.predictor import (
 )
 from nnlight.pipeline.config_values import Roots, check_required, resolved_config, typed
 from nnlight.raw.dataset_json import DatasetJson, load_dataset_json
-from nnlight.raw.dicom import DicomSeries, holds_dicom, read_dicom_series
+from nnlight.raw.dicom import ChannelRule, DicomSeries, holds_dicom, read_dicom_case
 from nnlight.raw.dicomweb import DicomwebStudy, StudyAddress, is_web_address, study_address
 from nnlight.utils.components import Component
 from nnlight.utils.errors import UserError
@@ -128,6 +128,7 @@ class PredictOptions:
     output_instances: bool = True  # an instance model writes instance maps (false: its border-core labels)
     scores_dtype: ScoresDtype = "float32"  # what the sliding window holds class scores in (half: less memory)
     output_format: Literal["image", "dicom_seg"] = "image"  # dicom_seg: also a DICOM SEG per input DICOM series
+    dicom_channels: tuple[str, ...] | None = None  # DICOM input: which series of a study is each channel
     dicomweb_store: bool = True  # input= a DICOMweb study and output_format=dicom_seg: store each SEG in it
     dicomweb_credentials: str | None = None  # a JSON file with the server's user and password (or token)
 
@@ -293,13 +294,14 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
         for member in predictor.predictors:
             member.inference = dataclasses.replace(member.inference, instances=None)
     dataset_json = _dataset_json(RunFolder(predictor.predictors[0].model_folders[0]))
-    dicom: dict[str, DicomSeries] = {}
+    dicom: dict[str, tuple[DicomSeries, ...]] = {}
     if not input_folder.is_dir() or not holds_dicom(input_folder) or \
             any(input_folder.glob(f"*{dataset_json.file_ending}")):
         cases, refused = input_cases(input_folder, dataset_json.file_ending, predictor.num_channels)  # before writing
     else:  # a folder of DICOM files: one case per image series
-        dicom, refused = dicom_cases(input_folder, predictor.num_channels)
-        cases = {case: series.files for case, series in dicom.items()}
+        dicom, refused = dicom_cases(input_folder, predictor.num_channels, None if options.dicom_channels is None
+                                     else [ChannelRule.parse(rule) for rule in options.dicom_channels])
+        cases = {case: tuple(f for series in channels for f in series.files) for case, channels in dicom.items()}
     if options.output_format == "dicom_seg" and not dicom:
         raise UserError(f"output_format=dicom_seg: {input_folder} holds no DICOM series, and a DICOM SEG refers to the "
                         "series it segments; give a folder of DICOM files, or leave output_format=image")
@@ -335,13 +337,13 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
         atomic_write_text(folder.overrides, OmegaConf.to_yaml(OmegaConf.create(config.overrides)))
 
     also_write = AlsoWrite(lambda folder, case: folder / f"{case}_seg.dcm",
-                           lambda case, segmentation, path: write_dicom_seg(segmentation, dicom[case], label_values,
+                           lambda case, segmentation, path: write_dicom_seg(segmentation, dicom[case][0], label_values,
                                                                             str(config.model), path)) \
         if options.output_format == "dicom_seg" else None
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made, refused,
                             None if options.workers == "auto" else int(options.workers), other_shards,
-                            (lambda case: read_dicom_series(dicom[case])) if dicom else None, also_write)
+                            (lambda case: read_dicom_case(dicom[case])) if dicom else None, also_write)
     seconds = time.perf_counter() - start
     rate = ("" if not report.predicted else f", {len(report.predicted) / seconds:.2f} images/s"
             if len(report.predicted) >= seconds else f", {seconds / len(report.predicted):.1f} s per image")

@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnlight.raw.io import Geometry, ImageReadError
+from nnlight.utils.errors import UserError
 
 # SOP classes that hold no image to segment: (class UID or its prefix, what it is)
 NOT_IMAGES = (("1.2.840.10008.5.1.4.1.1.66.4", "a segmentation (SEG)"),
@@ -35,7 +36,11 @@ NOT_IMAGES = (("1.2.840.10008.5.1.4.1.1.66.4", "a segmentation (SEG)"),
               ("1.2.840.10008.5.1.4.1.1.66", "a raw data or registration object"))
 TAGS = {"series": "0020|000e", "sop_class": "0008|0016", "position": "0020|0032", "orientation": "0020|0037",
         "pixel_spacing": "0028|0030", "rows": "0028|0010", "columns": "0028|0011", "description": "0008|103e",
-        "number": "0020|0011", "modality": "0008|0060", "image_type": "0008|0008", "thickness": "0018|0050"}
+        "number": "0020|0011", "modality": "0008|0060", "image_type": "0008|0008", "thickness": "0018|0050",
+        "study": "0020|000d", "patient": "0010|0020", "protocol": "0018|1030", "sequence": "0018|0024"}
+# what a channel rule may match (DICOM keyword -> the header's name above)
+RULE_ATTRIBUTES = {"SeriesDescription": "description", "ProtocolName": "protocol", "SequenceName": "sequence",
+                   "Modality": "modality", "SeriesNumber": "number", "ImageType": "image_type"}
 ORIENTATION_TOLERANCE = 1e-4  # direction cosines that differ less are the same orientation
 SPACING_TOLERANCE = 0.01  # relative: slice distances within 1 % of their median are even
 GAP_FACTOR = 1.5  # a distance this many times the median is a missing slice
@@ -58,6 +63,13 @@ class DicomSeries:
     case_id: str  # readable and stable: <description or modality>_<series number>_<8 hex of the UID>
     files: tuple[Path, ...]
     slice_spacing: float
+    study_uid: str = ""
+    patient_id: str = ""
+    attributes: tuple[tuple[str, str], ...] = ()  # (RULE_ATTRIBUTES keyword, value): what channel rules match
+    grid: tuple[float, ...] = ()  # rows, columns, slices, first position, orientation, spacings: channels share it
+
+    def attribute(self, keyword: str) -> str:
+        return dict(self.attributes)[keyword]
 
 
 @dataclass
@@ -82,10 +94,17 @@ def _numbers(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.strip().split("\\") if v.strip())
 
 
+def _readable(text: str, otherwise: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or otherwise
+
+
+def _short_hash(uid: str) -> str:
+    return hashlib.sha1(uid.encode()).hexdigest()[:8]
+
+
 def _case_id(uid: str, description: str, number: str, modality: str) -> str:
-    label = re.sub(r"[^A-Za-z0-9]+", "_", description or modality or "series").strip("_")[:40] or "series"
     number = re.sub(r"[^0-9]", "", number) or "0"
-    return f"{label}_{number}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
+    return f"{_readable(description or modality, 'series')}_{number}_{_short_hash(uid)}"
 
 
 def _header(path: Path) -> dict[str, str] | None:
@@ -166,7 +185,7 @@ def _checked_series(uid: str, case_id: str, members: list[tuple[Path, dict[str, 
     normal /= np.linalg.norm(normal)  # the cosines come rounded from the files
     slices.sort(key=lambda s: float(np.array(s.position) @ normal))
     if len(slices) == 1:
-        return DicomSeries(uid, case_id, (slices[0].path,), 1.0)
+        return _series(uid, case_id, slices, 1.0, members[0][1])
     positions = np.array([s.position for s in slices])
     along = positions @ normal
     distances = np.diff(along)
@@ -185,7 +204,15 @@ def _checked_series(uid: str, case_id: str, members: list[tuple[Path, dict[str, 
     if float(np.linalg.norm(sideways)) > 1e-2 * max(float(abs(span @ normal)), 1e-6):
         raise ValueError("a gantry tilt (its slices are shifted sideways from one to the next); correct the tilt "
                          "on the scanner's workstation or with a DICOM tool first")
-    return DicomSeries(uid, case_id, tuple(s.path for s in slices), median)
+    return _series(uid, case_id, slices, median, members[0][1])
+
+
+def _series(uid: str, case_id: str, slices: list[_Slice], slice_spacing: float, header: dict[str, str]
+            ) -> DicomSeries:
+    first = slices[0]
+    grid = (*first.size, len(slices), *first.position, *first.orientation, *first.pixel_spacing, slice_spacing)
+    return DicomSeries(uid, case_id, tuple(s.path for s in slices), slice_spacing, header["study"],
+                       header["patient"], tuple((k, header[name]) for k, name in RULE_ATTRIBUTES.items()), grid)
 
 
 def read_dicom_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
@@ -208,6 +235,72 @@ def read_dicom_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
     return array[None], Geometry(spacing=spacing[::-1], sitk_spacing=spacing,
                                  sitk_origin=tuple(float(o) for o in image.GetOrigin()),
                                  sitk_direction=tuple(float(d) for d in image.GetDirection()), is_2d=False)
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    """Which series of a study is one channel of a case: ``pattern`` (a regular expression, case-insensitive)
+    found in the series' ``keyword`` attribute. Written ``<pattern>`` (on SeriesDescription) or
+    ``<keyword>=<pattern>``, e.g. ``flair`` or ``SequenceName=tse``."""
+
+    text: str
+    keyword: str
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def parse(cls, text: str) -> ChannelRule:
+        keyword, _, pattern = text.partition("=") if re.match(r"^[A-Za-z]+=", text) else ("", "", text)
+        keyword = keyword or "SeriesDescription"
+        if keyword not in RULE_ATTRIBUTES:
+            raise UserError(f"dicom_channels: {text!r} names {keyword}; a rule matches one of "
+                            f"{', '.join(RULE_ATTRIBUTES)} (<Keyword>=<pattern>), or SeriesDescription when it "
+                            "names none")
+        try:
+            return cls(text, keyword, re.compile(pattern, re.IGNORECASE))
+        except re.error as e:
+            raise UserError(f"dicom_channels: {text!r} is not a regular expression ({e})") from None
+
+    def matches(self, series: DicomSeries) -> bool:
+        return self.pattern.search(series.attribute(self.keyword)) is not None
+
+
+def cases_by_channel_rules(series: list[DicomSeries], rules: list[ChannelRule]
+                           ) -> tuple[dict[str, tuple[DicomSeries, ...]], dict[str, str]]:
+    """One case per study (``<PatientID>_<8 hex of the study UID>``) with one series per rule, in the rules' order,
+    and the studies that cannot be one (case -> why: no series or several series match a rule, or the channels
+    are on different grids). Series that no rule matches are not used."""
+    studies: dict[str, list[DicomSeries]] = {}
+    for one in series:
+        studies.setdefault(one.study_uid, []).append(one)
+    cases, failed = {}, {}
+    for study_uid, members in studies.items():
+        case_id = f"{_readable(members[0].patient_id, 'study')}_{_short_hash(study_uid)}"
+        chosen, problems = [], []
+        for k, rule in enumerate(rules):
+            matching = [m for m in members if rule.matches(m)]
+            if len(matching) != 1:
+                names = ", ".join(f"{m.case_id} ({rule.keyword} {m.attribute(rule.keyword)!r})" for m in matching)
+                problems.append(f"channel {k} ({rule.text!r}): " + (f"{len(matching)} series match: {names}; "
+                                "make the rule stricter" if matching else "no series matches; the study's series "
+                                f"are {', '.join(repr(m.attribute(rule.keyword)) for m in members)}"))
+            else:
+                chosen.append(matching[0])
+        if not problems and len({c.uid for c in chosen}) < len(chosen):
+            problems.append("one series matches the rules of several channels; make the rules tell them apart")
+        if not problems and any(not np.allclose(c.grid, chosen[0].grid, atol=1e-3) for c in chosen):
+            problems.append(f"its channels ({', '.join(c.case_id for c in chosen)}) are not on one grid (size, "
+                            "position, orientation and spacing); resample them onto the first channel's first")
+        if problems:
+            failed[case_id] = "; ".join(problems)
+        else:
+            cases[case_id] = tuple(chosen)
+    return dict(sorted(cases.items())), failed
+
+
+def read_dicom_case(channels: tuple[DicomSeries, ...]) -> tuple[np.ndarray, Geometry]:
+    """A case's series as its channels, ``(c, z, y, x)``, on the first channel's geometry (they share one grid)."""
+    arrays = [read_dicom_series(series) for series in channels]
+    return np.concatenate([array for array, _ in arrays]), arrays[0][1]
 
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
