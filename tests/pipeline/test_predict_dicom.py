@@ -91,9 +91,10 @@ def test_a_dicom_folder_is_segmented_as_its_nifti_and_a_bad_series_is_one_line(o
     shutil.rmtree(tmp_path / "out_dicom")
 
 
-def _check_seg(path: Path, expected: np.ndarray, source: Path) -> None:
+def _check_seg(path: Path, expected: np.ndarray, source: Path,
+               names: tuple[str, ...] = ("bright_blob", "dark_blob")) -> None:
     """The SEG passes the standard's validator (where installed) and holds ``expected`` frame by frame on the
-    source slices, one segment per foreground label."""
+    source slices, one segment per foreground label (``names``, dataset.json's, by value)."""
     import highdicom as hd
     import pydicom
 
@@ -102,8 +103,8 @@ def _check_seg(path: Path, expected: np.ndarray, source: Path) -> None:
         errors = [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
         assert not errors, "\n".join(errors)
     seg = hd.seg.segread(str(path))
-    assert seg.SegmentationType == "BINARY" and seg.number_of_segments == 2
-    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["bright_blob", "dark_blob"]  # dataset.json's, by value
+    assert seg.SegmentationType == "BINARY" and seg.number_of_segments == len(names)
+    assert tuple(d.SegmentLabel for d in seg.SegmentSequence) == names
     sources = {pydicom.dcmread(str(f)).SOPInstanceUID: pydicom.dcmread(str(f)) for f in source.iterdir()}
     by_position = sorted(sources.values(), key=lambda d: float(d.ImagePositionPatient[2]))
     for k, image in enumerate(by_position):

@@ -28,8 +28,10 @@ from nnlight.raw.io import Geometry, ImageReadError
 from nnlight.utils.errors import UserError
 
 # SOP classes that hold no image to segment: (class UID or its prefix, what it is)
-NOT_IMAGES = (("1.2.840.10008.5.1.4.1.1.66.4", "a segmentation (SEG)"),
-              ("1.2.840.10008.5.1.4.1.1.481.3", "a structure set (RTSTRUCT)"),
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+NOT_IMAGES = ((SEGMENTATION_STORAGE, "a segmentation (SEG)"),
+              (RTSTRUCT_STORAGE, "a structure set (RTSTRUCT)"),
               ("1.2.840.10008.5.1.4.1.1.88.59", "a key object selection (KO)"),
               ("1.2.840.10008.5.1.4.1.1.88.", "a structured report (SR)"),
               ("1.2.840.10008.5.1.4.1.1.11.", "a presentation state (PR)"),
@@ -37,7 +39,8 @@ NOT_IMAGES = (("1.2.840.10008.5.1.4.1.1.66.4", "a segmentation (SEG)"),
 TAGS = {"series": "0020|000e", "sop_class": "0008|0016", "position": "0020|0032", "orientation": "0020|0037",
         "pixel_spacing": "0028|0030", "rows": "0028|0010", "columns": "0028|0011", "description": "0008|103e",
         "number": "0020|0011", "modality": "0008|0060", "image_type": "0008|0008", "thickness": "0018|0050",
-        "study": "0020|000d", "patient": "0010|0020", "protocol": "0018|1030", "sequence": "0018|0024"}
+        "study": "0020|000d", "patient": "0010|0020", "instance": "0008|0018", "protocol": "0018|1030",
+        "sequence": "0018|0024"}
 # what a channel rule may match (DICOM keyword -> the header's name above)
 RULE_ATTRIBUTES = {"SeriesDescription": "description", "ProtocolName": "protocol", "SequenceName": "sequence",
                    "Modality": "modality", "SeriesNumber": "number", "ImageType": "image_type"}
@@ -49,6 +52,7 @@ GAP_FACTOR = 1.5  # a distance this many times the median is a missing slice
 @dataclass(frozen=True)
 class _Slice:
     path: Path
+    instance_uid: str
     position: tuple[float, float, float]
     orientation: tuple[float, ...]
     size: tuple[int, int]
@@ -67,6 +71,7 @@ class DicomSeries:
     patient_id: str = ""
     attributes: tuple[tuple[str, str], ...] = ()  # (RULE_ATTRIBUTES keyword, value): what channel rules match
     grid: tuple[float, ...] = ()  # rows, columns, slices, first position, orientation, spacings: channels share it
+    instance_uids: tuple[str, ...] = ()  # SOPInstanceUID of each file, in slice order (a SEG's frames name them)
 
     def attribute(self, keyword: str) -> str:
         return dict(self.attributes)[keyword]
@@ -77,6 +82,8 @@ class DicomScan:
     series: list[DicomSeries] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # series (or file) -> why it is not an image to segment
     failed: dict[str, str] = field(default_factory=dict)  # case id -> why the series cannot be read as a volume
+    segmentations: list[Path] = field(default_factory=list)  # DICOM SEG files (a collection's labels)
+    structure_sets: list[Path] = field(default_factory=list)  # RTSTRUCT files
 
 
 @contextlib.contextmanager
@@ -148,6 +155,8 @@ def scan_dicom(folder: Path) -> DicomScan:
         first = members[0][1]
         case_id = _case_id(uid, first["description"], first["number"], first["modality"])
         kind = next((what for prefix, what in NOT_IMAGES if first["sop_class"].startswith(prefix)), None)
+        scan.segmentations += [path for path, header in members if header["sop_class"] == SEGMENTATION_STORAGE]
+        scan.structure_sets += [path for path, header in members if header["sop_class"] == RTSTRUCT_STORAGE]
         if kind is not None:
             scan.skipped[case_id] = f"{kind}, not an image to segment"
         elif "LOCALIZER" in first["image_type"].upper():
@@ -169,7 +178,7 @@ def _checked_series(uid: str, case_id: str, members: list[tuple[Path, dict[str, 
         if len(position) != 3 or len(orientation) != 6 or len(spacing) != 2:
             raise ValueError("a slice without position, orientation or pixel spacing (ImagePositionPatient, "
                              "ImageOrientationPatient, PixelSpacing); export the series again with them")
-        slices.append(_Slice(path, (position[0], position[1], position[2]), orientation,
+        slices.append(_Slice(path, header["instance"], (position[0], position[1], position[2]), orientation,
                              (int(header["rows"] or 0), int(header["columns"] or 0)), (spacing[0], spacing[1])))
     sizes = sorted({f"{rows}x{columns}" for rows, columns in (s.size for s in slices)})
     if len(sizes) > 1:
@@ -212,7 +221,8 @@ def _series(uid: str, case_id: str, slices: list[_Slice], slice_spacing: float, 
     first = slices[0]
     grid = (*first.size, len(slices), *first.position, *first.orientation, *first.pixel_spacing, slice_spacing)
     return DicomSeries(uid, case_id, tuple(s.path for s in slices), slice_spacing, header["study"],
-                       header["patient"], tuple((k, header[name]) for k, name in RULE_ATTRIBUTES.items()), grid)
+                       header["patient"], tuple((k, header[name]) for k, name in RULE_ATTRIBUTES.items()), grid,
+                       tuple(s.instance_uid for s in slices))
 
 
 def read_dicom_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
@@ -308,7 +318,7 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 def write_dicom_series(volume: np.ndarray, geometry: Geometry, folder: Path, series_uid: str,
                        description: str = "generated", series_number: int = 1, intercept: float = 0.0,
-                       file_names: list[str] | None = None) -> list[Path]:
+                       file_names: list[str] | None = None, patient_id: str = "generated") -> list[Path]:
     """A ``(z, y, x)`` int16 volume as a CT series of one file per slice (test data and examples): positions along
     the geometry's third direction, the given rescale intercept (the writer stores ``volume - intercept``).
     ``file_names``: the files' names in slice order (default ``slice_<k>.dcm``)."""
@@ -333,7 +343,7 @@ def write_dicom_series(volume: np.ndarray, geometry: Geometry, folder: Path, ser
                 "0020|0032": "\\".join(f"{v:.6f}" for v in position),
                 "0020|0037": "\\".join(f"{v:.6f}" for v in (*row, *column)),
                 "0028|0030": f"{sy:.6f}\\{sx:.6f}", "0018|0050": f"{sz:.6f}",
-                "0028|1052": f"{intercept:g}", "0028|1053": "1", "0010|0020": "generated",
+                "0028|1052": f"{intercept:g}", "0028|1053": "1", "0010|0020": patient_id,
                 "0010|0010": "Generated^Test", "0020|0052": frame_of_reference, "0008|0020": "20261207",
                 "0008|0030": "120000", "0020|0010": "1", "0008|0050": "1", "0008|0090": "", "0010|0030": "",
                 "0010|0040": "O", "0008|0070": "nnlight", "0018|5100": "HFS", "0020|1040": "", "0018|0060": "",

@@ -207,7 +207,7 @@ def demo_kind(two_d: bool, regions: bool, ignore: bool, instances: bool) -> tupl
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write nnlight's synthetic demo dataset in nnU-Net raw format.",
                                      usage="nnlight-demo-data [raw=data/raw id=900 name=Demo cases=8 2d=true "
-                                           "regions=true ignore=true instances=true]")
+                                           "regions=true ignore=true instances=true | dicom=<folder>]")
     parser.add_argument("--raw", default="data/raw", help="raw datasets root (default: data/raw)")
     parser.add_argument("--id", type=int, default=None, help="dataset number (default: one per kind, 900 for 3D)")
     parser.add_argument("--name", default=None, help="dataset name (default: one per kind: Demo, Demo2D, ...)")
@@ -218,8 +218,17 @@ def main(argv: list[str] | None = None) -> None:
                         f"(ignore label {IGNORE_VALUE})")
     parser.add_argument("--instances", action="store_true", help="cells with instance maps (every cell its own "
                         "id; dataset.json \"instance_maps\": true), 2D or anisotropic 3D")
+    parser.add_argument("--dicom", default=None, help="instead: a DICOM collection (two CT phases and a SEG per "
+                        "patient, TCIA's layout) in this folder, for nnlight-convert-dicom")
     args = parser.parse_args(key_value_arguments(parser, argv))
     with exit_on_user_error():
+        if args.dicom is not None:
+            from nnlight.raw.synthetic_dicom import make_dicom_collection  # needs the dicom extra's highdicom
+
+            if Path(args.dicom).exists() and any(Path(args.dicom).iterdir()):
+                raise UserError(f"dicom={args.dicom}: the folder holds files already; give a new or empty folder")
+            print(json.dumps({"dicom_collection": str(make_dicom_collection(args.dicom, args.cases))}))
+            return
         if args.instances and (args.regions or args.ignore):
             raise UserError("instances=true makes cells with instance maps; regions= and ignore= do not apply to it")
         default_id, default_name = demo_kind(args.two_d, args.regions, args.ignore, args.instances)
