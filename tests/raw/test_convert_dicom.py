@@ -31,14 +31,15 @@ def _expected_labels(num_cases: int) -> list[np.ndarray]:
 
 
 def test_a_collection_becomes_a_dataset_with_unified_labels_its_geometry_and_notes(tmp_path: Path) -> None:
-    from nnlight.inference.dicom_seg import write_dicom_seg
+    from nnlight.inference.dicom_seg import SegSettings, write_dicom_seg
 
     collection = make_dicom_collection(tmp_path / "collection", num_cases=3, shape=SHAPE)
     (first,) = scan_dicom(collection / "PATIENT001" / "study" / "1-arterial").series
     expected = _expected_labels(3)
     extra = np.where(expected[1] == 1, 1, 0).astype(np.uint8)  # a second SEG: "dark blob" over the bright blob
     extra[0, 0, 0] = 2
-    write_dicom_seg(extra, first, {"background": 0, "dark blob": 1, "cyst": 2, "scar": 3}, "a reader",
+    write_dicom_seg(extra, first, read_dicom_case((first,))[1],
+                    SegSettings.of_labels({"dark blob": 1, "cyst": 2, "scar": 3}, "a reader"),
                     collection / "PATIENT001" / "study" / "301-segmentation" / "1-1.dcm")
 
     without = convert_dicom(collection, tmp_path / "raw", 951, "EveryName", ["arterial", "venous"])

@@ -14,6 +14,7 @@ from nnlight.raw.dicom import (
     read_dicom_case,
     read_dicom_series,
     scan_dicom,
+    transfer_syntax,
     write_dicom_series,
 )
 from nnlight.raw.io import Geometry
@@ -113,13 +114,14 @@ def test_generated_series_are_valid_ct_images_by_the_standard(tmp_path: Path) ->
 
 def test_a_segmentation_beside_its_series_is_set_aside_not_segmented(tmp_path: Path) -> None:
     pytest.importorskip("highdicom", reason='pip install "nnlight[dicom]"')
-    from nnlight.inference.dicom_seg import write_dicom_seg
+    from nnlight.inference.dicom_seg import SegSettings, write_dicom_seg
 
     write_dicom_series(_volume(), _geometry(), tmp_path / "ct", UID, description="abdomen")
     series = scan_dicom(tmp_path).series[0]
     labels = np.zeros((6, 12, 10), np.uint8)
     labels[2:4, 3:8, 2:6] = 1
-    write_dicom_seg(labels, series, {"background": 0, "liver": 1}, "a model", tmp_path / "seg" / "liver.dcm")
+    write_dicom_seg(labels, series, _geometry(), SegSettings.of_labels({"liver": 1}, "a model"),
+                    tmp_path / "seg" / "liver.dcm")
     scan = scan_dicom(tmp_path)
     assert [s.case_id for s in scan.series] == [series.case_id] and not scan.failed
     (what, why), = scan.skipped.items()
@@ -166,3 +168,94 @@ def test_channel_rules_choose_one_series_per_channel_of_each_study(tmp_path: Pat
         ChannelRule.parse("Foo=bar")
     with pytest.raises(UserError, match=r"'\(t1' is not a regular expression"):
         ChannelRule.parse("(t1")
+
+
+@pytest.mark.parametrize("compression", ["JPEG", "JPEG2000"])
+def test_a_compressed_series_reads_as_the_uncompressed_one(tmp_path: Path, compression: str) -> None:
+    volume, geometry = _volume(4), _geometry()
+    write_dicom_series(volume, geometry, tmp_path / "plain", UID, intercept=-1024)
+    paths = write_dicom_series(volume, geometry, tmp_path / "packed", UID + ".9", intercept=-1024,
+                               compression=compression)  # type: ignore[arg-type]
+    assert transfer_syntax(paths[0]) == {"JPEG": "1.2.840.10008.1.2.4.70", "JPEG2000": "1.2.840.10008.1.2.4.90"}[
+        compression]
+    plain, packed = (read_dicom_series(scan_dicom(tmp_path / name).series[0]) for name in ("plain", "packed"))
+    assert np.array_equal(plain[0], packed[0]) and plain[1] == packed[1]
+
+
+PYDICOM_SYNTAXES = ("MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                    "MR_small_bigendian.dcm", "MR_small_implicit.dcm")
+
+
+def test_pydicoms_own_files_in_every_transfer_syntax_read_alike_and_odd_objects_are_set_aside(tmp_path: Path
+                                                                                              ) -> None:
+    """pydicom's test files (installed with it, nothing downloaded): one MR slice in RLE, JPEG 2000, JPEG-LS, big
+    endian and implicit VR reads as the uncompressed one; its structure set, report, segmentation and a truncated
+    file beside them are set aside, each with what it is."""
+    data = pytest.importorskip("pydicom.data", reason='pydicom comes with pip install "nnlight[dicom]"')
+    import shutil
+
+    shutil.copy(data.get_testdata_file("MR_small.dcm"), tmp_path / "reference")
+    expected = read_dicom_series(scan_dicom(tmp_path).series[0])
+    for name in PYDICOM_SYNTAXES:
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(data.get_testdata_file(name), folder / "IM1")
+        array, geometry = read_dicom_series(scan_dicom(folder).series[0])
+        assert np.array_equal(array, expected[0]) and geometry == expected[1], name
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for name in ("rtstruct.dcm", "reportsi.dcm", "liver_1frame.dcm", "MR_truncated.dcm"):
+        shutil.copy(data.get_testdata_file(name), odd / name)
+    import pydicom
+
+    pydicom.dcmread(odd / "rtstruct.dcm", force=True).save_as(odd / "rtstruct.dcm", enforce_file_format=True)
+    scan = scan_dicom(odd)
+    assert not scan.series and sorted(scan.skipped.values()) == [
+        "a damaged or truncated DICOM file (it cannot be read)", "a segmentation (SEG), not an image to segment",
+        "a structure set (RTSTRUCT), not an image to segment", "a structured report (SR), not an image to segment"]
+
+
+def test_pixel_data_that_cannot_be_decoded_names_the_series_its_transfer_syntax_and_the_fix(tmp_path: Path) -> None:
+    pydicom = pytest.importorskip("pydicom", reason='pydicom comes with pip install "nnlight[dicom]"')
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import encapsulate, generate_frames
+
+    from nnlight.raw.io import ImageReadError
+
+    dataset = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    frame = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    dataset.PixelData = encapsulate([bytes(len(frame))])  # no JPEG 2000 codestream in it
+    dataset.save_as(tmp_path / "IM1", enforce_file_format=True)
+    (series,) = scan_dicom(tmp_path).series
+    with pytest.raises(ImageReadError, match=r"DICOM series MR_1_\w+: its pixel data cannot be decoded \(transfer "
+                       r"syntax JPEG 2000 lossless, 1.2.840.10008.1.2.4.90: .*convert them to an uncompressed"):
+        read_dicom_series(series)
+
+
+def _enhanced(tmp_path: Path, volume: np.ndarray, geometry: Geometry) -> Path:
+    """``volume`` as a classic series and as one enhanced multi-frame image (highdicom's legacy conversion)."""
+    import highdicom as hd
+    import pydicom
+
+    paths = write_dicom_series(volume, geometry, tmp_path / "classic", UID + ".30", intercept=-1024)
+    image = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(str(p)) for p in paths], series_instance_uid=UID + ".31", series_number=31,
+        sop_instance_uid=UID + ".31.1", instance_number=1)
+    (tmp_path / "enhanced").mkdir()
+    image.save_as(tmp_path / "enhanced" / "IM1")
+    return tmp_path / "enhanced" / "IM1"
+
+
+def test_an_enhanced_multi_frame_image_reads_as_its_classic_series(tmp_path: Path) -> None:
+    pytest.importorskip("highdicom", reason='pip install "nnlight[dicom]"')
+    volume, geometry = _volume(5), _geometry()
+    _enhanced(tmp_path, volume, geometry)
+    classic, enhanced = (scan_dicom(tmp_path / name) for name in ("classic", "enhanced"))
+    (series,) = enhanced.series
+    assert series.multiframe and not enhanced.failed
+    expected, expected_geometry = read_dicom_series(classic.series[0])
+    array, read = read_dicom_series(series)
+    assert np.array_equal(array, expected)
+    assert np.allclose(read.sitk_origin, expected_geometry.sitk_origin, atol=1e-4)
+    assert np.allclose(read.sitk_direction, expected_geometry.sitk_direction, atol=1e-5)
+    assert np.allclose(read.sitk_spacing, expected_geometry.sitk_spacing, atol=1e-4)

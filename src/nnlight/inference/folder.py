@@ -60,10 +60,10 @@ def input_cases(folder: Path, file_ending: str, num_channels: int
 @dataclass(frozen=True)
 class AlsoWrite:
     """A further file per case made from its segmentation (``path(folder, case)``, ``write(case, segmentation,
-    path)``)."""
+    geometry, path)``)."""
 
     path: Callable[[Path, str], Path]
-    write: Callable[[str, np.ndarray, Path], None]
+    write: Callable[[str, np.ndarray, Geometry, Path], None]
 
 
 def dicom_cases(folder: Path, num_channels: int, rules: list[ChannelRule] | None = None
@@ -199,7 +199,7 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
         if probabilities is not None:  # first, so a finished segmentation means a finished case
             write_probabilities(output_folder / f"{case.case_id}.npz", probabilities)
         if also_write is not None:
-            also_write.write(case.case_id, segmentation, also_write.path(output_folder, case.case_id))
+            also_write.write(case.case_id, segmentation, case.geometry, also_write.path(output_folder, case.case_id))
         write_segmentation(segmentation, output_folder / f"{case.case_id}{file_ending}", case.geometry)
 
     todo = [c for c in cases if overwrite or not finished(c)]

@@ -21,7 +21,7 @@ from nnlight.evaluation.selection import load_best
 from nnlight.exchange.model_zip import unpack
 from nnlight.exchange.nnunet import load_nnunet_model, nnunet_model_and_folds
 from nnlight.exchange.onnx_model import is_onnx_model, onnx_model
-from nnlight.inference.dicom_seg import write_dicom_seg
+from nnlight.inference.dicom_seg import SegSettings, SegType, load_segment_codes, write_dicom_seg
 from nnlight.inference.folder import AlsoWrite, dicom_cases, input_cases, predict_folder
 from nnlight.inference.postprocessing import PostprocessingRules, rules_as_text
 from nnlight.inference.predictor import (
@@ -129,6 +129,8 @@ class PredictOptions:
     scores_dtype: ScoresDtype = "float32"  # what the sliding window holds class scores in (half: less memory)
     output_format: Literal["image", "dicom_seg"] = "image"  # dicom_seg: also a DICOM SEG per input DICOM series
     dicom_channels: tuple[str, ...] | None = None  # DICOM input: which series of a study is each channel
+    dicom_seg_type: SegType = "binary"  # binary: every viewer reads it | labelmap: compact for many classes
+    dicom_seg_codes: str | None = None  # a JSON file of coded categories and types per label (else "Tissue")
     dicomweb_store: bool = True  # input= a DICOMweb study and output_format=dicom_seg: store each SEG in it
     dicomweb_credentials: str | None = None  # a JSON file with the server's user and password (or token)
 
@@ -256,6 +258,20 @@ def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: P
                         "model; predict into a new or empty folder")
 
 
+def _seg_settings(options: PredictOptions, dataset_json: DatasetJson, predictor: EnsemblePredictor, model: str
+                  ) -> SegSettings:
+    """A segment per label (a region: the labels it covers), named as in dataset.json, and the algorithm."""
+    segments = {name: (value,) if isinstance(value, int) else tuple(value)
+                for name, value in dataset_json.labels.items()
+                if value != 0 and name != "background" and value != dataset_json.ignore_label}
+    names = list(segments)
+    codes = load_segment_codes(Path(options.dicom_seg_codes), names) if options.dicom_seg_codes else None
+    folders = [folder for member in predictor.predictors for folder in member.model_folders]
+    algorithm = {"model": model, "configuration": " + ".join(dict.fromkeys(f.parent.parent.name for f in folders)),
+                 "folds": ", ".join(f.name for f in folders)}
+    return SegSettings(segments, algorithm, options.dicom_seg_type, codes)
+
+
 def run(config: PredictConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="nnlight-model-") as scratch:
         try:
@@ -305,11 +321,11 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
     if options.output_format == "dicom_seg" and not dicom:
         raise UserError(f"output_format=dicom_seg: {input_folder} holds no DICOM series, and a DICOM SEG refers to the "
                         "series it segments; give a folder of DICOM files, or leave output_format=image")
-    label_values = {name: value for name, value in dataset_json.labels.items() if isinstance(value, int)}
-    if options.output_format == "dicom_seg" and (len(label_values) < len(dataset_json.labels) or instances):
-        raise UserError("output_format=dicom_seg writes one segment per label; this model predicts "
-                        f"{'objects' if instances else 'overlapping regions'}, which it does not write yet: use "
-                        "output_format=image")
+    seg_settings = _seg_settings(options, dataset_json, predictor, str(config.model)) \
+        if options.output_format == "dicom_seg" else None
+    if seg_settings is not None and instances:
+        raise UserError("output_format=dicom_seg writes a segment per label, and this model predicts objects (an "
+                        "instance map), which a SEG does not hold yet: use output_format=image")
     everything = [*cases, *refused]
     cases = {c: files for c, files in cases.items() if config.shard.contains(c)}
     refused = {c: why for c, why in refused.items() if config.shard.contains(c)}
@@ -328,7 +344,8 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
                             **({"scores_dtype": options.scores_dtype} if options.scores_dtype != "float32" else {}),
                             "postprocessing": rules_as_text(rules) if rules else "none",
                             **({"output_instances": options.output_instances} if instances else {}),
-                            **({"output_format": options.output_format} if options.output_format != "image" else {})}}
+                            **({"output_format": options.output_format} if options.output_format != "image" else {}),
+                            **({"dicom_seg_type": options.dicom_seg_type} if seg_settings else {})}}
     _check_made_by(folder, made_by, options, dataset_json.file_ending)
 
     def record_how_it_is_made() -> None:
@@ -336,10 +353,10 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
         atomic_write_text(folder.config, config.recorded)
         atomic_write_text(folder.overrides, OmegaConf.to_yaml(OmegaConf.create(config.overrides)))
 
-    also_write = AlsoWrite(lambda folder, case: folder / f"{case}_seg.dcm",
-                           lambda case, segmentation, path: write_dicom_seg(segmentation, dicom[case][0], label_values,
-                                                                            str(config.model), path)) \
-        if options.output_format == "dicom_seg" else None
+    also_write = None if seg_settings is None else AlsoWrite(
+        lambda folder, case: folder / f"{case}_seg.dcm",
+        lambda case, segmentation, geometry, path: write_dicom_seg(segmentation, dicom[case][0], geometry,
+                                                                   seg_settings, path))
     report = predict_folder(predictor, cases, output, dataset_json.file_ending, rules, options.save_probabilities,
                             options.overwrite, record_how_it_is_made, refused,
                             None if options.workers == "auto" else int(options.workers), other_shards,

@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from nnlight.raw.dicom import ChannelRule, DicomSeries, cases_by_channel_rules, read_dicom_case, scan_dicom
+from nnlight.raw.dicom import (
+    ChannelRule,
+    DicomSeries,
+    cases_by_channel_rules,
+    highdicom_module,
+    read_dicom_case,
+    scan_dicom,
+)
 from nnlight.raw.io import write_image, write_seg
 from nnlight.raw.synthetic import new_dataset_folder
 from nnlight.utils.command_line import key_value_arguments
@@ -71,18 +78,10 @@ def label_names(file: Path | None) -> dict[str, str] | None:
     return names
 
 
-def _highdicom() -> Any:
-    try:
-        import highdicom
-    except ImportError:
-        raise UserError('nnlight-convert-dicom reads DICOM SEG with highdicom: pip install "nnlight[dicom]"') from None
-    return highdicom
-
-
 def convert_dicom(collection: Path, raw_root: Path, dataset_id: int, name: str, channels: list[str] | None = None,
                   labels_file: Path | None = None) -> Conversion:
     """Write ``<raw_root>/Dataset<id>_<name>`` from ``collection``'s image series and their SEGs."""
-    hd = _highdicom()
+    hd = highdicom_module("nnlight-convert-dicom (reading DICOM SEG)")
     if not collection.is_dir():
         raise UserError(f"input={collection}: not a folder; give the folder the collection was downloaded to")
     rules = None if channels is None else [ChannelRule.parse(rule) for rule in channels]

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import SimpleITK as sitk
@@ -40,7 +41,7 @@ TAGS = {"series": "0020|000e", "sop_class": "0008|0016", "position": "0020|0032"
         "pixel_spacing": "0028|0030", "rows": "0028|0010", "columns": "0028|0011", "description": "0008|103e",
         "number": "0020|0011", "modality": "0008|0060", "image_type": "0008|0008", "thickness": "0018|0050",
         "study": "0020|000d", "patient": "0010|0020", "instance": "0008|0018", "protocol": "0018|1030",
-        "sequence": "0018|0024"}
+        "sequence": "0018|0024", "frames": "0028|0008"}
 # what a channel rule may match (DICOM keyword -> the header's name above)
 RULE_ATTRIBUTES = {"SeriesDescription": "description", "ProtocolName": "protocol", "SequenceName": "sequence",
                    "Modality": "modality", "SeriesNumber": "number", "ImageType": "image_type"}
@@ -72,6 +73,7 @@ class DicomSeries:
     attributes: tuple[tuple[str, str], ...] = ()  # (RULE_ATTRIBUTES keyword, value): what channel rules match
     grid: tuple[float, ...] = ()  # rows, columns, slices, first position, orientation, spacings: channels share it
     instance_uids: tuple[str, ...] = ()  # SOPInstanceUID of each file, in slice order (a SEG's frames name them)
+    multiframe: bool = False  # one enhanced (multi-frame) image: its frames are the slices
 
     def attribute(self, keyword: str) -> str:
         return dict(self.attributes)[keyword]
@@ -122,10 +124,32 @@ def _header(path: Path) -> dict[str, str] | None:
     try:
         with _keeping_locale():
             reader.ReadImageInformation()
-    except RuntimeError:
-        return None
+    except RuntimeError:  # no image in it (a report, a structure set), or damaged
+        return _header_without_image(path) if _marked(path) else None
     return {name: reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
             for name, tag in TAGS.items()}
+
+
+def _header_without_image(path: Path) -> dict[str, str] | None:
+    """The header of a DICOM object that SimpleITK's image reader refuses for holding no image (a report, a
+    structure set), read by pydicom (the dicom extra's) where installed; None for an image it refuses (damaged)."""
+    try:
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+    except ImportError:
+        return None
+    try:
+        dataset = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return None
+    values = {}
+    for name, tag in TAGS.items():
+        element = dataset.get(int(tag.replace("|", ""), 16))
+        value = "" if element is None or element.value is None else element.value
+        values[name] = "\\".join(map(str, value)) if isinstance(value, list | tuple) or \
+            type(value).__name__ == "MultiValue" else str(value)
+    not_an_image = any(values["sop_class"].startswith(prefix) for prefix, _ in NOT_IMAGES)
+    return values if values["series"] and not_an_image else None  # an image SimpleITK cannot read is damaged
 
 
 def _marked(path: Path) -> bool:
@@ -163,7 +187,8 @@ def scan_dicom(folder: Path) -> DicomScan:
             scan.skipped[case_id] = "a localizer (scout) image"
         else:
             try:
-                scan.series.append(_checked_series(uid, case_id, members))
+                multiframe = any(int(header["frames"] or 1) > 1 for _, header in members)
+                scan.series.append((_multiframe_series if multiframe else _checked_series)(uid, case_id, members))
             except ValueError as e:
                 scan.failed[case_id] = f"{e} ({len(members)} files, e.g. {members[0][0]})"
     scan.series.sort(key=lambda s: s.case_id)
@@ -225,9 +250,89 @@ def _series(uid: str, case_id: str, slices: list[_Slice], slice_spacing: float, 
                        tuple(s.instance_uid for s in slices))
 
 
+def highdicom_module(needed_for: str) -> Any:
+    """highdicom (the dicom extra), or an error saying what needs it and how to install it."""
+    try:
+        import highdicom
+    except ImportError:
+        raise UserError(f'{needed_for} needs highdicom: pip install "nnlight[dicom]"') from None
+    return highdicom
+
+
+def _multiframe_series(uid: str, case_id: str, members: list[tuple[Path, dict[str, str]]]) -> DicomSeries:
+    """An enhanced (multi-frame) image as a series: its frames must be one regular stack (highdicom checks the
+    per-frame positions: no gaps, even spacing, one orientation)."""
+    if len(members) > 1:
+        raise ValueError(f"{len(members)} multi-frame images in one series; nnlight reads a series of one multi-frame "
+                         "image or of single-frame slices: export each image as its own series")
+    path, header = members[0]
+    try:
+        image = highdicom_module("an enhanced (multi-frame) DICOM image").imread(str(path),
+                                                                                 lazy_frame_retrieval=True)
+        geometry = image.get_volume_geometry()
+    except UserError as e:
+        raise ValueError(str(e)) from None
+    except (ValueError, RuntimeError, AttributeError, KeyError) as e:
+        raise ValueError(f"its frames cannot be placed in space ({e}); export the image again with its frame "
+                         "positions") from None
+    if geometry is None:
+        raise ValueError("its frames are not one regular stack of slices (missing frames, uneven spacing, several "
+                         "orientations or stacks); export one regular volume")
+    grid = (*geometry.spatial_shape[1:], geometry.spatial_shape[0], *np.ravel(geometry.position),
+            *np.ravel(geometry.direction), *geometry.spacing)
+    return DicomSeries(uid, case_id, (path,), float(geometry.spacing_between_slices), header["study"],
+                       header["patient"], tuple((k, header[name]) for k, name in RULE_ATTRIBUTES.items()),
+                       tuple(float(v) for v in grid), (header["instance"],), multiframe=True)
+
+
+def _read_multiframe(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
+    """A multi-frame image's frames as a volume in the layout of a classic series: slices ascending along the
+    normal of their rows and columns (highdicom may stack them the other way), values rescaled."""
+    volume = highdicom_module("an enhanced (multi-frame) DICOM image").imread(str(series.files[0])).get_volume(
+        dtype=np.float32)
+    array, direction = volume.array, np.array(volume.direction, dtype=float)  # columns: slice, row, column axes
+    position, spacing = np.array(volume.position, dtype=float), tuple(float(v) for v in volume.spacing)
+    if float(direction[:, 0] @ np.cross(direction[:, 2], direction[:, 1])) < 0:
+        position = position + (array.shape[0] - 1) * spacing[0] * direction[:, 0]
+        array, direction[:, 0] = array[::-1], -direction[:, 0]
+    axes = direction[:, ::-1]  # SimpleITK's x (columns), y (rows), z (slices)
+    return np.ascontiguousarray(array)[None], Geometry(
+        spacing=spacing, sitk_spacing=spacing[::-1], sitk_origin=tuple(float(v) for v in position),
+        sitk_direction=tuple(float(v) for v in axes.ravel()), is_2d=False)
+
+
+TRANSFER_SYNTAXES = {"1.2.840.10008.1.2": "implicit VR little endian", "1.2.840.10008.1.2.1": "explicit VR little "
+                     "endian", "1.2.840.10008.1.2.2": "explicit VR big endian", "1.2.840.10008.1.2.5": "RLE",
+                     "1.2.840.10008.1.2.4.50": "JPEG baseline", "1.2.840.10008.1.2.4.51": "JPEG extended",
+                     "1.2.840.10008.1.2.4.57": "JPEG lossless", "1.2.840.10008.1.2.4.70": "JPEG lossless SV1",
+                     "1.2.840.10008.1.2.4.80": "JPEG-LS lossless", "1.2.840.10008.1.2.4.81": "JPEG-LS near-lossless",
+                     "1.2.840.10008.1.2.4.90": "JPEG 2000 lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000",
+                     "1.2.840.10008.1.2.4.201": "HTJ2K lossless", "1.2.840.10008.1.2.4.203": "HTJ2K",
+                     "1.2.840.10008.1.2.4.110": "JPEG XL lossless", "1.2.840.10008.1.2.4.112": "JPEG XL"}
+
+
+def transfer_syntax(path: Path) -> str:
+    """The file's transfer syntax UID (its file meta group, always explicit VR little endian), '' if unknown."""
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        meta = f.read(4096)
+        offset = 132
+        while offset + 8 <= len(meta) and meta[offset:offset + 2] == b"\x02\x00":
+            element, vr = int.from_bytes(meta[offset + 2:offset + 4], "little"), meta[offset + 4:offset + 6]
+            if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+                length, start = int.from_bytes(meta[offset + 8:offset + 12], "little"), offset + 12
+            else:
+                length, start = int.from_bytes(meta[offset + 6:offset + 8], "little"), offset + 8
+            if element == 0x0010:
+                return meta[start:start + length].decode("ascii", "replace").strip("\x00 ")
+            offset = start + length
+    return ""
+
+
 def read_dicom_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
     """The series as a ``(1, z, y, x)`` array of stored values with rescale slope and intercept applied, and its
     geometry (origin: the first slice's position; directions: its rows, columns and their normal)."""
+    if series.multiframe:
+        return _read_multiframe(series)
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames([str(p) for p in series.files])
@@ -236,8 +341,11 @@ def read_dicom_series(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
             image = reader.Execute()
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
-        raise ImageReadError(f"DICOM series {series.case_id}: its pixel data cannot be read ({reason}); the files "
-                             "may be damaged or in a transfer syntax this machine cannot decode") from None
+        syntax = transfer_syntax(series.files[0])
+        raise ImageReadError(f"DICOM series {series.case_id}: its pixel data cannot be decoded (transfer syntax "
+                             f"{TRANSFER_SYNTAXES.get(syntax, 'unknown')}, {syntax or 'not stated'}: {reason}); the "
+                             "files may be damaged, or convert them to an uncompressed transfer syntax (e.g. "
+                             "gdcmconv --raw, or dcmdjpeg of DCMTK)") from None
     spacing = (*(float(s) for s in image.GetSpacing()[:2]), series.slice_spacing)  # along the normal, as checked
     image.SetSpacing(spacing)
     array = sitk.GetArrayFromImage(image)
@@ -318,10 +426,12 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 def write_dicom_series(volume: np.ndarray, geometry: Geometry, folder: Path, series_uid: str,
                        description: str = "generated", series_number: int = 1, intercept: float = 0.0,
-                       file_names: list[str] | None = None, patient_id: str = "generated") -> list[Path]:
+                       file_names: list[str] | None = None, patient_id: str = "generated",
+                       compression: Literal["JPEG", "JPEG2000"] | None = None) -> list[Path]:
     """A ``(z, y, x)`` int16 volume as a CT series of one file per slice (test data and examples): positions along
     the geometry's third direction, the given rescale intercept (the writer stores ``volume - intercept``).
-    ``file_names``: the files' names in slice order (default ``slice_<k>.dcm``)."""
+    ``file_names``: the files' names in slice order (default ``slice_<k>.dcm``); ``compression``: JPEG lossless
+    (process 14) or JPEG 2000 lossless pixel data, the compressed variants archives send."""
     folder.mkdir(parents=True, exist_ok=True)
     direction = np.array(geometry.sitk_direction).reshape(3, 3)
     row, column, normal = direction[:, 0], direction[:, 1], direction[:, 2]
@@ -330,6 +440,9 @@ def write_dicom_series(volume: np.ndarray, geometry: Geometry, folder: Path, ser
     writer = sitk.ImageFileWriter()
     writer.SetImageIO("GDCMImageIO")
     writer.KeepOriginalImageUIDOn()
+    if compression is not None:
+        writer.SetUseCompression(True)
+        writer.SetCompressor(compression)
     paths = []
     for k in range(volume.shape[0]):
         position = origin + k * sz * normal

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnlight.inference.dicom_seg import write_dicom_seg
+from nnlight.inference.dicom_seg import SegSettings, write_dicom_seg
 from nnlight.raw.dicom import scan_dicom, write_dicom_series
 from nnlight.raw.io import Geometry
 from nnlight.raw.synthetic import synthetic_case
@@ -36,6 +36,6 @@ def make_dicom_collection(folder: str | Path, num_cases: int = 4, seed: int = 0,
                                f"{ROOT_UID}.{case + 1}.{channel + 10}", description=phase,
                                series_number=channel + 1, intercept=-1024, patient_id=f"PATIENT{case:03d}")
         (series,) = scan_dicom(study / "1-arterial").series
-        write_dicom_seg(label, series, SEGMENT_NAMES[case % 2], "nnlight-demo-data",
+        write_dicom_seg(label, series, geometry, SegSettings.of_labels(SEGMENT_NAMES[case % 2], "nnlight-demo-data"),
                         study / "300-segmentation" / "1-1.dcm")
     return folder
