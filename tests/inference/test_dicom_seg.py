@@ -152,3 +152,30 @@ def test_a_seg_of_an_enhanced_multi_frame_image_places_its_frames_by_position(tm
             assert np.array_equal(volume.array[index], np.where(labels[k] <= 2, labels[k], 0)), k
         else:
             assert not np.isin(labels[k], (1, 2)).any(), k
+
+
+def test_an_instance_map_is_a_segment_per_object_with_its_labels_code(tmp_path: Path) -> None:
+    paths, series = _series(tmp_path)
+    objects = np.zeros((6, 14, 12), np.uint16)
+    objects[1:3, 1:4, 1:4], objects[2:5, 6:9, 6:9], objects[4, 11:13, 2:4] = 1, 7, 3
+    codes = {"cell": load_segment_codes(_codes(tmp_path, "cell"), ["cell"])["cell"]}
+    write_dicom_seg(objects, series, GEOMETRY, SegSettings({"cell": (1,)}, {"model": "m"}, codes=codes,
+                                                           instances="cell"), tmp_path / "seg.dcm")
+    _valid(tmp_path / "seg.dcm")
+    seg = hd.seg.segread(str(tmp_path / "seg.dcm"))
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["cell 1", "cell 3", "cell 7"]
+    assert {d.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for d in seg.SegmentSequence} == {"Cell"}
+    frames = _frames_by_slice(tmp_path / "seg.dcm", paths, [1, 2, 3])
+    for number, value in enumerate((1, 3, 7)):
+        assert np.array_equal(frames[..., number], (objects == value).astype(np.uint8))
+    with pytest.raises(UserError, match="no object found"):
+        write_dicom_seg(np.zeros_like(objects), series, GEOMETRY, SegSettings({"cell": (1,)}, {"model": "m"},
+                                                                              instances="cell"), tmp_path / "x.dcm")
+    assert not (tmp_path / "x.dcm").exists()
+
+
+def _codes(tmp_path: Path, label: str) -> Path:
+    file = tmp_path / "codes.json"
+    file.write_text(json.dumps({label: {"category": ["SCT", "91723000", "Anatomical Structure"],
+                                        "type": ["SCT", "4421005", "Cell"]}}))
+    return file

@@ -160,3 +160,32 @@ def test_a_study_on_a_pacs_is_read_by_dicomweb_and_its_seg_stored_back(one_chann
     assert np.array_equal(hd.seg.Segmentation.from_dataset(from_server).pixel_array, ours.pixel_array)
     _check_seg(written, sitk.GetArrayFromImage(sitk.ReadImage(str(next(output.glob("*.nii.gz"))))),
                tmp_path / "scanner")
+
+
+def test_a_seg_that_cannot_be_written_fails_its_case_alone(one_channel_model, tmp_path: Path) -> None:
+    """A series no SEG can refer to is one line in failed.json; its segmentation image and the other cases are
+    written."""
+    from nnlight.inference.folder import AlsoWrite, input_cases, predict_folder
+    from nnlight.inference.predictor import Predictor
+    from nnlight.utils.errors import UserError
+
+    roots, model = one_channel_model
+    images = tmp_path / "images"
+    images.mkdir()
+    for k, source in enumerate(sorted((roots.raw / "Dataset931_OneChannel" / "imagesTr").glob("*_0000.nii.gz"))[:2]):
+        shutil.copy(source, images / f"case{k}_0000.nii.gz")
+    cases, _ = input_cases(images, ".nii.gz", 1)
+
+    def write(case: str, segmentation: np.ndarray, geometry: object, path: Path) -> None:
+        if case == "case1":
+            raise UserError("DICOM series case1: no DICOM SEG can refer to it")
+        path.write_text("a SEG")
+
+    predictor = Predictor.from_model_folder(model, mirroring=False, device="cpu")
+    report = predict_folder(predictor, cases, tmp_path / "out", ".nii.gz",
+                            also_write=AlsoWrite(lambda folder, case: folder / f"{case}_seg.dcm", write))
+    assert report.predicted == ["case0"] and list(report.failed) == ["case1"]
+    assert "no DICOM SEG can refer to it" in json.loads((tmp_path / "out" / "failed.json").read_text())["failed"][
+        "case1"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("case*")) == ["case0.nii.gz", "case0_seg.dcm",
+                                                                         "case1.nii.gz"]

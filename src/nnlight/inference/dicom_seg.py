@@ -66,12 +66,15 @@ def load_segment_codes(file: Path, names: list[str]) -> dict[str, SegmentCodes]:
 @dataclass(frozen=True)
 class SegSettings:
     """What every SEG of a prediction run shares: its segments (name -> the label values they cover; several for
-    a region), their codes, the SEG type, and the algorithm (model, configuration, folds)."""
+    a region), their codes, the SEG type, and the algorithm (model, configuration, folds). An instance model's
+    SEG has a segment per object instead (``instances``: the objects' label, e.g. "cell": "cell 1", "cell 2", ...,
+    each with that label's code)."""
 
     segments: Mapping[str, tuple[int, ...]]
     algorithm: Mapping[str, str]
     seg_type: SegType = "binary"
     codes: Mapping[str, SegmentCodes] | None = None
+    instances: str | None = None
 
     def __post_init__(self) -> None:
         if self.seg_type == "labelmap" and self.overlapping:
@@ -101,8 +104,13 @@ def write_dicom_seg(segmentation: np.ndarray, series: DicomSeries, geometry: Geo
     import pydicom
     from pydicom.sr.codedict import codes
 
-    names = list(settings.segments)
-    masks = np.stack([np.isin(segmentation, settings.segments[name]) for name in names], axis=-1)
+    segments = settings.segments if settings.instances is None else {
+        f"{settings.instances} {i}": (int(i),) for i in np.unique(segmentation) if i != 0}
+    if not segments:
+        raise UserError(f"DICOM series {series.case_id}: no object found, and a DICOM SEG holds at least one "
+                        "segment; its (empty) segmentation is written as an image only")
+    names = list(segments)
+    masks = np.stack([np.isin(segmentation, segments[name]) for name in names], axis=-1)
     if settings.seg_type == "labelmap":
         pixels: np.ndarray = np.zeros(segmentation.shape, np.uint16)
         for number in range(len(names)):
@@ -114,10 +122,10 @@ def write_dicom_seg(segmentation: np.ndarray, series: DicomSeries, geometry: Geo
         source=settings.algorithm.get("model", "")[-64:] or None,
         parameters={k: v[-64:] for k, v in settings.algorithm.items()})
     known = settings.codes or {}
-    segments = [hd.seg.SegmentDescription(
-        segment_number=number, segment_label=name[:64],
-        segmented_property_category=_code(hd, known.get(name, SegmentCodes()).category),
-        segmented_property_type=_code(hd, known.get(name, SegmentCodes()).type),
+    coded = {name: known.get(settings.instances or name, SegmentCodes()) for name in names}
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=number, segment_label=name[:64], segmented_property_category=_code(hd, coded[name].category),
+        segmented_property_type=_code(hd, coded[name].type),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm)
         for number, name in enumerate(names, start=1)]
     sources = [pydicom.dcmread(str(f)) for f in series.files]
@@ -132,7 +140,7 @@ def write_dicom_seg(segmentation: np.ndarray, series: DicomSeries, geometry: Geo
         seg = hd.seg.Segmentation(
             source_images=sources, pixel_array=pixel_array,
             segmentation_type=hd.seg.SegmentationTypeValues[settings.seg_type.upper()],
-            segment_descriptions=segments, series_instance_uid=hd.UID(), series_number=9000 + int(
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9000 + int(
                 sources[0].get("SeriesNumber", 0) or 0) % 1000, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer="nnlight", manufacturer_model_name=f"nnlight {__version__}", software_versions=__version__,
             device_serial_number="0", series_description=f"nnlight segmentation of {series.case_id}"[:64],

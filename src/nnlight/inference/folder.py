@@ -199,7 +199,12 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
         if probabilities is not None:  # first, so a finished segmentation means a finished case
             write_probabilities(output_folder / f"{case.case_id}.npz", probabilities)
         if also_write is not None:
-            also_write.write(case.case_id, segmentation, case.geometry, also_write.path(output_folder, case.case_id))
+            try:
+                also_write.write(case.case_id, segmentation, case.geometry, also_write.path(output_folder,
+                                                                                            case.case_id))
+            except UserError as e:  # e.g. a series no SEG can refer to: recorded; its segmentation still written
+                failed[case.case_id] = str(e)
+                print(f"{case.case_id}: {e}")
         write_segmentation(segmentation, output_folder / f"{case.case_id}{file_ending}", case.geometry)
 
     todo = [c for c in cases if overwrite or not finished(c)]
@@ -249,4 +254,4 @@ def predict_folder(predictor: Predictor | EnsemblePredictor, cases: Mapping[str,
         while exporting:
             exporting.popleft().result()
     record_failures()
-    return FolderReport(predicted, skipped, output_folder, failed)
+    return FolderReport([c for c in predicted if c not in failed], skipped, output_folder, failed)

@@ -258,9 +258,10 @@ def _check_made_by(folder: PredictionFolder, made_by: dict[str, Any], options: P
                         "model; predict into a new or empty folder")
 
 
-def _seg_settings(options: PredictOptions, dataset_json: DatasetJson, predictor: EnsemblePredictor, model: str
-                  ) -> SegSettings:
-    """A segment per label (a region: the labels it covers), named as in dataset.json, and the algorithm."""
+def _seg_settings(options: PredictOptions, dataset_json: DatasetJson, predictor: EnsemblePredictor, model: str,
+                  instances: bool) -> SegSettings:
+    """A segment per label (a region: the labels it covers), named as in dataset.json, or per object of an
+    instance map; and the algorithm."""
     segments = {name: (value,) if isinstance(value, int) else tuple(value)
                 for name, value in dataset_json.labels.items()
                 if value != 0 and name != "background" and value != dataset_json.ignore_label}
@@ -269,7 +270,8 @@ def _seg_settings(options: PredictOptions, dataset_json: DatasetJson, predictor:
     folders = [folder for member in predictor.predictors for folder in member.model_folders]
     algorithm = {"model": model, "configuration": " + ".join(dict.fromkeys(f.parent.parent.name for f in folders)),
                  "folds": ", ".join(f.name for f in folders)}
-    return SegSettings(segments, algorithm, options.dicom_seg_type, codes)
+    return SegSettings(segments, algorithm, options.dicom_seg_type, codes,
+                       dataset_json.object_name if instances else None)
 
 
 def run(config: PredictConfig) -> dict:
@@ -321,11 +323,8 @@ def _run(config: PredictConfig, scratch: Path) -> dict:
     if options.output_format == "dicom_seg" and not dicom:
         raise UserError(f"output_format=dicom_seg: {input_folder} holds no DICOM series, and a DICOM SEG refers to the "
                         "series it segments; give a folder of DICOM files, or leave output_format=image")
-    seg_settings = _seg_settings(options, dataset_json, predictor, str(config.model)) \
-        if options.output_format == "dicom_seg" else None
-    if seg_settings is not None and instances:
-        raise UserError("output_format=dicom_seg writes a segment per label, and this model predicts objects (an "
-                        "instance map), which a SEG does not hold yet: use output_format=image")
+    seg_settings = _seg_settings(options, dataset_json, predictor, str(config.model), instances
+                                 and options.output_instances) if options.output_format == "dicom_seg" else None
     everything = [*cases, *refused]
     cases = {c: files for c, files in cases.items() if config.shard.contains(c)}
     refused = {c: why for c, why in refused.items() if config.shard.contains(c)}
