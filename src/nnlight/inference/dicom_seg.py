@@ -110,13 +110,13 @@ def write_dicom_seg(segmentation: np.ndarray, series: DicomSeries, geometry: Geo
         raise UserError(f"DICOM series {series.case_id}: no object found, and a DICOM SEG holds at least one "
                         "segment; its (empty) segmentation is written as an image only")
     names = list(segments)
-    masks = np.stack([np.isin(segmentation, segments[name]) for name in names], axis=-1)
-    if settings.seg_type == "labelmap":
-        pixels: np.ndarray = np.zeros(segmentation.shape, np.uint16)
-        for number in range(len(names)):
-            pixels[masks[..., number]] = number + 1
-    else:
-        pixels = masks.astype(np.uint8)
+    if any(len(values) > 1 for values in segments.values()):  # overlapping regions: a mask each
+        pixels = np.stack([np.isin(segmentation, segments[name]) for name in names], axis=-1).astype(np.uint8)
+    else:  # segment numbers in one array (as highdicom takes exclusive segments): no mask per class in memory
+        numbering = np.zeros(int(segmentation.max(initial=0)) + 1, np.uint16)
+        for number, name in enumerate(names, start=1):
+            numbering[[v for v in segments[name] if v < len(numbering)]] = number
+        pixels = numbering[segmentation]
     algorithm = hd.AlgorithmIdentificationSequence(
         name="nnlight", version=__version__, family=codes.cid7162.ArtificialIntelligence,
         source=settings.algorithm.get("model", "")[-64:] or None,
