@@ -69,6 +69,25 @@ def test_fold_out_of_range_is_a_clear_error(preprocessed) -> None:
         _module(preprocessed, "3d_fullres", 0, fold=7)
 
 
+def test_fold_all_trains_a_dataset_of_fewer_cases_than_folds(preprocessed, tmp_path: Path) -> None:
+    """Two cases cannot make five folds, and need none for data.fold=all (a small collection's first model)."""
+    import shutil
+
+    from nnlight.preprocessing.store import completed_cases
+
+    folder, plans = preprocessed
+    small = tmp_path / folder.name
+    shutil.copytree(folder, small, ignore=shutil.ignore_patterns("splits_final.json"))
+    store = small / plans.configurations["3d_fullres"].data_identifier
+    cases = completed_cases(store)
+    for case in cases[2:]:
+        (store / f"{case}.json").unlink()  # what makes a case complete
+    module = _module((small, plans), "3d_fullres", 0, fold="all")
+    assert module.train_cases == module.val_cases == cases[:2]
+    with pytest.raises(UserError, match="2 training case\\(s\\) cannot be split into 5 folds"):
+        _module((small, plans), "3d_fullres", 0, fold=0)
+
+
 def test_data_settings_out_of_range_are_named() -> None:
     for wrong in ({"batch_size": 0}, {"iterations_per_epoch": 0}, {"oversample_foreground": 1.5}, {"fold": -1}):
         with pytest.raises(ValueError, match=next(iter(wrong))):

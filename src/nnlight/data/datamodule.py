@@ -166,7 +166,9 @@ class SegmentationDataModule(L.LightningDataModule):
         cases = completed_cases(self.store)
         if not cases:
             raise UserError(f"{self.store}: no preprocessed cases; run plan.py on the dataset first (preprocess=true)")
-        split = fold_cases(load_or_create_splits(self.preprocessed_dataset, cases), s.fold, cases)
+        # fold=all needs no splits: a dataset of fewer cases than folds trains on all of them
+        split = fold_cases([] if s.fold == "all" else load_or_create_splits(self.preprocessed_dataset, cases), s.fold,
+                           cases)
         self.train_cases, self.val_cases = split["train"], split["val"]
         rank = self.trainer.global_rank if self.trainer is not None else 0
         world = self.trainer.world_size if self.trainer is not None else 1
