@@ -33,7 +33,7 @@ def _labels(shape: tuple[int, int, int] = (6, 14, 12)) -> np.ndarray:
     return labels
 
 
-# what dciodvfy (dicom3tools 2023) says of the Label Map Segmentation IOD of DICOM 2024 (Supplement 243), which it
+# what dciodvfy (dicom3tools of 2022) says of the Label Map Segmentation IOD of DICOM 2024 (Supplement 243), which it
 # predates: it knows no such object, and checks segment numbers by the binary SEG's rule (from one; a label map's
 # background is segment 0)
 PREDATES_LABEL_MAPS = ("Error - Information Object Not found",

@@ -259,3 +259,35 @@ def test_an_enhanced_multi_frame_image_reads_as_its_classic_series(tmp_path: Pat
     assert np.allclose(read.sitk_origin, expected_geometry.sitk_origin, atol=1e-4)
     assert np.allclose(read.sitk_direction, expected_geometry.sitk_direction, atol=1e-5)
     assert np.allclose(read.sitk_spacing, expected_geometry.sitk_spacing, atol=1e-4)
+
+
+def test_series_made_from_the_shared_ct_and_mr_read_back_as_their_nifti_files(tmp_path: Path) -> None:
+    """Real geometry: the shared CT (3 mm, int16) and a BraTS MR case (two channels, z-scores kept to 0.01 as
+    int16) written as DICOM series read back as the NIfTI files hold them; the MR's channels by their rules."""
+    from nnlight.raw.io import read_image_file
+    from tests.conftest import shared_dataset
+
+    ct_file = shared_dataset("Dataset102_TotalSegCTExample") / "imagesTr" / "tsct_small_0000.nii.gz"
+    ct, ct_geometry = read_image_file(ct_file)
+    write_dicom_series(ct[0].astype(np.int16), ct_geometry, tmp_path / "ct", UID + ".40", description="CT abdomen")
+    (series,) = scan_dicom(tmp_path / "ct").series
+    array, geometry = read_dicom_series(series)
+    assert np.array_equal(array, ct.astype(np.int16))
+    for ours, theirs in ((geometry.sitk_origin, ct_geometry.sitk_origin),
+                         (geometry.sitk_spacing, ct_geometry.sitk_spacing),
+                         (geometry.sitk_direction, ct_geometry.sitk_direction)):
+        assert np.allclose(ours, theirs, atol=1e-4)
+
+    brats = shared_dataset("Dataset101_BraTS2015Mini") / "imagesTr"
+    channels = [read_image_file(brats / f"brats2013_pat0001_000{c}.nii.gz") for c in (0, 1)]
+    scaled = [np.round(image[0] * 100).astype(np.int16) for image, _ in channels]
+    for k, (name, volume) in enumerate(zip(("Ax T1c post-contrast", "Ax FLAIR"), scaled, strict=True)):
+        write_dicom_series(volume, channels[0][1], tmp_path / "mr" / name, f"{UID}.5.{k + 10}", description=name,
+                           series_number=k + 1, patient_id="BRATS0001")
+    cases, failed = cases_by_channel_rules(scan_dicom(tmp_path / "mr").series,
+                                           [ChannelRule.parse("t1c"), ChannelRule.parse("flair")])
+    assert not failed and list(cases)[0].startswith("BRATS0001_")
+    array, geometry = read_dicom_case(next(iter(cases.values())))
+    assert np.array_equal(array, np.stack(scaled))
+    assert np.allclose(geometry.sitk_origin, channels[0][1].sitk_origin, atol=1e-4)
+    assert np.allclose(geometry.sitk_direction, channels[0][1].sitk_direction, atol=1e-5)

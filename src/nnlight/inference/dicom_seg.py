@@ -8,7 +8,7 @@ category and type per segment: "Tissue" unless a codes file gives proper ones (S
 
 ``binary`` (default) stores each segment's frames without the empty ones: the SEG type every viewer and validator
 reads. ``labelmap`` stores one frame per slice holding every label (DICOM 2024, Supplement 243): compact for many
-classes, read by highdicom and recent viewers, not yet by older validators (dciodvfy 2023) and viewers.
+classes, read by highdicom and recent viewers, not yet by older validators (dciodvfy of 2022) and viewers.
 """
 
 from __future__ import annotations
