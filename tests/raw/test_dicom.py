@@ -286,7 +286,7 @@ def test_series_made_from_the_shared_ct_and_mr_read_back_as_their_nifti_files(tm
                            series_number=k + 1, patient_id="BRATS0001")
     cases, failed = cases_by_channel_rules(scan_dicom(tmp_path / "mr").series,
                                            [ChannelRule.parse("t1c"), ChannelRule.parse("flair")])
-    assert not failed and list(cases)[0].startswith("BRATS0001_")
+    assert not failed and next(iter(cases)).startswith("BRATS0001_")
     array, geometry = read_dicom_case(next(iter(cases.values())))
     assert np.array_equal(array, np.stack(scaled))
     assert np.allclose(geometry.sitk_origin, channels[0][1].sitk_origin, atol=1e-4)
