@@ -78,6 +78,8 @@ def test_a_seg_of_a_series_holds_the_prediction_and_names_the_algorithm(tmp_path
     _valid(tmp_path / "seg.dcm", label_map=seg_type == "labelmap")
     seg = hd.seg.segread(str(tmp_path / "seg.dcm"))
     assert seg.SegmentationType == seg_type.upper()
+    assert seg.file_meta.TransferSyntaxUID == ("1.2.840.10008.1.2.4.80" if seg_type == "labelmap" else
+                                               "1.2.840.10008.1.2.1")  # a label map JPEG-LS lossless compressed
     background = ["Background"] if seg_type == "labelmap" else []  # a label map's segment 0 (highdicom's)
     assert [d.SegmentLabel for d in seg.SegmentSequence] == [*background, "liver", "tumor", "cyst", "vessel"]
     frames = _frames_by_slice(tmp_path / "seg.dcm", paths, [1, 2, 3, 4])

@@ -7,8 +7,9 @@ identified (nnlight, its version, the model, configuration and folds), automatic
 category and type per segment: "Tissue" unless a codes file gives proper ones (SNOMED CT, ...).
 
 ``binary`` (default) stores each segment's frames without the empty ones: the SEG type every viewer and validator
-reads. ``labelmap`` stores one frame per slice holding every label (DICOM 2024, Supplement 243): compact for many
-classes, read by highdicom and recent viewers, not yet by older validators (dciodvfy of 2022) and viewers.
+reads. ``labelmap`` stores one frame per slice holding every label (DICOM 2024, Supplement 243), JPEG-LS lossless
+compressed: compact and fast for many classes, read by highdicom and recent viewers, not yet by older validators
+(dciodvfy of 2022) and viewers.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nnlight.utils.errors import UserError
 from nnlight.utils.files import atomic_write_named, load_json
 
 SegType = Literal["binary", "labelmap"]
+JPEGLS_LOSSLESS = "1.2.840.10008.1.2.4.80"  # label maps compress ~50x (BENCHMARKS.md); pyjpegls comes with highdicom
 GENERIC_CODE = ("SCT", "85756007", "Tissue")  # SNOMED CT's "Tissue": category and type where no code is given
 
 
@@ -128,7 +130,7 @@ def write_dicom_seg(segmentation: np.ndarray, series: DicomSeries, geometry: Geo
         segmented_property_type=_code(hd, coded[name].type),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm)
         for number, name in enumerate(names, start=1)]
-    sources = [pydicom.dcmread(str(f)) for f in series.files]
+    sources = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in series.files]  # references only
     if series.multiframe:  # frames matched to the source's by their positions
         pixel_array: Any = hd.Volume(pixels, volume_affine(geometry), "PATIENT",
                                      frame_of_reference_uid=sources[0].FrameOfReferenceUID,
@@ -144,7 +146,8 @@ def write_dicom_seg(segmentation: np.ndarray, series: DicomSeries, geometry: Geo
                 sources[0].get("SeriesNumber", 0) or 0) % 1000, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer="nnlight", manufacturer_model_name=f"nnlight {__version__}", software_versions=__version__,
             device_serial_number="0", series_description=f"nnlight segmentation of {series.case_id}"[:64],
-            omit_empty_frames=True)
+            omit_empty_frames=True, **({"transfer_syntax_uid": JPEGLS_LOSSLESS} if settings.seg_type == "labelmap"
+                                        else {}))
     except (ValueError, TypeError, AttributeError) as e:  # what the source series lacks for a valid SEG
         raise UserError(f"DICOM series {series.case_id} ({series.files[0].parent}): no DICOM SEG can refer to it: "
                         f"{e}. Its segmentation is written as an image (output_format=image)") from None
