@@ -5,11 +5,11 @@
 
 The CT (and its reference labels: TotalSegmentator's organs) is resampled onto a 512 x 512 x 300 grid over the
 same extent and written both as NIfTI and as a DICOM series of 300 slices. The same model (117 classes) predicts
-it twice as nnlight-predict does (predict_folder: read, preprocess, sliding window, export, write): from the NIfTI
-file, and from the DICOM folder (scan, read the series) with a binary SEG written beside the NIfTI. Then a SEG of
-the reference labels (a SEG of what a trained model would predict) is written alone, binary and as a label map,
-with its time and size. One fold, without mirroring unless --mirroring: the cheapest prediction, so the share
-DICOM adds is the largest it gets.
+it as nnlight-predict does (predict_folder: read, preprocess, sliding window, export, write): from the NIfTI file,
+and from the DICOM folder (scan, read the series) with a SEG written beside the NIfTI (binary, then label map).
+Then a SEG of the reference labels (a SEG of what a trained model would predict) is written alone, binary and as
+a label map, with its time and size. One fold, without mirroring unless --mirroring: the cheapest prediction,
+so the share DICOM adds is the largest it gets.
 """
 
 from __future__ import annotations
@@ -78,17 +78,20 @@ def main() -> None:
         predict_folder(predictor, {"ct": (folder / "nifti" / "ct_0000.nii.gz",)}, folder / "out_nifti", ".nii.gz")
         from_nifti = time.perf_counter() - start
         rows.append(("predict from NIfTI (nnlight-predict's steps)", from_nifti, "100 %"))
-        start = time.perf_counter()
-        (series,) = scan_dicom(folder / "dicom").series
-        predict_folder(predictor, {"ct": series.files}, folder / "out_dicom", ".nii.gz",
-                       read_case=lambda case: read_dicom_case((series,)),
-                       also_write=AlsoWrite(lambda out, case: out / f"{case}_seg.dcm",
-                                            lambda case, seg, geo, path: write_dicom_seg(seg, series, geo, settings,
-                                                                                         path)))
-        from_dicom = time.perf_counter() - start
-        rows.append(("predict from DICOM + binary SEG of the prediction", from_dicom,
-                     f"{100 * from_dicom / from_nifti:.1f} %"))
-        written = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "out_dicom" / "ct.nii.gz")))
+        for seg_type in ("binary", "labelmap"):
+            start = time.perf_counter()
+            (series,) = scan_dicom(folder / "dicom").series
+            chosen = SegSettings(settings.segments, settings.algorithm, seg_type)  # type: ignore[arg-type]
+            predict_folder(predictor, {"ct": series.files}, folder / f"out_{seg_type}", ".nii.gz",
+                           read_case=lambda case, series=series: read_dicom_case((series,)),
+                           also_write=AlsoWrite(lambda out, case: out / f"{case}_seg.dcm",
+                                                lambda case, seg, geo, path, series=series, chosen=chosen:
+                                                write_dicom_seg(seg, series, geo, chosen, path)))
+            from_dicom = time.perf_counter() - start
+            size = (folder / f"out_{seg_type}" / "ct_seg.dcm").stat().st_size
+            rows.append((f"predict from DICOM + {seg_type} SEG of the prediction ({size / 1e6:.1f} MB)", from_dicom,
+                         f"{100 * from_dicom / from_nifti:.1f} %"))
+        written = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "out_binary" / "ct.nii.gz")))
         print(f"prediction: {len(np.unique(written)) - 1} foreground labels present; reference: "
               f"{len(np.unique(reference)) - 1} of {len(labels) - 1} labels")
         for seg_type in ("binary", "labelmap"):
