@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -291,3 +292,30 @@ def test_series_made_from_the_shared_ct_and_mr_read_back_as_their_nifti_files(tm
     assert np.array_equal(array, np.stack(scaled))
     assert np.allclose(geometry.sitk_origin, channels[0][1].sitk_origin, atol=1e-4)
     assert np.allclose(geometry.sitk_direction, channels[0][1].sitk_direction, atol=1e-5)
+
+
+def test_a_jpeg_baseline_series_decodes_close_to_its_source(tmp_path: Path) -> None:
+    """JPEG baseline (lossy, 8 bits): the compression archives use for secondary captures and older CTs; its
+    slices are made here with Pillow (highdicom's dependency) and decoded by GDCM."""
+    pydicom = pytest.importorskip("pydicom", reason='pydicom comes with pip install "nnlight[dicom]"')
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    z, y, x = np.mgrid[0:5, 0:32, 0:24]
+    volume = (100 + 60 * np.sin(y / 5.0) * np.cos(x / 4.0) + 10 * z).astype(np.int16)  # smooth, 8-bit values
+    plain = write_dicom_series(volume, _geometry(), tmp_path / "plain", UID + ".50")
+    (tmp_path / "jpeg").mkdir()
+    for path in plain:
+        dataset = pydicom.dcmread(path)
+        encoded = io.BytesIO()
+        Image.fromarray(dataset.pixel_array.astype(np.uint8)).save(encoded, "JPEG", quality=90)
+        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 8, 8, 7, 0
+        dataset.PixelData = encapsulate([encoded.getvalue()])
+        dataset["PixelData"].VR = "OB"
+        dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        dataset.save_as(tmp_path / "jpeg" / path.name, enforce_file_format=True)
+    (series,) = scan_dicom(tmp_path / "jpeg").series
+    assert transfer_syntax(series.files[0]) == "1.2.840.10008.1.2.4.50"
+    array, geometry = read_dicom_series(series)
+    assert np.abs(array[0].astype(float) - volume).mean() < 2.0 and geometry.sitk_spacing == (0.7, 0.8, 2.5)
