@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from nnlight.pipeline.demo_data import PHASES, make_dicom_collection
 from nnlight.raw.convert_dicom import convert_dicom, label_names
 from nnlight.raw.dicom import read_dicom_case, scan_dicom
 from nnlight.raw.io import read_image_file
 from nnlight.raw.synthetic import synthetic_case
-from nnlight.raw.synthetic_dicom import PHASES, make_dicom_collection
 from nnlight.utils.errors import UserError
 from tests.conftest import TINY_BUDGET, Roots, run_entry, run_script
 
@@ -106,7 +106,7 @@ def test_convert_plan_train_and_predict_dicom_in_seg_out_on_a_collection(tmp_pat
 
     roots = Roots(tmp_path / "raw", tmp_path / "preprocessed", tmp_path / "results")
     collection = tmp_path / "collection"
-    for argv in (["-m", "nnlight.raw.synthetic", f"dicom={collection}", "cases=5"],
+    for argv in (["-m", "nnlight.pipeline.demo_data", f"dicom={collection}", "cases=5"],
                  ["-m", "nnlight.raw.convert_dicom", f"input={collection}", "id=954", "name=Collection",
                   f"raw={roots.raw}", "channels=arterial,venous", f"labels={_labels_file(tmp_path)}"]):
         result = run_entry(argv, tmp_path, roots.env())

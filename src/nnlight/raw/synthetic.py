@@ -6,9 +6,7 @@ do) holding two labelled blobs with distinct intensities, so a network can actua
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from nnlight.raw.io import SPACING_2D_DUMMY, Geometry, write_image, write_seg
-from nnlight.utils.command_line import key_value_arguments
-from nnlight.utils.errors import UserError, exit_on_user_error
-from nnlight.utils.files import atomic_write_json, load_json
+from nnlight.utils.errors import UserError
+from nnlight.utils.files import atomic_write_json
 
 
 def _ellipsoid(shape: tuple[int, ...], center: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -202,54 +199,3 @@ def demo_kind(two_d: bool, regions: bool, ignore: bool, instances: bool) -> tupl
         return 908 + two_d, "DemoCells" + ("2D" if two_d else "")
     return 900 + two_d + 2 * regions + 4 * ignore, \
         "Demo" + ("Regions" if regions else "") + ("Ignore" if ignore else "") + ("2D" if two_d else "")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write nnlight's synthetic demo dataset in nnU-Net raw format.",
-                                     usage="nnlight-demo-data [raw=data/raw id=900 name=Demo cases=8 2d=true "
-                                           "regions=true ignore=true instances=true | dicom=<folder>]")
-    parser.add_argument("--raw", default="data/raw", help="raw datasets root (default: data/raw)")
-    parser.add_argument("--id", type=int, default=None, help="dataset number (default: one per kind, 900 for 3D)")
-    parser.add_argument("--name", default=None, help="dataset name (default: one per kind: Demo, Demo2D, ...)")
-    parser.add_argument("--cases", type=int, default=8)
-    parser.add_argument("--2d", dest="two_d", action="store_true", help="2D PNG images instead of 3D NIfTI")
-    parser.add_argument("--regions", action="store_true", help="declare the labels as nested regions")
-    parser.add_argument("--ignore", action="store_true", help="leave half of the background unannotated "
-                        f"(ignore label {IGNORE_VALUE})")
-    parser.add_argument("--instances", action="store_true", help="cells with instance maps (every cell its own "
-                        "id; dataset.json \"instance_maps\": true), 2D or anisotropic 3D")
-    parser.add_argument("--dicom", default=None, help="instead: a DICOM collection (two CT phases and a SEG per "
-                        "patient, TCIA's layout) in this folder, for nnlight-convert-dicom")
-    args = parser.parse_args(key_value_arguments(parser, argv))
-    with exit_on_user_error():
-        if args.dicom is not None:
-            from nnlight.raw.synthetic_dicom import make_dicom_collection  # needs the dicom extra's highdicom
-
-            if Path(args.dicom).exists() and any(Path(args.dicom).iterdir()):
-                raise UserError(f"dicom={args.dicom}: the folder holds files already; give a new or empty folder")
-            print(json.dumps({"dicom_collection": str(make_dicom_collection(args.dicom, args.cases))}))
-            return
-        if args.instances and (args.regions or args.ignore):
-            raise UserError("instances=true makes cells with instance maps; regions= and ignore= do not apply to it")
-        default_id, default_name = demo_kind(args.two_d, args.regions, args.ignore, args.instances)
-        dataset_id, name = default_id if args.id is None else args.id, args.name or default_name
-        ending = ".png" if args.two_d else ".nii.gz"
-        expected = cells_dataset_json(name, args.cases, ending) if args.instances else \
-            blobs_dataset_json(name, args.cases, 1 if args.two_d else 2, ending, args.regions, args.ignore)
-        folder = Path(args.raw) / f"Dataset{dataset_id:03d}_{name}"
-        if folder.is_dir() and (folder / "dataset.json").is_file() and load_json(folder / "dataset.json") == expected:
-            print(json.dumps({"dataset": folder.name, "folder": str(folder), "note": "already there"}))
-            return
-        if args.instances:
-            shape, spacing = ((64, 64), (1.0, 1.0)) if args.two_d else ((16, 64, 64), (3.0, 1.0, 1.0))
-            folder = make_instance_dataset(args.raw, dataset_id, name, args.cases, shape, spacing)
-        else:
-            folder = make_synthetic_dataset(args.raw, dataset_id, name, args.cases,
-                                            shape=(64, 80) if args.two_d else (24, 48, 40),
-                                            num_channels=1 if args.two_d else 2, regions=args.regions,
-                                            ignore=args.ignore)
-    print(json.dumps({"dataset": folder.name, "folder": str(folder)}))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""The demo generator: each kind of demo its own dataset, never written into an existing one."""
+"""nnlight-demo-data: each kind of demo its own dataset, never written into an existing one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnlight.raw.synthetic import main
+from nnlight.pipeline.demo_data import main
 
 
 def _files(root: Path) -> dict[Path, bytes]:
