@@ -122,6 +122,7 @@ def test_the_architectures_smoke_suite_compares_every_network_with_its_compute(r
     assert "| peak GPU MB | parameters |" in report and "on the resenc_m planner's plans" in report
 
 
+@pytest.mark.slow  # 50-90 s on a 2-core Xeon: the default suite keeps its 15 minutes
 def test_a_suite_of_ones_own_folder_uses_the_options_beside_it(roots: Roots, tmp_path: Path) -> None:
     """The researcher's folder reaches the suite and every variant's training: a suite file there naming a network
     option of the same folder, given with --config-dir or NNLIGHT_CONFIG_DIR (the dry run composes every variant,

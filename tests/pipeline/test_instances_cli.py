@@ -40,6 +40,7 @@ def cells_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  spacing=(3.0, 1.0, 1.0), cells=10, radius_mm=6.0, num_test_cases=2)
 
 
+@pytest.mark.slow  # 50-90 s on a 2-core Xeon: the default suite keeps its 15 minutes
 def test_an_instance_dataset_runs_plan_train_evaluate_predict(cells_3d: Path, roots: Roots) -> None:
     shutil.copytree(cells_3d, roots.raw / DATASET)
     plan = run_script("plan.py", f"dataset={DATASET}", "num_workers=0", roots=roots)

@@ -73,6 +73,7 @@ def _run_folder(roots: Roots) -> Path:
     return folders[0]
 
 
+@pytest.mark.slow  # 50-90 s on a 2-core Xeon: the default suite keeps its 15 minutes
 def test_a_requeued_multi_node_run_ends_with_the_weights_of_an_uninterrupted_one(planned_roots: Roots,
                                                                                   tmp_path: Path) -> None:
     fake_bin = _fake_scontrol(tmp_path / "bin")
